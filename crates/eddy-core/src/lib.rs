@@ -1,0 +1,12 @@
+//! Eddy's foundation: identifiers, key groups, configuration (parsing, validation, typed settings).
+//!
+//! This crate holds no IO beyond reading configuration files and must never start threads or
+//! sockets: every other crate depends on it.
+
+pub mod config;
+pub mod ids;
+pub mod keygroup;
+pub mod settings;
+
+pub use ids::{AttemptId, JobId, TaskManagerId};
+pub use keygroup::{KeyGroupRange, DEFAULT_MAX_PARALLELISM};
