@@ -1,0 +1,151 @@
+//! Channels between subtasks, with credit-based flow control.
+//!
+//! Every event a producer sends on a channel (a batch, a watermark, a barrier, the end) costs one
+//! credit; the consumer returns the credit after it processed the event. A channel starts with
+//! [`CHANNEL_CREDITS`] credits, so at most that many events are in flight per channel and a
+//! consumer's mailbox (sized to the sum of its channels' credits) can never overflow: slow
+//! consumers stall producers (back-pressure), nothing buffers without bound.
+//! Local channels hand over `Vec<T>` batches without serialization; remote channels carry bytes
+//! over the TaskManagers' TCP connection (see `network.rs`).
+
+use crate::error::{JobError, Result};
+use std::any::Any;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+/// Events in flight per channel.
+pub const CHANNEL_CREDITS: u32 = 8;
+
+/// A globally unique channel id within one deployment of a job (assigned by the JobMaster).
+pub type ChannelId = u64;
+
+/// The payload of a batch event.
+pub enum Payload {
+    /// A `Vec<T>` handed over in-process.
+    Local(Box<dyn Any + Send>),
+    /// A bincode-encoded `Vec<T>` that crossed TCP.
+    Bytes(Vec<u8>),
+}
+
+/// What travels on a channel, in order.
+pub enum ChannelEvent {
+    Batch(Payload),
+    Watermark(i64),
+    Barrier(u64),
+    /// The producer subtask finished: no more events on this channel.
+    EndOfPartition,
+}
+
+/// The producer-side credit counter of one channel.
+pub struct Credits {
+    available: Mutex<u32>,
+    cv: Condvar,
+}
+
+impl Credits {
+    pub fn new(initial: u32) -> Arc<Self> {
+        Arc::new(Credits { available: Mutex::new(initial), cv: Condvar::new() })
+    }
+
+    /// Takes one credit, waiting while none is available; gives up when `cancel` is set.
+    pub fn acquire(&self, cancel: &AtomicBool) -> Result<()> {
+        let mut n = self.available.lock().map_err(|_| JobError::new("credit lock poisoned"))?;
+        while *n == 0 {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(JobError::new("task canceled"));
+            }
+            n = self.cv.wait_timeout(n, Duration::from_millis(50)).map_err(|_| JobError::new("credit lock poisoned"))?.0;
+        }
+        *n -= 1;
+        Ok(())
+    }
+
+    pub fn grant(&self, count: u32) {
+        if let Ok(mut n) = self.available.lock() {
+            *n += count;
+            self.cv.notify_all();
+        }
+    }
+}
+
+/// How a consumer gives a credit back after processing an event.
+#[derive(Clone)]
+pub enum CreditReturn {
+    Local(Arc<Credits>),
+    Remote(Arc<crate::task::network::PeerConnection>, ChannelId),
+}
+
+impl CreditReturn {
+    pub fn release(&self) {
+        match self {
+            CreditReturn::Local(c) => c.grant(1),
+            CreditReturn::Remote(conn, id) => conn.send_credit(*id, 1),
+        }
+    }
+}
+
+/// What lands in a task's mailbox.
+pub enum MailboxItem {
+    /// An event on input channel `index` (position in the task's input list).
+    Channel { index: u32, event: ChannelEvent, credit: CreditReturn },
+    Control(TaskControl),
+}
+
+/// Commands to a running task from its TaskManager.
+#[derive(Clone, Debug)]
+pub enum TaskControl {
+    /// Sources only: inject a barrier for this checkpoint.
+    TriggerCheckpoint { checkpoint_id: u64 },
+    NotifyCheckpointComplete { checkpoint_id: u64 },
+    AbortCheckpoint { checkpoint_id: u64 },
+    Cancel,
+}
+
+/// The consumer end of a channel as registered at its TaskManager.
+#[derive(Clone)]
+pub struct InputEndpoint {
+    pub mailbox: SyncSender<MailboxItem>,
+    pub index: u32,
+    /// Credits for a local producer (remote producers get theirs over the connection).
+    pub local_credits: Arc<Credits>,
+}
+
+/// The producer end of one channel.
+pub struct ChannelWriter {
+    credits: Arc<Credits>,
+    target: ChannelTarget,
+    cancel: Arc<AtomicBool>,
+}
+
+enum ChannelTarget {
+    Local(InputEndpoint),
+    Remote(Arc<crate::task::network::PeerConnection>, ChannelId),
+}
+
+impl ChannelWriter {
+    pub fn local(endpoint: InputEndpoint, cancel: Arc<AtomicBool>) -> Self {
+        ChannelWriter { credits: endpoint.local_credits.clone(), target: ChannelTarget::Local(endpoint), cancel }
+    }
+
+    pub fn remote(conn: Arc<crate::task::network::PeerConnection>, id: ChannelId, credits: Arc<Credits>, cancel: Arc<AtomicBool>) -> Self {
+        ChannelWriter { credits, target: ChannelTarget::Remote(conn, id), cancel }
+    }
+
+    pub fn is_local(&self) -> bool {
+        matches!(self.target, ChannelTarget::Local(_))
+    }
+
+    /// Sends one event, waiting for a credit first (back-pressure).
+    pub fn send(&self, event: ChannelEvent) -> Result<()> {
+        self.credits.acquire(&self.cancel)?;
+        match &self.target {
+            ChannelTarget::Local(ep) => ep
+                .mailbox
+                .send(MailboxItem::Channel { index: ep.index, event, credit: CreditReturn::Local(self.credits.clone()) })
+                .map_err(|_| JobError::new("the consuming task is gone")),
+            ChannelTarget::Remote(conn, id) => conn.send_event(*id, &event),
+        }
+    }
+}

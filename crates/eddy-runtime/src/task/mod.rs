@@ -1,0 +1,395 @@
+//! Tasks: one thread per subtask, running a chain of operators.
+//!
+//! A task's thread builds its chain (tail first: network writers, then operators, then the
+//! source or the input decoder), then loops over its mailbox: channel events go through the
+//! input gate, control messages (checkpoint trigger/notify/abort, cancel) are handled between
+//! events. Partly filled output buffers are flushed whenever the mailbox runs empty or the
+//! buffer timeout passed. A task never shares operator state with another thread.
+
+pub mod chain;
+pub mod channel;
+pub mod input;
+pub mod metrics;
+pub mod network;
+pub mod source_driver;
+pub mod writer;
+
+use crate::data::now_millis;
+use crate::error::{JobError, Result};
+use crate::graph::{AnyEmit, JobGraph, PartitionKind, SourceDriver, StreamGraph};
+use crate::operator::TaskInfo;
+use crate::snapshot::OperatorSnapshot;
+use crate::source::SourceStatus;
+use chain::ChainSnapshot;
+use channel::{ChannelId, ChannelWriter, Credits, InputEndpoint, MailboxItem, TaskControl, CHANNEL_CREDITS};
+use input::{InputGate, InputHandler};
+use metrics::TaskMetrics;
+use network::NetworkEnvironment;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Where one output channel goes.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct OutputChannel {
+    pub id: ChannelId,
+    /// The consumer TaskManager's data address; `None` when it is this TaskManager.
+    pub remote_address: Option<String>,
+}
+
+/// One outgoing exchange of a task: the channels to the consumer's subtasks, in subtask order.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct OutputEdge {
+    pub stream_edge: usize,
+    pub kind: PartitionKind,
+    pub channels: Vec<OutputChannel>,
+}
+
+/// Everything a TaskManager needs to run one subtask (besides the job's graph).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct TaskDeployment {
+    pub job_id: eddy_core::JobId,
+    pub job_name: String,
+    pub attempt: u64,
+    pub vertex: usize,
+    pub subtask: u32,
+    pub parallelism: u32,
+    pub max_parallelism: u32,
+    /// Input channel ids; the position is the channel's index at the input gate.
+    pub inputs: Vec<ChannelId>,
+    pub outputs: Vec<OutputEdge>,
+    pub exactly_once: bool,
+    pub buffer_timeout_ms: u64,
+    /// State to restore, by operator uid (from the checkpoint the job restarts from).
+    pub restore: HashMap<String, OperatorSnapshot>,
+    /// The checkpoint `restore` came from, if any.
+    pub restored_checkpoint: Option<u64>,
+}
+
+/// A task's lifecycle (Flink's ExecutionState, the part a TaskManager reports).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ExecutionState {
+    Deploying,
+    Running,
+    Finished,
+    Canceled,
+    Failed,
+}
+
+/// How a task reports to its TaskManager (which relays to the JobMaster).
+pub trait TaskListener: Send + Sync {
+    fn state_changed(&self, task: &TaskDeployment, state: ExecutionState, error: Option<JobError>);
+    fn checkpoint_acknowledged(&self, task: &TaskDeployment, checkpoint_id: u64, snapshot: ChainSnapshot);
+    fn checkpoint_declined(&self, task: &TaskDeployment, checkpoint_id: u64, reason: String);
+}
+
+/// A running task as its TaskManager sees it.
+pub struct TaskHandle {
+    pub deployment: Arc<TaskDeployment>,
+    pub mailbox: SyncSender<MailboxItem>,
+    pub cancel: Arc<AtomicBool>,
+    pub metrics: Arc<TaskMetrics>,
+    pub thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TaskHandle {
+    pub fn send(&self, c: TaskControl) {
+        if matches!(c, TaskControl::Cancel) {
+            self.cancel.store(true, Ordering::Relaxed);
+        }
+        let _ = self.mailbox.try_send(MailboxItem::Control(c.clone())).or_else(|e| match e {
+            std::sync::mpsc::TrySendError::Full(item) => self.mailbox.send(item).map_err(|_| ()),
+            std::sync::mpsc::TrySendError::Disconnected(_) => Err(()),
+        });
+    }
+}
+
+/// Starts a subtask: registers its input channels, then builds and runs its chain on a new
+/// thread.
+pub fn spawn_task(
+    deployment: TaskDeployment,
+    graph: Arc<StreamGraph>,
+    job_graph: Arc<JobGraph>,
+    network: Arc<NetworkEnvironment>,
+    listener: Arc<dyn TaskListener>,
+    run_token: String,
+) -> Result<TaskHandle> {
+    let deployment = Arc::new(deployment);
+    let capacity = deployment.inputs.len() * CHANNEL_CREDITS as usize + 64;
+    let (tx, rx) = sync_channel(capacity);
+    for (index, &id) in deployment.inputs.iter().enumerate() {
+        network.register_input(id, InputEndpoint { mailbox: tx.clone(), index: index as u32, local_credits: Credits::new(CHANNEL_CREDITS) });
+    }
+    let cancel = Arc::new(AtomicBool::new(false));
+    let metrics = Arc::new(TaskMetrics::default());
+    let (d, c, m) = (deployment.clone(), cancel.clone(), metrics.clone());
+    let name = format!("task-{}-{}", deployment.vertex, deployment.subtask);
+    let thread = std::thread::Builder::new().name(name).spawn(move || {
+        listener.state_changed(&d, ExecutionState::Running, None);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&d, &graph, &job_graph, &network, &*listener, rx, &c, &m, &run_token)));
+        network.unregister_inputs(&d.inputs);
+        let outputs: Vec<ChannelId> = d.outputs.iter().flat_map(|o| o.channels.iter().map(|c| c.id)).collect();
+        network.release_outputs(&outputs);
+        match result {
+            Ok(Ok(state)) => listener.state_changed(&d, state, None),
+            Ok(Err(e)) if c.load(Ordering::Relaxed) => {
+                tracing::debug!("task {} ended while canceling: {e}", d.vertex);
+                listener.state_changed(&d, ExecutionState::Canceled, None)
+            }
+            Ok(Err(e)) => listener.state_changed(&d, ExecutionState::Failed, Some(e)),
+            Err(panic) => {
+                let msg = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown panic".into());
+                listener.state_changed(&d, ExecutionState::Failed, Some(JobError::new(format!("task panicked: {msg}"))))
+            }
+        }
+    })?;
+    Ok(TaskHandle { deployment, mailbox: tx, cancel, metrics, thread: Some(thread) })
+}
+
+enum Head {
+    Source(Box<dyn SourceDriver>),
+    Input(Box<dyn InputHandler>),
+}
+
+/// Builds the chain of `d.vertex`, tail first.
+fn build_chain(
+    d: &TaskDeployment,
+    graph: &StreamGraph,
+    job_graph: &JobGraph,
+    network: &NetworkEnvironment,
+    cancel: &Arc<AtomicBool>,
+    metrics: &Arc<TaskMetrics>,
+    run_token: &str,
+) -> Result<Head> {
+    let vertex = job_graph.vertices.get(d.vertex).ok_or_else(|| JobError::new(format!("unknown vertex {}", d.vertex)))?;
+    let info_for = |node: usize| TaskInfo {
+        job_name: d.job_name.clone(),
+        job_id: d.job_id.to_string(),
+        operator_uid: graph.nodes[node].uid.clone(),
+        operator_name: graph.nodes[node].name.clone(),
+        subtask_index: d.subtask,
+        parallelism: d.parallelism,
+        max_parallelism: d.max_parallelism,
+        attempt: d.attempt,
+        run_token: run_token.to_string(),
+    };
+    let tail = *vertex.nodes.last().ok_or("empty vertex")?;
+    let mut outs: Vec<AnyEmit> = Vec::new();
+    for o in &d.outputs {
+        let mut writers: Vec<ChannelWriter> = Vec::new();
+        for ch in &o.channels {
+            writers.push(match &ch.remote_address {
+                None => network.local_writer(ch.id, cancel.clone(), Duration::from_secs(60))?,
+                Some(addr) => network.remote_writer(addr, ch.id, cancel.clone())?,
+            });
+        }
+        let edge = graph.edges.get(o.stream_edge).ok_or("unknown edge")?;
+        outs.push((edge.output)(writers, d.max_parallelism, o.kind, metrics.clone()));
+    }
+    let mut emit = match outs.len() {
+        0 => (graph.nodes[tail].discard)(),
+        1 => outs.pop().ok_or("no output")?,
+        _ => (graph.nodes[tail].fan_out)(outs)?,
+    };
+    for &node in vertex.nodes.iter().rev() {
+        let info = info_for(node);
+        let restored = d.restore.get(&info.operator_uid);
+        match &graph.nodes[node].kind {
+            crate::graph::NodeKind::Operator(make) => emit = make(emit, &info, restored)?,
+            crate::graph::NodeKind::Source(make) => return Ok(Head::Source(make(emit, &info, restored)?)),
+        }
+    }
+    let head = vertex.nodes[0];
+    let mut handler = (graph.nodes[head].input)(emit)?;
+    handler.set_metrics(metrics.clone());
+    Ok(Head::Input(handler))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run(
+    d: &TaskDeployment,
+    graph: &StreamGraph,
+    job_graph: &JobGraph,
+    network: &NetworkEnvironment,
+    listener: &dyn TaskListener,
+    rx: Receiver<MailboxItem>,
+    cancel: &Arc<AtomicBool>,
+    metrics: &Arc<TaskMetrics>,
+    run_token: &str,
+) -> Result<ExecutionState> {
+    let head = build_chain(d, graph, job_graph, network, cancel, metrics, run_token)?;
+    let buffer_timeout = Duration::from_millis(d.buffer_timeout_ms.max(1));
+    match head {
+        Head::Source(mut src) => {
+            let r = run_source(d, &mut *src, listener, &rx, cancel, buffer_timeout);
+            src.close();
+            r
+        }
+        Head::Input(mut h) => {
+            let r = run_input(d, &mut *h, listener, &rx, cancel, buffer_timeout);
+            h.chain().close();
+            r
+        }
+    }
+}
+
+/// Fires due processing-time timers downstream.
+fn tick(chain: &mut dyn chain::Control) -> Result<()> {
+    let now = now_millis();
+    if chain.next_deadline().is_some_and(|t| t <= now) {
+        chain.processing_time(now)?;
+    }
+    Ok(())
+}
+
+fn run_source(
+    d: &TaskDeployment,
+    src: &mut dyn SourceDriver,
+    listener: &dyn TaskListener,
+    rx: &Receiver<MailboxItem>,
+    cancel: &AtomicBool,
+    buffer_timeout: Duration,
+) -> Result<ExecutionState> {
+    let mut last_flush = Instant::now();
+    let mut finished = false;
+    loop {
+        // Control first: barriers must not wait behind a long run of data.
+        loop {
+            match rx.try_recv() {
+                Ok(MailboxItem::Control(c)) => {
+                    if let Some(state) = source_control(d, src, listener, c, finished)? {
+                        return Ok(state);
+                    }
+                }
+                Ok(MailboxItem::Channel { credit, .. }) => credit.release(),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return Ok(ExecutionState::Canceled),
+            }
+        }
+        if cancel.load(Ordering::Relaxed) {
+            return Ok(ExecutionState::Canceled);
+        }
+        if finished {
+            return Ok(ExecutionState::Finished);
+        }
+        tick(src.chain())?;
+        match src.poll(writer::BATCH_RECORDS)? {
+            SourceStatus::More => {
+                if last_flush.elapsed() >= buffer_timeout {
+                    src.chain().flush()?;
+                    last_flush = Instant::now();
+                }
+            }
+            SourceStatus::IdleUntil(t) => {
+                src.chain().flush()?;
+                last_flush = Instant::now();
+                let mut wait = (t - now_millis()).clamp(0, 50) as u64;
+                if let Some(dl) = src.chain().next_deadline() {
+                    wait = wait.min((dl - now_millis()).max(0) as u64);
+                }
+                match rx.recv_timeout(Duration::from_millis(wait)) {
+                    Ok(MailboxItem::Control(c)) => {
+                        if let Some(state) = source_control(d, src, listener, c, finished)? {
+                            return Ok(state);
+                        }
+                    }
+                    Ok(MailboxItem::Channel { credit, .. }) => credit.release(),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => return Ok(ExecutionState::Canceled),
+                }
+            }
+            SourceStatus::Finished => {
+                src.chain().flush()?;
+                finished = true;
+            }
+        }
+    }
+}
+
+/// Handles a control message in a source task; `Some(state)` ends the task.
+fn source_control(d: &TaskDeployment, src: &mut dyn SourceDriver, listener: &dyn TaskListener, c: TaskControl, finished: bool) -> Result<Option<ExecutionState>> {
+    match c {
+        TaskControl::TriggerCheckpoint { checkpoint_id } => {
+            if finished {
+                listener.checkpoint_declined(d, checkpoint_id, "source already finished".into());
+            } else {
+                let mut snaps = Vec::new();
+                src.barrier(checkpoint_id, &mut snaps)?;
+                src.chain().flush()?;
+                listener.checkpoint_acknowledged(d, checkpoint_id, snaps);
+            }
+        }
+        TaskControl::NotifyCheckpointComplete { checkpoint_id } => src.notify_checkpoint_complete(checkpoint_id)?,
+        TaskControl::AbortCheckpoint { .. } => {}
+        TaskControl::Cancel => return Ok(Some(ExecutionState::Canceled)),
+    }
+    Ok(None)
+}
+
+fn run_input(
+    d: &TaskDeployment,
+    head: &mut dyn InputHandler,
+    listener: &dyn TaskListener,
+    rx: &Receiver<MailboxItem>,
+    cancel: &AtomicBool,
+    buffer_timeout: Duration,
+) -> Result<ExecutionState> {
+    let mut gate = InputGate::new(d.inputs.len(), d.exactly_once);
+    let mut last_flush = Instant::now();
+    loop {
+        if cancel.load(Ordering::Relaxed) {
+            return Ok(ExecutionState::Canceled);
+        }
+        let item = match rx.try_recv() {
+            Ok(item) => {
+                if last_flush.elapsed() >= buffer_timeout {
+                    head.chain().flush()?;
+                    last_flush = Instant::now();
+                }
+                item
+            }
+            Err(TryRecvError::Empty) => {
+                head.chain().flush()?;
+                last_flush = Instant::now();
+                let wait = head.chain().next_deadline().map(|t| (t - now_millis()).clamp(0, 50) as u64).unwrap_or(50);
+                match rx.recv_timeout(Duration::from_millis(wait)) {
+                    Ok(item) => item,
+                    Err(RecvTimeoutError::Timeout) => {
+                        tick(head.chain())?;
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => return Ok(ExecutionState::Canceled),
+                }
+            }
+            Err(TryRecvError::Disconnected) => return Ok(ExecutionState::Canceled),
+        };
+        match item {
+            MailboxItem::Channel { index, event, credit } => {
+                gate.on_event(index as usize, event, credit, head)?;
+                for (id, snaps) in gate.take_completed() {
+                    head.chain().flush()?;
+                    listener.checkpoint_acknowledged(d, id, snaps);
+                }
+                if gate.is_finished() {
+                    head.chain().flush()?;
+                    return Ok(ExecutionState::Finished);
+                }
+            }
+            MailboxItem::Control(TaskControl::NotifyCheckpointComplete { checkpoint_id }) => head.chain().notify_checkpoint_complete(checkpoint_id)?,
+            MailboxItem::Control(TaskControl::AbortCheckpoint { checkpoint_id }) => {
+                if gate.aligning() == Some(checkpoint_id) {
+                    gate.abandon_alignment(head)?;
+                }
+            }
+            MailboxItem::Control(TaskControl::Cancel) => return Ok(ExecutionState::Canceled),
+            MailboxItem::Control(TaskControl::TriggerCheckpoint { .. }) => {}
+        }
+        tick(head.chain())?;
+    }
+}

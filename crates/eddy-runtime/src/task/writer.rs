@@ -1,0 +1,135 @@
+//! The network end of a chain: partitions records over the consumer's channels into per-channel
+//! buffers and ships full buffers (local: the `Vec` itself; remote: bincode bytes).
+//!
+//! Watermarks, barriers and the end of input flush every buffer first and then go to every
+//! channel, so they stay behind the records that preceded them.
+
+use crate::data::{Data, Timestamp};
+use crate::error::Result;
+use crate::task::chain::{ChainSnapshot, Control, Emit};
+use crate::task::channel::{ChannelEvent, ChannelWriter, Payload};
+use crate::task::metrics::TaskMetrics;
+use std::sync::Arc;
+
+/// Records per buffer before it is shipped.
+pub const BATCH_RECORDS: usize = 1024;
+
+pub enum Partitioner<T> {
+    Forward,
+    Rebalance(usize),
+    Broadcast,
+    /// By key group of the key's stable hash.
+    Hash { hash: Arc<dyn Fn(&T) -> u64 + Send + Sync>, max_parallelism: u32 },
+}
+
+pub struct RecordWriter<T> {
+    channels: Vec<ChannelWriter>,
+    buffers: Vec<Vec<T>>,
+    partitioner: Partitioner<T>,
+    metrics: Arc<TaskMetrics>,
+    ended: bool,
+}
+
+impl<T: Data> RecordWriter<T> {
+    pub fn new(channels: Vec<ChannelWriter>, partitioner: Partitioner<T>, metrics: Arc<TaskMetrics>) -> Self {
+        let buffers = channels.iter().map(|_| Vec::with_capacity(BATCH_RECORDS)).collect();
+        RecordWriter { channels, buffers, partitioner, metrics, ended: false }
+    }
+
+    fn ship(&mut self, ch: usize) -> Result<()> {
+        if self.buffers[ch].is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::replace(&mut self.buffers[ch], Vec::with_capacity(BATCH_RECORDS));
+        let payload = if self.channels[ch].is_local() {
+            Payload::Local(Box::new(batch))
+        } else {
+            Payload::Bytes(bincode::serialize(&batch)?)
+        };
+        self.channels[ch].send(ChannelEvent::Batch(payload))
+    }
+
+    fn broadcast_event(&mut self, make: impl Fn() -> ChannelEvent) -> Result<()> {
+        for ch in 0..self.channels.len() {
+            self.ship(ch)?;
+            self.channels[ch].send(make())?;
+        }
+        Ok(())
+    }
+}
+
+impl<T: Data> Control for RecordWriter<T> {
+    fn watermark(&mut self, wm: Timestamp) -> Result<()> {
+        self.broadcast_event(|| ChannelEvent::Watermark(wm))
+    }
+    fn processing_time(&mut self, _now: Timestamp) -> Result<()> {
+        Ok(())
+    }
+    fn next_deadline(&self) -> Option<Timestamp> {
+        None
+    }
+    fn barrier(&mut self, checkpoint_id: u64, _s: &mut ChainSnapshot) -> Result<()> {
+        self.broadcast_event(|| ChannelEvent::Barrier(checkpoint_id))
+    }
+    fn notify_checkpoint_complete(&mut self, _id: u64) -> Result<()> {
+        Ok(())
+    }
+    fn end_of_input(&mut self) -> Result<()> {
+        if self.ended {
+            return Ok(());
+        }
+        self.ended = true;
+        self.broadcast_event(|| ChannelEvent::EndOfPartition)
+    }
+    fn flush(&mut self) -> Result<()> {
+        for ch in 0..self.channels.len() {
+            self.ship(ch)?;
+        }
+        Ok(())
+    }
+    fn close(&mut self) {}
+}
+
+impl<T: Data> Emit<T> for RecordWriter<T> {
+    fn records(&mut self, batch: &mut Vec<T>) -> Result<()> {
+        self.metrics.add_out(batch.len() as u64);
+        let n = self.channels.len();
+        match &mut self.partitioner {
+            Partitioner::Forward => {
+                // A forward edge gives each producer exactly one channel: its peer subtask.
+                let ch = 0;
+                self.buffers[ch].append(batch);
+                if self.buffers[ch].len() >= BATCH_RECORDS {
+                    self.ship(ch)?;
+                }
+                return Ok(());
+            }
+            Partitioner::Broadcast => {
+                for ch in 0..n {
+                    self.buffers[ch].extend(batch.iter().cloned());
+                }
+                batch.clear();
+            }
+            Partitioner::Rebalance(next) => {
+                for r in batch.drain(..) {
+                    self.buffers[*next].push(r);
+                    *next = (*next + 1) % n;
+                }
+            }
+            Partitioner::Hash { hash, max_parallelism } => {
+                let mp = *max_parallelism;
+                for r in batch.drain(..) {
+                    let kg = eddy_core::keygroup::key_group_for_hash(hash(&r), mp);
+                    let ch = eddy_core::keygroup::subtask_for_key_group(kg, n as u32, mp) as usize;
+                    self.buffers[ch].push(r);
+                }
+            }
+        }
+        for ch in 0..n {
+            if self.buffers[ch].len() >= BATCH_RECORDS {
+                self.ship(ch)?;
+            }
+        }
+        Ok(())
+    }
+}
