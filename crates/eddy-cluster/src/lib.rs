@@ -1,0 +1,13 @@
+//! Eddy's cluster components: the JobManager (dispatcher, resource manager, job masters) and
+//! the TaskManager, and the RPC protocol between them. `eddy local` runs the very same
+//! components in one process.
+
+pub mod jobmanager;
+pub mod jobmaster;
+pub mod rpc;
+pub mod status;
+pub mod taskmanager;
+
+pub use jobmanager::JobManagerHandle;
+pub use status::{JobDetails, JobStatus};
+pub use taskmanager::TaskManagerHandle;

@@ -1,0 +1,279 @@
+//! The TaskManager: registers its slots with the JobManager, runs the subtasks it is given,
+//! relays their state changes and checkpoint acknowledgements, and heartbeats progress.
+//!
+//! Messages from a JobManager whose fencing token is not the one this TaskManager registered
+//! with are rejected. Tasks run on their own threads (see `eddy_runtime::task`); this file only
+//! routes messages and never touches operator state.
+
+use crate::rpc::{read_message, write_message, ExecutionKey, FencingToken, JmMessage, TaskCounters, TmMessage};
+use eddy_core::config::Config;
+use eddy_core::ids::TaskManagerId;
+use eddy_core::JobId;
+use eddy_runtime::error::JobError;
+use eddy_runtime::registry::{BuiltJob, JobRegistry};
+use eddy_runtime::task::chain::ChainSnapshot;
+use eddy_runtime::task::channel::TaskControl;
+use eddy_runtime::task::network::NetworkEnvironment;
+use eddy_runtime::task::{spawn_task, ExecutionState, TaskDeployment, TaskHandle, TaskListener};
+use std::collections::HashMap;
+use std::io::BufReader;
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+type Writer = Arc<Mutex<Option<TcpStream>>>;
+
+fn send(w: &Writer, msg: &TmMessage) -> bool {
+    match w.lock() {
+        Ok(mut g) => match g.as_mut() {
+            Some(s) => write_message(s, msg).is_ok(),
+            None => false,
+        },
+        Err(_) => false,
+    }
+}
+
+fn key_of(d: &TaskDeployment) -> ExecutionKey {
+    ExecutionKey { job_id: d.job_id, attempt: d.attempt, vertex: d.vertex, subtask: d.subtask }
+}
+
+/// Relays a task's reports to the JobManager.
+struct Relay {
+    writer: Writer,
+}
+
+impl TaskListener for Relay {
+    fn state_changed(&self, task: &TaskDeployment, state: ExecutionState, error: Option<JobError>) {
+        if let Some(e) = &error {
+            tracing::warn!("task {} {}/{} of job {} failed: {e}", task.vertex, task.subtask + 1, task.parallelism, task.job_name);
+        }
+        send(&self.writer, &TmMessage::TaskState { key: key_of(task), state, error: error.map(|e| e.message) });
+    }
+
+    fn checkpoint_acknowledged(&self, task: &TaskDeployment, checkpoint_id: u64, snapshot: ChainSnapshot) {
+        send(&self.writer, &TmMessage::CheckpointAck { key: key_of(task), checkpoint_id, snapshot });
+    }
+
+    fn checkpoint_declined(&self, task: &TaskDeployment, checkpoint_id: u64, reason: String) {
+        send(&self.writer, &TmMessage::CheckpointDecline { key: key_of(task), checkpoint_id, reason });
+    }
+}
+
+struct Shared {
+    id: TaskManagerId,
+    registry: Arc<JobRegistry>,
+    network: Arc<NetworkEnvironment>,
+    tasks: Mutex<HashMap<ExecutionKey, TaskHandle>>,
+    jobs: Mutex<HashMap<JobId, BuiltJob>>,
+    writer: Writer,
+    token: Mutex<Option<FencingToken>>,
+    stopped: AtomicBool,
+    slots: u32,
+}
+
+/// A running TaskManager.
+pub struct TaskManagerHandle {
+    shared: Arc<Shared>,
+}
+
+impl TaskManagerHandle {
+    pub fn id(&self) -> &str {
+        &self.shared.id.0
+    }
+
+    pub fn data_address(&self) -> String {
+        self.shared.network.address().to_string()
+    }
+
+    /// Cancels every task and stops talking to the JobManager.
+    pub fn shutdown(&self) {
+        self.shared.stopped.store(true, Ordering::Relaxed);
+        cancel_all(&self.shared);
+        if let Ok(mut w) = self.shared.writer.lock() {
+            if let Some(s) = w.take() {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+fn cancel_all(shared: &Shared) {
+    if let Ok(tasks) = shared.tasks.lock() {
+        for t in tasks.values() {
+            t.send(TaskControl::Cancel);
+        }
+    }
+}
+
+/// Starts a TaskManager that registers with the JobManager at `jm_address`, retrying until it
+/// is reachable.
+pub fn start(config: &Config, registry: Arc<JobRegistry>, jm_address: String) -> Result<TaskManagerHandle, String> {
+    let network = NetworkEnvironment::start(&config.taskmanager_host(), config.taskmanager_data_port()).map_err(|e| e.to_string())?;
+    let shared = Arc::new(Shared {
+        id: TaskManagerId::random("tm"),
+        registry,
+        network,
+        tasks: Mutex::new(HashMap::new()),
+        jobs: Mutex::new(HashMap::new()),
+        writer: Arc::new(Mutex::new(None)),
+        token: Mutex::new(None),
+        stopped: AtomicBool::new(false),
+        slots: config.slots_per_taskmanager(),
+    });
+    let heartbeat = config.heartbeat_interval().min(Duration::from_millis(500));
+    let s = shared.clone();
+    std::thread::Builder::new().name("tm-rpc".into()).spawn(move || connection_loop(s, jm_address)).map_err(|e| e.to_string())?;
+    let s = shared.clone();
+    std::thread::Builder::new().name("tm-heartbeat".into()).spawn(move || heartbeat_loop(s, heartbeat)).map_err(|e| e.to_string())?;
+    Ok(TaskManagerHandle { shared })
+}
+
+/// Connects, registers and serves the JobManager; reconnects when the connection drops.
+fn connection_loop(shared: Arc<Shared>, jm_address: String) {
+    let mut backoff = Duration::from_millis(50);
+    let mut last_warn = Instant::now() - Duration::from_secs(60);
+    while !shared.stopped.load(Ordering::Relaxed) {
+        match TcpStream::connect(&jm_address) {
+            Ok(stream) => {
+                backoff = Duration::from_millis(50);
+                let _ = stream.set_nodelay(true);
+                if let Err(e) = serve(&shared, stream) {
+                    if !shared.stopped.load(Ordering::Relaxed) {
+                        tracing::warn!("TaskManager {}: connection to JobManager {jm_address} lost: {e}; failing its tasks and reconnecting", shared.id);
+                    }
+                }
+                if let Ok(mut w) = shared.writer.lock() {
+                    *w = None;
+                }
+                if let Ok(mut t) = shared.token.lock() {
+                    *t = None;
+                }
+                cancel_all(&shared);
+            }
+            Err(e) => {
+                if last_warn.elapsed() > Duration::from_secs(5) {
+                    tracing::warn!("TaskManager {}: cannot reach the JobManager at {jm_address}: {e}; retrying", shared.id);
+                    last_warn = Instant::now();
+                }
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+fn serve(shared: &Arc<Shared>, stream: TcpStream) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut w = stream;
+    write_message(
+        &mut w,
+        &TmMessage::Register {
+            tm_id: shared.id.0.clone(),
+            data_address: shared.network.address().to_string(),
+            slots: shared.slots,
+            pid: std::process::id(),
+        },
+    )?;
+    let token = match read_message::<JmMessage>(&mut reader)? {
+        JmMessage::Registered { token } => token,
+        JmMessage::Refused { reason } => return Err(std::io::Error::other(format!("registration refused: {reason}"))),
+        other => return Err(std::io::Error::other(format!("unexpected reply to registration: {other:?}"))),
+    };
+    if let Ok(mut t) = shared.token.lock() {
+        *t = Some(token);
+    }
+    if let Ok(mut g) = shared.writer.lock() {
+        *g = Some(w);
+    }
+    tracing::info!("TaskManager {} registered at the JobManager", shared.id);
+    loop {
+        let msg = read_message::<JmMessage>(&mut reader)?;
+        handle(shared, msg);
+    }
+}
+
+fn current_token(shared: &Shared) -> Option<FencingToken> {
+    shared.token.lock().ok().and_then(|t| *t)
+}
+
+fn handle(shared: &Arc<Shared>, msg: JmMessage) {
+    let token = match &msg {
+        JmMessage::Deploy { token, .. }
+        | JmMessage::Cancel { token, .. }
+        | JmMessage::TriggerCheckpoint { token, .. }
+        | JmMessage::NotifyCheckpointComplete { token, .. }
+        | JmMessage::AbortCheckpoint { token, .. }
+        | JmMessage::HeartbeatReply { token } => Some(*token),
+        JmMessage::Registered { .. } | JmMessage::Refused { .. } => None,
+    };
+    if token.is_some() && token != current_token(shared) {
+        tracing::warn!("TaskManager {}: rejected a message with a stale fencing token", shared.id);
+        return;
+    }
+    match msg {
+        JmMessage::Deploy { job, deployment, .. } => {
+            let d = *deployment;
+            let key = key_of(&d);
+            let relay: Arc<dyn TaskListener> = Arc::new(Relay { writer: shared.writer.clone() });
+            let built = {
+                let mut jobs = match shared.jobs.lock() {
+                    Ok(j) => j,
+                    Err(_) => return,
+                };
+                match jobs.get(&d.job_id) {
+                    Some(b) => Ok(b.clone()),
+                    None => shared.registry.build(&job).inspect(|b| {
+                        jobs.insert(d.job_id, b.clone());
+                    }),
+                }
+            };
+            let result = built.and_then(|b| {
+                let token = format!("{}-a{}", shared.id, d.attempt);
+                spawn_task(d.clone(), b.graph, b.job_graph, shared.network.clone(), relay.clone(), token).map_err(JobError::from)
+            });
+            match result {
+                Ok(handle) => {
+                    if let Ok(mut t) = shared.tasks.lock() {
+                        t.insert(key, handle);
+                    }
+                }
+                Err(e) => relay.state_changed(&d, ExecutionState::Failed, Some(e.context("deploying the task"))),
+            }
+        }
+        JmMessage::Cancel { key, .. } => control(shared, &key, TaskControl::Cancel),
+        JmMessage::TriggerCheckpoint { key, checkpoint_id, .. } => control(shared, &key, TaskControl::TriggerCheckpoint { checkpoint_id }),
+        JmMessage::NotifyCheckpointComplete { key, checkpoint_id, .. } => control(shared, &key, TaskControl::NotifyCheckpointComplete { checkpoint_id }),
+        JmMessage::AbortCheckpoint { key, checkpoint_id, .. } => control(shared, &key, TaskControl::AbortCheckpoint { checkpoint_id }),
+        JmMessage::HeartbeatReply { .. } | JmMessage::Registered { .. } | JmMessage::Refused { .. } => {}
+    }
+}
+
+fn control(shared: &Shared, key: &ExecutionKey, c: TaskControl) {
+    if let Ok(tasks) = shared.tasks.lock() {
+        if let Some(t) = tasks.get(key) {
+            t.send(c);
+        }
+    }
+}
+
+/// Sends counters of live tasks and forgets tasks whose threads ended.
+fn heartbeat_loop(shared: Arc<Shared>, interval: Duration) {
+    while !shared.stopped.load(Ordering::Relaxed) {
+        std::thread::sleep(interval);
+        let counters = match shared.tasks.lock() {
+            Ok(mut tasks) => {
+                let c: Vec<TaskCounters> = tasks
+                    .iter()
+                    .map(|(k, t)| TaskCounters { key: *k, records_in: t.metrics.records_in(), records_out: t.metrics.records_out() })
+                    .collect();
+                tasks.retain(|_, t| t.thread.as_ref().is_some_and(|h| !h.is_finished()));
+                c
+            }
+            Err(_) => return,
+        };
+        if current_token(&shared).is_some() {
+            send(&shared.writer, &TmMessage::Heartbeat { counters });
+        }
+    }
+}
