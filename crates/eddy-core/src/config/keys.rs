@@ -1,0 +1,184 @@
+//! The one table of configuration keys Eddy supports: canonical (Flink 2.x) name, older alias
+//! names, value type, default and a one-line description, plus name lookup and "did you mean".
+//! Adding a key means adding a row here (and a paragraph in docs/configuration.md). This file must
+//! never read files or parse values.
+
+use super::values::{ValueType, INT_MAX};
+
+/// One supported key.
+#[derive(Clone, Copy, Debug)]
+pub struct KeySpec {
+    /// Canonical name: what [`super::Config`] stores it under.
+    pub key: &'static str,
+    /// Older / alternative names, normalised to `key` on load.
+    pub aliases: &'static [&'static str],
+    pub ty: ValueType,
+    /// The default in the same text form a user would write; `None` = unset unless configured.
+    pub default: Option<&'static str>,
+    pub description: &'static str,
+}
+
+const fn spec(
+    key: &'static str,
+    aliases: &'static [&'static str],
+    ty: ValueType,
+    default: Option<&'static str>,
+    description: &'static str,
+) -> KeySpec {
+    KeySpec {
+        key,
+        aliases,
+        ty,
+        default,
+        description,
+    }
+}
+
+const DUR: ValueType = ValueType::Duration { min_ms: 0 };
+const POS_DUR: ValueType = ValueType::Duration { min_ms: 1 };
+const POS_INT: ValueType = ValueType::Int {
+    min: 1,
+    max: INT_MAX,
+};
+const NONNEG_INT: ValueType = ValueType::Int {
+    min: 0,
+    max: INT_MAX,
+};
+const PARALLELISM: ValueType = ValueType::Int { min: 1, max: 32768 };
+
+pub const HA_TYPES: &[&[&str]] = &[&["none", "standalone"], &["zookeeper"]];
+pub const STATE_BACKENDS: &[&[&str]] = &[&["hashmap"], &["rocksdb"]];
+pub const FAILOVER_STRATEGIES: &[&[&str]] = &[&["region"], &["full"]];
+pub const RESTART_STRATEGIES: &[&[&str]] = &[
+    &["none", "off", "disable"],
+    &["fixed-delay", "fixeddelay"],
+    &["failure-rate", "failurerate"],
+    &["exponential-delay", "exponentialdelay"],
+];
+pub const CHECKPOINTING_MODES: &[&[&str]] = &[&["EXACTLY_ONCE"], &["AT_LEAST_ONCE"]];
+pub const RETENTIONS: &[&[&str]] = &[
+    &["NO_EXTERNALIZED_CHECKPOINTS"],
+    &["DELETE_ON_CANCELLATION"],
+    &["RETAIN_ON_CANCELLATION"],
+];
+pub const RM_MODES: &[&[&str]] = &[&["standalone"], &["active"]];
+
+/// Every supported key, grouped as in docs/configuration.md (one row per key, hence unformatted).
+#[rustfmt::skip]
+pub static KEYS: &[KeySpec] = &[
+    // --- cluster layout and addresses
+    spec("jobmanager.rpc.address", &[], ValueType::Host, Some("localhost"), "Host of the JobManager's RPC endpoint (without HA)."),
+    spec("jobmanager.rpc.port", &[], ValueType::Port, Some("6123"), "Port of the JobManager's RPC endpoint (without HA)."),
+    spec("jobmanager.memory.process.size", &[], ValueType::Size, None, "Accepted for Flink compatibility and reported; not enforced."),
+    spec("taskmanager.memory.process.size", &[], ValueType::Size, None, "Accepted for Flink compatibility and reported; not enforced."),
+    spec("taskmanager.numberOfTaskSlots", &[], POS_INT, Some("1"), "Slots each TaskManager offers."),
+    spec("taskmanager.host", &[], ValueType::Host, Some("127.0.0.1"), "Address a TaskManager binds and advertises."),
+    spec("taskmanager.data.port", &[], ValueType::Port, Some("0"), "TaskManager data-exchange port (0 = any free port)."),
+    spec("taskmanager.registration.timeout", &[], POS_DUR, Some("5 min"), "A TaskManager that cannot register with a ResourceManager within this time exits."),
+    spec("parallelism.default", &[], PARALLELISM, Some("1"), "Parallelism of jobs submitted without -p."),
+    spec("pipeline.max-parallelism", &[], PARALLELISM, Some("128"), "Number of key groups: upper bound for rescaling keyed state."),
+    spec("resourcemanager.mode", &[], ValueType::Enum(RM_MODES), Some("standalone"), "standalone: TaskManagers are started externally; active: the ResourceManager starts replacements."),
+    spec("cluster.jobmanager.restart-attempts", &[], NONNEG_INT, Some("0"), "How often `eddy cluster` restarts a dead JobManager process (like yarn.application-attempts)."),
+    spec("env.log.dir", &[], ValueType::LocalPath, Some("./log"), "Directory for log and pid files of background processes."),
+    // --- high availability
+    spec("high-availability.type", &["high-availability", "recovery.mode"], ValueType::Enum(HA_TYPES), Some("none"), "HA services: none (fixed addresses) or zookeeper (leader election, standby JobManagers)."),
+    spec("high-availability.storageDir", &["high-availability.zookeeper.storageDir"], ValueType::StoragePath, None, "Where HA metadata (JobGraphs, checkpoint pointers) is stored; required for zookeeper."),
+    spec("high-availability.cluster-id", &["high-availability.zookeeper.path.namespace"], ValueType::Text, Some("/default"), "Namespace separating clusters sharing one ZooKeeper / storageDir."),
+    spec("high-availability.zookeeper.quorum", &[], ValueType::HostPortList, None, "ZooKeeper servers; required for zookeeper."),
+    spec("high-availability.zookeeper.path.root", &[], ValueType::Text, Some("/flink"), "Root znode; Eddy's nodes live under <root><cluster-id>."),
+    spec("high-availability.zookeeper.client.session-timeout", &[], POS_DUR, Some("60 s"), "ZooKeeper session timeout: expiry means leadership is lost."),
+    spec("high-availability.zookeeper.client.connection-timeout", &[], POS_DUR, Some("15 s"), "ZooKeeper connection timeout."),
+    spec("high-availability.zookeeper.client.retry-wait", &[], POS_DUR, Some("5 s"), "Base wait between ZooKeeper connection retries."),
+    spec("high-availability.zookeeper.client.max-retry-attempts", &[], NONNEG_INT, Some("3"), "ZooKeeper connection retries before an operation fails."),
+    spec("high-availability.zookeeper.client.tolerate-suspended-connections", &[], ValueType::Bool, Some("false"), "false: a suspended connection revokes leadership at once; true: wait for session loss."),
+    spec("high-availability.jobmanager.port", &[], ValueType::Port, Some("0"), "JobManager RPC port with HA (0 = any; found through leader retrieval)."),
+    // --- state, checkpoint storage, recovery
+    spec("state.backend.type", &["state.backend"], ValueType::Enum(STATE_BACKENDS), Some("hashmap"), "hashmap (heap, full snapshots) or rocksdb (on disk, incremental snapshots)."),
+    spec("execution.checkpointing.dir", &["state.checkpoints.dir"], ValueType::StoragePath, None, "Checkpoint root directory, reachable by all processes."),
+    spec("execution.checkpointing.savepoint-dir", &["state.savepoints.dir"], ValueType::StoragePath, None, "Default savepoint target directory."),
+    spec("execution.checkpointing.incremental", &["state.backend.incremental"], ValueType::Bool, Some("false"), "Incremental checkpoints (rocksdb only)."),
+    spec("execution.checkpointing.num-retained", &["state.checkpoints.num-retained"], POS_INT, Some("1"), "Completed checkpoints kept."),
+    spec("execution.state-recovery.from-local", &["state.backend.local-recovery"], ValueType::Bool, Some("false"), "Keep a TaskManager-local copy of state and restore from it when possible."),
+    spec("execution.checkpointing.local-backup.dirs", &["taskmanager.state.local.root-dirs"], ValueType::LocalPathList, None, "Root directories of the local state copy (default: <tmp>/eddy-local-state)."),
+    spec("execution.state-recovery.path", &["execution.savepoint.path"], ValueType::StoragePath, None, "Savepoint or retained checkpoint a submitted job restores from (-s)."),
+    spec("execution.state-recovery.ignore-unclaimed-state", &["execution.savepoint.ignore-unclaimed-state"], ValueType::Bool, Some("false"), "Allow restoring when some state matches no operator (--allow-non-restored-state)."),
+    // --- failover and restart
+    spec("jobmanager.execution.failover-strategy", &[], ValueType::Enum(FAILOVER_STRATEGIES), Some("region"), "region: restart the failed pipelined region(s); full: restart every task."),
+    spec("restart-strategy.type", &["restart-strategy"], ValueType::Enum(RESTART_STRATEGIES), None, "Restart strategy; unset: none without checkpointing, fixed-delay (unlimited) with it."),
+    spec("restart-strategy.fixed-delay.attempts", &[], ValueType::Count { min: 0 }, Some("1"), "Restarts before the job fails."),
+    spec("restart-strategy.fixed-delay.delay", &[], DUR, Some("1 s"), "Wait between restarts."),
+    spec("restart-strategy.failure-rate.max-failures-per-interval", &[], POS_INT, Some("1"), "Failures allowed within one interval."),
+    spec("restart-strategy.failure-rate.failure-rate-interval", &[], POS_DUR, Some("1 min"), "Window in which failures are counted."),
+    spec("restart-strategy.failure-rate.delay", &[], DUR, Some("1 s"), "Wait between restarts."),
+    spec("restart-strategy.exponential-delay.initial-backoff", &[], DUR, Some("1 s"), "First restart delay."),
+    spec("restart-strategy.exponential-delay.max-backoff", &[], DUR, Some("1 min"), "Upper bound of the restart delay."),
+    spec("restart-strategy.exponential-delay.backoff-multiplier", &[], ValueType::Float { min: 1.0, max: f64::MAX }, Some("1.5"), "Factor the delay grows by after each failure."),
+    spec("restart-strategy.exponential-delay.reset-backoff-threshold", &[], POS_DUR, Some("1 h"), "Failure-free running time after which the delay resets."),
+    spec("restart-strategy.exponential-delay.jitter-factor", &[], ValueType::Float { min: 0.0, max: 1.0 }, Some("0.1"), "Random ± fraction applied to each delay."),
+    spec("restart-strategy.exponential-delay.attempts-before-reset-backoff", &[], ValueType::Count { min: 0 }, Some("unlimited"), "Restarts allowed before the backoff resets; then the job fails."),
+    // --- checkpointing
+    spec("execution.checkpointing.interval", &[], ValueType::Duration { min_ms: 10 }, None, "Checkpoint trigger interval; unset = checkpointing disabled."),
+    spec("execution.checkpointing.mode", &[], ValueType::Enum(CHECKPOINTING_MODES), Some("EXACTLY_ONCE"), "EXACTLY_ONCE (aligned barriers) or AT_LEAST_ONCE (no alignment)."),
+    spec("execution.checkpointing.timeout", &[], POS_DUR, Some("10 min"), "A checkpoint not complete after this time is aborted."),
+    spec("execution.checkpointing.max-concurrent-checkpoints", &[], POS_INT, Some("1"), "Checkpoints in flight at once."),
+    spec("execution.checkpointing.min-pause", &[], DUR, Some("0 ms"), "Minimum time between the end of one checkpoint and the next trigger."),
+    spec("execution.checkpointing.tolerable-failed-checkpoints", &[], NONNEG_INT, Some("0"), "Consecutive failed checkpoints tolerated before the job fails over."),
+    spec("execution.checkpointing.externalized-checkpoint-retention", &[], ValueType::Enum(RETENTIONS), Some("NO_EXTERNALIZED_CHECKPOINTS"), "Whether retained checkpoints survive cancellation."),
+    // --- failure detection and timeouts
+    spec("heartbeat.interval", &[], POS_DUR, Some("10 s"), "Interval between heartbeats."),
+    spec("heartbeat.timeout", &[], POS_DUR, Some("50 s"), "A peer silent for this long is considered dead."),
+    spec("taskmanager.slot.timeout", &[], POS_DUR, Some("10 s"), "A TaskManager frees slots of a job whose JobMaster stays disconnected this long."),
+    spec("slot.request.timeout", &[], POS_DUR, Some("5 min"), "A JobMaster fails the job's scheduling if slots are not granted within this time."),
+    // --- REST
+    spec("rest.address", &[], ValueType::Host, Some("localhost"), "Address clients use to reach the REST endpoint."),
+    spec("rest.port", &[], ValueType::Port, Some("8081"), "REST port."),
+    spec("rest.bind-address", &[], ValueType::Host, None, "Address the REST server binds (unset = all interfaces)."),
+    // --- data plane
+    spec("execution.buffer-timeout", &[], DUR, Some("100 ms"), "How long a partly filled output buffer may wait before it is sent."),
+];
+
+/// The spec for a canonical name or an alias (exact, case-sensitive like Flink).
+pub fn lookup(name: &str) -> Option<&'static KeySpec> {
+    KEYS.iter()
+        .find(|s| s.key == name || s.aliases.contains(&name))
+}
+
+/// The spec for a canonical name only.
+pub(crate) fn canonical(name: &str) -> Option<&'static KeySpec> {
+    KEYS.iter().find(|s| s.key == name)
+}
+
+/// The known name (canonical or alias) closest to `unknown`, if it is close enough to be a typo.
+pub fn suggest(unknown: &str) -> Option<&'static str> {
+    let wanted = unknown.to_lowercase();
+    let limit = (wanted.chars().count() / 6).clamp(2, 4);
+    KEYS.iter()
+        .flat_map(|s| std::iter::once(s.key).chain(s.aliases.iter().copied()))
+        .map(|name| (edit_distance(&wanted, &name.to_lowercase()), name))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, name)| name)
+}
+
+/// `; did you mean '<key>'?` or empty.
+pub(crate) fn suggestion_suffix(unknown: &str) -> String {
+    suggest(unknown)
+        .map(|k| format!("; did you mean '{k}'?"))
+        .unwrap_or_default()
+}
+
+/// Levenshtein distance over chars.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = Vec::with_capacity(b.len() + 1);
+        cur.push(i + 1);
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = prev[j] + usize::from(ca != *cb);
+            cur.push(substitute.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}

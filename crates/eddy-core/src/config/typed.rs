@@ -1,0 +1,380 @@
+//! Typed getters on [`Config`]: each key resolved to the type the runtime uses (including the shared
+//! shapes in `crate::settings`), with the table's default when unset. Values were validated on
+//! load; a value that is somehow invalid (e.g. a config deserialized without validation) falls
+//! back to the default. Must never return errors or panic.
+
+use super::keys;
+use super::values::Value;
+use super::Config;
+use crate::settings::{
+    CheckpointingMode, CheckpointingSettings, ExternalizedCheckpointRetention,
+    FailoverStrategyKind, RestartStrategyConfig,
+};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `high-availability.type`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HaMode {
+    /// Fixed addresses, no standby JobManagers, no HA stores.
+    #[default]
+    None,
+    /// Leader election and HA stores in ZooKeeper + `high-availability.storageDir`.
+    ZooKeeper,
+}
+
+/// `state.backend.type`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StateBackendKind {
+    /// Heap state, full snapshots.
+    #[default]
+    HashMap,
+    /// On-disk state, incremental snapshots possible.
+    RocksDb,
+}
+
+/// `resourcemanager.mode`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ResourceManagerMode {
+    /// TaskManagers are started by someone else (`eddy cluster`, scripts, an orchestrator).
+    #[default]
+    Standalone,
+    /// The ResourceManager starts a replacement TaskManager process when one dies.
+    Active,
+}
+
+impl Config {
+    /// The parsed value of `key` (canonical or alias): configured if valid, else the default;
+    /// `None` for unknown keys and for keys without default that are unset.
+    pub fn get_value(&self, key: &str) -> Option<Value> {
+        let spec = keys::lookup(key)?;
+        self.get(spec.key)
+            .and_then(|raw| spec.ty.parse(raw))
+            .or_else(|| spec.default.and_then(|d| spec.ty.parse(d)))
+    }
+
+    /// A duration-typed key's value (configured or default).
+    pub fn get_duration(&self, key: &str) -> Option<Duration> {
+        match self.get_value(key)? {
+            Value::Duration(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// A bool-typed key's value (configured or default).
+    pub fn get_bool(&self, key: &str) -> Option<bool> {
+        match self.get_value(key)? {
+            Value::Bool(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// An integer- or count-typed key's value (configured or default; unlimited = `u32::MAX`).
+    pub fn get_u32(&self, key: &str) -> Option<u32> {
+        match self.get_value(key)? {
+            Value::Int(n) => Some(u32::try_from(n.max(0)).unwrap_or(u32::MAX)),
+            Value::Count(n) => Some(n),
+            Value::Port(p) => Some(u32::from(p)),
+            _ => None,
+        }
+    }
+
+    /// A size-typed key's value in bytes (configured or default).
+    pub fn get_size(&self, key: &str) -> Option<u64> {
+        match self.get_value(key)? {
+            Value::Size(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    fn duration(&self, key: &str) -> Duration {
+        self.get_duration(key).unwrap_or_default()
+    }
+    fn flag(&self, key: &str) -> bool {
+        self.get_bool(key).unwrap_or_default()
+    }
+    fn number(&self, key: &str) -> u32 {
+        self.get_u32(key).unwrap_or(1)
+    }
+    fn float(&self, key: &str) -> f64 {
+        match self.get_value(key) {
+            Some(Value::Float(f)) => f,
+            _ => 0.0,
+        }
+    }
+    fn port(&self, key: &str) -> u16 {
+        match self.get_value(key) {
+            Some(Value::Port(p)) => p,
+            _ => 0,
+        }
+    }
+    fn text(&self, key: &str) -> Option<String> {
+        match self.get_value(key)? {
+            Value::Text(t) => Some(t),
+            _ => None,
+        }
+    }
+    fn word(&self, key: &str) -> Option<&'static str> {
+        match self.get_value(key)? {
+            Value::Enum(w) => Some(w),
+            _ => None,
+        }
+    }
+    fn path(&self, key: &str) -> Option<PathBuf> {
+        match self.get_value(key)? {
+            Value::Path(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    // --- cluster layout and addresses
+
+    pub fn jobmanager_rpc_address(&self) -> String {
+        self.text("jobmanager.rpc.address")
+            .unwrap_or_else(|| "localhost".into())
+    }
+    pub fn jobmanager_rpc_port(&self) -> u16 {
+        self.port("jobmanager.rpc.port")
+    }
+    /// `jobmanager.memory.process.size` in bytes (informational only).
+    pub fn jobmanager_memory_process_size(&self) -> Option<u64> {
+        self.get_size("jobmanager.memory.process.size")
+    }
+    /// `taskmanager.memory.process.size` in bytes (informational only).
+    pub fn taskmanager_memory_process_size(&self) -> Option<u64> {
+        self.get_size("taskmanager.memory.process.size")
+    }
+    pub fn slots_per_taskmanager(&self) -> u32 {
+        self.number("taskmanager.numberOfTaskSlots")
+    }
+    pub fn taskmanager_host(&self) -> String {
+        self.text("taskmanager.host")
+            .unwrap_or_else(|| "127.0.0.1".into())
+    }
+    /// 0 = any free port.
+    pub fn taskmanager_data_port(&self) -> u16 {
+        self.port("taskmanager.data.port")
+    }
+    pub fn taskmanager_registration_timeout(&self) -> Duration {
+        self.duration("taskmanager.registration.timeout")
+    }
+    pub fn default_parallelism(&self) -> u32 {
+        self.number("parallelism.default")
+    }
+    pub fn max_parallelism(&self) -> u32 {
+        self.number("pipeline.max-parallelism")
+    }
+    pub fn resource_manager_mode(&self) -> ResourceManagerMode {
+        match self.word("resourcemanager.mode") {
+            Some("active") => ResourceManagerMode::Active,
+            _ => ResourceManagerMode::Standalone,
+        }
+    }
+    pub fn jobmanager_restart_attempts(&self) -> u32 {
+        self.get_u32("cluster.jobmanager.restart-attempts")
+            .unwrap_or(0)
+    }
+    pub fn log_dir(&self) -> PathBuf {
+        self.path("env.log.dir")
+            .unwrap_or_else(|| PathBuf::from("./log"))
+    }
+
+    // --- high availability
+
+    pub fn ha_mode(&self) -> HaMode {
+        match self.word("high-availability.type") {
+            Some("zookeeper") => HaMode::ZooKeeper,
+            _ => HaMode::None,
+        }
+    }
+    /// `file://` stripped; `s3://` URIs kept verbatim.
+    pub fn ha_storage_dir(&self) -> Option<PathBuf> {
+        self.path("high-availability.storageDir")
+    }
+    /// ZooKeeper servers as (host, port); empty when unset. Entries without port get 2181.
+    pub fn zk_quorum(&self) -> Vec<(String, u16)> {
+        match self.get_value("high-availability.zookeeper.quorum") {
+            Some(Value::HostPorts(list)) => list,
+            _ => Vec::new(),
+        }
+    }
+    pub fn zk_path_root(&self) -> String {
+        self.text("high-availability.zookeeper.path.root")
+            .unwrap_or_else(|| "/flink".into())
+    }
+    pub fn ha_cluster_id(&self) -> String {
+        self.text("high-availability.cluster-id")
+            .unwrap_or_else(|| "/default".into())
+    }
+    pub fn zk_session_timeout(&self) -> Duration {
+        self.duration("high-availability.zookeeper.client.session-timeout")
+    }
+    pub fn zk_connection_timeout(&self) -> Duration {
+        self.duration("high-availability.zookeeper.client.connection-timeout")
+    }
+    pub fn zk_retry_wait(&self) -> Duration {
+        self.duration("high-availability.zookeeper.client.retry-wait")
+    }
+    pub fn zk_max_retry_attempts(&self) -> u32 {
+        self.get_u32("high-availability.zookeeper.client.max-retry-attempts")
+            .unwrap_or(3)
+    }
+    pub fn zk_tolerate_suspended(&self) -> bool {
+        self.flag("high-availability.zookeeper.client.tolerate-suspended-connections")
+    }
+    /// 0 = any free port.
+    pub fn ha_jobmanager_port(&self) -> u16 {
+        self.port("high-availability.jobmanager.port")
+    }
+
+    // --- state, checkpoint storage, recovery
+
+    pub fn state_backend(&self) -> StateBackendKind {
+        match self.word("state.backend.type") {
+            Some("rocksdb") => StateBackendKind::RocksDb,
+            _ => StateBackendKind::HashMap,
+        }
+    }
+    /// `file://` stripped; `s3://` URIs kept verbatim.
+    pub fn checkpoints_dir(&self) -> Option<PathBuf> {
+        self.path("execution.checkpointing.dir")
+    }
+    /// `file://` stripped; `s3://` URIs kept verbatim.
+    pub fn savepoints_dir(&self) -> Option<PathBuf> {
+        self.path("execution.checkpointing.savepoint-dir")
+    }
+    pub fn incremental(&self) -> bool {
+        self.flag("execution.checkpointing.incremental")
+    }
+    pub fn num_retained(&self) -> u32 {
+        self.number("execution.checkpointing.num-retained")
+    }
+    pub fn local_recovery(&self) -> bool {
+        self.flag("execution.state-recovery.from-local")
+    }
+    /// Configured roots, else `<system temp dir>/eddy-local-state`. A TaskManager should add its
+    /// own subdirectory (e.g. its id) so several TaskManagers on one host do not collide.
+    pub fn local_state_dirs(&self) -> Vec<PathBuf> {
+        match self.get_value("execution.checkpointing.local-backup.dirs") {
+            Some(Value::Paths(dirs)) => dirs,
+            _ => vec![std::env::temp_dir().join("eddy-local-state")],
+        }
+    }
+    /// `execution.state-recovery.path`: what a submitted job restores from.
+    pub fn savepoint_restore_path(&self) -> Option<PathBuf> {
+        self.path("execution.state-recovery.path")
+    }
+    /// `execution.state-recovery.ignore-unclaimed-state` (`--allow-non-restored-state`).
+    pub fn allow_non_restored_state(&self) -> bool {
+        self.flag("execution.state-recovery.ignore-unclaimed-state")
+    }
+
+    // --- failover, restart, checkpointing
+
+    pub fn failover_strategy(&self) -> FailoverStrategyKind {
+        match self.word("jobmanager.execution.failover-strategy") {
+            Some("full") => FailoverStrategyKind::Full,
+            _ => FailoverStrategyKind::Region,
+        }
+    }
+
+    /// The configured restart strategy with its keys; `None` when `restart-strategy.type` is unset.
+    pub fn restart_strategy(&self) -> Option<RestartStrategyConfig> {
+        let d = |k: &str| self.duration(&format!("restart-strategy.{k}"));
+        let n = |k: &str| self.number(&format!("restart-strategy.{k}"));
+        let f = |k: &str| self.float(&format!("restart-strategy.{k}"));
+        Some(match self.word("restart-strategy.type")? {
+            "fixed-delay" => RestartStrategyConfig::FixedDelay {
+                attempts: self
+                    .get_u32("restart-strategy.fixed-delay.attempts")
+                    .unwrap_or(1),
+                delay: d("fixed-delay.delay"),
+            },
+            "failure-rate" => RestartStrategyConfig::FailureRate {
+                max_failures_per_interval: n("failure-rate.max-failures-per-interval"),
+                interval: d("failure-rate.failure-rate-interval"),
+                delay: d("failure-rate.delay"),
+            },
+            "exponential-delay" => RestartStrategyConfig::ExponentialDelay {
+                initial_backoff: d("exponential-delay.initial-backoff"),
+                max_backoff: d("exponential-delay.max-backoff"),
+                multiplier: f("exponential-delay.backoff-multiplier"),
+                reset_backoff_threshold: d("exponential-delay.reset-backoff-threshold"),
+                jitter_factor: f("exponential-delay.jitter-factor"),
+                attempts_before_reset: n("exponential-delay.attempts-before-reset-backoff"),
+            },
+            _ => RestartStrategyConfig::None,
+        })
+    }
+
+    /// The strategy actually applied: the configured one, else SPEC §2's default rule.
+    pub fn effective_restart_strategy(&self) -> RestartStrategyConfig {
+        RestartStrategyConfig::effective(
+            self.restart_strategy().as_ref(),
+            self.checkpointing().interval.is_some(),
+        )
+    }
+
+    pub fn checkpointing(&self) -> CheckpointingSettings {
+        let c = "execution.checkpointing";
+        CheckpointingSettings {
+            interval: self.get_duration(&format!("{c}.interval")),
+            mode: match self.word(&format!("{c}.mode")) {
+                Some("AT_LEAST_ONCE") => CheckpointingMode::AtLeastOnce,
+                _ => CheckpointingMode::ExactlyOnce,
+            },
+            timeout: self.duration(&format!("{c}.timeout")),
+            min_pause: self.duration(&format!("{c}.min-pause")),
+            max_concurrent: self.number(&format!("{c}.max-concurrent-checkpoints")),
+            tolerable_failed: self
+                .get_u32(&format!("{c}.tolerable-failed-checkpoints"))
+                .unwrap_or(0),
+            num_retained: self.num_retained(),
+            externalized_retention: match self
+                .word(&format!("{c}.externalized-checkpoint-retention"))
+            {
+                Some("DELETE_ON_CANCELLATION") => {
+                    ExternalizedCheckpointRetention::DeleteOnCancellation
+                }
+                Some("RETAIN_ON_CANCELLATION") => {
+                    ExternalizedCheckpointRetention::RetainOnCancellation
+                }
+                _ => ExternalizedCheckpointRetention::NoExternalizedCheckpoints,
+            },
+        }
+    }
+
+    // --- failure detection and timeouts
+
+    pub fn heartbeat_interval(&self) -> Duration {
+        self.duration("heartbeat.interval")
+    }
+    pub fn heartbeat_timeout(&self) -> Duration {
+        self.duration("heartbeat.timeout")
+    }
+    pub fn slot_timeout(&self) -> Duration {
+        self.duration("taskmanager.slot.timeout")
+    }
+    pub fn slot_request_timeout(&self) -> Duration {
+        self.duration("slot.request.timeout")
+    }
+
+    // --- REST and data plane
+
+    pub fn rest_address(&self) -> String {
+        self.text("rest.address")
+            .unwrap_or_else(|| "localhost".into())
+    }
+    pub fn rest_port(&self) -> u16 {
+        self.port("rest.port")
+    }
+    /// `rest.bind-address`, or `0.0.0.0` (all interfaces) when unset.
+    pub fn rest_bind_address(&self) -> String {
+        self.text("rest.bind-address")
+            .unwrap_or_else(|| "0.0.0.0".into())
+    }
+    pub fn buffer_timeout(&self) -> Duration {
+        self.duration("execution.buffer-timeout")
+    }
+}
