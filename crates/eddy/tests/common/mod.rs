@@ -1,0 +1,128 @@
+//! Helpers for end-to-end tests: run the real `eddy` binary with a time limit (killed by PID on
+//! timeout or when the test panics), and read committed output files.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Outcome {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Kills the child when dropped (test failure or timeout).
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `eddy ARGS` and waits at most `limit`.
+pub fn eddy(args: &[&str], limit: Duration) -> Outcome {
+    let child = Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(args)
+        .env("EDDY_LOG", "warn")
+        .env_remove("EDDY_CONF_DIR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start eddy");
+    let mut guard = Guard(child);
+    let start = Instant::now();
+    loop {
+        if let Some(_status) = guard.0.try_wait().expect("wait") {
+            break;
+        }
+        if start.elapsed() > limit {
+            panic!("eddy {args:?} did not end within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let child = std::mem::replace(&mut guard.0, Command::new("true").spawn().expect("spawn true"));
+    let out = child.wait_with_output().expect("output");
+    Outcome {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// All lines of the committed (non-hidden) files in `dir`.
+pub fn committed_lines(dir: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    for e in std::fs::read_dir(dir).expect("read output dir") {
+        let e = e.expect("entry");
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        let text = std::fs::read_to_string(e.path()).expect("read part file");
+        lines.extend(text.lines().map(|l| l.to_string()));
+    }
+    lines
+}
+
+/// Checks the exactly-once witness on `key,seq,count` lines: every key has seq 1..=per_key
+/// exactly once and count == seq. Returns (missing, duplicates, wrong counts).
+pub fn witness(lines: &[String], keys: u64, per_key: u64) -> (u64, u64, u64) {
+    let mut seen: HashMap<(u64, u64), u64> = HashMap::new();
+    let mut wrong = 0;
+    for l in lines {
+        let f: Vec<u64> = l.split(',').map(|x| x.trim().parse().expect("number")).collect();
+        assert_eq!(f.len(), 3, "bad line {l}");
+        if f[1] != f[2] {
+            wrong += 1;
+        }
+        *seen.entry((f[0], f[1])).or_default() += 1;
+    }
+    let mut missing = 0;
+    let mut dups = 0;
+    for k in 0..keys {
+        for s in 1..=per_key {
+            match seen.get(&(k, s)).copied().unwrap_or(0) {
+                0 => missing += 1,
+                1 => {}
+                n => dups += n - 1,
+            }
+        }
+    }
+    (missing, dups, wrong)
+}
+
+/// A deterministic text of about `bytes` bytes, and its reference word counts (lowercase,
+/// split on non-alphanumerics).
+pub fn text_and_counts(bytes: usize) -> (String, BTreeMap<String, u64>) {
+    const WORDS: &[&str] = &["the", "Stream", "flows", "eddy", "state", "Barrier", "check", "point", "x1", "über", "naïve", "TaskManager", "a", "Z"];
+    let mut s = String::with_capacity(bytes + 100);
+    let mut x: u64 = 0x2545F4914F6CDD1D;
+    while s.len() < bytes {
+        for _ in 0..12 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            s.push_str(WORDS[(x % WORDS.len() as u64) as usize]);
+            s.push_str(match x % 5 {
+                0 => ", ",
+                1 => "  ",
+                2 => "-",
+                3 => "; ",
+                _ => " ",
+            });
+            if x % 97 == 0 {
+                s.push_str(&format!("w{} ", x % 1000));
+            }
+        }
+        s.push('\n');
+    }
+    let mut counts = BTreeMap::new();
+    for w in s.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+        *counts.entry(w.to_lowercase()).or_default() += 1;
+    }
+    (s, counts)
+}
