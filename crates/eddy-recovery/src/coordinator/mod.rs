@@ -144,6 +144,12 @@ pub struct CheckpointCoordinator {
     last_end_ms: Option<u64>,
     consecutive_failures: u32,
     stats: CheckpointStats,
+    /// Tasks whose input ended and that finished: neither triggered nor awaited any more. Their
+    /// last acknowledged state is carried into every later checkpoint, so a restore sees them at
+    /// their end (Flink's FLIP-147 idea, simplified).
+    finished: BTreeMap<ExecutionVertexId, TaskStateSnapshot>,
+    /// The trigger set as configured, to re-add finished tasks that are deployed again.
+    all_triggered: BTreeSet<ExecutionVertexId>,
 }
 
 impl CheckpointCoordinator {
@@ -151,8 +157,10 @@ impl CheckpointCoordinator {
         CheckpointCoordinator {
             job_id: config.job_id,
             settings: config.settings,
+            all_triggered: config.tasks_to_trigger.clone(),
             tasks_to_trigger: config.tasks_to_trigger.into_iter().collect(),
             tasks_to_ack: config.tasks_to_ack,
+            finished: BTreeMap::new(),
             next_id: config.first_checkpoint_id,
             pending: BTreeMap::new(),
             completed: VecDeque::new(),
@@ -350,12 +358,55 @@ impl CheckpointCoordinator {
         }
         self.stats.acknowledged(id, state.state_size());
         p.acks.insert(task, state);
-        if p.acks.len() == self.tasks_to_ack.len() {
+        if self.tasks_to_ack.iter().all(|t| p.acks.contains_key(t)) {
             self.start_writing(id, now_ms, &mut out);
         }
         out
     }
 
+    /// `task` finished (its input ended after its final checkpoint): stop triggering and
+    /// awaiting it. Its state in later checkpoints is its last acknowledged one (from the newest
+    /// completed checkpoint). Pending checkpoints that now have every ack complete.
+    pub fn task_finished(&mut self, task: ExecutionVertexId, now_ms: u64) -> Vec<Command> {
+        let mut out = Vec::new();
+        if !self.tasks_to_ack.remove(&task) {
+            return out;
+        }
+        self.tasks_to_trigger.retain(|t| *t != task);
+        let last = self
+            .completed
+            .back()
+            .and_then(|c| c.task_state(task).cloned())
+            .unwrap_or_default();
+        self.finished.insert(task, last);
+        let ready: Vec<CheckpointId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| {
+                matches!(p.phase, Phase::AwaitingAcks)
+                    && self.tasks_to_ack.iter().all(|t| p.acks.contains_key(t))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ready {
+            self.start_writing(id, now_ms, &mut out);
+        }
+        out
+    }
+
+    /// Tasks are deployed again (a restart): finished ones among them are triggered and awaited
+    /// again.
+    pub fn tasks_redeployed(&mut self, tasks: impl IntoIterator<Item = ExecutionVertexId>) {
+        for t in tasks {
+            if self.finished.remove(&t).is_some() {
+                self.tasks_to_ack.insert(t);
+                if self.all_triggered.contains(&t) {
+                    self.tasks_to_trigger.push(t);
+                }
+            }
+        }
+        self.tasks_to_trigger.sort();
+    }
     /// `task` declined checkpoint `id`: it is aborted. Ignored for checkpoints not awaiting acks.
     pub fn decline(
         &mut self,
@@ -490,7 +541,11 @@ impl CheckpointCoordinator {
     /// When the next periodic checkpoint may be triggered, if triggering is possible at all.
     fn trigger_due_at(&self) -> Option<u64> {
         let interval = self.settings.interval?;
-        if !self.running || self.shut_down || self.in_flight() >= self.max_concurrent() {
+        if !self.running
+            || self.shut_down
+            || self.in_flight() >= self.max_concurrent()
+            || self.tasks_to_trigger.is_empty()
+        {
             return None;
         }
         let mut due = self.periodic_base_ms.saturating_add(millis(interval));
@@ -553,13 +608,17 @@ impl CheckpointCoordinator {
         let Some(p) = self.pending.get_mut(&id) else {
             return;
         };
+        let mut acks = std::mem::take(&mut p.acks);
+        for (task, state) in &self.finished {
+            acks.entry(*task).or_insert_with(|| state.clone());
+        }
         let metadata = CompletedCheckpoint {
             job_id,
             checkpoint_id: id,
             kind: p.target.kind(),
             trigger_timestamp_ms: p.trigger_ms,
             completion_timestamp_ms: now_ms,
-            tasks: std::mem::take(&mut p.acks)
+            tasks: acks
                 .into_iter()
                 .map(|(task, state)| TaskState { task, state })
                 .collect(),

@@ -969,3 +969,59 @@ fn random_schedules_keep_the_invariants() {
         "{total_completed} {total_aborted}"
     );
 }
+
+#[test]
+fn finished_tasks_are_not_awaited_and_keep_their_last_state() {
+    let mut c = running(settings());
+    // Checkpoint 1 completes with every task.
+    let cmds = c.tick(10 * S);
+    assert!(cmds.iter().any(|c| matches!(c, Command::TriggerCheckpoint { id: 1, .. })));
+    for t in all_tasks() {
+        c.ack(1, t, state(t, &[]), 11 * S);
+    }
+    c.metadata_written(1, 11 * S);
+    // Source (0,0) finishes; checkpoint 2 is triggered only at (0,1) and completes without (0,0).
+    c.task_finished(ev(0, 0), 12 * S);
+    let cmds = c.tick(21 * S);
+    let tasks = cmds
+        .iter()
+        .find_map(|c| match c {
+            Command::TriggerCheckpoint { tasks, .. } => Some(tasks.clone()),
+            _ => None,
+        })
+        .expect("checkpoint 2 triggered");
+    assert_eq!(tasks, vec![ev(0, 1)]);
+    let mut out = Vec::new();
+    for t in [ev(0, 1), ev(1, 0), ev(1, 1)] {
+        out.extend(c.ack(2, t, state(t, &[]), 22 * S));
+    }
+    let meta = out
+        .iter()
+        .find_map(|c| match c {
+            Command::WriteMetadataAndComplete { metadata, .. } => Some(metadata.clone()),
+            _ => None,
+        })
+        .expect("checkpoint 2 completes without the finished task");
+    assert!(meta.task_state(ev(0, 0)).is_some(), "finished task's state carried over");
+}
+
+#[test]
+fn a_task_finishing_completes_a_checkpoint_waiting_only_for_it() {
+    let mut c = running(settings());
+    c.tick(10 * S);
+    for t in [ev(0, 1), ev(1, 0), ev(1, 1)] {
+        assert!(c.ack(1, t, state(t, &[]), 11 * S).is_empty());
+    }
+    let out = c.task_finished(ev(0, 0), 12 * S);
+    assert!(out.iter().any(|c| matches!(c, Command::WriteMetadataAndComplete { id: 1, .. })));
+}
+
+#[test]
+fn no_trigger_once_every_source_finished_and_redeploy_restores_them() {
+    let mut c = running(settings());
+    c.task_finished(ev(0, 0), S);
+    c.task_finished(ev(0, 1), S);
+    assert!(c.tick(100 * S).is_empty());
+    c.tasks_redeployed([ev(0, 0), ev(0, 1)]);
+    assert!(c.tick(200 * S).iter().any(|c| matches!(c, Command::TriggerCheckpoint { .. })));
+}
