@@ -16,6 +16,7 @@ pub mod snapshot;
 pub mod source;
 pub mod state;
 pub mod task;
+pub mod window;
 
 pub use api::{DataStream, KeyedStream, StreamEnv};
 pub use data::{Data, Key, Timestamp};
@@ -24,3 +25,4 @@ pub use keyed::{KeyedContext, KeyedOpenContext, KeyedProcessFunction};
 pub use operator::{Operator, Output, TaskInfo};
 pub use sink::Sink;
 pub use source::{Source, SourceStatus};
+pub use window::{AggregateFunction, ProcessWindowFunction, TimeWindow, WatermarkStrategy, WindowedStream};

@@ -6,6 +6,8 @@
 //! runs anything.
 
 pub mod ops;
+pub mod time;
+pub mod window;
 
 use crate::data::{Data, Key};
 use crate::error::{JobError, Result};
