@@ -12,7 +12,8 @@ use eddy_core::config::Config;
 use eddy_core::JobId;
 use eddy_runtime::data::now_millis;
 use eddy_runtime::registry::{JobRegistry, JobSpec};
-use std::collections::{BTreeMap, HashMap};
+use eddy_recovery::{CheckpointStorage, DeclineReason, VerifyLevel};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::BufReader;
 use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
@@ -163,7 +164,7 @@ struct JobManagerLoop {
 impl JobManagerLoop {
     fn run(&mut self, rx: Receiver<Event>) {
         loop {
-            match rx.recv_timeout(Duration::from_millis(50)) {
+            match rx.recv_timeout(Duration::from_millis(10)) {
                 Ok(Event::Request(Request::Shutdown)) => return,
                 Ok(ev) => self.handle(ev),
                 Err(RecvTimeoutError::Timeout) => {}
@@ -224,8 +225,19 @@ impl JobManagerLoop {
                     self.execute(key.job_id, cmds);
                 }
             }
-            TmMessage::CheckpointAck { .. } | TmMessage::CheckpointDecline { .. } => {
-                tracing::debug!("checkpoint message from {tm_id} ignored: checkpointing is not configured");
+            TmMessage::CheckpointAck { key, checkpoint_id, state } => {
+                if let Some(jm) = self.jobs.get_mut(&key.job_id) {
+                    let cmds = jm.on_checkpoint_ack(key, checkpoint_id, state, now);
+                    self.execute(key.job_id, cmds);
+                }
+            }
+            TmMessage::CheckpointDecline { key, checkpoint_id, reason, counted } => {
+                tracing::info!("TaskManager {tm_id} declined checkpoint {checkpoint_id}: {reason}");
+                let reason = if counted { DeclineReason::AsyncSnapshotFailed(reason) } else { DeclineReason::TaskClosing };
+                if let Some(jm) = self.jobs.get_mut(&key.job_id) {
+                    let cmds = jm.on_checkpoint_decline(key, checkpoint_id, reason, now);
+                    self.execute(key.job_id, cmds);
+                }
             }
         }
     }
@@ -241,6 +253,7 @@ impl JobManagerLoop {
                 let cmds = jm.on_taskmanager_lost(tm_id, reason, now);
                 self.execute(id, cmds);
             }
+            self.replace_lost_slots(id, tm_id);
         }
     }
 
@@ -289,17 +302,34 @@ impl JobManagerLoop {
         }
     }
 
-    fn submit(&mut self, spec: JobSpec, now: i64) -> Result<JobId, String> {
+    fn submit(&mut self, mut spec: JobSpec, now: i64) -> Result<JobId, String> {
         let built = self.registry.build(&spec).map_err(|e| e.to_string())?;
         let id = JobId::random();
-        let cp = spec.config.checkpointing();
+        let checkpointing = spec.config.checkpointing();
+        // Checkpointing without a directory: a directory under the system temp dir (Flink would
+        // keep state in JobManager memory; files keep TaskManager and JobManager symmetric).
+        if checkpointing.interval.is_some() && spec.config.checkpoints_dir().is_none() {
+            let dir = std::env::temp_dir().join("eddy-checkpoints");
+            tracing::info!("execution.checkpointing.dir is not set: checkpoints go to {}", dir.display());
+            spec.config.set("execution.checkpointing.dir", &dir.to_string_lossy());
+        }
+        let checkpoints_dir = spec.config.checkpoints_dir().map(|d| d.to_string_lossy().into_owned());
+        // Checkpoint ids never repeat: continue above anything already in the job's directory.
+        let first_checkpoint_id = match &checkpoints_dir {
+            Some(dir) => CheckpointStorage::new(dir, id).highest_checkpoint_id().map_err(|e| e.to_string())?.map_or(1, |h| h + 1),
+            None => 1,
+        };
         let settings = JobMasterSettings {
             slot_request_timeout_ms: spec.config.slot_request_timeout().as_millis() as i64,
             buffer_timeout_ms: spec.config.buffer_timeout().as_millis() as u64,
-            exactly_once: cp.mode == eddy_core::settings::CheckpointingMode::ExactlyOnce,
+            restart: spec.config.effective_restart_strategy(),
+            failover: spec.config.failover_strategy(),
+            checkpointing,
+            checkpoints_dir,
+            first_checkpoint_id,
         };
         tracing::info!("submitting job {} ({id}) with parallelism {}", spec.name, spec.parallelism);
-        let jm = JobMaster::new(id, spec, built.job_graph, self.token, settings, now);
+        let jm = JobMaster::new(id, spec, built.job_graph, self.token, settings, now)?;
         self.jobs.insert(id, jm);
         self.waiting.push(id);
         self.schedule_waiting(now);
@@ -341,9 +371,83 @@ impl JobManagerLoop {
         }
     }
 
+    /// Takes free slots for the ones a job had on a lost TaskManager.
+    fn replace_lost_slots(&mut self, job: JobId, lost_tm: &str) {
+        let Some(jm) = self.jobs.get(&job) else { return };
+        if !jm.uses_taskmanager(lost_tm) || jm.status().is_globally_terminal() {
+            return;
+        }
+        let need = jm.slots_on(lost_tm);
+        if self.free_slots() < need {
+            return; // retried when the restart is due
+        }
+        let mut fresh = Vec::new();
+        while fresh.len() < need {
+            for (tm_id, tm) in self.tms.iter_mut() {
+                if fresh.len() == need {
+                    break;
+                }
+                if let Some(slot) = tm.slots.iter_mut().find(|s| s.is_none()) {
+                    *slot = Some(job);
+                    fresh.push(SlotRef { tm_id: tm_id.clone(), data_address: tm.data_address.clone() });
+                }
+            }
+        }
+        if let Some(jm) = self.jobs.get_mut(&job) {
+            jm.replace_slots(lost_tm, fresh);
+        }
+    }
+
+    /// Picks the checkpoint to restore from: the newest retained one that is readable; the
+    /// ones skipped and why.
+    fn select_restore(jm: &JobMaster) -> (Option<eddy_recovery::CompletedCheckpoint>, Vec<(u64, String)>) {
+        let Some(dir) = jm.checkpoints_dir() else { return (None, Vec::new()) };
+        match CheckpointStorage::new(dir, jm.job_id).latest_restorable(VerifyLevel::Lengths) {
+            Ok(sel) => (sel.checkpoint, sel.skipped.into_iter().map(|s| (s.id, s.error.to_string())).collect()),
+            Err(e) => (None, vec![(0, e.to_string())]),
+        }
+    }
+
     fn execute(&mut self, job: JobId, cmds: Vec<Command>) {
-        for c in cmds {
+        let mut queue: VecDeque<Command> = cmds.into();
+        while let Some(c) = queue.pop_front() {
+            let now = now_millis();
             match c {
+                Command::WriteMetadata { metadata } => {
+                    let Some(jm) = self.jobs.get_mut(&job) else { continue };
+                    let id = metadata.checkpoint_id;
+                    let more = match jm.checkpoints_dir().map(|d| CheckpointStorage::new(d, job).write_metadata(&metadata)) {
+                        Some(Ok(_)) => jm.metadata_written(id, now),
+                        Some(Err(e)) => jm.metadata_write_failed(id, e.to_string(), now),
+                        None => jm.metadata_write_failed(id, "no checkpoint directory".into(), now),
+                    };
+                    queue.extend(more);
+                }
+                Command::DiscardCheckpoint { id, shared_files } => {
+                    if let Some(dir) = self.jobs.get(&job).and_then(|j| j.checkpoints_dir()) {
+                        let storage = CheckpointStorage::new(dir, job);
+                        if let Err(e) = storage.discard(id).and_then(|_| storage.discard_shared(&shared_files)) {
+                            tracing::warn!("job {job}: could not discard checkpoint {id}: {e}");
+                        }
+                    }
+                }
+                Command::Restore { tasks: _, hint } => {
+                    let lost: Vec<String> = self.jobs.get(&job).map(|j| j.taskmanagers().into_iter().filter(|t| !self.tms.contains_key(t)).collect()).unwrap_or_default();
+                    for tm in &lost {
+                        self.replace_lost_slots(job, tm);
+                    }
+                    let Some(jm) = self.jobs.get_mut(&job) else { continue };
+                    if jm.taskmanagers().iter().any(|t| !self.tms.contains_key(t)) {
+                        jm.postpone_restore(now, "waiting for free slots to replace those of a lost TaskManager");
+                        continue;
+                    }
+                    let (restore, skipped) = Self::select_restore(jm);
+                    if restore.as_ref().map(|c| c.checkpoint_id) != hint {
+                        tracing::info!("job {job}: restoring from checkpoint {:?} (latest completed: {hint:?})", restore.as_ref().map(|c| c.checkpoint_id));
+                    }
+                    let more = jm.deploy_restarted(restore, skipped, now);
+                    queue.extend(more);
+                }
                 Command::Send { tm_id, msg } => {
                     let sent = self.tms.get(&tm_id).map(|t| t.conn.lock().map(|mut c| write_message(&mut *c, &msg).is_ok()).unwrap_or(false));
                     if sent != Some(true) {
@@ -373,7 +477,7 @@ impl JobManagerLoop {
             self.schedule_waiting(now);
         }
         let free = self.free_slots();
-        let ids: Vec<JobId> = self.waiting.clone();
+        let ids: Vec<JobId> = self.jobs.iter().filter(|(_, j)| !j.status().is_globally_terminal()).map(|(id, _)| *id).collect();
         for id in ids {
             if let Some(jm) = self.jobs.get_mut(&id) {
                 let cmds = jm.tick(now, free);

@@ -1,17 +1,33 @@
 //! The JobMaster core: one per job; schedules subtasks into slots, tracks their executions,
-//! and decides what happens on a failure, a cancel or the end of input.
+//! runs the checkpoint coordinator, and applies the failover and restart strategies.
 //!
-//! Sans-IO: it takes events with the current time (`now`, ms) and returns [`Command`]s for the
-//! JobManager shell to execute. It never touches a socket, a thread or the clock.
+//! Sans-IO: it takes events with the current time (`now`, ms since the epoch) and returns
+//! [`Command`]s for the JobManager shell to execute (messages to TaskManagers, `_metadata`
+//! writes, checkpoint discards, restores). It never touches a socket, a file, a thread or the
+//! clock.
+//!
+//! Failure handling: a failed subtask (or a lost TaskManager) aborts pending checkpoints; the
+//! failover strategy picks the subtasks to restart (`region`: the failed subtask's pipelined
+//! region; `full`: all); the restart strategy allows it (after a delay) or the job fails. The
+//! restarted subtasks are cancelled, and once all are terminal and the delay passed, the shell
+//! selects the checkpoint to restore from and the subtasks are deployed again with its state.
+//! Concurrent failures while a restart is pending join that restart (one attempt).
 
-use crate::rpc::{ExecutionKey, FencingToken, JmMessage};
+use crate::rpc::{ExecutionKey, FencingToken, JmMessage, RestoreSpec};
 use crate::status::{ExceptionEntry, JobDetails, JobStatus, VertexDetails};
+use eddy_core::settings::{CheckpointingSettings, FailoverStrategyKind, RestartStrategyConfig};
 use eddy_core::JobId;
+use eddy_recovery::{
+    CheckpointCoordinator, CompletedCheckpoint, CoordinatorConfig, DeclineReason, DistributionPattern, EdgeInfo, ExecutionVertexId, FailoverStrategy, JobShutdownStatus, RestartBackoff,
+    RestartDecision, TaskStateSnapshot, Topology, VertexInfo,
+};
 use eddy_runtime::graph::{JobGraph, PartitionKind};
 use eddy_runtime::registry::JobSpec;
 use eddy_runtime::task::{ExecutionState, OutputChannel, OutputEdge, TaskDeployment};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+
+type Task = (usize, u32);
 
 /// One slot offered to a job.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,6 +42,14 @@ pub enum Command {
     Send { tm_id: String, msg: JmMessage },
     /// The job no longer needs its slots.
     ReleaseSlots,
+    /// Write `_metadata` of a completed checkpoint, then call `metadata_written` (or
+    /// `metadata_write_failed`).
+    WriteMetadata { metadata: Box<CompletedCheckpoint> },
+    /// Delete a checkpoint's directory (retention, abort) and the shared files no longer used.
+    DiscardCheckpoint { id: u64, shared_files: Vec<eddy_recovery::StateFileHandle> },
+    /// Select the checkpoint to restore from (newest readable retained one; the coordinator's
+    /// in-memory choice is `hint`) and call `deploy_restarted`.
+    Restore { tasks: BTreeSet<Task>, hint: Option<u64> },
 }
 
 #[derive(Clone, Debug)]
@@ -35,14 +59,30 @@ struct Execution {
     state: ExecutionState,
     records_in: u64,
     records_out: u64,
+    /// Deployments of this subtask so far (1 on the first run).
+    deployments: u32,
 }
 
-/// Settings the JobMaster needs from the configuration.
+/// Settings the JobMaster takes from the job's configuration.
 #[derive(Clone, Debug)]
 pub struct JobMasterSettings {
     pub slot_request_timeout_ms: i64,
     pub buffer_timeout_ms: u64,
-    pub exactly_once: bool,
+    pub checkpointing: CheckpointingSettings,
+    pub restart: RestartStrategyConfig,
+    pub failover: FailoverStrategyKind,
+    /// Where checkpoints live (`state.checkpoints.dir`), when checkpointing is on.
+    pub checkpoints_dir: Option<String>,
+    /// The first checkpoint id (ids never repeat: above any existing one).
+    pub first_checkpoint_id: u64,
+}
+
+struct PendingRestart {
+    tasks: BTreeSet<Task>,
+    /// Not before this time (the restart strategy's delay).
+    at: i64,
+    /// Asked the shell to restore; waiting for `deploy_restarted`.
+    requested: bool,
 }
 
 pub struct JobMaster {
@@ -57,17 +97,58 @@ pub struct JobMaster {
     end_time: i64,
     /// Slot i hosts subtask i of every vertex (slot sharing).
     slots: Vec<SlotRef>,
-    executions: BTreeMap<(usize, u32), Execution>,
+    executions: BTreeMap<Task, Execution>,
     next_attempt: u64,
     exceptions: Vec<ExceptionEntry>,
     reason: Option<String>,
     restarts: u32,
     /// Why the job is failing, kept for the final FAILED status.
     failure: Option<String>,
+    coordinator: Option<CheckpointCoordinator>,
+    backoff: RestartBackoff,
+    failover: FailoverStrategy,
+    pending_restart: Option<PendingRestart>,
+}
+
+fn evid(t: Task) -> ExecutionVertexId {
+    ExecutionVertexId::new(t.0 as u32, t.1)
+}
+
+fn is_terminal(s: ExecutionState) -> bool {
+    matches!(s, ExecutionState::Finished | ExecutionState::Canceled | ExecutionState::Failed)
+}
+
+/// The failover topology of a job graph: forward edges are pointwise, the rest all-to-all.
+pub fn topology(graph: &JobGraph) -> Topology {
+    Topology {
+        vertices: graph.vertices.iter().map(|v| VertexInfo { parallelism: v.parallelism }).collect(),
+        edges: graph
+            .edges
+            .iter()
+            .map(|e| EdgeInfo {
+                source: e.source as u32,
+                target: e.target as u32,
+                pattern: if e.kind == PartitionKind::Forward { DistributionPattern::Pointwise } else { DistributionPattern::AllToAll },
+            })
+            .collect(),
+    }
 }
 
 impl JobMaster {
-    pub fn new(job_id: JobId, spec: JobSpec, graph: Arc<JobGraph>, token: FencingToken, settings: JobMasterSettings, now: i64) -> Self {
+    pub fn new(job_id: JobId, spec: JobSpec, graph: Arc<JobGraph>, token: FencingToken, settings: JobMasterSettings, now: i64) -> Result<Self, String> {
+        let all: BTreeSet<ExecutionVertexId> = graph.vertices.iter().flat_map(|v| (0..v.parallelism).map(move |s| ExecutionVertexId::new(v.id as u32, s))).collect();
+        let sources: BTreeSet<ExecutionVertexId> = all.iter().filter(|t| graph.vertices[t.vertex as usize].is_source).copied().collect();
+        let coordinator = settings.checkpointing.interval.map(|_| {
+            CheckpointCoordinator::new(CoordinatorConfig {
+                job_id,
+                settings: settings.checkpointing.clone(),
+                tasks_to_trigger: sources,
+                tasks_to_ack: all,
+                first_checkpoint_id: settings.first_checkpoint_id,
+            })
+        });
+        let failover = FailoverStrategy::new(settings.failover, &topology(&graph)).map_err(|e| e.to_string())?;
+        let backoff = RestartBackoff::new(&settings.restart, job_id.0 as u64);
         let mut jm = JobMaster {
             job_id,
             spec,
@@ -85,15 +166,24 @@ impl JobMaster {
             reason: None,
             restarts: 0,
             failure: None,
+            coordinator,
+            backoff,
+            failover,
+            pending_restart: None,
         };
         jm.timestamps.insert(JobStatus::Created.name().into(), now);
-        jm
+        Ok(jm)
     }
 
     pub fn status(&self) -> JobStatus {
         self.status
     }
 
+    pub fn checkpoints_dir(&self) -> Option<&str> {
+        self.settings.checkpoints_dir.as_deref()
+    }
+
+    /// Flink's `timestamps`: the latest time the job entered each status.
     fn transition(&mut self, to: JobStatus, now: i64) {
         if self.status == to {
             return;
@@ -115,12 +205,9 @@ impl JobMaster {
         self.graph.vertices.iter().map(|v| v.parallelism as usize).max().unwrap_or(0)
     }
 
-    pub fn has_slots(&self) -> bool {
-        !self.slots.is_empty()
-    }
-
-    /// Still waiting for slots after the request timeout: fail.
+    /// Periodic work: slot-request timeout, checkpoint triggers and timeouts, due restarts.
     pub fn tick(&mut self, now: i64, free_slots: usize) -> Vec<Command> {
+        let mut cmds = Vec::new();
         if self.status == JobStatus::Created && self.slots.is_empty() {
             let waited = now - self.start_time;
             self.reason = Some(format!("waiting for {} slots ({} free)", self.slots_needed(), free_slots));
@@ -131,163 +218,299 @@ impl JobMaster {
                     self.settings.slot_request_timeout_ms,
                     free_slots
                 );
-                self.fail_terminally(msg, None, None, now);
-                return vec![Command::ReleaseSlots];
+                self.exceptions.push(ExceptionEntry { timestamp: now, task_name: None, taskmanager: None, exception: msg.clone() });
+                self.failure = Some(msg.clone());
+                self.reason = Some(msg);
+                self.transition(JobStatus::Failing, now);
+                self.transition(JobStatus::Failed, now);
+                cmds.push(Command::ReleaseSlots);
+            }
+            return cmds;
+        }
+        if let Some(c) = self.coordinator.as_mut() {
+            let out = c.tick(now as u64);
+            cmds.extend(self.coordinator_commands(out, now));
+        }
+        if let Some(p) = self.pending_restart.as_mut() {
+            let ready = !p.requested && now >= p.at && p.tasks.iter().all(|t| self.executions.get(t).is_none_or(|e| is_terminal(e.state)));
+            if ready {
+                p.requested = true;
+                let hint = self.coordinator.as_ref().and_then(|c| c.latest_completed()).map(|c| c.checkpoint_id);
+                cmds.push(Command::Restore { tasks: p.tasks.clone(), hint });
             }
         }
-        Vec::new()
+        cmds
     }
 
-    /// The ResourceManager handed over the slots: deploy every subtask.
+    /// The earliest time `tick` has work (coordinator deadline); the shell may sleep until then.
+    pub fn next_deadline(&self) -> Option<i64> {
+        self.coordinator.as_ref().and_then(|c| c.next_deadline()).map(|d| d as i64)
+    }
+
+    /// The ResourceManager handed over the slots: deploy every subtask (restoring from a
+    /// checkpoint when the job is recovered: `restore`).
     pub fn assign_slots(&mut self, slots: Vec<SlotRef>, now: i64) -> Vec<Command> {
         self.slots = slots;
         self.reason = None;
-        self.deploy_all(now)
+        let all: BTreeSet<Task> = self.graph.vertices.iter().flat_map(|v| (0..v.parallelism).map(move |s| (v.id, s))).collect();
+        let cmds = self.deploy(&all, None, now);
+        self.transition(JobStatus::Running, now);
+        cmds
     }
 
-    fn deploy_all(&mut self, now: i64) -> Vec<Command> {
+    /// Deploys `tasks` (a union of pipelined regions) as a new attempt.
+    fn deploy(&mut self, tasks: &BTreeSet<Task>, restore: Option<&CompletedCheckpoint>, _now: i64) -> Vec<Command> {
         let attempt = self.next_attempt;
         self.next_attempt += 1;
-        // Channel ids: random high bits per deployment so a stale producer can never feed a new
+        // Channel ids: random high bits per deployment, so a stale producer never feeds a new
         // consumer.
         let base = (eddy_core::ids::random_u128() as u64) & !0xFFFF_FFFF;
         let mut next_id = base;
-        let mut inputs: HashMap<(usize, u32), Vec<u64>> = HashMap::new();
-        let mut outputs: HashMap<(usize, u32), Vec<OutputEdge>> = HashMap::new();
-        let tm_of = |subtask: u32| &self.slots[subtask as usize];
+        let mut inputs: HashMap<Task, Vec<u64>> = HashMap::new();
+        let mut outputs: HashMap<Task, Vec<OutputEdge>> = HashMap::new();
         for e in &self.graph.edges {
             let (src, dst) = (&self.graph.vertices[e.source], &self.graph.vertices[e.target]);
             for i in 0..src.parallelism {
+                if !tasks.contains(&(src.id, i)) {
+                    continue;
+                }
                 let targets: Vec<u32> = if e.kind == PartitionKind::Forward { vec![i] } else { (0..dst.parallelism).collect() };
                 let mut channels = Vec::new();
                 for j in targets {
                     next_id += 1;
                     inputs.entry((dst.id, j)).or_default().push(next_id);
-                    let (p, c) = (tm_of(i), tm_of(j));
+                    let (p, c) = (&self.slots[i as usize], &self.slots[j as usize]);
                     channels.push(OutputChannel { id: next_id, remote_address: (p.tm_id != c.tm_id).then(|| c.data_address.clone()) });
                 }
                 outputs.entry((src.id, i)).or_default().push(OutputEdge { stream_edge: e.stream_edge, kind: e.kind, channels });
             }
         }
+        let checkpointing = self.coordinator.is_some();
+        let exactly_once = self.settings.checkpointing.mode == eddy_core::settings::CheckpointingMode::ExactlyOnce;
         let mut cmds = Vec::new();
-        for v in self.graph.vertices.iter() {
-            for s in 0..v.parallelism {
-                let slot = &self.slots[s as usize];
-                let d = TaskDeployment {
-                    job_id: self.job_id,
-                    job_name: self.spec.name.clone(),
-                    attempt,
-                    vertex: v.id,
-                    subtask: s,
-                    parallelism: v.parallelism,
-                    max_parallelism: v.max_parallelism,
-                    inputs: inputs.remove(&(v.id, s)).unwrap_or_default(),
-                    outputs: outputs.remove(&(v.id, s)).unwrap_or_default(),
-                    exactly_once: self.settings.exactly_once,
-                    buffer_timeout_ms: self.settings.buffer_timeout_ms,
-                    restore: HashMap::new(),
-                    restored_checkpoint: None,
-                };
-                self.executions.insert(
-                    (v.id, s),
-                    Execution { attempt, tm_id: slot.tm_id.clone(), state: ExecutionState::Deploying, records_in: 0, records_out: 0 },
-                );
-                cmds.push(Command::Send {
-                    tm_id: slot.tm_id.clone(),
-                    msg: JmMessage::Deploy { token: self.token, job: self.spec.clone(), deployment: Box::new(d) },
-                });
-            }
+        for &(v, s) in tasks {
+            let vertex = &self.graph.vertices[v];
+            let slot = &self.slots[s as usize];
+            let restore_spec = restore.and_then(|cp| {
+                cp.task_state(evid((v, s))).map(|state| RestoreSpec {
+                    checkpoints_dir: self.settings.checkpoints_dir.clone().unwrap_or_default(),
+                    checkpoint_id: cp.checkpoint_id,
+                    state: state.clone(),
+                })
+            });
+            let d = TaskDeployment {
+                job_id: self.job_id,
+                job_name: self.spec.name.clone(),
+                attempt,
+                vertex: v,
+                subtask: s,
+                parallelism: vertex.parallelism,
+                max_parallelism: vertex.max_parallelism,
+                inputs: inputs.remove(&(v, s)).unwrap_or_default(),
+                outputs: outputs.remove(&(v, s)).unwrap_or_default(),
+                exactly_once,
+                checkpointing,
+                buffer_timeout_ms: self.settings.buffer_timeout_ms,
+                restore: HashMap::new(),
+                restored_checkpoint: restore.map(|c| c.checkpoint_id),
+            };
+            let deployments = self.executions.get(&(v, s)).map_or(0, |e| e.deployments) + 1;
+            self.executions.insert((v, s), Execution { attempt, tm_id: slot.tm_id.clone(), state: ExecutionState::Deploying, records_in: 0, records_out: 0, deployments });
+            cmds.push(Command::Send {
+                tm_id: slot.tm_id.clone(),
+                msg: JmMessage::Deploy { token: self.token, job: self.spec.clone(), deployment: Box::new(d), restore: restore_spec.map(Box::new) },
+            });
         }
-        self.transition(JobStatus::Running, now);
+        if let Some(c) = self.coordinator.as_mut() {
+            c.tasks_redeployed(tasks.iter().map(|t| evid(*t)));
+        }
         cmds
     }
 
-    fn key(&self, vertex: usize, subtask: u32, attempt: u64) -> ExecutionKey {
-        ExecutionKey { job_id: self.job_id, attempt, vertex, subtask }
+    /// The shell selected the checkpoint to restore from (`None`: start from scratch) and the
+    /// checkpoints it had to skip (unreadable), with why.
+    pub fn deploy_restarted(&mut self, restore: Option<CompletedCheckpoint>, skipped: Vec<(u64, String)>, now: i64) -> Vec<Command> {
+        let Some(p) = self.pending_restart.take() else { return Vec::new() };
+        if matches!(self.status, JobStatus::Cancelling | JobStatus::Failing) || self.status.is_globally_terminal() {
+            return Vec::new();
+        }
+        for (id, why) in skipped {
+            let msg = format!("checkpoint {id} is unreadable, restoring from an older one: {why}");
+            tracing::warn!("job {}: {msg}", self.job_id);
+            self.exceptions.push(ExceptionEntry { timestamp: now, task_name: None, taskmanager: None, exception: msg });
+        }
+        if let (Some(c), Some(cp)) = (self.coordinator.as_mut(), restore.as_ref()) {
+            c.note_restored(cp.checkpoint_id, now as u64);
+        }
+        let id = restore.as_ref().map(|c| c.checkpoint_id);
+        tracing::info!("job {}: restarting {} subtasks from {}", self.job_id, p.tasks.len(), id.map_or("the beginning".into(), |i| format!("checkpoint {i}")));
+        self.deploy(&p.tasks, restore.as_ref(), now)
     }
 
-    fn task_name(&self, vertex: usize, subtask: u32) -> String {
-        let v = &self.graph.vertices[vertex];
-        format!("{} ({}/{})", v.name, subtask + 1, v.parallelism)
+    fn task_name(&self, t: Task) -> String {
+        let v = &self.graph.vertices[t.0];
+        format!("{} ({}/{})", v.name, t.1 + 1, v.parallelism)
     }
 
-    fn is_current(&self, key: &ExecutionKey) -> bool {
-        self.executions.get(&(key.vertex, key.subtask)).is_some_and(|e| e.attempt == key.attempt)
+    fn current(&self, key: &ExecutionKey) -> bool {
+        key.job_id == self.job_id && self.executions.get(&(key.vertex, key.subtask)).is_some_and(|e| e.attempt == key.attempt)
     }
 
     pub fn on_task_state(&mut self, key: ExecutionKey, state: ExecutionState, error: Option<String>, now: i64) -> Vec<Command> {
-        if !self.is_current(&key) {
+        if !self.current(&key) {
             return Vec::new(); // a report from an older attempt
         }
-        let tm = match self.executions.get_mut(&(key.vertex, key.subtask)) {
+        let t = (key.vertex, key.subtask);
+        let tm = match self.executions.get_mut(&t) {
+            Some(e) if is_terminal(e.state) && e.state != ExecutionState::Deploying => return Vec::new(),
             Some(e) => {
                 e.state = state;
                 e.tm_id.clone()
             }
             None => return Vec::new(),
         };
+        let mut cmds = Vec::new();
         match state {
             ExecutionState::Failed => {
                 let msg = error.unwrap_or_else(|| "task failed".into());
-                let name = self.task_name(key.vertex, key.subtask);
-                self.on_failure(msg, Some(name), Some(tm), now)
+                cmds.extend(self.on_failure(msg, Some(t), Some(tm), now));
             }
-            _ => self.check_progress(now),
-        }
-    }
-
-    /// A TaskManager is gone: every execution on it failed.
-    pub fn on_taskmanager_lost(&mut self, tm_id: &str, reason: &str, now: i64) -> Vec<Command> {
-        let lost: Vec<(usize, u32)> = self
-            .executions
-            .iter()
-            .filter(|(_, e)| e.tm_id == tm_id && !is_terminal(e.state))
-            .map(|(k, _)| *k)
-            .collect();
-        if lost.is_empty() {
-            return Vec::new();
-        }
-        for k in &lost {
-            if let Some(e) = self.executions.get_mut(k) {
-                e.state = ExecutionState::Failed;
+            ExecutionState::Finished => {
+                if let Some(c) = self.coordinator.as_mut() {
+                    let out = c.task_finished(evid(t), now as u64);
+                    cmds.extend(self.coordinator_commands(out, now));
+                }
             }
+            _ => {}
         }
-        let name = self.task_name(lost[0].0, lost[0].1);
-        self.on_failure(format!("TaskManager {tm_id} lost: {reason}"), Some(name), Some(tm_id.to_string()), now)
-    }
-
-    fn on_failure(&mut self, msg: String, task: Option<String>, tm: Option<String>, now: i64) -> Vec<Command> {
-        self.exceptions.push(ExceptionEntry { timestamp: now, task_name: task, taskmanager: tm, exception: msg.clone() });
-        if matches!(self.status, JobStatus::Cancelling | JobStatus::Failing) || self.status.is_globally_terminal() {
-            return self.check_progress(now);
-        }
-        // No restart strategy yet in this path: the job fails (restarts arrive with checkpoints).
-        self.failure = Some(msg);
-        self.transition(JobStatus::Failing, now);
-        let mut cmds = self.cancel_running();
         cmds.extend(self.check_progress(now));
         cmds
     }
 
-    fn fail_terminally(&mut self, msg: String, task: Option<String>, tm: Option<String>, now: i64) {
-        self.exceptions.push(ExceptionEntry { timestamp: now, task_name: task, taskmanager: tm, exception: msg.clone() });
-        self.failure = Some(msg.clone());
-        self.reason = Some(msg);
-        if self.status == JobStatus::Created {
-            self.transition(JobStatus::Failing, now);
+    /// A TaskManager is gone: every execution on it failed.
+    pub fn on_taskmanager_lost(&mut self, tm_id: &str, reason: &str, now: i64) -> Vec<Command> {
+        let lost: Vec<Task> = self.executions.iter().filter(|(_, e)| e.tm_id == tm_id && !is_terminal(e.state)).map(|(k, _)| *k).collect();
+        // Slots on that TaskManager are gone: the job must move to other slots for a restart.
+        let mut cmds = Vec::new();
+        for t in &lost {
+            if let Some(e) = self.executions.get_mut(t) {
+                e.state = ExecutionState::Failed;
+            }
         }
-        self.transition(JobStatus::Failed, now);
+        if let Some(&first) = lost.first() {
+            cmds.extend(self.on_failure(format!("TaskManager {tm_id} lost: {reason}"), Some(first), Some(tm_id.to_string()), now));
+            for &t in &lost[1..] {
+                self.join_restart(t, now);
+            }
+        }
+        cmds.extend(self.check_progress(now));
+        cmds
     }
 
-    fn cancel_running(&mut self) -> Vec<Command> {
+    /// Whether the job's slots include one on `tm_id` (so it must be rescheduled on others).
+    pub fn uses_taskmanager(&self, tm_id: &str) -> bool {
+        self.slots.iter().any(|s| s.tm_id == tm_id)
+    }
+
+    /// How many of the job's slots are on `tm_id`.
+    pub fn slots_on(&self, tm_id: &str) -> usize {
+        self.slots.iter().filter(|s| s.tm_id == tm_id).count()
+    }
+
+    /// The TaskManagers holding the job's slots.
+    pub fn taskmanagers(&self) -> BTreeSet<String> {
+        self.slots.iter().map(|s| s.tm_id.clone()).collect()
+    }
+
+    /// The shell could not restore yet (no slots): try again shortly.
+    pub fn postpone_restore(&mut self, now: i64, why: &str) {
+        if let Some(p) = self.pending_restart.as_mut() {
+            p.requested = false;
+            p.at = now + 100;
+        }
+        self.reason = Some(why.to_string());
+    }
+
+    /// Replaces the slots on a lost TaskManager with new ones (from the resource manager).
+    pub fn replace_slots(&mut self, lost_tm: &str, mut fresh: Vec<SlotRef>) {
+        for s in self.slots.iter_mut() {
+            if s.tm_id == lost_tm {
+                if let Some(n) = fresh.pop() {
+                    *s = n;
+                }
+            }
+        }
+    }
+
+    fn join_restart(&mut self, t: Task, _now: i64) {
+        let set = self.failover.tasks_to_restart(evid(t));
+        if let Some(p) = self.pending_restart.as_mut() {
+            p.tasks.extend(set.into_iter().map(|e| (e.vertex as usize, e.subtask)));
+        }
+    }
+
+    fn on_failure(&mut self, msg: String, task: Option<Task>, tm: Option<String>, now: i64) -> Vec<Command> {
+        let task_name = task.map(|t| self.task_name(t));
+        self.exceptions.push(ExceptionEntry { timestamp: now, task_name, taskmanager: tm, exception: msg.clone() });
+        if matches!(self.status, JobStatus::Cancelling | JobStatus::Failing) || self.status.is_globally_terminal() {
+            return Vec::new();
+        }
         let mut cmds = Vec::new();
-        for (&(v, s), e) in self.executions.iter_mut() {
-            if !is_terminal(e.state) {
-                e.state = ExecutionState::Deploying; // "canceling": awaiting the task's final report
-                cmds.push(Command::Send {
-                    tm_id: e.tm_id.clone(),
-                    msg: JmMessage::Cancel { token: self.token, key: ExecutionKey { job_id: self.job_id, attempt: e.attempt, vertex: v, subtask: s } },
-                });
+        if let Some(c) = self.coordinator.as_mut() {
+            let out = match task {
+                Some(t) => c.task_failed(evid(t), now as u64),
+                None => c.job_restarting(now as u64),
+            };
+            cmds.extend(self.coordinator_commands(out, now));
+        }
+        if let (Some(p), Some(t)) = (self.pending_restart.as_ref(), task) {
+            if p.tasks.contains(&t) || !p.requested {
+                // A concurrent failure joins the pending restart: one attempt.
+                self.join_restart(t, now);
+                cmds.extend(self.cancel_tasks(&self.pending_tasks()));
+                return cmds;
+            }
+        }
+        match self.backoff.on_failure(now as u64) {
+            RestartDecision::Fail { reason } => {
+                self.failure = Some(format!("{msg} ({reason})"));
+                self.pending_restart = None;
+                self.transition(JobStatus::Failing, now);
+                let all: BTreeSet<Task> = self.executions.keys().copied().collect();
+                cmds.extend(self.cancel_tasks(&all));
+            }
+            RestartDecision::Restart { delay } => {
+                let set: BTreeSet<Task> = match task {
+                    Some(t) => self.failover.tasks_to_restart(evid(t)).into_iter().map(|e| (e.vertex as usize, e.subtask)).collect(),
+                    None => self.executions.keys().copied().collect(),
+                };
+                self.restarts += 1;
+                let global = set.len() == self.executions.len();
+                tracing::info!("job {}: restarting {} of {} subtasks in {:?} (restart {})", self.job_id, set.len(), self.executions.len(), delay, self.restarts);
+                if global {
+                    self.transition(JobStatus::Restarting, now);
+                }
+                cmds.extend(self.cancel_tasks(&set));
+                self.pending_restart = Some(PendingRestart { tasks: set, at: now + delay.as_millis() as i64, requested: false });
+            }
+        }
+        cmds
+    }
+
+    fn pending_tasks(&self) -> BTreeSet<Task> {
+        self.pending_restart.as_ref().map(|p| p.tasks.clone()).unwrap_or_default()
+    }
+
+    fn cancel_tasks(&mut self, tasks: &BTreeSet<Task>) -> Vec<Command> {
+        let mut cmds = Vec::new();
+        for t in tasks {
+            if let Some(e) = self.executions.get(t) {
+                if !is_terminal(e.state) {
+                    cmds.push(Command::Send {
+                        tm_id: e.tm_id.clone(),
+                        msg: JmMessage::Cancel { token: self.token, key: ExecutionKey { job_id: self.job_id, attempt: e.attempt, vertex: t.0, subtask: t.1 } },
+                    });
+                }
             }
         }
         cmds
@@ -298,15 +521,15 @@ impl JobMaster {
         if self.status.is_globally_terminal() || self.status == JobStatus::Cancelling {
             return Vec::new();
         }
+        self.pending_restart = None;
         if self.executions.is_empty() {
-            if self.status == JobStatus::Created {
-                self.transition(JobStatus::Cancelling, now);
-            }
+            self.transition(JobStatus::Cancelling, now);
             self.transition(JobStatus::Canceled, now);
             return vec![Command::ReleaseSlots];
         }
         self.transition(JobStatus::Cancelling, now);
-        let mut cmds = self.cancel_running();
+        let all: BTreeSet<Task> = self.executions.keys().copied().collect();
+        let mut cmds = self.cancel_tasks(&all);
         cmds.extend(self.check_progress(now));
         cmds
     }
@@ -314,22 +537,122 @@ impl JobMaster {
     /// Moves the job on once its executions allow it.
     fn check_progress(&mut self, now: i64) -> Vec<Command> {
         let all_terminal = self.executions.values().all(|e| is_terminal(e.state));
+        let all_running = self.executions.values().all(|e| matches!(e.state, ExecutionState::Running | ExecutionState::Finished));
+        let mut cmds = Vec::new();
+        let shutdown = |s: &mut Self, status: JobShutdownStatus, cmds: &mut Vec<Command>| {
+            if let Some(c) = s.coordinator.as_mut() {
+                let out = c.shutdown(status, now as u64);
+                let translated = s.coordinator_commands(out, now);
+                cmds.extend(translated);
+            }
+        };
         match self.status {
-            JobStatus::Running if self.executions.values().all(|e| e.state == ExecutionState::Finished) => {
+            JobStatus::Running | JobStatus::Restarting if self.pending_restart.is_none() && self.executions.values().all(|e| e.state == ExecutionState::Finished) => {
+                if self.status == JobStatus::Restarting {
+                    self.transition(JobStatus::Running, now);
+                }
                 self.transition(JobStatus::Finished, now);
-                vec![Command::ReleaseSlots]
+                shutdown(self, JobShutdownStatus::Finished, &mut cmds);
+                cmds.push(Command::ReleaseSlots);
+            }
+            JobStatus::Running | JobStatus::Restarting if self.pending_restart.is_none() && all_running => {
+                self.transition(JobStatus::Running, now);
+                if let Some(c) = self.coordinator.as_mut() {
+                    if !c.is_running() {
+                        c.tasks_running(now as u64);
+                    }
+                }
             }
             JobStatus::Failing if all_terminal => {
                 self.reason = self.failure.clone();
                 self.transition(JobStatus::Failed, now);
-                vec![Command::ReleaseSlots]
+                shutdown(self, JobShutdownStatus::Failed, &mut cmds);
+                cmds.push(Command::ReleaseSlots);
             }
             JobStatus::Cancelling if all_terminal => {
                 self.transition(JobStatus::Canceled, now);
-                vec![Command::ReleaseSlots]
+                shutdown(self, JobShutdownStatus::Canceled, &mut cmds);
+                cmds.push(Command::ReleaseSlots);
             }
-            _ => Vec::new(),
+            _ => {}
         }
+        cmds
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Checkpoints
+    // ---------------------------------------------------------------------------------------
+
+    pub fn on_checkpoint_ack(&mut self, key: ExecutionKey, id: u64, state: TaskStateSnapshot, now: i64) -> Vec<Command> {
+        if !self.current(&key) {
+            return Vec::new();
+        }
+        let Some(c) = self.coordinator.as_mut() else { return Vec::new() };
+        let out = c.ack(id, ExecutionVertexId::new(key.vertex as u32, key.subtask), state, now as u64);
+        self.coordinator_commands(out, now)
+    }
+
+    pub fn on_checkpoint_decline(&mut self, key: ExecutionKey, id: u64, reason: DeclineReason, now: i64) -> Vec<Command> {
+        if !self.current(&key) {
+            return Vec::new();
+        }
+        let Some(c) = self.coordinator.as_mut() else { return Vec::new() };
+        let out = c.decline(id, ExecutionVertexId::new(key.vertex as u32, key.subtask), reason, now as u64);
+        self.coordinator_commands(out, now)
+    }
+
+    pub fn metadata_written(&mut self, id: u64, now: i64) -> Vec<Command> {
+        let Some(c) = self.coordinator.as_mut() else { return Vec::new() };
+        let out = c.metadata_written(id, now as u64);
+        tracing::info!("job {}: completed checkpoint {id}", self.job_id);
+        self.coordinator_commands(out, now)
+    }
+
+    pub fn metadata_write_failed(&mut self, id: u64, error: String, now: i64) -> Vec<Command> {
+        let Some(c) = self.coordinator.as_mut() else { return Vec::new() };
+        let out = c.metadata_write_failed(id, error, now as u64);
+        self.coordinator_commands(out, now)
+    }
+
+    /// Turns coordinator commands into shell commands addressed to the current executions.
+    fn coordinator_commands(&mut self, out: Vec<eddy_recovery::Command>, now: i64) -> Vec<Command> {
+        use eddy_recovery::Command as C;
+        let mut cmds = Vec::new();
+        let send_all = |jm: &Self, tasks: &[ExecutionVertexId], make: &dyn Fn(ExecutionKey) -> JmMessage, cmds: &mut Vec<Command>| {
+            for t in tasks {
+                let task = (t.vertex as usize, t.subtask);
+                if let Some(e) = jm.executions.get(&task) {
+                    if !is_terminal(e.state) {
+                        let key = ExecutionKey { job_id: jm.job_id, attempt: e.attempt, vertex: task.0, subtask: task.1 };
+                        cmds.push(Command::Send { tm_id: e.tm_id.clone(), msg: make(key) });
+                    }
+                }
+            }
+        };
+        for c in out {
+            match c {
+                C::TriggerCheckpoint { id, tasks, .. } => {
+                    let token = self.token;
+                    send_all(self, &tasks, &|key| JmMessage::TriggerCheckpoint { token, key, checkpoint_id: id }, &mut cmds);
+                }
+                C::NotifyComplete { id, tasks } => {
+                    let token = self.token;
+                    send_all(self, &tasks, &|key| JmMessage::NotifyCheckpointComplete { token, key, checkpoint_id: id }, &mut cmds);
+                }
+                C::AbortCheckpoint { id, reason, tasks } => {
+                    tracing::info!("job {}: checkpoint {id} aborted: {reason:?}", self.job_id);
+                    let token = self.token;
+                    send_all(self, &tasks, &|key| JmMessage::AbortCheckpoint { token, key, checkpoint_id: id }, &mut cmds);
+                }
+                C::WriteMetadataAndComplete { metadata, .. } => cmds.push(Command::WriteMetadata { metadata: Box::new(metadata) }),
+                C::DiscardCheckpoint { id, shared_files, .. } => cmds.push(Command::DiscardCheckpoint { id, shared_files }),
+                C::FailJob { reason } => {
+                    let msg = format!("checkpointing failed too often: {reason}");
+                    cmds.extend(self.on_failure(msg, None, None, now));
+                }
+            }
+        }
+        cmds
     }
 
     pub fn update_counters(&mut self, key: &ExecutionKey, records_in: u64, records_out: u64) {
@@ -349,20 +672,33 @@ impl JobMaster {
             .map(|v| {
                 let mut tasks: BTreeMap<String, u32> = BTreeMap::new();
                 let (mut rin, mut rout) = (0, 0);
+                let mut deployments = Vec::new();
                 for s in 0..v.parallelism {
-                    if let Some(e) = self.executions.get(&(v.id, s)) {
-                        *tasks.entry(format!("{:?}", e.state).to_uppercase()).or_default() += 1;
-                        rin += e.records_in;
-                        rout += e.records_out;
-                    } else {
-                        *tasks.entry("CREATED".into()).or_default() += 1;
+                    match self.executions.get(&(v.id, s)) {
+                        Some(e) => {
+                            *tasks.entry(format!("{:?}", e.state).to_uppercase()).or_default() += 1;
+                            rin += e.records_in;
+                            rout += e.records_out;
+                            deployments.push(e.deployments);
+                        }
+                        None => {
+                            *tasks.entry("CREATED".into()).or_default() += 1;
+                            deployments.push(0);
+                        }
                     }
                 }
-                let status = if tasks.len() == 1 { tasks.keys().next().cloned().unwrap_or_default() } else if tasks.contains_key("FAILED") { "FAILED".into() } else { "RUNNING".into() };
-                VertexDetails { id: v.id, name: v.name.clone(), parallelism: v.parallelism, status, records_in: rin, records_out: rout, tasks }
+                let status = if tasks.len() == 1 {
+                    tasks.keys().next().cloned().unwrap_or_default()
+                } else if tasks.contains_key("FAILED") {
+                    "FAILED".into()
+                } else {
+                    "RUNNING".into()
+                };
+                VertexDetails { id: v.id, name: v.name.clone(), parallelism: v.parallelism, status, records_in: rin, records_out: rout, tasks, subtask_deployments: deployments }
             })
             .collect();
         let end = if self.end_time >= 0 { self.end_time } else { now };
+        let stats = self.coordinator.as_ref().map(|c| c.stats());
         JobDetails {
             job_id: self.job_id.to_string(),
             name: self.spec.name.clone(),
@@ -373,19 +709,14 @@ impl JobMaster {
             timestamps: self.timestamps.clone(),
             vertices,
             restarts: self.restarts,
-            completed_checkpoints: 0,
-            failed_checkpoints: 0,
+            completed_checkpoints: stats.map_or(0, |s| s.counts.completed),
+            failed_checkpoints: stats.map_or(0, |s| s.counts.failed),
+            checkpoints: stats.and_then(|s| serde_json::to_value(s).ok()),
             exceptions: self.exceptions.clone(),
             status_reason: self.reason.clone(),
         }
     }
-
-    /// The executions' keys on a TaskManager (for counters and heartbeats).
-    pub fn current_key(&self, vertex: usize, subtask: u32) -> Option<ExecutionKey> {
-        self.executions.get(&(vertex, subtask)).map(|e| self.key(vertex, subtask, e.attempt))
-    }
 }
 
-fn is_terminal(s: ExecutionState) -> bool {
-    matches!(s, ExecutionState::Finished | ExecutionState::Canceled | ExecutionState::Failed)
-}
+#[cfg(test)]
+mod tests;

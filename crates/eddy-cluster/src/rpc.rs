@@ -7,7 +7,7 @@
 
 use eddy_core::JobId;
 use eddy_runtime::registry::JobSpec;
-use eddy_runtime::snapshot::OperatorSnapshot;
+use eddy_recovery::TaskStateSnapshot;
 use eddy_runtime::task::{ExecutionState, TaskDeployment};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::io::{Read, Write};
@@ -37,8 +37,11 @@ pub enum TmMessage {
     Register { tm_id: String, data_address: String, slots: u32, pid: u32 },
     Heartbeat { counters: Vec<TaskCounters> },
     TaskState { key: ExecutionKey, state: ExecutionState, error: Option<String> },
-    CheckpointAck { key: ExecutionKey, checkpoint_id: u64, snapshot: Vec<(String, OperatorSnapshot)> },
-    CheckpointDecline { key: ExecutionKey, checkpoint_id: u64, reason: String },
+    /// The task's state was written to checkpoint storage (or inlined).
+    CheckpointAck { key: ExecutionKey, checkpoint_id: u64, state: TaskStateSnapshot },
+    /// `counted`: whether it counts towards `tolerable-failed-checkpoints` (an upload failure
+    /// does; a finished or not-yet-running task does not).
+    CheckpointDecline { key: ExecutionKey, checkpoint_id: u64, reason: String, counted: bool },
 }
 
 /// JobManager → TaskManager.
@@ -46,12 +49,21 @@ pub enum TmMessage {
 pub enum JmMessage {
     Registered { token: FencingToken },
     Refused { reason: String },
-    Deploy { token: FencingToken, job: JobSpec, deployment: Box<TaskDeployment> },
+    Deploy { token: FencingToken, job: JobSpec, deployment: Box<TaskDeployment>, restore: Option<Box<RestoreSpec>> },
     Cancel { token: FencingToken, key: ExecutionKey },
     TriggerCheckpoint { token: FencingToken, key: ExecutionKey, checkpoint_id: u64 },
     NotifyCheckpointComplete { token: FencingToken, key: ExecutionKey, checkpoint_id: u64 },
     AbortCheckpoint { token: FencingToken, key: ExecutionKey, checkpoint_id: u64 },
     HeartbeatReply { token: FencingToken },
+}
+
+/// Where a redeployed subtask finds its state: files under the checkpoint directory of
+/// `checkpoint_id`, or inline bytes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RestoreSpec {
+    pub checkpoints_dir: String,
+    pub checkpoint_id: u64,
+    pub state: TaskStateSnapshot,
 }
 
 /// Largest accepted message; a corrupt length must not allocate without bound.

@@ -87,6 +87,8 @@ pub struct VertexDetails {
     pub records_out: u64,
     /// Subtask count per execution state name.
     pub tasks: BTreeMap<String, u32>,
+    /// How often each subtask was deployed (1 = never restarted).
+    pub subtask_deployments: Vec<u32>,
 }
 
 /// What `eddy list`, the progress display and the REST API read about a job.
@@ -105,6 +107,8 @@ pub struct JobDetails {
     pub restarts: u32,
     pub completed_checkpoints: u64,
     pub failed_checkpoints: u64,
+    /// The checkpoint coordinator's statistics (counts, latest, history), when checkpointing.
+    pub checkpoints: Option<serde_json::Value>,
     pub exceptions: Vec<ExceptionEntry>,
     /// Why the job is waiting, failed or was suspended.
     pub status_reason: Option<String>,

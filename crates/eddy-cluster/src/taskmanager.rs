@@ -5,7 +5,10 @@
 //! with are rejected. Tasks run on their own threads (see `eddy_runtime::task`); this file only
 //! routes messages and never touches operator state.
 
-use crate::rpc::{read_message, write_message, ExecutionKey, FencingToken, JmMessage, TaskCounters, TmMessage};
+use crate::rpc::{read_message, write_message, ExecutionKey, FencingToken, JmMessage, RestoreSpec, TaskCounters, TmMessage};
+use eddy_recovery::{CheckpointStorage, OperatorSubtaskState, TaskStateSnapshot};
+use eddy_runtime::snapshot::OperatorSnapshot;
+use std::sync::mpsc::{channel, Sender};
 use eddy_core::config::Config;
 use eddy_core::ids::TaskManagerId;
 use eddy_core::JobId;
@@ -38,9 +41,78 @@ fn key_of(d: &TaskDeployment) -> ExecutionKey {
     ExecutionKey { job_id: d.job_id, attempt: d.attempt, vertex: d.vertex, subtask: d.subtask }
 }
 
+/// Operator state up to this size goes inline into `_metadata`; larger state into a file.
+const INLINE_STATE_BYTES: usize = 4096;
+
+/// One snapshot to upload: the task thread hands it over and goes on processing.
+struct Upload {
+    key: ExecutionKey,
+    subtask: u32,
+    checkpoint_id: u64,
+    storage: Option<CheckpointStorage>,
+    snapshot: ChainSnapshot,
+}
+
+/// Writes snapshots to checkpoint storage (fsync + atomic rename) off the task threads, then
+/// acknowledges them: the asynchronous part of a checkpoint.
+fn uploader(writer: Writer) -> Sender<Upload> {
+    let (tx, rx) = channel::<Upload>();
+    let _ = std::thread::Builder::new().name("tm-uploader".into()).spawn(move || {
+        for u in rx {
+            let msg = match encode_state(&u) {
+                Ok(state) => TmMessage::CheckpointAck { key: u.key, checkpoint_id: u.checkpoint_id, state },
+                Err(e) => TmMessage::CheckpointDecline { key: u.key, checkpoint_id: u.checkpoint_id, reason: e, counted: true },
+            };
+            send(&writer, &msg);
+        }
+    });
+    tx
+}
+
+fn encode_state(u: &Upload) -> Result<TaskStateSnapshot, String> {
+    let mut operators = Vec::new();
+    for (uid, snap) in &u.snapshot {
+        let bytes = bincode::serialize(snap).map_err(|e| format!("cannot encode the state of operator '{uid}': {e}"))?;
+        let mut op = OperatorSubtaskState { operator_uid: uid.clone(), key_groups: None, files: Vec::new(), inline: Vec::new() };
+        match &u.storage {
+            Some(storage) if bytes.len() > INLINE_STATE_BYTES => {
+                op.files.push(storage.write_state_file(u.checkpoint_id, uid, u.subtask, &bytes).map_err(|e| e.to_string())?);
+            }
+            _ => op.inline = bytes,
+        }
+        operators.push(op);
+    }
+    Ok(TaskStateSnapshot { operators })
+}
+
+/// Reads a subtask's state back from a checkpoint (verifying length and checksum).
+fn load_state(spec: &RestoreSpec, job_id: JobId) -> Result<HashMap<String, OperatorSnapshot>, String> {
+    let storage = CheckpointStorage::new(&spec.checkpoints_dir, job_id);
+    let mut out = HashMap::new();
+    for op in &spec.state.operators {
+        let mut snap = OperatorSnapshot::default();
+        let mut blobs = Vec::new();
+        if !op.inline.is_empty() {
+            blobs.push(op.inline.clone());
+        }
+        for f in &op.files {
+            blobs.push(storage.read_state_file(spec.checkpoint_id, f).map_err(|e| e.to_string())?);
+        }
+        for b in blobs {
+            let part: OperatorSnapshot = bincode::deserialize(&b).map_err(|e| format!("corrupt state of operator '{}' in checkpoint {}: {e}", op.operator_uid, spec.checkpoint_id))?;
+            snap.operator_state.extend(part.operator_state);
+            snap.keyed_state.extend(part.keyed_state);
+        }
+        out.insert(op.operator_uid.clone(), snap);
+    }
+    Ok(out)
+}
+
 /// Relays a task's reports to the JobManager.
 struct Relay {
     writer: Writer,
+    uploads: Sender<Upload>,
+    storage: Option<CheckpointStorage>,
 }
 
 impl TaskListener for Relay {
@@ -52,11 +124,14 @@ impl TaskListener for Relay {
     }
 
     fn checkpoint_acknowledged(&self, task: &TaskDeployment, checkpoint_id: u64, snapshot: ChainSnapshot) {
-        send(&self.writer, &TmMessage::CheckpointAck { key: key_of(task), checkpoint_id, snapshot });
+        let upload = Upload { key: key_of(task), subtask: task.subtask, checkpoint_id, storage: self.storage.clone(), snapshot };
+        if self.uploads.send(upload).is_err() {
+            send(&self.writer, &TmMessage::CheckpointDecline { key: key_of(task), checkpoint_id, reason: "the uploader stopped".into(), counted: true });
+        }
     }
 
     fn checkpoint_declined(&self, task: &TaskDeployment, checkpoint_id: u64, reason: String) {
-        send(&self.writer, &TmMessage::CheckpointDecline { key: key_of(task), checkpoint_id, reason });
+        send(&self.writer, &TmMessage::CheckpointDecline { key: key_of(task), checkpoint_id, reason, counted: false });
     }
 }
 
@@ -67,6 +142,7 @@ struct Shared {
     tasks: Mutex<HashMap<ExecutionKey, TaskHandle>>,
     jobs: Mutex<HashMap<JobId, BuiltJob>>,
     writer: Writer,
+    uploads: Mutex<Sender<Upload>>,
     token: Mutex<Option<FencingToken>>,
     stopped: AtomicBool,
     slots: u32,
@@ -110,13 +186,15 @@ fn cancel_all(shared: &Shared) {
 /// is reachable.
 pub fn start(config: &Config, registry: Arc<JobRegistry>, jm_address: String) -> Result<TaskManagerHandle, String> {
     let network = NetworkEnvironment::start(&config.taskmanager_host(), config.taskmanager_data_port()).map_err(|e| e.to_string())?;
+    let writer: Writer = Arc::new(Mutex::new(None));
     let shared = Arc::new(Shared {
         id: TaskManagerId::random("tm"),
         registry,
         network,
         tasks: Mutex::new(HashMap::new()),
         jobs: Mutex::new(HashMap::new()),
-        writer: Arc::new(Mutex::new(None)),
+        uploads: Mutex::new(uploader(writer.clone())),
+        writer,
         token: Mutex::new(None),
         stopped: AtomicBool::new(false),
         slots: config.slots_per_taskmanager(),
@@ -212,10 +290,24 @@ fn handle(shared: &Arc<Shared>, msg: JmMessage) {
         return;
     }
     match msg {
-        JmMessage::Deploy { job, deployment, .. } => {
-            let d = *deployment;
+        JmMessage::Deploy { job, deployment, restore, .. } => {
+            let mut d = *deployment;
             let key = key_of(&d);
-            let relay: Arc<dyn TaskListener> = Arc::new(Relay { writer: shared.writer.clone() });
+            let storage = job.config.checkpoints_dir().map(|dir| CheckpointStorage::new(dir, d.job_id));
+            let uploads = match shared.uploads.lock() {
+                Ok(u) => u.clone(),
+                Err(_) => return,
+            };
+            let relay: Arc<dyn TaskListener> = Arc::new(Relay { writer: shared.writer.clone(), uploads, storage });
+            if let Some(spec) = restore {
+                match load_state(&spec, d.job_id) {
+                    Ok(state) => d.restore = state,
+                    Err(e) => {
+                        relay.state_changed(&d, ExecutionState::Failed, Some(JobError::new(format!("restoring from checkpoint {}: {e}", spec.checkpoint_id))));
+                        return;
+                    }
+                }
+            }
             let built = {
                 let mut jobs = match shared.jobs.lock() {
                     Ok(j) => j,

@@ -53,6 +53,8 @@ pub trait SourceDriver {
     /// Snapshot the source's position, then pass the barrier down the chain.
     fn barrier(&mut self, checkpoint_id: u64, snapshots: &mut crate::task::chain::ChainSnapshot) -> Result<()>;
     fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()>;
+    /// After `poll` returned `Finished`: end the output (end of input down the chain).
+    fn end_input(&mut self) -> Result<()>;
     fn close(&mut self);
 }
 

@@ -61,6 +61,9 @@ pub struct TaskDeployment {
     pub inputs: Vec<ChannelId>,
     pub outputs: Vec<OutputEdge>,
     pub exactly_once: bool,
+    /// Checkpointing is on: a bounded source waits for a checkpoint covering all its output
+    /// before it ends its output (so sinks commit everything exactly once).
+    pub checkpointing: bool,
     pub buffer_timeout_ms: u64,
     /// State to restore, by operator uid (from the checkpoint the job restarts from).
     pub restore: HashMap<String, OperatorSnapshot>,
@@ -258,12 +261,14 @@ fn run_source(
 ) -> Result<ExecutionState> {
     let mut last_flush = Instant::now();
     let mut finished = false;
+    // The first checkpoint taken after the source finished: its completion ends the output.
+    let mut final_barrier: Option<u64> = None;
     loop {
         // Control first: barriers must not wait behind a long run of data.
         loop {
             match rx.try_recv() {
                 Ok(MailboxItem::Control(c)) => {
-                    if let Some(state) = source_control(d, src, listener, c, finished)? {
+                    if let Some(state) = source_control(d, src, listener, c, finished, &mut final_barrier)? {
                         return Ok(state);
                     }
                 }
@@ -276,7 +281,19 @@ fn run_source(
             return Ok(ExecutionState::Canceled);
         }
         if finished {
-            return Ok(ExecutionState::Finished);
+            // Waiting for the final checkpoint: `source_control` ends the task once a checkpoint
+            // taken after the last record completed.
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(MailboxItem::Control(c)) => {
+                    if let Some(state) = source_control(d, src, listener, c, finished, &mut final_barrier)? {
+                        return Ok(state);
+                    }
+                }
+                Ok(MailboxItem::Channel { credit, .. }) => credit.release(),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Ok(ExecutionState::Canceled),
+            }
+            continue;
         }
         tick(src.chain())?;
         match src.poll(writer::BATCH_RECORDS)? {
@@ -295,7 +312,7 @@ fn run_source(
                 }
                 match rx.recv_timeout(Duration::from_millis(wait)) {
                     Ok(MailboxItem::Control(c)) => {
-                        if let Some(state) = source_control(d, src, listener, c, finished)? {
+                        if let Some(state) = source_control(d, src, listener, c, finished, &mut final_barrier)? {
                             return Ok(state);
                         }
                     }
@@ -306,26 +323,46 @@ fn run_source(
             }
             SourceStatus::Finished => {
                 src.chain().flush()?;
+                if !d.checkpointing {
+                    src.end_input()?;
+                    src.chain().flush()?;
+                    return Ok(ExecutionState::Finished);
+                }
                 finished = true;
             }
         }
     }
 }
 
-/// Handles a control message in a source task; `Some(state)` ends the task.
-fn source_control(d: &TaskDeployment, src: &mut dyn SourceDriver, listener: &dyn TaskListener, c: TaskControl, finished: bool) -> Result<Option<ExecutionState>> {
+/// Handles a control message in a source task; `Some(state)` ends the task. A finished source
+/// (checkpointing on) still takes checkpoints; once one of them completes, everything it emitted
+/// is covered by a completed checkpoint and it ends its output.
+fn source_control(
+    d: &TaskDeployment,
+    src: &mut dyn SourceDriver,
+    listener: &dyn TaskListener,
+    c: TaskControl,
+    finished: bool,
+    final_barrier: &mut Option<u64>,
+) -> Result<Option<ExecutionState>> {
     match c {
         TaskControl::TriggerCheckpoint { checkpoint_id } => {
-            if finished {
-                listener.checkpoint_declined(d, checkpoint_id, "source already finished".into());
-            } else {
-                let mut snaps = Vec::new();
-                src.barrier(checkpoint_id, &mut snaps)?;
+            if finished && final_barrier.is_none() {
+                *final_barrier = Some(checkpoint_id);
+            }
+            let mut snaps = Vec::new();
+            src.barrier(checkpoint_id, &mut snaps)?;
+            src.chain().flush()?;
+            listener.checkpoint_acknowledged(d, checkpoint_id, snaps);
+        }
+        TaskControl::NotifyCheckpointComplete { checkpoint_id } => {
+            src.notify_checkpoint_complete(checkpoint_id)?;
+            if finished && final_barrier.is_some_and(|f| checkpoint_id >= f) {
+                src.end_input()?;
                 src.chain().flush()?;
-                listener.checkpoint_acknowledged(d, checkpoint_id, snaps);
+                return Ok(Some(ExecutionState::Finished));
             }
         }
-        TaskControl::NotifyCheckpointComplete { checkpoint_id } => src.notify_checkpoint_complete(checkpoint_id)?,
         TaskControl::AbortCheckpoint { .. } => {}
         TaskControl::Cancel => return Ok(Some(ExecutionState::Canceled)),
     }

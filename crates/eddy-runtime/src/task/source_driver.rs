@@ -40,9 +40,9 @@ impl<S: Source> SourceDriver for SourceLink<S> {
         }
         if status == SourceStatus::Finished {
             self.finished = true;
-            // A bounded input ends event time: every event-time timer fires.
+            // A bounded input ends event time: every event-time timer fires now, before any
+            // final checkpoint, so their results are covered by it.
             self.next.watermark(MAX_WATERMARK)?;
-            self.next.end_of_input()?;
         }
         Ok(status)
     }
@@ -64,6 +64,10 @@ impl<S: Source> SourceDriver for SourceLink<S> {
     fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
         self.source.notify_checkpoint_complete(checkpoint_id)?;
         self.next.notify_checkpoint_complete(checkpoint_id)
+    }
+
+    fn end_input(&mut self) -> Result<()> {
+        self.next.end_of_input()
     }
 
     fn close(&mut self) {
