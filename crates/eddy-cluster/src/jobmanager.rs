@@ -219,8 +219,9 @@ impl JobManagerLoop {
                     }
                 }
             }
-            TmMessage::TaskState { key, state, error } => {
+            TmMessage::TaskState { key, state, error, records_in, records_out } => {
                 if let Some(jm) = self.jobs.get_mut(&key.job_id) {
+                    jm.update_counters(&key, records_in, records_out);
                     let cmds = jm.on_task_state(key, state, error, now);
                     self.execute(key.job_id, cmds);
                 }

@@ -36,7 +36,7 @@ pub struct TaskCounters {
 pub enum TmMessage {
     Register { tm_id: String, data_address: String, slots: u32, pid: u32 },
     Heartbeat { counters: Vec<TaskCounters> },
-    TaskState { key: ExecutionKey, state: ExecutionState, error: Option<String> },
+    TaskState { key: ExecutionKey, state: ExecutionState, error: Option<String>, records_in: u64, records_out: u64 },
     /// The task's state was written to checkpoint storage (or inlined).
     CheckpointAck { key: ExecutionKey, checkpoint_id: u64, state: TaskStateSnapshot },
     /// `counted`: whether it counts towards `tolerable-failed-checkpoints` (an upload failure

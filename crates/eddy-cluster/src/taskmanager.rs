@@ -116,11 +116,14 @@ struct Relay {
 }
 
 impl TaskListener for Relay {
-    fn state_changed(&self, task: &TaskDeployment, state: ExecutionState, error: Option<JobError>) {
+    fn state_changed(&self, task: &TaskDeployment, state: ExecutionState, error: Option<JobError>, metrics: &eddy_runtime::task::metrics::TaskMetrics) {
         if let Some(e) = &error {
             tracing::warn!("task {} {}/{} of job {} failed: {e}", task.vertex, task.subtask + 1, task.parallelism, task.job_name);
         }
-        send(&self.writer, &TmMessage::TaskState { key: key_of(task), state, error: error.map(|e| e.message) });
+        send(
+            &self.writer,
+            &TmMessage::TaskState { key: key_of(task), state, error: error.map(|e| e.message), records_in: metrics.records_in(), records_out: metrics.records_out() },
+        );
     }
 
     fn checkpoint_acknowledged(&self, task: &TaskDeployment, checkpoint_id: u64, snapshot: ChainSnapshot) {
@@ -303,7 +306,8 @@ fn handle(shared: &Arc<Shared>, msg: JmMessage) {
                 match load_state(&spec, d.job_id) {
                     Ok(state) => d.restore = state,
                     Err(e) => {
-                        relay.state_changed(&d, ExecutionState::Failed, Some(JobError::new(format!("restoring from checkpoint {}: {e}", spec.checkpoint_id))));
+                        let m = eddy_runtime::task::metrics::TaskMetrics::default();
+                        relay.state_changed(&d, ExecutionState::Failed, Some(JobError::new(format!("restoring from checkpoint {}: {e}", spec.checkpoint_id))), &m);
                         return;
                     }
                 }
@@ -330,7 +334,7 @@ fn handle(shared: &Arc<Shared>, msg: JmMessage) {
                         t.insert(key, handle);
                     }
                 }
-                Err(e) => relay.state_changed(&d, ExecutionState::Failed, Some(e.context("deploying the task"))),
+                Err(e) => relay.state_changed(&d, ExecutionState::Failed, Some(e.context("deploying the task")), &Default::default()),
             }
         }
         JmMessage::Cancel { key, .. } => control(shared, &key, TaskControl::Cancel),

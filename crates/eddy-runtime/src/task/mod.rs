@@ -83,7 +83,8 @@ pub enum ExecutionState {
 
 /// How a task reports to its TaskManager (which relays to the JobMaster).
 pub trait TaskListener: Send + Sync {
-    fn state_changed(&self, task: &TaskDeployment, state: ExecutionState, error: Option<JobError>);
+    /// `metrics`: the task's counters at this moment (final ones when it ended).
+    fn state_changed(&self, task: &TaskDeployment, state: ExecutionState, error: Option<JobError>, metrics: &TaskMetrics);
     fn checkpoint_acknowledged(&self, task: &TaskDeployment, checkpoint_id: u64, snapshot: ChainSnapshot);
     fn checkpoint_declined(&self, task: &TaskDeployment, checkpoint_id: u64, reason: String);
 }
@@ -130,25 +131,25 @@ pub fn spawn_task(
     let (d, c, m) = (deployment.clone(), cancel.clone(), metrics.clone());
     let name = format!("task-{}-{}", deployment.vertex, deployment.subtask);
     let thread = std::thread::Builder::new().name(name).spawn(move || {
-        listener.state_changed(&d, ExecutionState::Running, None);
+        listener.state_changed(&d, ExecutionState::Running, None, &m);
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&d, &graph, &job_graph, &network, &*listener, rx, &c, &m, &run_token)));
         network.unregister_inputs(&d.inputs);
         let outputs: Vec<ChannelId> = d.outputs.iter().flat_map(|o| o.channels.iter().map(|c| c.id)).collect();
         network.release_outputs(&outputs);
         match result {
-            Ok(Ok(state)) => listener.state_changed(&d, state, None),
+            Ok(Ok(state)) => listener.state_changed(&d, state, None, &m),
             Ok(Err(e)) if c.load(Ordering::Relaxed) => {
                 tracing::debug!("task {} ended while canceling: {e}", d.vertex);
-                listener.state_changed(&d, ExecutionState::Canceled, None)
+                listener.state_changed(&d, ExecutionState::Canceled, None, &m)
             }
-            Ok(Err(e)) => listener.state_changed(&d, ExecutionState::Failed, Some(e)),
+            Ok(Err(e)) => listener.state_changed(&d, ExecutionState::Failed, Some(e), &m),
             Err(panic) => {
                 let msg = panic
                     .downcast_ref::<String>()
                     .cloned()
                     .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                     .unwrap_or_else(|| "unknown panic".into());
-                listener.state_changed(&d, ExecutionState::Failed, Some(JobError::new(format!("task panicked: {msg}"))))
+                listener.state_changed(&d, ExecutionState::Failed, Some(JobError::new(format!("task panicked: {msg}"))), &m)
             }
         }
     })?;

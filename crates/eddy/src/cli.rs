@@ -1,0 +1,171 @@
+//! The command line: parses arguments, loads configuration, and dispatches to the commands.
+//! Every failure ends in one line on stderr and a non-zero exit code.
+
+use clap::{Parser, Subcommand};
+use eddy_runtime::registry::JobRegistry;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "eddy", version, about = "Eddy: a distributed stream processor that survives failure")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run JOB on an embedded mini-cluster (one JobManager, N TaskManagers) until it ends or Ctrl-C.
+    ///
+    /// Usage: eddy local JOB [JOB-ARGS] [--taskmanagers N] [--slots N] [-p N] [-D key=value] [--conf DIR] [--json]
+    /// Eddy's options may appear anywhere after JOB; everything else is passed to the job.
+    #[command(disable_help_flag = true)]
+    Local {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "JOB [ARGS]")]
+        args: Vec<String>,
+    },
+    /// List the jobs this binary can run, with their arguments.
+    Jobs {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Options of `eddy local` found among the job's arguments.
+#[derive(Debug, Default, PartialEq)]
+pub struct LocalOptions {
+    pub job: String,
+    pub job_args: Vec<String>,
+    pub taskmanagers: Option<u32>,
+    pub slots: Option<u32>,
+    pub parallelism: Option<u32>,
+    pub overrides: Vec<String>,
+    pub conf_dir: Option<PathBuf>,
+    pub json: bool,
+    pub help: bool,
+}
+
+fn number(flag: &str, v: Option<&String>) -> Result<u32, String> {
+    let v = v.ok_or_else(|| format!("option {flag} needs a value"))?;
+    match v.parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("invalid value '{v}' for {flag}: expected an integer >= 1")),
+    }
+}
+
+/// Separates Eddy's options from the job's arguments.
+pub fn parse_local_args(raw: &[String]) -> Result<LocalOptions, String> {
+    let mut o = LocalOptions::default();
+    let mut it = raw.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--taskmanagers" => o.taskmanagers = Some(number(a, it.next())?),
+            "--slots" => o.slots = Some(number(a, it.next())?),
+            "-p" | "--parallelism" => o.parallelism = Some(number(a, it.next())?),
+            "-D" => o.overrides.push(it.next().ok_or("option -D needs key=value")?.clone()),
+            "--conf" => o.conf_dir = Some(PathBuf::from(it.next().ok_or("option --conf needs a directory")?)),
+            "--json" => o.json = true,
+            "-h" | "--help" => o.help = true,
+            s if s.starts_with("-D") && s.len() > 2 => o.overrides.push(s[2..].to_string()),
+            s if s.starts_with("--parallelism=") => o.parallelism = Some(number("--parallelism", Some(&s[14..].to_string()))?),
+            s if o.job.is_empty() && !s.starts_with('-') => o.job = s.to_string(),
+            s if o.job.is_empty() => return Err(format!("unexpected option '{s}' before the job name: usage: eddy local JOB [JOB-ARGS] [options]")),
+            _ => o.job_args.push(a.clone()),
+        }
+    }
+    Ok(o)
+}
+
+const LOCAL_HELP: &str = "Run JOB on an embedded mini-cluster until it ends (or Ctrl-C cancels it).
+
+Usage: eddy local JOB [JOB-ARGS] [OPTIONS]
+
+Options (anywhere after JOB):
+  --taskmanagers N   TaskManagers to start (default 2)
+  --slots N          slots per TaskManager (default: taskmanager.numberOfTaskSlots if set,
+                     else enough for the job's parallelism)
+  -p, --parallelism N  default parallelism (default: parallelism.default, 1)
+  -D key=value       set a configuration key (repeatable)
+  --conf DIR         configuration directory with config.yaml (default: $EDDY_CONF_DIR)
+  --json             print the final summary as one JSON object on stdout
+
+Run `eddy jobs` to see the jobs and their arguments.";
+
+/// Runs the CLI with the given job registry; returns the process exit code.
+pub fn main_with(registry: JobRegistry) -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    match cli.command {
+        Command::Jobs { json } => {
+            print_jobs(&registry, json);
+            0
+        }
+        Command::Local { args } => {
+            let opts = match parse_local_args(&args) {
+                Ok(o) => o,
+                Err(e) => return fail(&e, 2),
+            };
+            if opts.help || opts.job.is_empty() {
+                println!("{LOCAL_HELP}");
+                return if opts.help { 0 } else { 2 };
+            }
+            crate::local::run(registry, opts)
+        }
+    }
+}
+
+/// Prints `error: <msg>` and returns the exit code.
+pub fn fail(msg: &str, code: i32) -> i32 {
+    eprintln!("error: {msg}");
+    code
+}
+
+fn print_jobs(registry: &JobRegistry, json: bool) {
+    if json {
+        let jobs: Vec<serde_json::Value> = registry
+            .jobs()
+            .map(|j| serde_json::json!({"name": j.name, "description": j.description, "arguments": j.arguments}))
+            .collect();
+        println!("{}", serde_json::json!({ "jobs": jobs }));
+        return;
+    }
+    for j in registry.jobs() {
+        println!("{}\n    {}", j.name, j.description);
+        for a in j.arguments {
+            println!("      {a}");
+        }
+        println!();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn eddy_options_are_found_anywhere_after_the_job() {
+        let o = parse_local_args(&s(&["sequence", "--keys", "10", "-p", "4", "--rate", "5", "-D", "a.b=1", "-Dc=2", "--taskmanagers", "3", "--json"])).unwrap();
+        assert_eq!(o.job, "sequence");
+        assert_eq!(o.job_args, s(&["--keys", "10", "--rate", "5"]));
+        assert_eq!(o.parallelism, Some(4));
+        assert_eq!(o.taskmanagers, Some(3));
+        assert_eq!(o.overrides, s(&["a.b=1", "c=2"]));
+        assert!(o.json);
+    }
+
+    #[test]
+    fn bad_numbers_name_the_option_and_value() {
+        let e = parse_local_args(&s(&["sequence", "-p", "zero"])).unwrap_err();
+        assert!(e.contains("'zero'") && e.contains("-p"), "{e}");
+        assert!(parse_local_args(&s(&["sequence", "-p", "0"])).is_err());
+    }
+}

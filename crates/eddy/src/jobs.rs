@@ -1,0 +1,338 @@
+//! The built-in jobs: the demos and witnesses of SPEC §7, and the benchmark jobs.
+//!
+//! Each is a plain function over the DataStream API, registered by name; a user's own jobs are
+//! written and registered exactly the same way (see `examples/custom_job.rs`). Builders run in
+//! every process that rebuilds the job, so their checks must be repeatable and side-effect free
+//! beyond creating the output directory.
+
+use eddy_connectors::{BlackholeSink, CarEvent, CarSource, FileSink, FileSource, PrintSink, RowSource, SequenceSource};
+use eddy_runtime::operator::{Output, TaskInfo};
+use eddy_runtime::registry::{JobArgs, JobDefinition, JobRegistry};
+use eddy_runtime::snapshot::{OperatorSnapshot, SnapshotWriter};
+use eddy_runtime::state::ValueState;
+use eddy_runtime::window::{TumblingEventTimeWindows, WatermarkStrategy};
+use eddy_runtime::{Data, DataStream, JobError, KeyedContext, KeyedOpenContext, KeyedProcessFunction, Operator, Result, StreamEnv};
+use std::collections::HashMap;
+use std::time::Duration;
+
+pub fn register_builtin(r: &mut JobRegistry) {
+    r.register(JobDefinition {
+        name: "word-count",
+        description: "bounded file source -> lowercase words -> keyed running count -> exactly-once file sink (lines `word,count`)",
+        arguments: &["--input PATH     the text file to count", "--output DIR     where committed part files go ('-' = stdout)"],
+        build: word_count,
+    });
+    r.register(JobDefinition {
+        name: "sequence",
+        description: "the exactly-once witness: seq 1..N for every key -> keyed count -> file sink (lines `key,seq,count`; correct iff every (key,seq) once and count == seq)",
+        arguments: &[
+            "--keys K                 number of keys",
+            "--per-key N              records per key",
+            "--rate R                 records/s for the whole job (default 0 = unthrottled)",
+            "--output DIR             where committed part files go ('-' = stdout)",
+            "--fail-every N           the counting operator fails every N records it processes, per subtask (default 0 = never)",
+            "--fail-probability P     ... or fails each record with probability P (0..1)",
+            "--seed S                 seed for --fail-probability (default 1)",
+            "--fail-subtask I         inject failures only in subtask I (default: all)",
+            "--forward                count without a keyed exchange (forward-only pipeline: one pipelined region per subtask)",
+        ],
+        build: sequence,
+    });
+    r.register(JobDefinition {
+        name: "top-speed-windowing",
+        description: "car speed events in event time -> per car, the top speed in tumbling windows (lines `car,window_end,top_speed,distance`)",
+        arguments: &[
+            "--cars N          cars (default 2)",
+            "--rate R          events/s for the whole job (default 2000; 0 = unthrottled)",
+            "--events N        events in total (default 20000; 0 = unbounded)",
+            "--window-ms W     window size in event time (default 10000)",
+            "--output DIR      where committed part files go ('-' = stdout)",
+        ],
+        build: top_speed_windowing,
+    });
+    r.register(JobDefinition {
+        name: "rows-discard",
+        description: "benchmark: generated (key, value) rows -> discarding sink",
+        arguments: &["--records N      rows in total (default 100000000; 0 = unbounded)", "--keys K         distinct keys (default 10000)"],
+        build: rows_discard,
+    });
+    r.register(JobDefinition {
+        name: "rows-groupby",
+        description: "benchmark: generated rows -> GROUP BY key: running COUNT(*), SUM(value) -> discarding sink",
+        arguments: &["--records N      rows in total (default 20000000; 0 = unbounded)", "--keys K         distinct keys (default 10000)"],
+        build: rows_groupby,
+    });
+}
+
+/// Writes `T` lines to `output`: a directory (exactly-once file sink) or `-` (stdout).
+fn sink_lines<T: Data>(stream: &DataStream<T>, output: &str, format: fn(&T, &mut String)) -> Result<()> {
+    if output == "-" {
+        stream.sink_to("Print", move || PrintSink::with_format(format)).uid("sink");
+        return Ok(());
+    }
+    FileSink::<()>::check(output).map_err(JobError::new)?;
+    let dir = output.to_string();
+    stream.sink_to("FileSink", move || FileSink::with_format(dir.clone(), format)).uid("sink");
+    Ok(())
+}
+
+fn required_number(args: &mut JobArgs, name: &str, min: u64) -> Result<u64> {
+    if args.optional(name).is_none() {
+        return args.required(name).map(|_| 0);
+    }
+    args.number(name, 0, min, u64::MAX)
+}
+
+fn word_count(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
+    let input = args.required("input")?;
+    let output = args.required("output")?;
+    FileSource::check(&input).map_err(JobError::new)?;
+    let path = input.clone();
+    let counts = env
+        .add_source("FileSource", move || FileSource::new(path.clone()))
+        .uid("file-source")
+        .flat_map(|line: String| {
+            line.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(|w| w.to_lowercase()).collect::<Vec<String>>()
+        })
+        .name("Tokenize")
+        .key_by(|w: &String| w.clone())
+        .process(WordCounter::default())
+        .name("Count")
+        .uid("count");
+    sink_lines(&counts, &output, |r: &(String, u64), s| {
+        s.push_str(&r.0);
+        s.push(',');
+        s.push_str(&r.1.to_string());
+    })
+}
+
+/// Running count per word.
+#[derive(Clone, Default)]
+struct WordCounter {
+    count: ValueState<u64>,
+}
+
+impl KeyedProcessFunction<String, String, (String, u64)> for WordCounter {
+    fn open(&mut self, ctx: &mut KeyedOpenContext<'_, String>) -> Result<()> {
+        self.count = ctx.value_state("count")?;
+        Ok(())
+    }
+
+    fn process_element(&mut self, word: String, ctx: &mut KeyedContext<'_, String, (String, u64)>) -> Result<()> {
+        let c = ctx.value_or_insert_with(self.count, || 0);
+        *c += 1;
+        let c = *c;
+        ctx.emit((word, c));
+        Ok(())
+    }
+}
+
+/// Failure injection for the witness: every N records, or with a probability, per subtask.
+#[derive(Clone)]
+struct FailureInjector {
+    every: u64,
+    probability: f64,
+    seed: u64,
+    only_subtask: Option<u32>,
+    processed: u64,
+    rng: u64,
+    active: bool,
+}
+
+impl FailureInjector {
+    fn open(&mut self, info: &TaskInfo) {
+        self.active = self.only_subtask.is_none_or(|s| s == info.subtask_index) && (self.every > 0 || self.probability > 0.0);
+        // A different stream per subtask and attempt, so a restart does not replay the failure.
+        self.rng = self.seed ^ ((info.subtask_index as u64) << 32) ^ info.attempt.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        self.processed = 0;
+    }
+
+    #[inline]
+    fn check(&mut self) -> Result<()> {
+        if !self.active {
+            return Ok(());
+        }
+        self.processed += 1;
+        if self.every > 0 && self.processed % self.every == 0 {
+            return Err(JobError::new(format!("injected failure after {} records (--fail-every {})", self.processed, self.every)));
+        }
+        if self.probability > 0.0 {
+            self.rng ^= self.rng << 13;
+            self.rng ^= self.rng >> 7;
+            self.rng ^= self.rng << 17;
+            let draw = (self.rng >> 11) as f64 / (1u64 << 53) as f64;
+            if draw < self.probability {
+                return Err(JobError::new(format!("injected failure (--fail-probability {}) after {} records", self.probability, self.processed)));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Counts records per key: `(key, seq)` → `(key, seq, count)`.
+#[derive(Clone)]
+struct SequenceCounter {
+    count: ValueState<u64>,
+    failures: FailureInjector,
+}
+
+impl KeyedProcessFunction<u64, (u64, u64), (u64, u64, u64)> for SequenceCounter {
+    fn open(&mut self, ctx: &mut KeyedOpenContext<'_, u64>) -> Result<()> {
+        self.count = ctx.value_state("count")?;
+        self.failures.open(ctx.info);
+        Ok(())
+    }
+
+    #[inline]
+    fn process_element(&mut self, (key, seq): (u64, u64), ctx: &mut KeyedContext<'_, u64, (u64, u64, u64)>) -> Result<()> {
+        self.failures.check()?;
+        let c = ctx.value_or_insert_with(self.count, || 0);
+        *c += 1;
+        let c = *c;
+        ctx.emit((key, seq, c));
+        Ok(())
+    }
+}
+
+/// The forward-only variant: counts in operator state (each subtask owns its keys).
+struct ForwardCounter {
+    counts: HashMap<u64, u64>,
+    failures: FailureInjector,
+}
+
+const COUNTS: &str = "counts";
+
+impl Operator for ForwardCounter {
+    type In = (u64, u64);
+    type Out = (u64, u64, u64);
+
+    fn open(&mut self, info: &TaskInfo, restored: Option<&OperatorSnapshot>) -> Result<()> {
+        self.failures.open(info);
+        if let Some(s) = restored {
+            for bytes in s.operator_entries(COUNTS) {
+                let part: Vec<(u64, u64)> = bincode::deserialize(bytes).map_err(|e| JobError::new(format!("corrupt counter state: {e}")))?;
+                self.counts.extend(part);
+            }
+        }
+        Ok(())
+    }
+
+    fn process_batch(&mut self, input: &mut Vec<(u64, u64)>, out: &mut Output<(u64, u64, u64)>) -> Result<()> {
+        for (key, seq) in input.drain(..) {
+            self.failures.check()?;
+            let c = self.counts.entry(key).or_default();
+            *c += 1;
+            out.push((key, seq, *c));
+        }
+        Ok(())
+    }
+
+    fn snapshot_state(&mut self, _checkpoint_id: u64, writer: &mut SnapshotWriter) -> Result<()> {
+        let entries: Vec<(u64, u64)> = self.counts.iter().map(|(k, v)| (*k, *v)).collect();
+        writer.put_operator_state(COUNTS, bincode::serialize(&entries)?);
+        Ok(())
+    }
+}
+
+fn sequence(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
+    let keys = required_number(args, "keys", 1)?;
+    let per_key = required_number(args, "per-key", 1)?;
+    let rate: f64 = args.number("rate", 0.0, 0.0, f64::MAX)?;
+    let output = args.required("output")?;
+    let failures = FailureInjector {
+        every: args.number("fail-every", 0, 0, u64::MAX)?,
+        probability: args.number("fail-probability", 0.0, 0.0, 1.0)?,
+        seed: args.number("seed", 1, 0, u64::MAX)?,
+        only_subtask: match args.optional("fail-subtask") {
+            None => None,
+            Some(v) => Some(v.parse::<u32>().map_err(|_| JobError::new(format!("job 'sequence': invalid value '{v}' for --fail-subtask: expected a subtask index >= 0")))?),
+        },
+        processed: 0,
+        rng: 0,
+        active: false,
+    };
+    let forward = args.flag("forward")?;
+    let source = env.add_source("Sequence", move || SequenceSource::new(keys, per_key, rate)).uid("sequence-source");
+    let counted = if forward {
+        let f = failures.clone();
+        source.transform("Count", move || ForwardCounter { counts: HashMap::new(), failures: f.clone() }).uid("counter")
+    } else {
+        source.key_by(|r: &(u64, u64)| r.0).process(SequenceCounter { count: ValueState::default(), failures }).name("Count").uid("counter")
+    };
+    sink_lines(&counted, &output, |r: &(u64, u64, u64), s| {
+        use std::fmt::Write;
+        let _ = write!(s, "{},{},{}", r.0, r.1, r.2);
+    })
+}
+
+fn top_speed_windowing(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
+    let cars: u64 = args.number("cars", 2, 1, 1_000_000)?;
+    let rate: f64 = args.number("rate", 2000.0, 0.0, f64::MAX)?;
+    let events: u64 = args.number("events", 20_000, 0, u64::MAX)?;
+    let window_ms: u64 = args.number("window-ms", 10_000, 1, u64::MAX)?;
+    let output = args.required("output")?;
+    let top = env
+        .add_source("Cars", move || CarSource::new(cars as u32, rate, events))
+        .uid("cars")
+        .assign_timestamps_and_watermarks(WatermarkStrategy::for_bounded_out_of_orderness(Duration::from_millis(0)).with_timestamp_assigner(|e: &CarEvent| e.timestamp))
+        .key_by(|e: &CarEvent| e.car_id)
+        .window(TumblingEventTimeWindows::of(Duration::from_millis(window_ms)))?
+        .reduce_with_window(
+            |a: CarEvent, b: CarEvent| CarEvent {
+                car_id: a.car_id,
+                speed: a.speed.max(b.speed),
+                distance: a.distance.max(b.distance),
+                timestamp: a.timestamp.max(b.timestamp),
+            },
+            |car: &u32, w: &eddy_runtime::window::TimeWindow, e: CarEvent| (*car, w.end, e.speed, e.distance),
+        )
+        .uid("top-speed");
+    sink_lines(&top, &output, |r: &(u32, i64, u32, f64), s| {
+        use std::fmt::Write;
+        let _ = write!(s, "{},{},{},{:.2}", r.0, r.1, r.2, r.3);
+    })
+}
+
+fn rows_discard(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
+    let records: u64 = args.number("records", 100_000_000, 0, u64::MAX)?;
+    let keys: u64 = args.number("keys", 10_000, 1, u64::MAX)?;
+    env.add_source("Rows", move || RowSource::new(records, keys)).uid("rows").sink_to("Discard", BlackholeSink::new).uid("discard");
+    Ok(())
+}
+
+/// `GROUP BY key` with running `COUNT(*)` and `SUM(value)`, emitting the updated row per input.
+#[derive(Clone, Default)]
+struct CountSum {
+    acc: ValueState<(u64, i64)>,
+}
+
+impl KeyedProcessFunction<u64, (u64, i64), (u64, u64, i64)> for CountSum {
+    fn open(&mut self, ctx: &mut KeyedOpenContext<'_, u64>) -> Result<()> {
+        self.acc = ctx.value_state("count-sum")?;
+        Ok(())
+    }
+
+    #[inline]
+    fn process_element(&mut self, (k, v): (u64, i64), ctx: &mut KeyedContext<'_, u64, (u64, u64, i64)>) -> Result<()> {
+        let acc = ctx.value_or_insert_with(self.acc, || (0, 0));
+        acc.0 += 1;
+        acc.1 += v;
+        let (c, s) = *acc;
+        ctx.emit((k, c, s));
+        Ok(())
+    }
+}
+
+fn rows_groupby(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
+    let records: u64 = args.number("records", 20_000_000, 0, u64::MAX)?;
+    let keys: u64 = args.number("keys", 10_000, 1, u64::MAX)?;
+    env.add_source("Rows", move || RowSource::new(records, keys))
+        .uid("rows")
+        .key_by(|r: &(u64, i64)| r.0)
+        .process(CountSum::default())
+        .name("GroupBy")
+        .uid("group-by")
+        .sink_to("Discard", BlackholeSink::new)
+        .uid("discard");
+    Ok(())
+}

@@ -1,0 +1,212 @@
+//! `eddy local`: one JobManager and N TaskManagers in this process — the same components a
+//! cluster runs, talking over real TCP on 127.0.0.1 — then submit the job, show its progress,
+//! and print a summary when it ends. Ctrl-C cancels the job cleanly.
+
+use crate::cli::{fail, LocalOptions};
+use eddy_cluster::{jobmanager, taskmanager, JobDetails, JobStatus};
+use eddy_core::config;
+use eddy_runtime::registry::{JobRegistry, JobSpec};
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Sets up logging to stderr: `EDDY_LOG` / `RUST_LOG` (default `default_level`).
+pub fn init_logging(default_level: &str) {
+    let filter = std::env::var("EDDY_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| default_level.to_string());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+pub fn run(registry: JobRegistry, opts: LocalOptions) -> i32 {
+    init_logging("warn");
+    let loaded = match config::load(opts.conf_dir.as_deref(), &opts.overrides) {
+        Ok(l) => l,
+        Err(e) => return fail(&e.to_string(), 2),
+    };
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
+    let mut config = loaded.config;
+    let parallelism = opts.parallelism.unwrap_or_else(|| config.default_parallelism());
+    let taskmanagers = opts.taskmanagers.unwrap_or(2);
+    let slots = opts.slots.unwrap_or_else(|| {
+        if config.get("taskmanager.numberOfTaskSlots").is_some() {
+            config.slots_per_taskmanager()
+        } else {
+            parallelism.div_ceil(taskmanagers).max(1)
+        }
+    });
+    config.set("taskmanager.numberOfTaskSlots", &slots.to_string());
+    let spec = JobSpec { name: opts.job.clone(), args: opts.job_args.clone(), config: config.clone(), parallelism };
+    // Validate the job (name, arguments, inputs, outputs) before starting anything.
+    if let Err(e) = registry.build(&spec) {
+        return fail(&e.to_string(), 2);
+    }
+    let registry = Arc::new(registry);
+    let jm = match jobmanager::start(config.clone(), registry.clone(), "127.0.0.1", 0) {
+        Ok(jm) => jm,
+        Err(e) => return fail(&e, 1),
+    };
+    let mut tms = Vec::new();
+    for _ in 0..taskmanagers {
+        match taskmanager::start(&config, registry.clone(), jm.rpc_address.clone()) {
+            Ok(tm) => tms.push(tm),
+            Err(e) => {
+                jm.shutdown();
+                return fail(&e, 1);
+            }
+        }
+    }
+    let code = follow(&jm, spec, taskmanagers, slots, opts.json);
+    for tm in &tms {
+        tm.shutdown();
+    }
+    jm.shutdown();
+    code
+}
+
+fn follow(jm: &eddy_cluster::JobManagerHandle, spec: JobSpec, taskmanagers: u32, slots: u32, json: bool) -> i32 {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    // Wait for the TaskManagers to register so the job does not wait for slots needlessly.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if jm.taskmanagers().map(|t| t.len() as u32 >= taskmanagers).unwrap_or(false) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let job_name = spec.name.clone();
+    let id = match jm.submit(spec) {
+        Ok(id) => id,
+        Err(e) => return fail(&e, 2),
+    };
+    eprintln!("Job {id} ({job_name}) submitted to a local cluster of {taskmanagers} TaskManagers x {slots} slots");
+    let tty = std::io::stderr().is_terminal();
+    let mut progress = Progress::new(tty);
+    let mut canceled_by_user = false;
+    let details = loop {
+        if interrupted.swap(false, Ordering::SeqCst) && !canceled_by_user {
+            canceled_by_user = true;
+            eprintln!("\nCanceling job {id} (Ctrl-C)...");
+            let _ = jm.cancel(id);
+        }
+        let d = match jm.details(id) {
+            Ok(Some(d)) => d,
+            Ok(None) => return fail(&format!("job {id} vanished from the JobManager"), 1),
+            Err(e) => return fail(&e, 1),
+        };
+        progress.show(&d);
+        if d.status.is_globally_terminal() {
+            break d;
+        }
+        std::thread::sleep(Duration::from_millis(if tty { 200 } else { 100 }));
+    };
+    progress.finish();
+    summarize(&details, json, canceled_by_user)
+}
+
+/// Prints the end-of-job summary; the exit code is 0 only for FINISHED or a user's cancel.
+pub fn summarize(d: &JobDetails, json: bool, canceled_by_user: bool) -> i32 {
+    if let Some(e) = d.exceptions.last() {
+        if d.status == JobStatus::Failed {
+            eprintln!("Root cause: {}{}", e.exception, e.task_name.as_ref().map(|t| format!(" (in {t})")).unwrap_or_default());
+        }
+    }
+    let line = format!(
+        "Job {} ({}) {} in {:.2} s, {} restarts, {} completed checkpoints",
+        d.job_id,
+        d.name,
+        d.status,
+        d.duration_ms as f64 / 1000.0,
+        d.restarts,
+        d.completed_checkpoints
+    );
+    if json {
+        eprintln!("{line}");
+        let failure = if d.status == JobStatus::Failed { d.exceptions.last().map(|e| e.exception.clone()) } else { None };
+        println!(
+            "{}",
+            serde_json::json!({
+                "job_id": d.job_id, "name": d.name, "status": d.status.name(), "duration_ms": d.duration_ms,
+                "restarts": d.restarts, "completed_checkpoints": d.completed_checkpoints,
+                "failed_checkpoints": d.failed_checkpoints, "failure": failure,
+            })
+        );
+    } else {
+        println!("{line}");
+    }
+    match d.status {
+        JobStatus::Finished => 0,
+        JobStatus::Canceled if canceled_by_user => 0,
+        _ => 1,
+    }
+}
+
+/// The progress display: one line, rewritten in place on a terminal; on a pipe, a line per
+/// status change.
+struct Progress {
+    tty: bool,
+    last_status: Option<JobStatus>,
+    last_line_len: usize,
+}
+
+impl Progress {
+    fn new(tty: bool) -> Self {
+        Progress { tty, last_status: None, last_line_len: 0 }
+    }
+
+    fn show(&mut self, d: &JobDetails) {
+        let verts: Vec<String> = d
+            .vertices
+            .iter()
+            .map(|v| format!("{} [{}x{}] in {} out {}", short(&v.name), v.status, v.parallelism, human(v.records_in), human(v.records_out)))
+            .collect();
+        let line = format!("{} {:>6.1}s | {}", d.status, d.duration_ms as f64 / 1000.0, verts.join(" | "));
+        if self.tty {
+            let pad = self.last_line_len.saturating_sub(line.len());
+            eprint!("\r{line}{}", " ".repeat(pad));
+            let _ = std::io::stderr().flush();
+            self.last_line_len = line.len();
+        } else if self.last_status != Some(d.status) {
+            eprintln!("{line}");
+        }
+        if self.last_status != Some(d.status) {
+            if let Some(r) = &d.status_reason {
+                if d.status == JobStatus::Created {
+                    eprintln!("{}{r}", if self.tty { "\n" } else { "" });
+                }
+            }
+        }
+        self.last_status = Some(d.status);
+    }
+
+    fn finish(&mut self) {
+        if self.tty {
+            eprintln!();
+        }
+    }
+}
+
+fn short(name: &str) -> String {
+    if name.len() <= 40 {
+        name.to_string()
+    } else {
+        format!("{}...", &name[..name.char_indices().nth(37).map(|(i, _)| i).unwrap_or(name.len())])
+    }
+}
+
+fn human(n: u64) -> String {
+    match n {
+        0..=9_999 => n.to_string(),
+        10_000..=9_999_999 => format!("{:.1}k", n as f64 / 1e3),
+        _ => format!("{:.2}M", n as f64 / 1e6),
+    }
+}
