@@ -1,0 +1,293 @@
+//! One async handler per endpoint. Each asks the JobManager through its blocking, channel-based
+//! [`JobManagerHandle`] on tokio's blocking pool ([`ask`]), then renders with `views.rs`,
+//! `checkpoints.rs` or `metrics.rs`.
+//!
+//! Handlers must never block the async runtime, never unwrap request data, and never answer
+//! from anything but the JobManager's current state.
+
+use crate::checkpoints::checkpoint_stats_json;
+use crate::error::ApiError;
+use crate::leader::{LeaderState, Leadership};
+use crate::{metrics, submit, views};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, Method, StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use eddy_cluster::{JobDetails, JobManagerHandle, JobStatus};
+use eddy_core::config::Config;
+use eddy_core::JobId;
+use eddy_runtime::data::now_millis;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub handle: JobManagerHandle,
+    pub config: Arc<Config>,
+}
+
+type Answer = Result<Response, ApiError>;
+
+fn ok(value: Value) -> Answer {
+    Ok(Json(value).into_response())
+}
+
+/// Runs a blocking JobManager call on the blocking pool. An `Err` from the handle means the
+/// JobManager stopped or did not answer in time: 503.
+async fn ask<T: Send + 'static>(
+    state: &AppState,
+    call: impl FnOnce(&JobManagerHandle) -> Result<T, String> + Send + 'static,
+) -> Result<T, ApiError> {
+    let handle = state.handle.clone();
+    match tokio::task::spawn_blocking(move || call(&handle)).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(ApiError::unavailable(format!(
+            "the JobManager is not available: {e}"
+        ))),
+        Err(e) => Err(ApiError::internal(format!(
+            "the request handler failed: {e}"
+        ))),
+    }
+}
+
+fn parse_job_id(raw: &str) -> Result<JobId, ApiError> {
+    JobId::parse(raw).map_err(ApiError::bad_request)
+}
+
+fn job_not_found(id: JobId) -> ApiError {
+    ApiError::not_found(format!("job {id} not found"))
+}
+
+async fn job_details(state: &AppState, raw_id: &str) -> Result<JobDetails, ApiError> {
+    let id = parse_job_id(raw_id)?;
+    ask(state, move |h| h.details(id))
+        .await?
+        .ok_or_else(|| job_not_found(id))
+}
+
+fn query_params(
+    q: Result<Query<BTreeMap<String, String>>, QueryRejection>,
+) -> Result<BTreeMap<String, String>, ApiError> {
+    q.map(|Query(m)| m)
+        .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))
+}
+
+/// `GET /overview`
+pub(crate) async fn overview(State(s): State<AppState>) -> Answer {
+    let (jobs, tms) = ask(&s, |h| Ok((h.list()?, h.taskmanagers()?))).await?;
+    ok(views::overview_json(&jobs, &tms))
+}
+
+/// `GET /config`
+pub(crate) async fn dashboard_config() -> Answer {
+    ok(views::dashboard_config_json())
+}
+
+/// `GET /jobmanager/config`
+pub(crate) async fn jobmanager_config(State(s): State<AppState>) -> Answer {
+    ok(views::jobmanager_config_json(&s.config))
+}
+
+/// `GET /jobs`
+pub(crate) async fn jobs(State(s): State<AppState>) -> Answer {
+    let jobs = ask(&s, |h| h.list()).await?;
+    ok(views::job_ids_json(&jobs))
+}
+
+/// `GET /jobs/overview`
+pub(crate) async fn jobs_overview(State(s): State<AppState>) -> Answer {
+    let jobs = ask(&s, |h| h.list()).await?;
+    ok(views::jobs_overview_json(&jobs))
+}
+
+/// `GET /jobs/:jobid`
+pub(crate) async fn job(State(s): State<AppState>, Path(jobid): Path<String>) -> Answer {
+    let d = job_details(&s, &jobid).await?;
+    ok(views::job_details_json(&d, now_millis()))
+}
+
+/// `GET /jobs/:jobid/status`
+pub(crate) async fn job_status(State(s): State<AppState>, Path(jobid): Path<String>) -> Answer {
+    let d = job_details(&s, &jobid).await?;
+    ok(views::job_status_json(&d))
+}
+
+/// `GET /jobs/:jobid/exceptions[?maxExceptions=N]`
+pub(crate) async fn job_exceptions(
+    State(s): State<AppState>,
+    Path(jobid): Path<String>,
+    q: Result<Query<BTreeMap<String, String>>, QueryRejection>,
+) -> Answer {
+    let params = query_params(q)?;
+    let max = match params.get("maxExceptions") {
+        None => None,
+        Some(v) => Some(v.trim().parse::<usize>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "invalid value '{v}' for maxExceptions: expected a non-negative integer"
+            ))
+        })?),
+    };
+    let d = job_details(&s, &jobid).await?;
+    ok(views::job_exceptions_json(&d, max))
+}
+
+/// `GET /jobs/:jobid/checkpoints`
+pub(crate) async fn job_checkpoints(
+    State(s): State<AppState>,
+    Path(jobid): Path<String>,
+) -> Answer {
+    let d = job_details(&s, &jobid).await?;
+    ok(checkpoint_stats_json(&d))
+}
+
+/// `GET /taskmanagers`
+pub(crate) async fn taskmanagers(State(s): State<AppState>) -> Answer {
+    let tms = ask(&s, |h| h.taskmanagers()).await?;
+    ok(views::taskmanagers_json(&tms))
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub(crate) async fn prometheus(State(s): State<AppState>) -> Answer {
+    let (jobs, tms) = ask(&s, |h| Ok((h.list()?, h.taskmanagers()?))).await?;
+    let text = metrics::render(&jobs, &tms);
+    Ok(([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response())
+}
+
+/// How a cancel request ended, decided on the blocking pool.
+enum CancelOutcome {
+    Accepted,
+    NotFound,
+    /// The job had already ended in another way (FINISHED, FAILED).
+    AlreadyEnded(JobStatus),
+    Failed(String),
+}
+
+/// Flink's rules: cancelling a CANCELED job is accepted again; a job that ended otherwise is a
+/// conflict; an unknown job is not found.
+fn cancel_job_blocking(h: &JobManagerHandle, id: JobId) -> Result<CancelOutcome, String> {
+    let decide = |d: Option<JobDetails>| match d {
+        None => Some(CancelOutcome::NotFound),
+        Some(d) if d.status == JobStatus::Canceled => Some(CancelOutcome::Accepted),
+        Some(d) if d.status.is_globally_terminal() => Some(CancelOutcome::AlreadyEnded(d.status)),
+        Some(_) => None,
+    };
+    if let Some(outcome) = decide(h.details(id)?) {
+        return Ok(outcome);
+    }
+    match h.cancel(id) {
+        Ok(()) => Ok(CancelOutcome::Accepted),
+        // The job may have ended between the two calls: look again before calling it a failure.
+        Err(e) => Ok(decide(h.details(id)?).unwrap_or(CancelOutcome::Failed(e))),
+    }
+}
+
+/// `PATCH /jobs/:jobid[?mode=cancel]` → 202 `{}`.
+pub(crate) async fn cancel_job(
+    State(s): State<AppState>,
+    Path(jobid): Path<String>,
+    q: Result<Query<BTreeMap<String, String>>, QueryRejection>,
+) -> Answer {
+    let params = query_params(q)?;
+    match params
+        .get("mode")
+        .map(|m| m.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("cancel") => {}
+        Some("stop") => {
+            return Err(ApiError::bad_request(
+                "termination mode 'stop' is not supported: use mode=cancel",
+            ))
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "unknown termination mode '{other}': expected cancel"
+            )))
+        }
+    }
+    let id = parse_job_id(&jobid)?;
+    match ask(&s, move |h| cancel_job_blocking(h, id)).await? {
+        CancelOutcome::Accepted => Ok((StatusCode::ACCEPTED, Json(json!({}))).into_response()),
+        CancelOutcome::NotFound => Err(job_not_found(id)),
+        CancelOutcome::AlreadyEnded(status) => Err(ApiError::conflict(format!(
+            "job {id} cannot be cancelled: it already reached another terminal state ({status})"
+        ))),
+        CancelOutcome::Failed(e) => Err(ApiError::internal(format!(
+            "cancelling job {id} failed: {e}"
+        ))),
+    }
+}
+
+/// The two errors `JobManagerHandle` itself produces (see its `ask`): the JobManager is gone or
+/// busy. Every other submit error is about the job (unknown name, bad arguments, bad graph).
+fn is_jobmanager_unavailable(e: &str) -> bool {
+    e == "the JobManager has stopped" || e == "the JobManager did not answer"
+}
+
+/// `POST /jobs` (Eddy's own) → 202 `{"jobid", "jobUrl"}`.
+pub(crate) async fn submit_job(
+    State(s): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    let body =
+        body.map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+    let (spec, warnings) =
+        submit::job_spec_from_body(&body, &s.config).map_err(ApiError::bad_request)?;
+    for w in &warnings {
+        tracing::warn!("job '{}' submitted over REST: {w}", spec.name);
+    }
+    let handle = s.handle.clone();
+    let result = tokio::task::spawn_blocking(move || handle.submit(spec))
+        .await
+        .map_err(|e| ApiError::internal(format!("the request handler failed: {e}")))?;
+    match result {
+        Ok(id) => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({ "jobid": id.to_string(), "jobUrl": format!("/jobs/{id}") })),
+        )
+            .into_response()),
+        Err(e) if is_jobmanager_unavailable(&e) => Err(ApiError::unavailable(format!(
+            "the JobManager is not available: {e}"
+        ))),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "job submission rejected: {e}"
+        ))),
+    }
+}
+
+/// Unknown path → 404 `{"errors": ["Not found: /x"]}` (Flink's wording).
+pub(crate) async fn not_found(uri: Uri) -> ApiError {
+    ApiError::not_found(format!("Not found: {}", uri.path()))
+}
+
+/// Known path, unknown method → 405.
+pub(crate) async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::method_not_allowed(format!("method {method} is not allowed on {}", uri.path()))
+}
+
+/// Middleware: a standby JobManager answers every request with 503 and the leader's address.
+pub(crate) async fn standby_guard(
+    State(leader): State<LeaderState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match leader.get() {
+        Leadership::Leader => next.run(req).await,
+        Leadership::Standby { leader_url } => {
+            let message = match &leader_url {
+                Some(url) => format!("this JobManager is a standby; the leader is at {url}"),
+                None => "this JobManager is a standby; no leader is known yet".to_string(),
+            };
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "errors": [message], "leader": leader_url })),
+            )
+                .into_response()
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! Eddy's Prometheus metrics: the one place that names them, and the text exposition format
+//! (version 0.0.4) written by hand from the JobManager's views.
+//!
+//! Naming: `eddy_<component>_<noun>[_<unit>][_total]`; `_total` only on counters (Prometheus
+//! reserves it for them, so the total slot count is `eddy_jobmanager_slots`, a gauge). Labels are
+//! `job_id`, `job_name`, `state`, `vertex_id`, `vertex`. This file must never invent a sample:
+//! a value Eddy does not know is left out, not written as 0.
+
+use crate::views::JOB_STATUSES;
+use eddy_cluster::jobmanager::TaskManagerInfo;
+use eddy_cluster::JobDetails;
+use std::fmt::Write;
+
+/// The `Content-Type` of `/metrics`.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricType {
+    Counter,
+    Gauge,
+}
+
+impl MetricType {
+    fn name(self) -> &'static str {
+        match self {
+            MetricType::Counter => "counter",
+            MetricType::Gauge => "gauge",
+        }
+    }
+}
+
+/// One metric family.
+#[derive(Clone, Copy, Debug)]
+pub struct Metric {
+    pub name: &'static str,
+    pub kind: MetricType,
+    pub help: &'static str,
+}
+
+const fn gauge(name: &'static str, help: &'static str) -> Metric {
+    Metric {
+        name,
+        kind: MetricType::Gauge,
+        help,
+    }
+}
+
+const fn counter(name: &'static str, help: &'static str) -> Metric {
+    Metric {
+        name,
+        kind: MetricType::Counter,
+        help,
+    }
+}
+
+pub const JOBMANAGER_TASKMANAGERS: Metric = gauge(
+    "eddy_jobmanager_taskmanagers",
+    "TaskManagers registered with the JobManager.",
+);
+pub const JOBMANAGER_SLOTS: Metric = gauge(
+    "eddy_jobmanager_slots",
+    "Task slots offered by all registered TaskManagers.",
+);
+pub const JOBMANAGER_SLOTS_AVAILABLE: Metric = gauge(
+    "eddy_jobmanager_slots_available",
+    "Task slots not allocated to any job.",
+);
+pub const JOBMANAGER_JOBS: Metric = gauge(
+    "eddy_jobmanager_jobs",
+    "Jobs known to the JobManager, by status.",
+);
+pub const JOB_STATE: Metric = gauge(
+    "eddy_job_state",
+    "1 for the job's current status (label state).",
+);
+pub const JOB_RESTARTS: Metric = counter(
+    "eddy_job_restarts_total",
+    "Times the job was restarted after a failure.",
+);
+pub const JOB_COMPLETED_CHECKPOINTS: Metric = counter(
+    "eddy_job_completed_checkpoints_total",
+    "Checkpoints of the job that completed.",
+);
+pub const JOB_FAILED_CHECKPOINTS: Metric = counter(
+    "eddy_job_failed_checkpoints_total",
+    "Checkpoints of the job that failed or were declined.",
+);
+pub const JOB_UPTIME: Metric = gauge(
+    "eddy_job_uptime_seconds",
+    "Seconds since the job was submitted; only for jobs that have not ended.",
+);
+pub const TASK_RECORDS_IN: Metric = counter(
+    "eddy_task_records_in_total",
+    "Records received by a vertex's subtasks (current attempt).",
+);
+pub const TASK_RECORDS_OUT: Metric = counter(
+    "eddy_task_records_out_total",
+    "Records emitted by a vertex's subtasks (current attempt).",
+);
+
+/// Every family `/metrics` writes, in output order.
+pub const ALL: [Metric; 11] = [
+    JOBMANAGER_TASKMANAGERS,
+    JOBMANAGER_SLOTS,
+    JOBMANAGER_SLOTS_AVAILABLE,
+    JOBMANAGER_JOBS,
+    JOB_STATE,
+    JOB_RESTARTS,
+    JOB_COMPLETED_CHECKPOINTS,
+    JOB_FAILED_CHECKPOINTS,
+    JOB_UPTIME,
+    TASK_RECORDS_IN,
+    TASK_RECORDS_OUT,
+];
+
+/// One sample: label pairs and the value as written.
+type Sample<'a> = (Vec<(&'static str, &'a str)>, String);
+
+/// Renders the exposition text. Every family gets its `# HELP` / `# TYPE` lines even with no
+/// samples, so scrapers and dashboards see the full set of names from the first scrape.
+pub fn render(jobs: &[JobDetails], tms: &[TaskManagerInfo]) -> String {
+    let mut out = String::new();
+    let slots: u64 = tms.iter().map(|t| u64::from(t.slots_total)).sum();
+    let free: u64 = tms.iter().map(|t| u64::from(t.slots_free)).sum();
+    family(
+        &mut out,
+        &JOBMANAGER_TASKMANAGERS,
+        vec![(vec![], tms.len().to_string())],
+    );
+    family(
+        &mut out,
+        &JOBMANAGER_SLOTS,
+        vec![(vec![], slots.to_string())],
+    );
+    family(
+        &mut out,
+        &JOBMANAGER_SLOTS_AVAILABLE,
+        vec![(vec![], free.to_string())],
+    );
+    family(
+        &mut out,
+        &JOBMANAGER_JOBS,
+        JOB_STATUSES
+            .iter()
+            .map(|s| {
+                let n = jobs.iter().filter(|j| j.status == *s).count();
+                (vec![("state", s.name())], n.to_string())
+            })
+            .collect(),
+    );
+    let per_job = |f: &dyn Fn(&JobDetails) -> Option<String>| -> Vec<Sample<'_>> {
+        jobs.iter()
+            .filter_map(|j| f(j).map(|v| (job_labels(j), v)))
+            .collect()
+    };
+    let states: Vec<Sample<'_>> = jobs
+        .iter()
+        .map(|j| {
+            let mut l = job_labels(j);
+            l.push(("state", j.status.name()));
+            (l, "1".to_string())
+        })
+        .collect();
+    family(&mut out, &JOB_STATE, states);
+    family(
+        &mut out,
+        &JOB_RESTARTS,
+        per_job(&|j| Some(j.restarts.to_string())),
+    );
+    family(
+        &mut out,
+        &JOB_COMPLETED_CHECKPOINTS,
+        per_job(&|j| Some(j.completed_checkpoints.to_string())),
+    );
+    family(
+        &mut out,
+        &JOB_FAILED_CHECKPOINTS,
+        per_job(&|j| Some(j.failed_checkpoints.to_string())),
+    );
+    family(
+        &mut out,
+        &JOB_UPTIME,
+        per_job(&|j| {
+            (!j.status.is_globally_terminal())
+                .then(|| format!("{:.3}", j.duration_ms.max(0) as f64 / 1000.0))
+        }),
+    );
+    let vertex_ids: Vec<Vec<String>> = jobs
+        .iter()
+        .map(|j| j.vertices.iter().map(|v| v.id.to_string()).collect())
+        .collect();
+    let per_vertex = |value: &dyn Fn(&eddy_cluster::status::VertexDetails) -> u64| {
+        let mut samples: Vec<Sample<'_>> = Vec::new();
+        for (j, ids) in jobs.iter().zip(&vertex_ids) {
+            for (v, id) in j.vertices.iter().zip(ids) {
+                let labels = vec![
+                    ("job_id", j.job_id.as_str()),
+                    ("vertex_id", id.as_str()),
+                    ("vertex", v.name.as_str()),
+                ];
+                samples.push((labels, value(v).to_string()));
+            }
+        }
+        samples
+    };
+    family(&mut out, &TASK_RECORDS_IN, per_vertex(&|v| v.records_in));
+    family(&mut out, &TASK_RECORDS_OUT, per_vertex(&|v| v.records_out));
+    out
+}
+
+fn job_labels(j: &JobDetails) -> Vec<(&'static str, &str)> {
+    vec![("job_id", j.job_id.as_str()), ("job_name", j.name.as_str())]
+}
+
+fn family(out: &mut String, m: &Metric, samples: Vec<Sample<'_>>) {
+    // Writing to a String cannot fail.
+    let _ = writeln!(out, "# HELP {} {}", m.name, m.help);
+    let _ = writeln!(out, "# TYPE {} {}", m.name, m.kind.name());
+    for (labels, value) in samples {
+        out.push_str(m.name);
+        if !labels.is_empty() {
+            out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                let _ = write!(out, "{k}=\"{}\"", escape_label(v));
+            }
+            out.push('}');
+        }
+        let _ = writeln!(out, " {value}");
+    }
+}
+
+/// Label values escape backslash, double quote and newline.
+fn escape_label(v: &str) -> String {
+    let mut s = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => s.push_str("\\\\"),
+            '"' => s.push_str("\\\""),
+            '\n' => s.push_str("\\n"),
+            c => s.push(c),
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::views::tests::sample_job;
+    use eddy_cluster::JobStatus;
+
+    #[test]
+    fn every_family_has_help_and_type_and_follows_the_naming_scheme() {
+        let text = render(&[], &[]);
+        for m in ALL {
+            assert!(m.name.starts_with("eddy_"), "{}", m.name);
+            assert_eq!(
+                m.name.ends_with("_total"),
+                m.kind == MetricType::Counter,
+                "{}",
+                m.name
+            );
+            assert!(text.contains(&format!("# TYPE {} {}\n", m.name, m.kind.name())));
+        }
+        assert!(text.contains("eddy_jobmanager_taskmanagers 0\n"));
+        assert!(text.contains("eddy_jobmanager_jobs{state=\"RUNNING\"} 0\n"));
+    }
+
+    #[test]
+    fn job_and_vertex_samples_carry_their_labels() {
+        let mut running = sample_job(JobStatus::Running);
+        running.name = "quote\"d".into();
+        let finished = sample_job(JobStatus::Finished);
+        let text = render(&[running, finished], &[]);
+        let id = "0123456789abcdef0123456789abcdef";
+        assert!(
+            text.contains(&format!(
+                "eddy_job_restarts_total{{job_id=\"{id}\",job_name=\"quote\\\"d\"}} 1\n"
+            )),
+            "{text}"
+        );
+        assert!(text.contains(&format!(
+            "eddy_task_records_out_total{{job_id=\"{id}\",vertex_id=\"3\",vertex=\"Source: Numbers\"}} 42\n"
+        )));
+        assert!(text.contains("eddy_jobmanager_jobs{state=\"FINISHED\"} 1\n"));
+        // Uptime only for the job that has not ended.
+        assert_eq!(text.matches("eddy_job_uptime_seconds{").count(), 1);
+        assert!(text.contains("} 0.500\n"));
+    }
+}

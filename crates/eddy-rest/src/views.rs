@@ -1,0 +1,452 @@
+//! Pure renderings of the JobManager's views (`JobDetails`, `TaskManagerInfo`, `Config`) into
+//! Flink REST v1 JSON: Flink's paths' field names, Flink's conventions (`-1` for a time that has
+//! not happened, `0` in `timestamps` for a status never entered).
+//!
+//! No IO here, and never an invented number: what Eddy does not track is `null` (or left out
+//! where Flink's field is optional), and docs/rest.md says which fields those are.
+
+use eddy_cluster::jobmanager::TaskManagerInfo;
+use eddy_cluster::status::{ExceptionEntry, VertexDetails};
+use eddy_cluster::{JobDetails, JobStatus};
+use eddy_core::config::Config;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+/// Every job status, in Flink's order (keys of `timestamps`, buckets of `/metrics`).
+pub const JOB_STATUSES: [JobStatus; 9] = [
+    JobStatus::Created,
+    JobStatus::Running,
+    JobStatus::Failing,
+    JobStatus::Failed,
+    JobStatus::Cancelling,
+    JobStatus::Canceled,
+    JobStatus::Finished,
+    JobStatus::Restarting,
+    JobStatus::Suspended,
+];
+
+/// Flink's execution (subtask) states, the keys of per-vertex `tasks` and `status-counts`.
+/// Eddy's tasks use a subset (CREATED, DEPLOYING, RUNNING, FINISHED, CANCELED, FAILED); the rest
+/// are always 0 and are listed so Flink tooling finds every key it expects.
+pub const EXECUTION_STATES: [&str; 10] = [
+    "CREATED",
+    "SCHEDULED",
+    "DEPLOYING",
+    "RUNNING",
+    "FINISHED",
+    "CANCELING",
+    "CANCELED",
+    "FAILED",
+    "RECONCILING",
+    "INITIALIZING",
+];
+
+/// The dashboard's refresh interval (ms) reported by `/config` (Flink's `web.refresh-interval`
+/// default).
+pub const REFRESH_INTERVAL_MS: u64 = 3000;
+
+/// The source revision reported as `flink-revision` / `flink-commit`: set `EDDY_GIT_REVISION`
+/// at build time to fill it in.
+pub const REVISION: &str = match option_env!("EDDY_GIT_REVISION") {
+    Some(r) => r,
+    None => "unknown",
+};
+
+/// Flink buckets every job that is not FINISHED, FAILED or CANCELED as running.
+fn counts_as_running(status: JobStatus) -> bool {
+    !status.is_globally_terminal()
+}
+
+/// `GET /overview`.
+pub fn overview_json(jobs: &[JobDetails], tms: &[TaskManagerInfo]) -> Value {
+    let count = |f: &dyn Fn(JobStatus) -> bool| jobs.iter().filter(|j| f(j.status)).count();
+    json!({
+        "taskmanagers": tms.len(),
+        "slots-total": tms.iter().map(|t| u64::from(t.slots_total)).sum::<u64>(),
+        "slots-available": tms.iter().map(|t| u64::from(t.slots_free)).sum::<u64>(),
+        "jobs-running": count(&|s| counts_as_running(s)),
+        "jobs-finished": count(&|s| s == JobStatus::Finished),
+        "jobs-cancelled": count(&|s| s == JobStatus::Canceled),
+        "jobs-failed": count(&|s| s == JobStatus::Failed),
+        "flink-version": crate::EDDY_VERSION,
+        "flink-commit": REVISION,
+    })
+}
+
+/// `GET /config`: the web dashboard's configuration. Eddy reports times in UTC.
+pub fn dashboard_config_json() -> Value {
+    json!({
+        "refresh-interval": REFRESH_INTERVAL_MS,
+        "timezone-name": "UTC",
+        "timezone-offset": 0,
+        "flink-version": crate::EDDY_VERSION,
+        "flink-revision": REVISION,
+        "features": {
+            "web-submit": false,
+            "web-cancel": true,
+            "web-rescale": false,
+            "web-history": false,
+        },
+    })
+}
+
+/// `GET /jobmanager/config`: the configured keys (no defaults), in key order.
+pub fn jobmanager_config_json(config: &Config) -> Value {
+    Value::Array(
+        config
+            .iter()
+            .map(|(k, v)| json!({ "key": k, "value": v }))
+            .collect(),
+    )
+}
+
+/// `GET /jobs`.
+pub fn job_ids_json(jobs: &[JobDetails]) -> Value {
+    let list: Vec<Value> = jobs
+        .iter()
+        .map(|j| json!({ "id": j.job_id, "status": j.status.name() }))
+        .collect();
+    json!({ "jobs": list })
+}
+
+/// `GET /jobs/overview`.
+pub fn jobs_overview_json(jobs: &[JobDetails]) -> Value {
+    let list: Vec<Value> = jobs.iter().map(job_overview_entry).collect();
+    json!({ "jobs": list })
+}
+
+fn job_overview_entry(j: &JobDetails) -> Value {
+    // Flink counts subtasks per execution state, with lowercase keys, plus the total.
+    let mut tasks = Map::new();
+    let mut total: u64 = 0;
+    for state in EXECUTION_STATES {
+        tasks.insert(state.to_ascii_lowercase(), json!(0));
+    }
+    for v in &j.vertices {
+        total += u64::from(v.parallelism);
+        for (state, n) in &v.tasks {
+            let key = state.to_ascii_lowercase();
+            let prev = tasks.get(&key).and_then(Value::as_u64).unwrap_or(0);
+            tasks.insert(key, json!(prev + u64::from(*n)));
+        }
+    }
+    tasks.insert("total".into(), json!(total));
+    json!({
+        "jid": j.job_id,
+        "name": j.name,
+        "state": j.status.name(),
+        "start-time": j.start_time,
+        "end-time": j.end_time,
+        "duration": j.duration_ms,
+        "last-modification": last_modification(j),
+        "tasks": tasks,
+    })
+}
+
+/// The latest status-change time Eddy knows: the newest first-entry timestamp (a job that
+/// restarted re-entered RUNNING later than its `timestamps` entry says), or the end time.
+pub fn last_modification(j: &JobDetails) -> i64 {
+    j.timestamps
+        .values()
+        .copied()
+        .chain([j.start_time, j.end_time])
+        .max()
+        .unwrap_or(j.start_time)
+}
+
+/// Flink's id for a vertex is 32 hex characters; Eddy's is its index in the job graph, shown in
+/// the same form so Flink tooling can parse it.
+pub fn vertex_id(v: &VertexDetails) -> String {
+    format!("{:032x}", v.id)
+}
+
+fn vertex_tasks(v: &VertexDetails) -> Map<String, Value> {
+    let mut tasks: Map<String, Value> = EXECUTION_STATES
+        .iter()
+        .map(|s| (s.to_string(), json!(0)))
+        .collect();
+    for (state, n) in &v.tasks {
+        tasks.insert(state.clone(), json!(n));
+    }
+    tasks
+}
+
+/// `GET /jobs/:jobid`. `now` is the server's clock (ms since epoch).
+pub fn job_details_json(j: &JobDetails, now: i64) -> Value {
+    let mut timestamps = Map::new();
+    for s in JOB_STATUSES {
+        timestamps.insert(
+            s.name().into(),
+            json!(j.timestamps.get(s.name()).copied().unwrap_or(0)),
+        );
+    }
+    for (k, v) in &j.timestamps {
+        timestamps.insert(k.clone(), json!(v));
+    }
+    let mut status_counts: BTreeMap<String, u64> = EXECUTION_STATES
+        .iter()
+        .map(|s| (s.to_string(), 0))
+        .collect();
+    let vertices: Vec<Value> = j
+        .vertices
+        .iter()
+        .map(|v| {
+            *status_counts.entry(v.status.clone()).or_default() += 1;
+            json!({
+                "id": vertex_id(v),
+                "name": v.name,
+                "parallelism": v.parallelism,
+                "status": v.status,
+                // Eddy does not track per-vertex times yet: -1 is Flink's "not known".
+                "start-time": -1,
+                "end-time": -1,
+                "duration": -1,
+                "tasks": vertex_tasks(v),
+                "metrics": {
+                    "read-records": v.records_in,
+                    "read-records-complete": true,
+                    "write-records": v.records_out,
+                    "write-records-complete": true,
+                },
+            })
+        })
+        .collect();
+    json!({
+        "jid": j.job_id,
+        "name": j.name,
+        "isStoppable": false,
+        "state": j.status.name(),
+        "job-type": "STREAMING",
+        "start-time": j.start_time,
+        "end-time": j.end_time,
+        "duration": j.duration_ms,
+        "now": now,
+        "timestamps": timestamps,
+        "vertices": vertices,
+        "status-counts": status_counts,
+        // Eddy's own fields.
+        "restarts": j.restarts,
+        "status-reason": j.status_reason,
+    })
+}
+
+/// `GET /jobs/:jobid/status`.
+pub fn job_status_json(j: &JobDetails) -> Value {
+    json!({ "status": j.status.name() })
+}
+
+/// `GET /jobs/:jobid/exceptions`: Flink 1.13+'s shape, newest first. `max` bounds the number of
+/// entries (`maxExceptions`); `truncated` says whether some were left out.
+pub fn job_exceptions_json(j: &JobDetails, max: Option<usize>) -> Value {
+    let mut newest_first: Vec<&ExceptionEntry> = j.exceptions.iter().collect();
+    // Stable: entries with equal timestamps keep their reverse recording order.
+    newest_first.reverse();
+    newest_first.sort_by_key(|e| std::cmp::Reverse(e.timestamp));
+    let limit = max.unwrap_or(usize::MAX);
+    let truncated = newest_first.len() > limit;
+    let shown = &newest_first[..newest_first.len().min(limit)];
+    let root = newest_first.first();
+    let all: Vec<Value> = shown
+        .iter()
+        .map(|e| {
+            json!({
+                "exception": e.exception,
+                "task": e.task_name,
+                "location": e.taskmanager,
+                "timestamp": e.timestamp,
+                "taskManagerId": e.taskmanager,
+            })
+        })
+        .collect();
+    let entries: Vec<Value> = shown
+        .iter()
+        .map(|e| {
+            json!({
+                "exceptionName": exception_name(&e.exception),
+                "stacktrace": e.exception,
+                "timestamp": e.timestamp,
+                "taskName": e.task_name,
+                // Eddy knows the failing TaskManager by id; Flink's `location` is its address.
+                "location": e.taskmanager,
+                "taskManagerId": e.taskmanager,
+                "failureLabels": {},
+                "concurrentExceptions": [],
+            })
+        })
+        .collect();
+    json!({
+        "root-exception": root.map(|e| e.exception.clone()),
+        "timestamp": root.map(|e| e.timestamp),
+        "all-exceptions": all,
+        "truncated": truncated,
+        "exceptionHistory": { "entries": entries, "truncated": truncated },
+    })
+}
+
+/// Flink's `exceptionName` is the Java class; Eddy's errors are messages, so it is the first line.
+fn exception_name(exception: &str) -> &str {
+    exception.lines().next().unwrap_or("").trim()
+}
+
+/// `GET /taskmanagers`. Heartbeat age and hardware are not reported by Eddy's TaskManagers yet:
+/// they are `null`.
+pub fn taskmanagers_json(tms: &[TaskManagerInfo]) -> Value {
+    let list: Vec<Value> = tms
+        .iter()
+        .map(|t| {
+            json!({
+                "id": t.id,
+                "path": t.data_address,
+                "dataPort": data_port(&t.data_address),
+                "timeSinceLastHeartbeat": null,
+                "slotsNumber": t.slots_total,
+                "freeSlots": t.slots_free,
+                "hardware": {
+                    "cpuCores": null,
+                    "physicalMemory": null,
+                    "freeMemory": null,
+                    "managedMemory": null,
+                },
+                // Eddy's own field.
+                "pid": t.pid,
+            })
+        })
+        .collect();
+    json!({ "taskmanagers": list })
+}
+
+/// The port of a `host:port` (or `[v6]:port`) address; `null` if there is none.
+fn data_port(address: &str) -> Value {
+    address
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse::<u16>().ok())
+        .map_or(Value::Null, |p| json!(p))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn sample_job(status: JobStatus) -> JobDetails {
+        let mut timestamps = BTreeMap::new();
+        timestamps.insert("CREATED".to_string(), 1_000);
+        timestamps.insert("RUNNING".to_string(), 1_100);
+        let mut tasks = BTreeMap::new();
+        tasks.insert("RUNNING".to_string(), 2);
+        JobDetails {
+            job_id: "0123456789abcdef0123456789abcdef".into(),
+            name: "sequence".into(),
+            status,
+            start_time: 1_000,
+            end_time: -1,
+            duration_ms: 500,
+            timestamps,
+            vertices: vec![VertexDetails {
+                id: 3,
+                name: "Source: Numbers".into(),
+                parallelism: 2,
+                status: "RUNNING".into(),
+                records_in: 0,
+                records_out: 42,
+                tasks,
+                subtask_deployments: vec![1, 2],
+            }],
+            restarts: 1,
+            completed_checkpoints: 0,
+            failed_checkpoints: 0,
+            checkpoints: None,
+            exceptions: vec![
+                ExceptionEntry {
+                    timestamp: 1_200,
+                    task_name: Some("Map (1/2)".into()),
+                    taskmanager: Some("tm-1".into()),
+                    exception: "older".into(),
+                },
+                ExceptionEntry {
+                    timestamp: 1_300,
+                    task_name: None,
+                    taskmanager: None,
+                    exception: "newer\nat line 2".into(),
+                },
+            ],
+            status_reason: None,
+        }
+    }
+
+    #[test]
+    fn overview_counts_every_non_terminal_job_as_running() {
+        let jobs = [
+            sample_job(JobStatus::Running),
+            sample_job(JobStatus::Restarting),
+            sample_job(JobStatus::Finished),
+            sample_job(JobStatus::Canceled),
+        ];
+        let tms = [TaskManagerInfo {
+            id: "tm-1".into(),
+            data_address: "127.0.0.1:4000".into(),
+            slots_total: 4,
+            slots_free: 1,
+            pid: 7,
+        }];
+        let o = overview_json(&jobs, &tms);
+        assert_eq!(o["taskmanagers"], 1);
+        assert_eq!(o["slots-total"], 4);
+        assert_eq!(o["slots-available"], 1);
+        assert_eq!(o["jobs-running"], 2);
+        assert_eq!(o["jobs-finished"], 1);
+        assert_eq!(o["jobs-cancelled"], 1);
+        assert_eq!(o["jobs-failed"], 0);
+        assert!(o["flink-version"].as_str().unwrap().starts_with("eddy-"));
+    }
+
+    #[test]
+    fn job_details_list_every_status_timestamp_with_zero_for_never_entered() {
+        let d = job_details_json(&sample_job(JobStatus::Running), 2_000);
+        assert_eq!(d["timestamps"]["CREATED"], 1_000);
+        assert_eq!(d["timestamps"]["RUNNING"], 1_100);
+        assert_eq!(d["timestamps"]["FINISHED"], 0);
+        assert_eq!(d["vertices"][0]["id"], "00000000000000000000000000000003");
+        assert_eq!(d["vertices"][0]["tasks"]["RUNNING"], 2);
+        assert_eq!(d["vertices"][0]["tasks"]["FAILED"], 0);
+        assert_eq!(d["vertices"][0]["metrics"]["write-records"], 42);
+        assert_eq!(d["status-counts"]["RUNNING"], 1);
+        assert_eq!(d["restarts"], 1);
+        assert_eq!(d["now"], 2_000);
+    }
+
+    #[test]
+    fn jobs_overview_counts_subtasks_per_state_in_lowercase() {
+        let o = jobs_overview_json(&[sample_job(JobStatus::Running)]);
+        let t = &o["jobs"][0]["tasks"];
+        assert_eq!(t["total"], 2);
+        assert_eq!(t["running"], 2);
+        assert_eq!(t["finished"], 0);
+        assert_eq!(o["jobs"][0]["last-modification"], 1_100);
+    }
+
+    #[test]
+    fn exceptions_are_newest_first_and_truncated_on_request() {
+        let e = job_exceptions_json(&sample_job(JobStatus::Failed), None);
+        assert_eq!(e["root-exception"], "newer\nat line 2");
+        assert_eq!(e["timestamp"], 1_300);
+        let entries = e["exceptionHistory"]["entries"].as_array().unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0]["exceptionName"], "newer");
+        assert_eq!(entries[1]["taskName"], "Map (1/2)");
+        assert_eq!(entries[1]["taskManagerId"], "tm-1");
+        assert_eq!(e["truncated"], false);
+        let t = job_exceptions_json(&sample_job(JobStatus::Failed), Some(1));
+        assert_eq!(
+            t["exceptionHistory"]["entries"].as_array().unwrap().len(),
+            1
+        );
+        assert_eq!(t["exceptionHistory"]["truncated"], true);
+    }
+
+    #[test]
+    fn taskmanager_data_port_is_parsed_from_its_address() {
+        assert_eq!(data_port("127.0.0.1:4000"), json!(4000));
+        assert_eq!(data_port("[::1]:4001"), json!(4001));
+        assert_eq!(data_port("nohost"), Value::Null);
+    }
+}
