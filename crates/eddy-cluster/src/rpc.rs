@@ -103,6 +103,27 @@ mod tests {
     }
 
     #[test]
+    fn checkpoint_acks_with_empty_and_optional_fields_round_trip() {
+        use eddy_recovery::{OperatorSubtaskState, StateFileHandle};
+        let key = ExecutionKey { job_id: JobId(1), attempt: 2, vertex: 3, subtask: 4 };
+        let state = TaskStateSnapshot {
+            operators: vec![
+                OperatorSubtaskState { operator_uid: "a".into(), key_groups: None, files: vec![], inline: vec![] },
+                OperatorSubtaskState { operator_uid: "b".into(), key_groups: None, files: vec![StateFileHandle { path: "x".into(), len: 1, crc32: 2 }], inline: vec![7] },
+            ],
+        };
+        let mut buf = Vec::new();
+        write_message(&mut buf, &TmMessage::CheckpointAck { key, checkpoint_id: 9, state: state.clone() }).unwrap();
+        write_message(&mut buf, &TmMessage::Heartbeat { counters: vec![] }).unwrap();
+        let mut r = buf.as_slice();
+        match read_message::<TmMessage>(&mut r).unwrap() {
+            TmMessage::CheckpointAck { state: s, checkpoint_id: 9, .. } => assert_eq!(s, state),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(read_message::<TmMessage>(&mut r).unwrap(), TmMessage::Heartbeat { .. }));
+    }
+
+    #[test]
     fn oversized_length_is_rejected() {
         let bytes = (MAX_MESSAGE + 1).to_le_bytes();
         assert!(read_message::<TmMessage>(&mut bytes.as_slice()).is_err());

@@ -35,18 +35,20 @@ impl StateFileHandle {
 
 /// The state of one operator (by its stable uid) in one subtask.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+// Fields are always written (no `skip_serializing_if`): the same types travel as bincode in
+// the RPC protocol, which is not self-describing.
 pub struct OperatorSubtaskState {
     /// The operator's stable uid: what restore matches on, across job versions and rescales.
     pub operator_uid: String,
     /// Key groups this subtask owned, for keyed state (redistributed on rescale).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub key_groups: Option<KeyGroupRange>,
     /// State files (exclusive to the checkpoint, or shared).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub files: Vec<StateFileHandle>,
     /// Small state kept inside `_metadata` itself (e.g. a source's read offsets). Covered by the
     /// metadata checksum.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub inline: Vec<u8>,
 }
 
