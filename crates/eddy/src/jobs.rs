@@ -34,6 +34,7 @@ pub fn register_builtin(r: &mut JobRegistry) {
             "--fail-probability P     ... or fails each record with probability P (0..1)",
             "--seed S                 seed for --fail-probability (default 1)",
             "--fail-subtask I         inject failures only in subtask I (default: all)",
+            "--fail-on-file PATH      fail once when PATH exists (the file is removed): a failure at a moment a test chooses",
             "--forward                count without a keyed exchange (forward-only pipeline: one pipelined region per subtask)",
         ],
         build: sequence,
@@ -134,6 +135,8 @@ struct FailureInjector {
     probability: f64,
     seed: u64,
     only_subtask: Option<u32>,
+    /// Fail once when this file appears (it is removed).
+    trigger_file: Option<std::path::PathBuf>,
     processed: u64,
     rng: u64,
     active: bool,
@@ -141,7 +144,7 @@ struct FailureInjector {
 
 impl FailureInjector {
     fn open(&mut self, info: &TaskInfo) {
-        self.active = self.only_subtask.is_none_or(|s| s == info.subtask_index) && (self.every > 0 || self.probability > 0.0);
+        self.active = self.only_subtask.is_none_or(|s| s == info.subtask_index) && (self.every > 0 || self.probability > 0.0 || self.trigger_file.is_some());
         // A different stream per subtask and attempt, so a restart does not replay the failure.
         self.rng = self.seed ^ ((info.subtask_index as u64) << 32) ^ info.attempt.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         self.processed = 0;
@@ -153,6 +156,11 @@ impl FailureInjector {
             return Ok(());
         }
         self.processed += 1;
+        if let Some(f) = &self.trigger_file {
+            if self.processed % 64 == 0 && std::fs::remove_file(f).is_ok() {
+                return Err(JobError::new(format!("injected failure: {} appeared (--fail-on-file)", f.display())));
+            }
+        }
         if self.every > 0 && self.processed % self.every == 0 {
             return Err(JobError::new(format!("injected failure after {} records (--fail-every {})", self.processed, self.every)));
         }
@@ -247,6 +255,7 @@ fn sequence(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
             None => None,
             Some(v) => Some(v.parse::<u32>().map_err(|_| JobError::new(format!("job 'sequence': invalid value '{v}' for --fail-subtask: expected a subtask index >= 0")))?),
         },
+        trigger_file: args.optional("fail-on-file").map(std::path::PathBuf::from),
         processed: 0,
         rng: 0,
         active: false,

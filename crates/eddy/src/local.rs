@@ -115,10 +115,10 @@ fn follow(jm: &eddy_cluster::JobManagerHandle, spec: JobSpec, taskmanagers: u32,
 
 /// Prints the end-of-job summary; the exit code is 0 only for FINISHED or a user's cancel.
 pub fn summarize(d: &JobDetails, json: bool, canceled_by_user: bool) -> i32 {
-    if let Some(e) = d.exceptions.last() {
-        if d.status == JobStatus::Failed {
-            eprintln!("Root cause: {}{}", e.exception, e.task_name.as_ref().map(|t| format!(" (in {t})")).unwrap_or_default());
-        }
+    if d.status == JobStatus::Failed {
+        let task = d.exceptions.last().and_then(|e| e.task_name.as_ref()).map(|t| format!(" (in {t})")).unwrap_or_default();
+        let cause = d.status_reason.clone().or_else(|| d.exceptions.last().map(|e| e.exception.clone())).unwrap_or_default();
+        eprintln!("Root cause: {cause}{task}");
     }
     let line = format!(
         "Job {} ({}) {} in {:.2} s, {} restarts, {} completed checkpoints",
@@ -131,13 +131,16 @@ pub fn summarize(d: &JobDetails, json: bool, canceled_by_user: bool) -> i32 {
     );
     if json {
         eprintln!("{line}");
-        let failure = if d.status == JobStatus::Failed { d.exceptions.last().map(|e| e.exception.clone()) } else { None };
+        let failure = if d.status == JobStatus::Failed { d.status_reason.clone().or_else(|| d.exceptions.last().map(|e| e.exception.clone())) } else { None };
         println!(
             "{}",
             serde_json::json!({
                 "job_id": d.job_id, "name": d.name, "status": d.status.name(), "duration_ms": d.duration_ms,
                 "restarts": d.restarts, "completed_checkpoints": d.completed_checkpoints,
                 "failed_checkpoints": d.failed_checkpoints, "failure": failure,
+                "vertices": d.vertices.iter().map(|v| serde_json::json!({
+                    "name": v.name, "parallelism": v.parallelism, "subtask_deployments": v.subtask_deployments,
+                })).collect::<Vec<_>>(),
             })
         );
     } else {
@@ -156,20 +159,61 @@ struct Progress {
     tty: bool,
     last_status: Option<JobStatus>,
     last_line_len: usize,
+    seen_exceptions: usize,
+    seen_checkpoints: u64,
 }
 
 impl Progress {
     fn new(tty: bool) -> Self {
-        Progress { tty, last_status: None, last_line_len: 0 }
+        Progress { tty, last_status: None, last_line_len: 0, seen_exceptions: 0, seen_checkpoints: 0 }
+    }
+
+    /// Prints a line above the progress line (restarts, checkpoints).
+    fn event(&mut self, text: &str) {
+        if self.tty {
+            eprint!("\r{}\r", " ".repeat(self.last_line_len));
+            self.last_line_len = 0;
+        }
+        eprintln!("{text}");
     }
 
     fn show(&mut self, d: &JobDetails) {
+        for e in d.exceptions.iter().skip(self.seen_exceptions) {
+            let task = e.task_name.as_deref().map(|t| format!(" in {t}")).unwrap_or_default();
+            let tm = e.taskmanager.as_deref().map(|t| format!(" on {t}")).unwrap_or_default();
+            self.event(&format!("! failure{task}{tm}: {}", e.exception));
+        }
+        self.seen_exceptions = d.exceptions.len();
+        if d.completed_checkpoints > self.seen_checkpoints {
+            let latest = d.checkpoints.as_ref().and_then(|c| c.get("latest_completed")).filter(|v| !v.is_null());
+            let detail = latest
+                .map(|l| {
+                    let id = l.get("id").and_then(|v| v.as_u64()).unwrap_or(0);
+                    let size = l.get("state_size").and_then(|v| v.as_u64()).unwrap_or(0);
+                    let start = l.get("trigger_timestamp_ms").and_then(|v| v.as_u64()).unwrap_or(0);
+                    let dur = l.get("end_timestamp_ms").and_then(|v| v.as_u64()).unwrap_or(start).saturating_sub(start);
+                    format!("checkpoint {id} completed ({size} bytes, {dur} ms)")
+                })
+                .unwrap_or_else(|| "checkpoint completed".into());
+            self.event(&format!("  {detail}; {} completed so far", d.completed_checkpoints));
+            self.seen_checkpoints = d.completed_checkpoints;
+        }
+        if d.restarts > 0 && self.last_status == Some(JobStatus::Restarting) && d.status == JobStatus::Running {
+            self.event(&format!("  job RUNNING again after restart {}", d.restarts));
+        }
         let verts: Vec<String> = d
             .vertices
             .iter()
             .map(|v| format!("{} [{}x{}] in {} out {}", short(&v.name), v.status, v.parallelism, human(v.records_in), human(v.records_out)))
             .collect();
-        let line = format!("{} {:>6.1}s | {}", d.status, d.duration_ms as f64 / 1000.0, verts.join(" | "));
+        let line = format!(
+            "{} {:>6.1}s restarts {} checkpoints {} | {}",
+            d.status,
+            d.duration_ms as f64 / 1000.0,
+            d.restarts,
+            d.completed_checkpoints,
+            verts.join(" | ")
+        );
         if self.tty {
             let pad = self.last_line_len.saturating_sub(line.len());
             eprint!("\r{line}{}", " ".repeat(pad));
