@@ -10,9 +10,9 @@ use crate::rpc::{read_message, write_message, FencingToken, JmMessage, TmMessage
 use crate::status::{JobDetails, JobStatus};
 use eddy_core::config::Config;
 use eddy_core::JobId;
+use eddy_recovery::{CheckpointStorage, DeclineReason, VerifyLevel};
 use eddy_runtime::data::now_millis;
 use eddy_runtime::registry::{JobRegistry, JobSpec};
-use eddy_recovery::{CheckpointStorage, DeclineReason, VerifyLevel};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::BufReader;
 use std::net::{TcpListener, TcpStream};
@@ -68,8 +68,11 @@ pub struct JobManagerHandle {
 impl JobManagerHandle {
     fn ask<T>(&self, make: impl FnOnce(Sender<T>) -> Request) -> Result<T, String> {
         let (tx, rx) = channel();
-        self.tx.send(Event::Request(make(tx))).map_err(|_| "the JobManager has stopped".to_string())?;
-        rx.recv_timeout(Duration::from_secs(30)).map_err(|_| "the JobManager did not answer".to_string())
+        self.tx
+            .send(Event::Request(make(tx)))
+            .map_err(|_| "the JobManager has stopped".to_string())?;
+        rx.recv_timeout(Duration::from_secs(30))
+            .map_err(|_| "the JobManager did not answer".to_string())
     }
 
     pub fn submit(&self, spec: JobSpec) -> Result<JobId, String> {
@@ -98,9 +101,18 @@ impl JobManagerHandle {
 }
 
 /// Starts a JobManager: binds the RPC port and runs the event loop on its own thread.
-pub fn start(config: Config, registry: Arc<JobRegistry>, bind_host: &str, rpc_port: u16) -> Result<JobManagerHandle, String> {
-    let listener = TcpListener::bind((bind_host, rpc_port)).map_err(|e| format!("cannot bind the JobManager RPC port {bind_host}:{rpc_port}: {e}"))?;
-    let rpc_address = listener.local_addr().map_err(|e| e.to_string())?.to_string();
+pub fn start(
+    config: Config,
+    registry: Arc<JobRegistry>,
+    bind_host: &str,
+    rpc_port: u16,
+) -> Result<JobManagerHandle, String> {
+    let listener = TcpListener::bind((bind_host, rpc_port))
+        .map_err(|e| format!("cannot bind the JobManager RPC port {bind_host}:{rpc_port}: {e}"))?;
+    let rpc_address = listener
+        .local_addr()
+        .map_err(|e| e.to_string())?
+        .to_string();
     let (tx, rx) = channel();
     let accept_tx = tx.clone();
     std::thread::Builder::new()
@@ -109,27 +121,34 @@ pub fn start(config: Config, registry: Arc<JobRegistry>, bind_host: &str, rpc_po
             for (conn_id, stream) in (1u64..).zip(listener.incoming()) {
                 let Ok(stream) = stream else { continue };
                 let _ = stream.set_nodelay(true);
-                let Ok(read_half) = stream.try_clone() else { continue };
-                if accept_tx.send(Event::Connected(conn_id, Arc::new(Mutex::new(stream)))).is_err() {
+                let Ok(read_half) = stream.try_clone() else {
+                    continue;
+                };
+                if accept_tx
+                    .send(Event::Connected(conn_id, Arc::new(Mutex::new(stream))))
+                    .is_err()
+                {
                     return;
                 }
                 let tx = accept_tx.clone();
-                let _ = std::thread::Builder::new().name("jm-rpc-in".into()).spawn(move || {
-                    let mut r = BufReader::new(read_half);
-                    loop {
-                        match read_message::<TmMessage>(&mut r) {
-                            Ok(m) => {
-                                if tx.send(Event::Message(conn_id, m)).is_err() {
+                let _ = std::thread::Builder::new()
+                    .name("jm-rpc-in".into())
+                    .spawn(move || {
+                        let mut r = BufReader::new(read_half);
+                        loop {
+                            match read_message::<TmMessage>(&mut r) {
+                                Ok(m) => {
+                                    if tx.send(Event::Message(conn_id, m)).is_err() {
+                                        return;
+                                    }
+                                }
+                                Err(e) => {
+                                    let _ = tx.send(Event::Disconnected(conn_id, e.to_string()));
                                     return;
                                 }
                             }
-                            Err(e) => {
-                                let _ = tx.send(Event::Disconnected(conn_id, e.to_string()));
-                                return;
-                            }
                         }
-                    }
-                });
+                    });
             }
         })
         .map_err(|e| e.to_string())?;
@@ -144,7 +163,10 @@ pub fn start(config: Config, registry: Arc<JobRegistry>, bind_host: &str, rpc_po
         jobs: BTreeMap::new(),
         waiting: Vec::new(),
     };
-    std::thread::Builder::new().name("jobmanager".into()).spawn(move || jm.run(rx)).map_err(|e| e.to_string())?;
+    std::thread::Builder::new()
+        .name("jobmanager".into())
+        .spawn(move || jm.run(rx))
+        .map_err(|e| e.to_string())?;
     tracing::info!("JobManager listening for TaskManagers on {rpc_address}");
     Ok(JobManagerHandle { tx, rpc_address })
 }
@@ -180,18 +202,42 @@ impl JobManagerLoop {
             Event::Connected(id, conn) => {
                 self.unregistered.insert(id, conn);
             }
-            Event::Message(id, TmMessage::Register { tm_id, data_address, slots, pid }) => {
-                let Some(conn) = self.unregistered.remove(&id) else { return };
+            Event::Message(
+                id,
+                TmMessage::Register {
+                    tm_id,
+                    data_address,
+                    slots,
+                    pid,
+                },
+            ) => {
+                let Some(conn) = self.unregistered.remove(&id) else {
+                    return;
+                };
                 let reply = JmMessage::Registered { token: self.token };
                 if let Ok(mut c) = conn.lock() {
                     let _ = write_message(&mut *c, &reply);
                 }
-                tracing::info!("TaskManager {tm_id} registered with {slots} slots (data {data_address})");
+                tracing::info!(
+                    "TaskManager {tm_id} registered with {slots} slots (data {data_address})"
+                );
                 self.conns.insert(id, tm_id.clone());
-                self.tms.insert(tm_id, TaskManagerEntry { conn, conn_id: id, data_address, slots: vec![None; slots as usize], last_heartbeat: now, pid });
+                self.tms.insert(
+                    tm_id,
+                    TaskManagerEntry {
+                        conn,
+                        conn_id: id,
+                        data_address,
+                        slots: vec![None; slots as usize],
+                        last_heartbeat: now,
+                        pid,
+                    },
+                );
             }
             Event::Message(id, msg) => {
-                let Some(tm_id) = self.conns.get(&id).cloned() else { return };
+                let Some(tm_id) = self.conns.get(&id).cloned() else {
+                    return;
+                };
                 if let Some(tm) = self.tms.get_mut(&tm_id) {
                     tm.last_heartbeat = now;
                 }
@@ -201,7 +247,11 @@ impl JobManagerLoop {
                 self.unregistered.remove(&id);
                 if let Some(tm_id) = self.conns.remove(&id) {
                     if self.tms.get(&tm_id).is_some_and(|t| t.conn_id == id) {
-                        self.lose_taskmanager(&tm_id, &format!("connection closed ({reason})"), now);
+                        self.lose_taskmanager(
+                            &tm_id,
+                            &format!("connection closed ({reason})"),
+                            now,
+                        );
                     }
                 }
             }
@@ -219,22 +269,41 @@ impl JobManagerLoop {
                     }
                 }
             }
-            TmMessage::TaskState { key, state, error, records_in, records_out } => {
+            TmMessage::TaskState {
+                key,
+                state,
+                error,
+                records_in,
+                records_out,
+            } => {
                 if let Some(jm) = self.jobs.get_mut(&key.job_id) {
                     jm.update_counters(&key, records_in, records_out);
                     let cmds = jm.on_task_state(key, state, error, now);
                     self.execute(key.job_id, cmds);
                 }
             }
-            TmMessage::CheckpointAck { key, checkpoint_id, state } => {
+            TmMessage::CheckpointAck {
+                key,
+                checkpoint_id,
+                state,
+            } => {
                 if let Some(jm) = self.jobs.get_mut(&key.job_id) {
                     let cmds = jm.on_checkpoint_ack(key, checkpoint_id, state, now);
                     self.execute(key.job_id, cmds);
                 }
             }
-            TmMessage::CheckpointDecline { key, checkpoint_id, reason, counted } => {
+            TmMessage::CheckpointDecline {
+                key,
+                checkpoint_id,
+                reason,
+                counted,
+            } => {
                 tracing::info!("TaskManager {tm_id} declined checkpoint {checkpoint_id}: {reason}");
-                let reason = if counted { DeclineReason::AsyncSnapshotFailed(reason) } else { DeclineReason::TaskClosing };
+                let reason = if counted {
+                    DeclineReason::AsyncSnapshotFailed(reason)
+                } else {
+                    DeclineReason::TaskClosing
+                };
                 if let Some(jm) = self.jobs.get_mut(&key.job_id) {
                     let cmds = jm.on_checkpoint_decline(key, checkpoint_id, reason, now);
                     self.execute(key.job_id, cmds);
@@ -266,7 +335,9 @@ impl JobManagerLoop {
             Request::Cancel(id, reply) => {
                 let res = match self.jobs.get_mut(&id) {
                     None => Err(format!("unknown job {id}")),
-                    Some(jm) if jm.status().is_globally_terminal() => Err(format!("job {id} already ended ({})", jm.status())),
+                    Some(jm) if jm.status().is_globally_terminal() => {
+                        Err(format!("job {id} already ended ({})", jm.status()))
+                    }
                     Some(jm) => Ok(jm.cancel(now)),
                 };
                 match res {
@@ -311,13 +382,23 @@ impl JobManagerLoop {
         // keep state in JobManager memory; files keep TaskManager and JobManager symmetric).
         if checkpointing.interval.is_some() && spec.config.checkpoints_dir().is_none() {
             let dir = std::env::temp_dir().join("eddy-checkpoints");
-            tracing::info!("execution.checkpointing.dir is not set: checkpoints go to {}", dir.display());
-            spec.config.set("execution.checkpointing.dir", &dir.to_string_lossy());
+            tracing::info!(
+                "execution.checkpointing.dir is not set: checkpoints go to {}",
+                dir.display()
+            );
+            spec.config
+                .set("execution.checkpointing.dir", &dir.to_string_lossy());
         }
-        let checkpoints_dir = spec.config.checkpoints_dir().map(|d| d.to_string_lossy().into_owned());
+        let checkpoints_dir = spec
+            .config
+            .checkpoints_dir()
+            .map(|d| d.to_string_lossy().into_owned());
         // Checkpoint ids never repeat: continue above anything already in the job's directory.
         let first_checkpoint_id = match &checkpoints_dir {
-            Some(dir) => CheckpointStorage::new(dir, id).highest_checkpoint_id().map_err(|e| e.to_string())?.map_or(1, |h| h + 1),
+            Some(dir) => CheckpointStorage::new(dir, id)
+                .highest_checkpoint_id()
+                .map_err(|e| e.to_string())?
+                .map_or(1, |h| h + 1),
             None => 1,
         };
         let settings = JobMasterSettings {
@@ -329,7 +410,11 @@ impl JobManagerLoop {
             checkpoints_dir,
             first_checkpoint_id,
         };
-        tracing::info!("submitting job {} ({id}) with parallelism {}", spec.name, spec.parallelism);
+        tracing::info!(
+            "submitting job {} ({id}) with parallelism {}",
+            spec.name,
+            spec.parallelism
+        );
         let jm = JobMaster::new(id, spec, built.job_graph, self.token, settings, now)?;
         self.jobs.insert(id, jm);
         self.waiting.push(id);
@@ -338,15 +423,24 @@ impl JobManagerLoop {
     }
 
     fn free_slots(&self) -> usize {
-        self.tms.values().map(|t| t.slots.iter().filter(|s| s.is_none()).count()).sum()
+        self.tms
+            .values()
+            .map(|t| t.slots.iter().filter(|s| s.is_none()).count())
+            .sum()
     }
 
     /// Hands slots to waiting jobs, spreading each job's slots over TaskManagers round-robin.
     fn schedule_waiting(&mut self, now: i64) {
         let waiting = std::mem::take(&mut self.waiting);
         for id in waiting {
-            let Some(need) = self.jobs.get(&id).map(|j| j.slots_needed()) else { continue };
-            if self.jobs.get(&id).is_some_and(|j| j.status() != JobStatus::Created) {
+            let Some(need) = self.jobs.get(&id).map(|j| j.slots_needed()) else {
+                continue;
+            };
+            if self
+                .jobs
+                .get(&id)
+                .is_some_and(|j| j.status() != JobStatus::Created)
+            {
                 continue;
             }
             if self.free_slots() < need {
@@ -361,7 +455,10 @@ impl JobManagerLoop {
                     }
                     if let Some(slot) = tm.slots.iter_mut().find(|s| s.is_none()) {
                         *slot = Some(id);
-                        picked.push(SlotRef { tm_id: tm_id.clone(), data_address: tm.data_address.clone() });
+                        picked.push(SlotRef {
+                            tm_id: tm_id.clone(),
+                            data_address: tm.data_address.clone(),
+                        });
                     }
                 }
             }
@@ -374,7 +471,9 @@ impl JobManagerLoop {
 
     /// Takes free slots for the ones a job had on a lost TaskManager.
     fn replace_lost_slots(&mut self, job: JobId, lost_tm: &str) {
-        let Some(jm) = self.jobs.get(&job) else { return };
+        let Some(jm) = self.jobs.get(&job) else {
+            return;
+        };
         if !jm.uses_taskmanager(lost_tm) || jm.status().is_globally_terminal() {
             return;
         }
@@ -390,7 +489,10 @@ impl JobManagerLoop {
                 }
                 if let Some(slot) = tm.slots.iter_mut().find(|s| s.is_none()) {
                     *slot = Some(job);
-                    fresh.push(SlotRef { tm_id: tm_id.clone(), data_address: tm.data_address.clone() });
+                    fresh.push(SlotRef {
+                        tm_id: tm_id.clone(),
+                        data_address: tm.data_address.clone(),
+                    });
                 }
             }
         }
@@ -401,10 +503,23 @@ impl JobManagerLoop {
 
     /// Picks the checkpoint to restore from: the newest retained one that is readable; the
     /// ones skipped and why.
-    fn select_restore(jm: &JobMaster) -> (Option<eddy_recovery::CompletedCheckpoint>, Vec<(u64, String)>) {
-        let Some(dir) = jm.checkpoints_dir() else { return (None, Vec::new()) };
+    fn select_restore(
+        jm: &JobMaster,
+    ) -> (
+        Option<eddy_recovery::CompletedCheckpoint>,
+        Vec<(u64, String)>,
+    ) {
+        let Some(dir) = jm.checkpoints_dir() else {
+            return (None, Vec::new());
+        };
         match CheckpointStorage::new(dir, jm.job_id).latest_restorable(VerifyLevel::Lengths) {
-            Ok(sel) => (sel.checkpoint, sel.skipped.into_iter().map(|s| (s.id, s.error.to_string())).collect()),
+            Ok(sel) => (
+                sel.checkpoint,
+                sel.skipped
+                    .into_iter()
+                    .map(|s| (s.id, s.error.to_string()))
+                    .collect(),
+            ),
             Err(e) => (None, vec![(0, e.to_string())]),
         }
     }
@@ -415,9 +530,14 @@ impl JobManagerLoop {
             let now = now_millis();
             match c {
                 Command::WriteMetadata { metadata } => {
-                    let Some(jm) = self.jobs.get_mut(&job) else { continue };
+                    let Some(jm) = self.jobs.get_mut(&job) else {
+                        continue;
+                    };
                     let id = metadata.checkpoint_id;
-                    let more = match jm.checkpoints_dir().map(|d| CheckpointStorage::new(d, job).write_metadata(&metadata)) {
+                    let more = match jm
+                        .checkpoints_dir()
+                        .map(|d| CheckpointStorage::new(d, job).write_metadata(&metadata))
+                    {
                         Some(Ok(_)) => jm.metadata_written(id, now),
                         Some(Err(e)) => jm.metadata_write_failed(id, e.to_string(), now),
                         None => jm.metadata_write_failed(id, "no checkpoint directory".into(), now),
@@ -427,19 +547,36 @@ impl JobManagerLoop {
                 Command::DiscardCheckpoint { id, shared_files } => {
                     if let Some(dir) = self.jobs.get(&job).and_then(|j| j.checkpoints_dir()) {
                         let storage = CheckpointStorage::new(dir, job);
-                        if let Err(e) = storage.discard(id).and_then(|_| storage.discard_shared(&shared_files)) {
+                        if let Err(e) = storage
+                            .discard(id)
+                            .and_then(|_| storage.discard_shared(&shared_files))
+                        {
                             tracing::warn!("job {job}: could not discard checkpoint {id}: {e}");
                         }
                     }
                 }
                 Command::Restore { tasks: _, hint } => {
-                    let lost: Vec<String> = self.jobs.get(&job).map(|j| j.taskmanagers().into_iter().filter(|t| !self.tms.contains_key(t)).collect()).unwrap_or_default();
+                    let lost: Vec<String> = self
+                        .jobs
+                        .get(&job)
+                        .map(|j| {
+                            j.taskmanagers()
+                                .into_iter()
+                                .filter(|t| !self.tms.contains_key(t))
+                                .collect()
+                        })
+                        .unwrap_or_default();
                     for tm in &lost {
                         self.replace_lost_slots(job, tm);
                     }
-                    let Some(jm) = self.jobs.get_mut(&job) else { continue };
+                    let Some(jm) = self.jobs.get_mut(&job) else {
+                        continue;
+                    };
                     if jm.taskmanagers().iter().any(|t| !self.tms.contains_key(t)) {
-                        jm.postpone_restore(now, "waiting for free slots to replace those of a lost TaskManager");
+                        jm.postpone_restore(
+                            now,
+                            "waiting for free slots to replace those of a lost TaskManager",
+                        );
                         continue;
                     }
                     let (restore, skipped) = Self::select_restore(jm);
@@ -450,7 +587,12 @@ impl JobManagerLoop {
                     queue.extend(more);
                 }
                 Command::Send { tm_id, msg } => {
-                    let sent = self.tms.get(&tm_id).map(|t| t.conn.lock().map(|mut c| write_message(&mut *c, &msg).is_ok()).unwrap_or(false));
+                    let sent = self.tms.get(&tm_id).map(|t| {
+                        t.conn
+                            .lock()
+                            .map(|mut c| write_message(&mut *c, &msg).is_ok())
+                            .unwrap_or(false)
+                    });
                     if sent != Some(true) {
                         tracing::warn!("could not send to TaskManager {tm_id}");
                     }
@@ -470,7 +612,12 @@ impl JobManagerLoop {
 
     fn tick(&mut self, now: i64) {
         let timeout = self.config.heartbeat_timeout().as_millis() as i64;
-        let silent: Vec<String> = self.tms.iter().filter(|(_, t)| now - t.last_heartbeat > timeout).map(|(id, _)| id.clone()).collect();
+        let silent: Vec<String> = self
+            .tms
+            .iter()
+            .filter(|(_, t)| now - t.last_heartbeat > timeout)
+            .map(|(id, _)| id.clone())
+            .collect();
         for id in silent {
             self.lose_taskmanager(&id, &format!("no heartbeat for {timeout} ms"), now);
         }
@@ -478,13 +625,22 @@ impl JobManagerLoop {
             self.schedule_waiting(now);
         }
         let free = self.free_slots();
-        let ids: Vec<JobId> = self.jobs.iter().filter(|(_, j)| !j.status().is_globally_terminal()).map(|(id, _)| *id).collect();
+        let ids: Vec<JobId> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| !j.status().is_globally_terminal())
+            .map(|(id, _)| *id)
+            .collect();
         for id in ids {
             if let Some(jm) = self.jobs.get_mut(&id) {
                 let cmds = jm.tick(now, free);
                 self.execute(id, cmds);
             }
         }
-        self.waiting.retain(|id| self.jobs.get(id).is_some_and(|j| j.status() == JobStatus::Created));
+        self.waiting.retain(|id| {
+            self.jobs
+                .get(id)
+                .is_some_and(|j| j.status() == JobStatus::Created)
+        });
     }
 }

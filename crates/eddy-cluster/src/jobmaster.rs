@@ -18,8 +18,9 @@ use crate::status::{ExceptionEntry, JobDetails, JobStatus, VertexDetails};
 use eddy_core::settings::{CheckpointingSettings, FailoverStrategyKind, RestartStrategyConfig};
 use eddy_core::JobId;
 use eddy_recovery::{
-    CheckpointCoordinator, CompletedCheckpoint, CoordinatorConfig, DeclineReason, DistributionPattern, EdgeInfo, ExecutionVertexId, FailoverStrategy, JobShutdownStatus, RestartBackoff,
-    RestartDecision, TaskStateSnapshot, Topology, VertexInfo,
+    CheckpointCoordinator, CompletedCheckpoint, CoordinatorConfig, DeclineReason,
+    DistributionPattern, EdgeInfo, ExecutionVertexId, FailoverStrategy, JobShutdownStatus,
+    RestartBackoff, RestartDecision, TaskStateSnapshot, Topology, VertexInfo,
 };
 use eddy_runtime::graph::{JobGraph, PartitionKind};
 use eddy_runtime::registry::JobSpec;
@@ -39,17 +40,28 @@ pub struct SlotRef {
 /// What the shell must do.
 #[derive(Debug)]
 pub enum Command {
-    Send { tm_id: String, msg: JmMessage },
+    Send {
+        tm_id: String,
+        msg: JmMessage,
+    },
     /// The job no longer needs its slots.
     ReleaseSlots,
     /// Write `_metadata` of a completed checkpoint, then call `metadata_written` (or
     /// `metadata_write_failed`).
-    WriteMetadata { metadata: Box<CompletedCheckpoint> },
+    WriteMetadata {
+        metadata: Box<CompletedCheckpoint>,
+    },
     /// Delete a checkpoint's directory (retention, abort) and the shared files no longer used.
-    DiscardCheckpoint { id: u64, shared_files: Vec<eddy_recovery::StateFileHandle> },
+    DiscardCheckpoint {
+        id: u64,
+        shared_files: Vec<eddy_recovery::StateFileHandle>,
+    },
     /// Select the checkpoint to restore from (newest readable retained one; the coordinator's
     /// in-memory choice is `hint`) and call `deploy_restarted`.
-    Restore { tasks: BTreeSet<Task>, hint: Option<u64> },
+    Restore {
+        tasks: BTreeSet<Task>,
+        hint: Option<u64>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -115,29 +127,57 @@ fn evid(t: Task) -> ExecutionVertexId {
 }
 
 fn is_terminal(s: ExecutionState) -> bool {
-    matches!(s, ExecutionState::Finished | ExecutionState::Canceled | ExecutionState::Failed)
+    matches!(
+        s,
+        ExecutionState::Finished | ExecutionState::Canceled | ExecutionState::Failed
+    )
 }
 
 /// The failover topology of a job graph: forward edges are pointwise, the rest all-to-all.
 pub fn topology(graph: &JobGraph) -> Topology {
     Topology {
-        vertices: graph.vertices.iter().map(|v| VertexInfo { parallelism: v.parallelism }).collect(),
+        vertices: graph
+            .vertices
+            .iter()
+            .map(|v| VertexInfo {
+                parallelism: v.parallelism,
+            })
+            .collect(),
         edges: graph
             .edges
             .iter()
             .map(|e| EdgeInfo {
                 source: e.source as u32,
                 target: e.target as u32,
-                pattern: if e.kind == PartitionKind::Forward { DistributionPattern::Pointwise } else { DistributionPattern::AllToAll },
+                pattern: if e.kind == PartitionKind::Forward {
+                    DistributionPattern::Pointwise
+                } else {
+                    DistributionPattern::AllToAll
+                },
             })
             .collect(),
     }
 }
 
 impl JobMaster {
-    pub fn new(job_id: JobId, spec: JobSpec, graph: Arc<JobGraph>, token: FencingToken, settings: JobMasterSettings, now: i64) -> Result<Self, String> {
-        let all: BTreeSet<ExecutionVertexId> = graph.vertices.iter().flat_map(|v| (0..v.parallelism).map(move |s| ExecutionVertexId::new(v.id as u32, s))).collect();
-        let sources: BTreeSet<ExecutionVertexId> = all.iter().filter(|t| graph.vertices[t.vertex as usize].is_source).copied().collect();
+    pub fn new(
+        job_id: JobId,
+        spec: JobSpec,
+        graph: Arc<JobGraph>,
+        token: FencingToken,
+        settings: JobMasterSettings,
+        now: i64,
+    ) -> Result<Self, String> {
+        let all: BTreeSet<ExecutionVertexId> = graph
+            .vertices
+            .iter()
+            .flat_map(|v| (0..v.parallelism).map(move |s| ExecutionVertexId::new(v.id as u32, s)))
+            .collect();
+        let sources: BTreeSet<ExecutionVertexId> = all
+            .iter()
+            .filter(|t| graph.vertices[t.vertex as usize].is_source)
+            .copied()
+            .collect();
         let coordinator = settings.checkpointing.interval.map(|_| {
             CheckpointCoordinator::new(CoordinatorConfig {
                 job_id,
@@ -147,7 +187,8 @@ impl JobMaster {
                 first_checkpoint_id: settings.first_checkpoint_id,
             })
         });
-        let failover = FailoverStrategy::new(settings.failover, &topology(&graph)).map_err(|e| e.to_string())?;
+        let failover = FailoverStrategy::new(settings.failover, &topology(&graph))
+            .map_err(|e| e.to_string())?;
         let backoff = RestartBackoff::new(&settings.restart, job_id.0 as u64);
         let mut jm = JobMaster {
             job_id,
@@ -189,10 +230,21 @@ impl JobMaster {
             return;
         }
         if !self.status.can_transition_to(to) {
-            tracing::error!("job {}: illegal status transition {} -> {} refused", self.job_id, self.status, to);
+            tracing::error!(
+                "job {}: illegal status transition {} -> {} refused",
+                self.job_id,
+                self.status,
+                to
+            );
             return;
         }
-        tracing::info!("job {} ({}) switched from {} to {}", self.spec.name, self.job_id, self.status, to);
+        tracing::info!(
+            "job {} ({}) switched from {} to {}",
+            self.spec.name,
+            self.job_id,
+            self.status,
+            to
+        );
         self.status = to;
         self.timestamps.insert(to.name().into(), now);
         if to.is_globally_terminal() {
@@ -202,7 +254,12 @@ impl JobMaster {
 
     /// Slots needed: with slot sharing, the highest vertex parallelism.
     pub fn slots_needed(&self) -> usize {
-        self.graph.vertices.iter().map(|v| v.parallelism as usize).max().unwrap_or(0)
+        self.graph
+            .vertices
+            .iter()
+            .map(|v| v.parallelism as usize)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Periodic work: slot-request timeout, checkpoint triggers and timeouts, due restarts.
@@ -210,7 +267,11 @@ impl JobMaster {
         let mut cmds = Vec::new();
         if self.status == JobStatus::Created && self.slots.is_empty() {
             let waited = now - self.start_time;
-            self.reason = Some(format!("waiting for {} slots ({} free)", self.slots_needed(), free_slots));
+            self.reason = Some(format!(
+                "waiting for {} slots ({} free)",
+                self.slots_needed(),
+                free_slots
+            ));
             if waited > self.settings.slot_request_timeout_ms {
                 let msg = format!(
                     "could not acquire the {} slots the job needs within {} ms: only {} free; start more TaskManagers or lower the parallelism",
@@ -218,7 +279,12 @@ impl JobMaster {
                     self.settings.slot_request_timeout_ms,
                     free_slots
                 );
-                self.exceptions.push(ExceptionEntry { timestamp: now, task_name: None, taskmanager: None, exception: msg.clone() });
+                self.exceptions.push(ExceptionEntry {
+                    timestamp: now,
+                    task_name: None,
+                    taskmanager: None,
+                    exception: msg.clone(),
+                });
                 self.failure = Some(msg.clone());
                 self.reason = Some(msg);
                 self.transition(JobStatus::Failing, now);
@@ -232,11 +298,22 @@ impl JobMaster {
             cmds.extend(self.coordinator_commands(out, now));
         }
         if let Some(p) = self.pending_restart.as_mut() {
-            let ready = !p.requested && now >= p.at && p.tasks.iter().all(|t| self.executions.get(t).is_none_or(|e| is_terminal(e.state)));
+            let ready = !p.requested
+                && now >= p.at
+                && p.tasks
+                    .iter()
+                    .all(|t| self.executions.get(t).is_none_or(|e| is_terminal(e.state)));
             if ready {
                 p.requested = true;
-                let hint = self.coordinator.as_ref().and_then(|c| c.latest_completed()).map(|c| c.checkpoint_id);
-                cmds.push(Command::Restore { tasks: p.tasks.clone(), hint });
+                let hint = self
+                    .coordinator
+                    .as_ref()
+                    .and_then(|c| c.latest_completed())
+                    .map(|c| c.checkpoint_id);
+                cmds.push(Command::Restore {
+                    tasks: p.tasks.clone(),
+                    hint,
+                });
             }
         }
         cmds
@@ -244,7 +321,10 @@ impl JobMaster {
 
     /// The earliest time `tick` has work (coordinator deadline); the shell may sleep until then.
     pub fn next_deadline(&self) -> Option<i64> {
-        self.coordinator.as_ref().and_then(|c| c.next_deadline()).map(|d| d as i64)
+        self.coordinator
+            .as_ref()
+            .and_then(|c| c.next_deadline())
+            .map(|d| d as i64)
     }
 
     /// The ResourceManager handed over the slots: deploy every subtask (restoring from a
@@ -252,14 +332,24 @@ impl JobMaster {
     pub fn assign_slots(&mut self, slots: Vec<SlotRef>, now: i64) -> Vec<Command> {
         self.slots = slots;
         self.reason = None;
-        let all: BTreeSet<Task> = self.graph.vertices.iter().flat_map(|v| (0..v.parallelism).map(move |s| (v.id, s))).collect();
+        let all: BTreeSet<Task> = self
+            .graph
+            .vertices
+            .iter()
+            .flat_map(|v| (0..v.parallelism).map(move |s| (v.id, s)))
+            .collect();
         let cmds = self.deploy(&all, None, now);
         self.transition(JobStatus::Running, now);
         cmds
     }
 
     /// Deploys `tasks` (a union of pipelined regions) as a new attempt.
-    fn deploy(&mut self, tasks: &BTreeSet<Task>, restore: Option<&CompletedCheckpoint>, _now: i64) -> Vec<Command> {
+    fn deploy(
+        &mut self,
+        tasks: &BTreeSet<Task>,
+        restore: Option<&CompletedCheckpoint>,
+        _now: i64,
+    ) -> Vec<Command> {
         let attempt = self.next_attempt;
         self.next_attempt += 1;
         // Channel ids: random high bits per deployment, so a stale producer never feeds a new
@@ -269,24 +359,39 @@ impl JobMaster {
         let mut inputs: HashMap<Task, Vec<u64>> = HashMap::new();
         let mut outputs: HashMap<Task, Vec<OutputEdge>> = HashMap::new();
         for e in &self.graph.edges {
-            let (src, dst) = (&self.graph.vertices[e.source], &self.graph.vertices[e.target]);
+            let (src, dst) = (
+                &self.graph.vertices[e.source],
+                &self.graph.vertices[e.target],
+            );
             for i in 0..src.parallelism {
                 if !tasks.contains(&(src.id, i)) {
                     continue;
                 }
-                let targets: Vec<u32> = if e.kind == PartitionKind::Forward { vec![i] } else { (0..dst.parallelism).collect() };
+                let targets: Vec<u32> = if e.kind == PartitionKind::Forward {
+                    vec![i]
+                } else {
+                    (0..dst.parallelism).collect()
+                };
                 let mut channels = Vec::new();
                 for j in targets {
                     next_id += 1;
                     inputs.entry((dst.id, j)).or_default().push(next_id);
                     let (p, c) = (&self.slots[i as usize], &self.slots[j as usize]);
-                    channels.push(OutputChannel { id: next_id, remote_address: (p.tm_id != c.tm_id).then(|| c.data_address.clone()) });
+                    channels.push(OutputChannel {
+                        id: next_id,
+                        remote_address: (p.tm_id != c.tm_id).then(|| c.data_address.clone()),
+                    });
                 }
-                outputs.entry((src.id, i)).or_default().push(OutputEdge { stream_edge: e.stream_edge, kind: e.kind, channels });
+                outputs.entry((src.id, i)).or_default().push(OutputEdge {
+                    stream_edge: e.stream_edge,
+                    kind: e.kind,
+                    channels,
+                });
             }
         }
         let checkpointing = self.coordinator.is_some();
-        let exactly_once = self.settings.checkpointing.mode == eddy_core::settings::CheckpointingMode::ExactlyOnce;
+        let exactly_once =
+            self.settings.checkpointing.mode == eddy_core::settings::CheckpointingMode::ExactlyOnce;
         let mut cmds = Vec::new();
         for &(v, s) in tasks {
             let vertex = &self.graph.vertices[v];
@@ -315,10 +420,25 @@ impl JobMaster {
                 restored_checkpoint: restore.map(|c| c.checkpoint_id),
             };
             let deployments = self.executions.get(&(v, s)).map_or(0, |e| e.deployments) + 1;
-            self.executions.insert((v, s), Execution { attempt, tm_id: slot.tm_id.clone(), state: ExecutionState::Deploying, records_in: 0, records_out: 0, deployments });
+            self.executions.insert(
+                (v, s),
+                Execution {
+                    attempt,
+                    tm_id: slot.tm_id.clone(),
+                    state: ExecutionState::Deploying,
+                    records_in: 0,
+                    records_out: 0,
+                    deployments,
+                },
+            );
             cmds.push(Command::Send {
                 tm_id: slot.tm_id.clone(),
-                msg: JmMessage::Deploy { token: self.token, job: self.spec.clone(), deployment: Box::new(d), restore: restore_spec.map(Box::new) },
+                msg: JmMessage::Deploy {
+                    token: self.token,
+                    job: self.spec.clone(),
+                    deployment: Box::new(d),
+                    restore: restore_spec.map(Box::new),
+                },
             });
         }
         if let Some(c) = self.coordinator.as_mut() {
@@ -329,21 +449,40 @@ impl JobMaster {
 
     /// The shell selected the checkpoint to restore from (`None`: start from scratch) and the
     /// checkpoints it had to skip (unreadable), with why.
-    pub fn deploy_restarted(&mut self, restore: Option<CompletedCheckpoint>, skipped: Vec<(u64, String)>, now: i64) -> Vec<Command> {
-        let Some(p) = self.pending_restart.take() else { return Vec::new() };
-        if matches!(self.status, JobStatus::Cancelling | JobStatus::Failing) || self.status.is_globally_terminal() {
+    pub fn deploy_restarted(
+        &mut self,
+        restore: Option<CompletedCheckpoint>,
+        skipped: Vec<(u64, String)>,
+        now: i64,
+    ) -> Vec<Command> {
+        let Some(p) = self.pending_restart.take() else {
+            return Vec::new();
+        };
+        if matches!(self.status, JobStatus::Cancelling | JobStatus::Failing)
+            || self.status.is_globally_terminal()
+        {
             return Vec::new();
         }
         for (id, why) in skipped {
             let msg = format!("checkpoint {id} is unreadable, restoring from an older one: {why}");
             tracing::warn!("job {}: {msg}", self.job_id);
-            self.exceptions.push(ExceptionEntry { timestamp: now, task_name: None, taskmanager: None, exception: msg });
+            self.exceptions.push(ExceptionEntry {
+                timestamp: now,
+                task_name: None,
+                taskmanager: None,
+                exception: msg,
+            });
         }
         if let (Some(c), Some(cp)) = (self.coordinator.as_mut(), restore.as_ref()) {
             c.note_restored(cp.checkpoint_id, now as u64);
         }
         let id = restore.as_ref().map(|c| c.checkpoint_id);
-        tracing::info!("job {}: restarting {} subtasks from {}", self.job_id, p.tasks.len(), id.map_or("the beginning".into(), |i| format!("checkpoint {i}")));
+        tracing::info!(
+            "job {}: restarting {} subtasks from {}",
+            self.job_id,
+            p.tasks.len(),
+            id.map_or("the beginning".into(), |i| format!("checkpoint {i}"))
+        );
         self.deploy(&p.tasks, restore.as_ref(), now)
     }
 
@@ -353,16 +492,28 @@ impl JobMaster {
     }
 
     fn current(&self, key: &ExecutionKey) -> bool {
-        key.job_id == self.job_id && self.executions.get(&(key.vertex, key.subtask)).is_some_and(|e| e.attempt == key.attempt)
+        key.job_id == self.job_id
+            && self
+                .executions
+                .get(&(key.vertex, key.subtask))
+                .is_some_and(|e| e.attempt == key.attempt)
     }
 
-    pub fn on_task_state(&mut self, key: ExecutionKey, state: ExecutionState, error: Option<String>, now: i64) -> Vec<Command> {
+    pub fn on_task_state(
+        &mut self,
+        key: ExecutionKey,
+        state: ExecutionState,
+        error: Option<String>,
+        now: i64,
+    ) -> Vec<Command> {
         if !self.current(&key) {
             return Vec::new(); // a report from an older attempt
         }
         let t = (key.vertex, key.subtask);
         let tm = match self.executions.get_mut(&t) {
-            Some(e) if is_terminal(e.state) && e.state != ExecutionState::Deploying => return Vec::new(),
+            Some(e) if is_terminal(e.state) && e.state != ExecutionState::Deploying => {
+                return Vec::new()
+            }
             Some(e) => {
                 e.state = state;
                 e.tm_id.clone()
@@ -389,7 +540,12 @@ impl JobMaster {
 
     /// A TaskManager is gone: every execution on it failed.
     pub fn on_taskmanager_lost(&mut self, tm_id: &str, reason: &str, now: i64) -> Vec<Command> {
-        let lost: Vec<Task> = self.executions.iter().filter(|(_, e)| e.tm_id == tm_id && !is_terminal(e.state)).map(|(k, _)| *k).collect();
+        let lost: Vec<Task> = self
+            .executions
+            .iter()
+            .filter(|(_, e)| e.tm_id == tm_id && !is_terminal(e.state))
+            .map(|(k, _)| *k)
+            .collect();
         // Slots on that TaskManager are gone: the job must move to other slots for a restart.
         let mut cmds = Vec::new();
         for t in &lost {
@@ -398,7 +554,12 @@ impl JobMaster {
             }
         }
         if let Some(&first) = lost.first() {
-            cmds.extend(self.on_failure(format!("TaskManager {tm_id} lost: {reason}"), Some(first), Some(tm_id.to_string()), now));
+            cmds.extend(self.on_failure(
+                format!("TaskManager {tm_id} lost: {reason}"),
+                Some(first),
+                Some(tm_id.to_string()),
+                now,
+            ));
             for &t in &lost[1..] {
                 self.join_restart(t, now);
             }
@@ -445,14 +606,28 @@ impl JobMaster {
     fn join_restart(&mut self, t: Task, _now: i64) {
         let set = self.failover.tasks_to_restart(evid(t));
         if let Some(p) = self.pending_restart.as_mut() {
-            p.tasks.extend(set.into_iter().map(|e| (e.vertex as usize, e.subtask)));
+            p.tasks
+                .extend(set.into_iter().map(|e| (e.vertex as usize, e.subtask)));
         }
     }
 
-    fn on_failure(&mut self, msg: String, task: Option<Task>, tm: Option<String>, now: i64) -> Vec<Command> {
+    fn on_failure(
+        &mut self,
+        msg: String,
+        task: Option<Task>,
+        tm: Option<String>,
+        now: i64,
+    ) -> Vec<Command> {
         let task_name = task.map(|t| self.task_name(t));
-        self.exceptions.push(ExceptionEntry { timestamp: now, task_name, taskmanager: tm, exception: msg.clone() });
-        if matches!(self.status, JobStatus::Cancelling | JobStatus::Failing) || self.status.is_globally_terminal() {
+        self.exceptions.push(ExceptionEntry {
+            timestamp: now,
+            task_name,
+            taskmanager: tm,
+            exception: msg.clone(),
+        });
+        if matches!(self.status, JobStatus::Cancelling | JobStatus::Failing)
+            || self.status.is_globally_terminal()
+        {
             return Vec::new();
         }
         let mut cmds = Vec::new();
@@ -481,24 +656,43 @@ impl JobMaster {
             }
             RestartDecision::Restart { delay } => {
                 let set: BTreeSet<Task> = match task {
-                    Some(t) => self.failover.tasks_to_restart(evid(t)).into_iter().map(|e| (e.vertex as usize, e.subtask)).collect(),
+                    Some(t) => self
+                        .failover
+                        .tasks_to_restart(evid(t))
+                        .into_iter()
+                        .map(|e| (e.vertex as usize, e.subtask))
+                        .collect(),
                     None => self.executions.keys().copied().collect(),
                 };
                 self.restarts += 1;
                 let global = set.len() == self.executions.len();
-                tracing::info!("job {}: restarting {} of {} subtasks in {:?} (restart {})", self.job_id, set.len(), self.executions.len(), delay, self.restarts);
+                tracing::info!(
+                    "job {}: restarting {} of {} subtasks in {:?} (restart {})",
+                    self.job_id,
+                    set.len(),
+                    self.executions.len(),
+                    delay,
+                    self.restarts
+                );
                 if global {
                     self.transition(JobStatus::Restarting, now);
                 }
                 cmds.extend(self.cancel_tasks(&set));
-                self.pending_restart = Some(PendingRestart { tasks: set, at: now + delay.as_millis() as i64, requested: false });
+                self.pending_restart = Some(PendingRestart {
+                    tasks: set,
+                    at: now + delay.as_millis() as i64,
+                    requested: false,
+                });
             }
         }
         cmds
     }
 
     fn pending_tasks(&self) -> BTreeSet<Task> {
-        self.pending_restart.as_ref().map(|p| p.tasks.clone()).unwrap_or_default()
+        self.pending_restart
+            .as_ref()
+            .map(|p| p.tasks.clone())
+            .unwrap_or_default()
     }
 
     fn cancel_tasks(&mut self, tasks: &BTreeSet<Task>) -> Vec<Command> {
@@ -508,7 +702,15 @@ impl JobMaster {
                 if !is_terminal(e.state) {
                     cmds.push(Command::Send {
                         tm_id: e.tm_id.clone(),
-                        msg: JmMessage::Cancel { token: self.token, key: ExecutionKey { job_id: self.job_id, attempt: e.attempt, vertex: t.0, subtask: t.1 } },
+                        msg: JmMessage::Cancel {
+                            token: self.token,
+                            key: ExecutionKey {
+                                job_id: self.job_id,
+                                attempt: e.attempt,
+                                vertex: t.0,
+                                subtask: t.1,
+                            },
+                        },
                     });
                 }
             }
@@ -537,7 +739,10 @@ impl JobMaster {
     /// Moves the job on once its executions allow it.
     fn check_progress(&mut self, now: i64) -> Vec<Command> {
         let all_terminal = self.executions.values().all(|e| is_terminal(e.state));
-        let all_running = self.executions.values().all(|e| matches!(e.state, ExecutionState::Running | ExecutionState::Finished));
+        let all_running = self
+            .executions
+            .values()
+            .all(|e| matches!(e.state, ExecutionState::Running | ExecutionState::Finished));
         let mut cmds = Vec::new();
         let shutdown = |s: &mut Self, status: JobShutdownStatus, cmds: &mut Vec<Command>| {
             if let Some(c) = s.coordinator.as_mut() {
@@ -547,7 +752,13 @@ impl JobMaster {
             }
         };
         match self.status {
-            JobStatus::Running | JobStatus::Restarting if self.pending_restart.is_none() && self.executions.values().all(|e| e.state == ExecutionState::Finished) => {
+            JobStatus::Running | JobStatus::Restarting
+                if self.pending_restart.is_none()
+                    && self
+                        .executions
+                        .values()
+                        .all(|e| e.state == ExecutionState::Finished) =>
+            {
                 if self.status == JobStatus::Restarting {
                     self.transition(JobStatus::Running, now);
                 }
@@ -555,7 +766,9 @@ impl JobMaster {
                 shutdown(self, JobShutdownStatus::Finished, &mut cmds);
                 cmds.push(Command::ReleaseSlots);
             }
-            JobStatus::Running | JobStatus::Restarting if self.pending_restart.is_none() && all_running => {
+            JobStatus::Running | JobStatus::Restarting
+                if self.pending_restart.is_none() && all_running =>
+            {
                 self.transition(JobStatus::Running, now);
                 if let Some(c) = self.coordinator.as_mut() {
                     if !c.is_running() {
@@ -583,33 +796,63 @@ impl JobMaster {
     // Checkpoints
     // ---------------------------------------------------------------------------------------
 
-    pub fn on_checkpoint_ack(&mut self, key: ExecutionKey, id: u64, state: TaskStateSnapshot, now: i64) -> Vec<Command> {
+    pub fn on_checkpoint_ack(
+        &mut self,
+        key: ExecutionKey,
+        id: u64,
+        state: TaskStateSnapshot,
+        now: i64,
+    ) -> Vec<Command> {
         if !self.current(&key) {
             return Vec::new();
         }
-        let Some(c) = self.coordinator.as_mut() else { return Vec::new() };
-        let out = c.ack(id, ExecutionVertexId::new(key.vertex as u32, key.subtask), state, now as u64);
+        let Some(c) = self.coordinator.as_mut() else {
+            return Vec::new();
+        };
+        let out = c.ack(
+            id,
+            ExecutionVertexId::new(key.vertex as u32, key.subtask),
+            state,
+            now as u64,
+        );
         self.coordinator_commands(out, now)
     }
 
-    pub fn on_checkpoint_decline(&mut self, key: ExecutionKey, id: u64, reason: DeclineReason, now: i64) -> Vec<Command> {
+    pub fn on_checkpoint_decline(
+        &mut self,
+        key: ExecutionKey,
+        id: u64,
+        reason: DeclineReason,
+        now: i64,
+    ) -> Vec<Command> {
         if !self.current(&key) {
             return Vec::new();
         }
-        let Some(c) = self.coordinator.as_mut() else { return Vec::new() };
-        let out = c.decline(id, ExecutionVertexId::new(key.vertex as u32, key.subtask), reason, now as u64);
+        let Some(c) = self.coordinator.as_mut() else {
+            return Vec::new();
+        };
+        let out = c.decline(
+            id,
+            ExecutionVertexId::new(key.vertex as u32, key.subtask),
+            reason,
+            now as u64,
+        );
         self.coordinator_commands(out, now)
     }
 
     pub fn metadata_written(&mut self, id: u64, now: i64) -> Vec<Command> {
-        let Some(c) = self.coordinator.as_mut() else { return Vec::new() };
+        let Some(c) = self.coordinator.as_mut() else {
+            return Vec::new();
+        };
         let out = c.metadata_written(id, now as u64);
         tracing::info!("job {}: completed checkpoint {id}", self.job_id);
         self.coordinator_commands(out, now)
     }
 
     pub fn metadata_write_failed(&mut self, id: u64, error: String, now: i64) -> Vec<Command> {
-        let Some(c) = self.coordinator.as_mut() else { return Vec::new() };
+        let Some(c) = self.coordinator.as_mut() else {
+            return Vec::new();
+        };
         let out = c.metadata_write_failed(id, error, now as u64);
         self.coordinator_commands(out, now)
     }
@@ -618,13 +861,24 @@ impl JobMaster {
     fn coordinator_commands(&mut self, out: Vec<eddy_recovery::Command>, now: i64) -> Vec<Command> {
         use eddy_recovery::Command as C;
         let mut cmds = Vec::new();
-        let send_all = |jm: &Self, tasks: &[ExecutionVertexId], make: &dyn Fn(ExecutionKey) -> JmMessage, cmds: &mut Vec<Command>| {
+        let send_all = |jm: &Self,
+                        tasks: &[ExecutionVertexId],
+                        make: &dyn Fn(ExecutionKey) -> JmMessage,
+                        cmds: &mut Vec<Command>| {
             for t in tasks {
                 let task = (t.vertex as usize, t.subtask);
                 if let Some(e) = jm.executions.get(&task) {
                     if !is_terminal(e.state) {
-                        let key = ExecutionKey { job_id: jm.job_id, attempt: e.attempt, vertex: task.0, subtask: task.1 };
-                        cmds.push(Command::Send { tm_id: e.tm_id.clone(), msg: make(key) });
+                        let key = ExecutionKey {
+                            job_id: jm.job_id,
+                            attempt: e.attempt,
+                            vertex: task.0,
+                            subtask: task.1,
+                        };
+                        cmds.push(Command::Send {
+                            tm_id: e.tm_id.clone(),
+                            msg: make(key),
+                        });
                     }
                 }
             }
@@ -633,19 +887,50 @@ impl JobMaster {
             match c {
                 C::TriggerCheckpoint { id, tasks, .. } => {
                     let token = self.token;
-                    send_all(self, &tasks, &|key| JmMessage::TriggerCheckpoint { token, key, checkpoint_id: id }, &mut cmds);
+                    send_all(
+                        self,
+                        &tasks,
+                        &|key| JmMessage::TriggerCheckpoint {
+                            token,
+                            key,
+                            checkpoint_id: id,
+                        },
+                        &mut cmds,
+                    );
                 }
                 C::NotifyComplete { id, tasks } => {
                     let token = self.token;
-                    send_all(self, &tasks, &|key| JmMessage::NotifyCheckpointComplete { token, key, checkpoint_id: id }, &mut cmds);
+                    send_all(
+                        self,
+                        &tasks,
+                        &|key| JmMessage::NotifyCheckpointComplete {
+                            token,
+                            key,
+                            checkpoint_id: id,
+                        },
+                        &mut cmds,
+                    );
                 }
                 C::AbortCheckpoint { id, reason, tasks } => {
                     tracing::info!("job {}: checkpoint {id} aborted: {reason:?}", self.job_id);
                     let token = self.token;
-                    send_all(self, &tasks, &|key| JmMessage::AbortCheckpoint { token, key, checkpoint_id: id }, &mut cmds);
+                    send_all(
+                        self,
+                        &tasks,
+                        &|key| JmMessage::AbortCheckpoint {
+                            token,
+                            key,
+                            checkpoint_id: id,
+                        },
+                        &mut cmds,
+                    );
                 }
-                C::WriteMetadataAndComplete { metadata, .. } => cmds.push(Command::WriteMetadata { metadata: Box::new(metadata) }),
-                C::DiscardCheckpoint { id, shared_files, .. } => cmds.push(Command::DiscardCheckpoint { id, shared_files }),
+                C::WriteMetadataAndComplete { metadata, .. } => cmds.push(Command::WriteMetadata {
+                    metadata: Box::new(metadata),
+                }),
+                C::DiscardCheckpoint {
+                    id, shared_files, ..
+                } => cmds.push(Command::DiscardCheckpoint { id, shared_files }),
                 C::FailJob { reason } => {
                     let msg = format!("checkpointing failed too often: {reason}");
                     cmds.extend(self.on_failure(msg, None, None, now));
@@ -676,7 +961,9 @@ impl JobMaster {
                 for s in 0..v.parallelism {
                     match self.executions.get(&(v.id, s)) {
                         Some(e) => {
-                            *tasks.entry(format!("{:?}", e.state).to_uppercase()).or_default() += 1;
+                            *tasks
+                                .entry(format!("{:?}", e.state).to_uppercase())
+                                .or_default() += 1;
                             rin += e.records_in;
                             rout += e.records_out;
                             deployments.push(e.deployments);
@@ -694,10 +981,23 @@ impl JobMaster {
                 } else {
                     "RUNNING".into()
                 };
-                VertexDetails { id: v.id, name: v.name.clone(), parallelism: v.parallelism, status, records_in: rin, records_out: rout, tasks, subtask_deployments: deployments }
+                VertexDetails {
+                    id: v.id,
+                    name: v.name.clone(),
+                    parallelism: v.parallelism,
+                    status,
+                    records_in: rin,
+                    records_out: rout,
+                    tasks,
+                    subtask_deployments: deployments,
+                }
             })
             .collect();
-        let end = if self.end_time >= 0 { self.end_time } else { now };
+        let end = if self.end_time >= 0 {
+            self.end_time
+        } else {
+            now
+        };
         let stats = self.coordinator.as_ref().map(|c| c.stats());
         JobDetails {
             job_id: self.job_id.to_string(),

@@ -45,15 +45,24 @@ impl JobStatus {
 
     /// Globally terminal: the job will never run again.
     pub fn is_globally_terminal(&self) -> bool {
-        matches!(self, JobStatus::Finished | JobStatus::Failed | JobStatus::Canceled)
+        matches!(
+            self,
+            JobStatus::Finished | JobStatus::Failed | JobStatus::Canceled
+        )
     }
 
     pub fn can_transition_to(&self, to: JobStatus) -> bool {
         use JobStatus::*;
         match self {
-            Created => matches!(to, Running | Failing | Failed | Cancelling | Canceled | Suspended),
+            Created => matches!(
+                to,
+                Running | Failing | Failed | Cancelling | Canceled | Suspended
+            ),
             Running => matches!(to, Finished | Failing | Restarting | Cancelling | Suspended),
-            Restarting => matches!(to, Running | Created | Failing | Cancelling | Canceled | Suspended),
+            Restarting => matches!(
+                to,
+                Running | Created | Failing | Cancelling | Canceled | Suspended
+            ),
             Failing => matches!(to, Failed | Restarting | Cancelling),
             Cancelling => matches!(to, Canceled),
             Finished | Failed | Canceled | Suspended => false,
@@ -121,7 +130,10 @@ mod tests {
     #[test]
     fn terminal_statuses_have_no_way_out() {
         for from in [Finished, Failed, Canceled] {
-            for to in [Created, Running, Failing, Failed, Cancelling, Canceled, Finished, Restarting, Suspended] {
+            for to in [
+                Created, Running, Failing, Failed, Cancelling, Canceled, Finished, Restarting,
+                Suspended,
+            ] {
                 assert!(!from.can_transition_to(to), "{from} -> {to}");
             }
         }

@@ -5,15 +5,17 @@
 //! with are rejected. Tasks run on their own threads (see `eddy_runtime::task`); this file only
 //! routes messages and never touches operator state.
 
-use crate::rpc::{read_message, write_message, ExecutionKey, FencingToken, JmMessage, RestoreSpec, TaskCounters, TmMessage};
-use eddy_recovery::{CheckpointStorage, OperatorSubtaskState, TaskStateSnapshot};
-use eddy_runtime::snapshot::OperatorSnapshot;
-use std::sync::mpsc::{channel, Sender};
+use crate::rpc::{
+    read_message, write_message, ExecutionKey, FencingToken, JmMessage, RestoreSpec, TaskCounters,
+    TmMessage,
+};
 use eddy_core::config::Config;
 use eddy_core::ids::TaskManagerId;
 use eddy_core::JobId;
+use eddy_recovery::{CheckpointStorage, OperatorSubtaskState, TaskStateSnapshot};
 use eddy_runtime::error::JobError;
 use eddy_runtime::registry::{BuiltJob, JobRegistry};
+use eddy_runtime::snapshot::OperatorSnapshot;
 use eddy_runtime::task::chain::ChainSnapshot;
 use eddy_runtime::task::channel::TaskControl;
 use eddy_runtime::task::network::NetworkEnvironment;
@@ -22,6 +24,7 @@ use std::collections::HashMap;
 use std::io::BufReader;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,7 +41,12 @@ fn send(w: &Writer, msg: &TmMessage) -> bool {
 }
 
 fn key_of(d: &TaskDeployment) -> ExecutionKey {
-    ExecutionKey { job_id: d.job_id, attempt: d.attempt, vertex: d.vertex, subtask: d.subtask }
+    ExecutionKey {
+        job_id: d.job_id,
+        attempt: d.attempt,
+        vertex: d.vertex,
+        subtask: d.subtask,
+    }
 }
 
 /// Operator state up to this size goes inline into `_metadata`; larger state into a file.
@@ -57,26 +65,47 @@ struct Upload {
 /// acknowledges them: the asynchronous part of a checkpoint.
 fn uploader(writer: Writer) -> Sender<Upload> {
     let (tx, rx) = channel::<Upload>();
-    let _ = std::thread::Builder::new().name("tm-uploader".into()).spawn(move || {
-        for u in rx {
-            let msg = match encode_state(&u) {
-                Ok(state) => TmMessage::CheckpointAck { key: u.key, checkpoint_id: u.checkpoint_id, state },
-                Err(e) => TmMessage::CheckpointDecline { key: u.key, checkpoint_id: u.checkpoint_id, reason: e, counted: true },
-            };
-            send(&writer, &msg);
-        }
-    });
+    let _ = std::thread::Builder::new()
+        .name("tm-uploader".into())
+        .spawn(move || {
+            for u in rx {
+                let msg = match encode_state(&u) {
+                    Ok(state) => TmMessage::CheckpointAck {
+                        key: u.key,
+                        checkpoint_id: u.checkpoint_id,
+                        state,
+                    },
+                    Err(e) => TmMessage::CheckpointDecline {
+                        key: u.key,
+                        checkpoint_id: u.checkpoint_id,
+                        reason: e,
+                        counted: true,
+                    },
+                };
+                send(&writer, &msg);
+            }
+        });
     tx
 }
 
 fn encode_state(u: &Upload) -> Result<TaskStateSnapshot, String> {
     let mut operators = Vec::new();
     for (uid, snap) in &u.snapshot {
-        let bytes = bincode::serialize(snap).map_err(|e| format!("cannot encode the state of operator '{uid}': {e}"))?;
-        let mut op = OperatorSubtaskState { operator_uid: uid.clone(), key_groups: None, files: Vec::new(), inline: Vec::new() };
+        let bytes = bincode::serialize(snap)
+            .map_err(|e| format!("cannot encode the state of operator '{uid}': {e}"))?;
+        let mut op = OperatorSubtaskState {
+            operator_uid: uid.clone(),
+            key_groups: None,
+            files: Vec::new(),
+            inline: Vec::new(),
+        };
         match &u.storage {
             Some(storage) if bytes.len() > INLINE_STATE_BYTES => {
-                op.files.push(storage.write_state_file(u.checkpoint_id, uid, u.subtask, &bytes).map_err(|e| e.to_string())?);
+                op.files.push(
+                    storage
+                        .write_state_file(u.checkpoint_id, uid, u.subtask, &bytes)
+                        .map_err(|e| e.to_string())?,
+                );
             }
             _ => op.inline = bytes,
         }
@@ -86,7 +115,10 @@ fn encode_state(u: &Upload) -> Result<TaskStateSnapshot, String> {
 }
 
 /// Reads a subtask's state back from a checkpoint (verifying length and checksum).
-fn load_state(spec: &RestoreSpec, job_id: JobId) -> Result<HashMap<String, OperatorSnapshot>, String> {
+fn load_state(
+    spec: &RestoreSpec,
+    job_id: JobId,
+) -> Result<HashMap<String, OperatorSnapshot>, String> {
     let storage = CheckpointStorage::new(&spec.checkpoints_dir, job_id);
     let mut out = HashMap::new();
     for op in &spec.state.operators {
@@ -96,10 +128,19 @@ fn load_state(spec: &RestoreSpec, job_id: JobId) -> Result<HashMap<String, Opera
             blobs.push(op.inline.clone());
         }
         for f in &op.files {
-            blobs.push(storage.read_state_file(spec.checkpoint_id, f).map_err(|e| e.to_string())?);
+            blobs.push(
+                storage
+                    .read_state_file(spec.checkpoint_id, f)
+                    .map_err(|e| e.to_string())?,
+            );
         }
         for b in blobs {
-            let part: OperatorSnapshot = bincode::deserialize(&b).map_err(|e| format!("corrupt state of operator '{}' in checkpoint {}: {e}", op.operator_uid, spec.checkpoint_id))?;
+            let part: OperatorSnapshot = bincode::deserialize(&b).map_err(|e| {
+                format!(
+                    "corrupt state of operator '{}' in checkpoint {}: {e}",
+                    op.operator_uid, spec.checkpoint_id
+                )
+            })?;
             snap.operator_state.extend(part.operator_state);
             snap.keyed_state.extend(part.keyed_state);
         }
@@ -116,25 +157,70 @@ struct Relay {
 }
 
 impl TaskListener for Relay {
-    fn state_changed(&self, task: &TaskDeployment, state: ExecutionState, error: Option<JobError>, metrics: &eddy_runtime::task::metrics::TaskMetrics) {
+    fn state_changed(
+        &self,
+        task: &TaskDeployment,
+        state: ExecutionState,
+        error: Option<JobError>,
+        metrics: &eddy_runtime::task::metrics::TaskMetrics,
+    ) {
         if let Some(e) = &error {
-            tracing::warn!("task {} {}/{} of job {} failed: {e}", task.vertex, task.subtask + 1, task.parallelism, task.job_name);
+            tracing::warn!(
+                "task {} {}/{} of job {} failed: {e}",
+                task.vertex,
+                task.subtask + 1,
+                task.parallelism,
+                task.job_name
+            );
         }
         send(
             &self.writer,
-            &TmMessage::TaskState { key: key_of(task), state, error: error.map(|e| e.message), records_in: metrics.records_in(), records_out: metrics.records_out() },
+            &TmMessage::TaskState {
+                key: key_of(task),
+                state,
+                error: error.map(|e| e.message),
+                records_in: metrics.records_in(),
+                records_out: metrics.records_out(),
+            },
         );
     }
 
-    fn checkpoint_acknowledged(&self, task: &TaskDeployment, checkpoint_id: u64, snapshot: ChainSnapshot) {
-        let upload = Upload { key: key_of(task), subtask: task.subtask, checkpoint_id, storage: self.storage.clone(), snapshot };
+    fn checkpoint_acknowledged(
+        &self,
+        task: &TaskDeployment,
+        checkpoint_id: u64,
+        snapshot: ChainSnapshot,
+    ) {
+        let upload = Upload {
+            key: key_of(task),
+            subtask: task.subtask,
+            checkpoint_id,
+            storage: self.storage.clone(),
+            snapshot,
+        };
         if self.uploads.send(upload).is_err() {
-            send(&self.writer, &TmMessage::CheckpointDecline { key: key_of(task), checkpoint_id, reason: "the uploader stopped".into(), counted: true });
+            send(
+                &self.writer,
+                &TmMessage::CheckpointDecline {
+                    key: key_of(task),
+                    checkpoint_id,
+                    reason: "the uploader stopped".into(),
+                    counted: true,
+                },
+            );
         }
     }
 
     fn checkpoint_declined(&self, task: &TaskDeployment, checkpoint_id: u64, reason: String) {
-        send(&self.writer, &TmMessage::CheckpointDecline { key: key_of(task), checkpoint_id, reason, counted: false });
+        send(
+            &self.writer,
+            &TmMessage::CheckpointDecline {
+                key: key_of(task),
+                checkpoint_id,
+                reason,
+                counted: false,
+            },
+        );
     }
 }
 
@@ -187,8 +273,14 @@ fn cancel_all(shared: &Shared) {
 
 /// Starts a TaskManager that registers with the JobManager at `jm_address`, retrying until it
 /// is reachable.
-pub fn start(config: &Config, registry: Arc<JobRegistry>, jm_address: String) -> Result<TaskManagerHandle, String> {
-    let network = NetworkEnvironment::start(&config.taskmanager_host(), config.taskmanager_data_port()).map_err(|e| e.to_string())?;
+pub fn start(
+    config: &Config,
+    registry: Arc<JobRegistry>,
+    jm_address: String,
+) -> Result<TaskManagerHandle, String> {
+    let network =
+        NetworkEnvironment::start(&config.taskmanager_host(), config.taskmanager_data_port())
+            .map_err(|e| e.to_string())?;
     let writer: Writer = Arc::new(Mutex::new(None));
     let shared = Arc::new(Shared {
         id: TaskManagerId::random("tm"),
@@ -204,9 +296,15 @@ pub fn start(config: &Config, registry: Arc<JobRegistry>, jm_address: String) ->
     });
     let heartbeat = config.heartbeat_interval().min(Duration::from_millis(500));
     let s = shared.clone();
-    std::thread::Builder::new().name("tm-rpc".into()).spawn(move || connection_loop(s, jm_address)).map_err(|e| e.to_string())?;
+    std::thread::Builder::new()
+        .name("tm-rpc".into())
+        .spawn(move || connection_loop(s, jm_address))
+        .map_err(|e| e.to_string())?;
     let s = shared.clone();
-    std::thread::Builder::new().name("tm-heartbeat".into()).spawn(move || heartbeat_loop(s, heartbeat)).map_err(|e| e.to_string())?;
+    std::thread::Builder::new()
+        .name("tm-heartbeat".into())
+        .spawn(move || heartbeat_loop(s, heartbeat))
+        .map_err(|e| e.to_string())?;
     Ok(TaskManagerHandle { shared })
 }
 
@@ -258,8 +356,16 @@ fn serve(shared: &Arc<Shared>, stream: TcpStream) -> std::io::Result<()> {
     )?;
     let token = match read_message::<JmMessage>(&mut reader)? {
         JmMessage::Registered { token } => token,
-        JmMessage::Refused { reason } => return Err(std::io::Error::other(format!("registration refused: {reason}"))),
-        other => return Err(std::io::Error::other(format!("unexpected reply to registration: {other:?}"))),
+        JmMessage::Refused { reason } => {
+            return Err(std::io::Error::other(format!(
+                "registration refused: {reason}"
+            )))
+        }
+        other => {
+            return Err(std::io::Error::other(format!(
+                "unexpected reply to registration: {other:?}"
+            )))
+        }
     };
     if let Ok(mut t) = shared.token.lock() {
         *t = Some(token);
@@ -289,25 +395,48 @@ fn handle(shared: &Arc<Shared>, msg: JmMessage) {
         JmMessage::Registered { .. } | JmMessage::Refused { .. } => None,
     };
     if token.is_some() && token != current_token(shared) {
-        tracing::warn!("TaskManager {}: rejected a message with a stale fencing token", shared.id);
+        tracing::warn!(
+            "TaskManager {}: rejected a message with a stale fencing token",
+            shared.id
+        );
         return;
     }
     match msg {
-        JmMessage::Deploy { job, deployment, restore, .. } => {
+        JmMessage::Deploy {
+            job,
+            deployment,
+            restore,
+            ..
+        } => {
             let mut d = *deployment;
             let key = key_of(&d);
-            let storage = job.config.checkpoints_dir().map(|dir| CheckpointStorage::new(dir, d.job_id));
+            let storage = job
+                .config
+                .checkpoints_dir()
+                .map(|dir| CheckpointStorage::new(dir, d.job_id));
             let uploads = match shared.uploads.lock() {
                 Ok(u) => u.clone(),
                 Err(_) => return,
             };
-            let relay: Arc<dyn TaskListener> = Arc::new(Relay { writer: shared.writer.clone(), uploads, storage });
+            let relay: Arc<dyn TaskListener> = Arc::new(Relay {
+                writer: shared.writer.clone(),
+                uploads,
+                storage,
+            });
             if let Some(spec) = restore {
                 match load_state(&spec, d.job_id) {
                     Ok(state) => d.restore = state,
                     Err(e) => {
                         let m = eddy_runtime::task::metrics::TaskMetrics::default();
-                        relay.state_changed(&d, ExecutionState::Failed, Some(JobError::new(format!("restoring from checkpoint {}: {e}", spec.checkpoint_id))), &m);
+                        relay.state_changed(
+                            &d,
+                            ExecutionState::Failed,
+                            Some(JobError::new(format!(
+                                "restoring from checkpoint {}: {e}",
+                                spec.checkpoint_id
+                            ))),
+                            &m,
+                        );
                         return;
                     }
                 }
@@ -326,7 +455,14 @@ fn handle(shared: &Arc<Shared>, msg: JmMessage) {
             };
             let result = built.and_then(|b| {
                 let token = format!("{}-a{}", shared.id, d.attempt);
-                spawn_task(d.clone(), b.graph, b.job_graph, shared.network.clone(), relay.clone(), token).map_err(JobError::from)
+                spawn_task(
+                    d.clone(),
+                    b.graph,
+                    b.job_graph,
+                    shared.network.clone(),
+                    relay.clone(),
+                    token,
+                )
             });
             match result {
                 Ok(handle) => {
@@ -334,14 +470,35 @@ fn handle(shared: &Arc<Shared>, msg: JmMessage) {
                         t.insert(key, handle);
                     }
                 }
-                Err(e) => relay.state_changed(&d, ExecutionState::Failed, Some(e.context("deploying the task")), &Default::default()),
+                Err(e) => relay.state_changed(
+                    &d,
+                    ExecutionState::Failed,
+                    Some(e.context("deploying the task")),
+                    &Default::default(),
+                ),
             }
         }
         JmMessage::Cancel { key, .. } => control(shared, &key, TaskControl::Cancel),
-        JmMessage::TriggerCheckpoint { key, checkpoint_id, .. } => control(shared, &key, TaskControl::TriggerCheckpoint { checkpoint_id }),
-        JmMessage::NotifyCheckpointComplete { key, checkpoint_id, .. } => control(shared, &key, TaskControl::NotifyCheckpointComplete { checkpoint_id }),
-        JmMessage::AbortCheckpoint { key, checkpoint_id, .. } => control(shared, &key, TaskControl::AbortCheckpoint { checkpoint_id }),
-        JmMessage::HeartbeatReply { .. } | JmMessage::Registered { .. } | JmMessage::Refused { .. } => {}
+        JmMessage::TriggerCheckpoint {
+            key, checkpoint_id, ..
+        } => control(
+            shared,
+            &key,
+            TaskControl::TriggerCheckpoint { checkpoint_id },
+        ),
+        JmMessage::NotifyCheckpointComplete {
+            key, checkpoint_id, ..
+        } => control(
+            shared,
+            &key,
+            TaskControl::NotifyCheckpointComplete { checkpoint_id },
+        ),
+        JmMessage::AbortCheckpoint {
+            key, checkpoint_id, ..
+        } => control(shared, &key, TaskControl::AbortCheckpoint { checkpoint_id }),
+        JmMessage::HeartbeatReply { .. }
+        | JmMessage::Registered { .. }
+        | JmMessage::Refused { .. } => {}
     }
 }
 
@@ -361,7 +518,11 @@ fn heartbeat_loop(shared: Arc<Shared>, interval: Duration) {
             Ok(mut tasks) => {
                 let c: Vec<TaskCounters> = tasks
                     .iter()
-                    .map(|(k, t)| TaskCounters { key: *k, records_in: t.metrics.records_in(), records_out: t.metrics.records_out() })
+                    .map(|(k, t)| TaskCounters {
+                        key: *k,
+                        records_in: t.metrics.records_in(),
+                        records_out: t.metrics.records_out(),
+                    })
                     .collect();
                 tasks.retain(|_, t| t.thread.as_ref().is_some_and(|h| !h.is_finished()));
                 c

@@ -20,7 +20,11 @@ struct Numbers {
 
 impl Source for Numbers {
     type Out = (u64, i64);
-    fn open(&mut self, info: &TaskInfo, _r: Option<&eddy_runtime::snapshot::OperatorSnapshot>) -> Result<()> {
+    fn open(
+        &mut self,
+        info: &TaskInfo,
+        _r: Option<&eddy_runtime::snapshot::OperatorSnapshot>,
+    ) -> Result<()> {
         self.next = info.subtask_index as u64;
         self.step = info.parallelism as u64;
         Ok(())
@@ -37,8 +41,11 @@ impl Source for Numbers {
     }
 }
 
-fn results() -> &'static Mutex<HashMap<String, Vec<(u64, i64)>>> {
-    static R: OnceLock<Mutex<HashMap<String, Vec<(u64, i64)>>>> = OnceLock::new();
+/// Collected sink output per test tag.
+type Results = Mutex<HashMap<String, Vec<(u64, i64)>>>;
+
+fn results() -> &'static Results {
+    static R: OnceLock<Results> = OnceLock::new();
     R.get_or_init(Default::default)
 }
 
@@ -48,7 +55,12 @@ struct Collect(String);
 impl Sink for Collect {
     type In = (u64, i64);
     fn write_batch(&mut self, batch: &mut Vec<(u64, i64)>) -> Result<()> {
-        results().lock().unwrap().entry(self.0.clone()).or_default().extend(batch.drain(..));
+        results()
+            .lock()
+            .unwrap()
+            .entry(self.0.clone())
+            .or_default()
+            .append(batch);
         Ok(())
     }
 }
@@ -57,22 +69,32 @@ fn keyed_sum(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
     let count: u64 = args.number("count", 10_000, 1, u64::MAX)?;
     let tag = args.required("tag")?;
     let fail_at: u64 = args.number("fail-at", 0, 0, u64::MAX)?;
-    env.add_source("Numbers", move || Numbers { count, keys: 10, next: 0, step: 1 })
-        .map(move |r: (u64, i64)| {
-            if fail_at > 0 && r.0 == 3 && r.1 == 1 && fail_at == 1 {
-                panic!("injected failure");
-            }
-            r
-        })
-        .key_by(|r: &(u64, i64)| r.0)
-        .sum(|r: &(u64, i64)| r.1)
-        .sink_to("Collect", move || Collect(tag.clone()));
+    env.add_source("Numbers", move || Numbers {
+        count,
+        keys: 10,
+        next: 0,
+        step: 1,
+    })
+    .map(move |r: (u64, i64)| {
+        if fail_at > 0 && r.0 == 3 && r.1 == 1 && fail_at == 1 {
+            panic!("injected failure");
+        }
+        r
+    })
+    .key_by(|r: &(u64, i64)| r.0)
+    .sum(|r: &(u64, i64)| r.1)
+    .sink_to("Collect", move || Collect(tag.clone()));
     Ok(())
 }
 
 fn registry() -> Arc<JobRegistry> {
     let mut r = JobRegistry::new();
-    r.register(JobDefinition { name: "keyed-sum", description: "test", arguments: &[], build: keyed_sum });
+    r.register(JobDefinition {
+        name: "keyed-sum",
+        description: "test",
+        arguments: &[],
+        build: keyed_sum,
+    });
     Arc::new(r)
 }
 
@@ -81,11 +103,18 @@ fn run_job(args: &[&str], parallelism: u32) -> eddy_cluster::JobDetails {
     config.set("taskmanager.numberOfTaskSlots", "2");
     let reg = registry();
     let jm = jobmanager::start(config.clone(), reg.clone(), "127.0.0.1", 0).unwrap();
-    let tms: Vec<_> = (0..2).map(|_| taskmanager::start(&config, reg.clone(), jm.rpc_address.clone()).unwrap()).collect();
+    let tms: Vec<_> = (0..2)
+        .map(|_| taskmanager::start(&config, reg.clone(), jm.rpc_address.clone()).unwrap())
+        .collect();
     while jm.taskmanagers().unwrap().len() < 2 {
         std::thread::sleep(Duration::from_millis(5));
     }
-    let spec = JobSpec { name: "keyed-sum".into(), args: args.iter().map(|s| s.to_string()).collect(), config, parallelism };
+    let spec = JobSpec {
+        name: "keyed-sum".into(),
+        args: args.iter().map(|s| s.to_string()).collect(),
+        config,
+        parallelism,
+    };
     let id = jm.submit(spec).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let d = loop {
@@ -121,5 +150,11 @@ fn keyed_sum_across_two_taskmanagers_counts_every_record_once() {
 fn a_panicking_operator_fails_the_job_with_its_message() {
     let d = run_job(&["--count", "1000", "--tag", "fail", "--fail-at", "1"], 2);
     assert_eq!(d.status, JobStatus::Failed);
-    assert!(d.exceptions.iter().any(|e| e.exception.contains("injected failure")), "{:?}", d.exceptions);
+    assert!(
+        d.exceptions
+            .iter()
+            .any(|e| e.exception.contains("injected failure")),
+        "{:?}",
+        d.exceptions
+    );
 }

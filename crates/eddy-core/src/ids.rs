@@ -17,7 +17,9 @@ impl JobId {
     /// Parses the 32-hex-character form; the error names the value and the expected shape.
     pub fn parse(s: &str) -> Result<Self, String> {
         if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!("invalid job id '{s}': expected 32 hexadecimal characters"));
+            return Err(format!(
+                "invalid job id '{s}': expected 32 hexadecimal characters"
+            ));
         }
         u128::from_str_radix(s, 16)
             .map(JobId)
@@ -82,7 +84,9 @@ mod tests {
         let id = JobId::random();
         let s = id.to_string();
         assert_eq!(s.len(), 32);
-        assert!(s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        assert!(s
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
         assert_eq!(JobId::parse(&s).unwrap(), id);
     }
 

@@ -120,7 +120,10 @@ mod tests {
             for p in [1u32, 2, 3, 4, 7, 128] {
                 for kg in 0..m {
                     let i = subtask_for_key_group(kg, p, m);
-                    assert!(KeyGroupRange::for_subtask(i, p, m).contains(kg), "m={m} p={p} kg={kg}");
+                    assert!(
+                        KeyGroupRange::for_subtask(i, p, m).contains(kg),
+                        "m={m} p={p} kg={kg}"
+                    );
                 }
             }
         }
@@ -128,7 +131,10 @@ mod tests {
 
     #[test]
     fn key_group_is_stable_and_spread() {
-        assert_eq!(key_group_of("hello", 128), key_group_of(&String::from("hello"), 128));
+        assert_eq!(
+            key_group_of("hello", 128),
+            key_group_of(&String::from("hello"), 128)
+        );
         let mut counts = [0u32; 128];
         for k in 0u64..12_800 {
             counts[key_group_of(&k, 128) as usize] += 1;

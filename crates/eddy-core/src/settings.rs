@@ -13,7 +13,11 @@ pub enum RestartStrategyConfig {
     /// `fixed-delay`: `attempts` restarts (u32::MAX = unlimited), `delay` between them.
     FixedDelay { attempts: u32, delay: Duration },
     /// `failure-rate`: at most `max_failures_per_interval` failures within any `interval`.
-    FailureRate { max_failures_per_interval: u32, interval: Duration, delay: Duration },
+    FailureRate {
+        max_failures_per_interval: u32,
+        interval: Duration,
+        delay: Duration,
+    },
     /// `exponential-delay`: backoff grows by `multiplier` from `initial_backoff` up to
     /// `max_backoff`, randomised by ± `jitter_factor`; resets after `reset_backoff_threshold` of
     /// failure-free running; fails after `attempts_before_reset` restarts without a reset.
@@ -30,7 +34,10 @@ pub enum RestartStrategyConfig {
 impl RestartStrategyConfig {
     /// SPEC §2's default rule: with nothing configured, `none` when checkpointing is off and
     /// `fixed-delay` with unlimited attempts (1 s delay, Flink ≤ 1.18) when it is on.
-    pub fn effective(configured: Option<&RestartStrategyConfig>, checkpointing_enabled: bool) -> Self {
+    pub fn effective(
+        configured: Option<&RestartStrategyConfig>,
+        checkpointing_enabled: bool,
+    ) -> Self {
         match configured {
             Some(c) => c.clone(),
             None if checkpointing_enabled => RestartStrategyConfig::FixedDelay {

@@ -11,12 +11,16 @@ pub struct JobError {
 
 impl JobError {
     pub fn new(message: impl Into<String>) -> Self {
-        JobError { message: message.into() }
+        JobError {
+            message: message.into(),
+        }
     }
 
     /// Prefixes context: `ctx: original`.
     pub fn context(self, ctx: impl fmt::Display) -> Self {
-        JobError { message: format!("{ctx}: {}", self.message) }
+        JobError {
+            message: format!("{ctx}: {}", self.message),
+        }
     }
 }
 

@@ -9,10 +9,10 @@
 use crate::error::{JobError, Result};
 use crate::operator::TaskInfo;
 use crate::snapshot::OperatorSnapshot;
-use crate::task::channel::ChannelWriter;
-use crate::task::chain::Control;
-use crate::task::input::InputHandler;
 use crate::source::SourceStatus;
+use crate::task::chain::Control;
+use crate::task::channel::ChannelWriter;
+use crate::task::input::InputHandler;
 use std::any::Any;
 use std::sync::Arc;
 
@@ -51,7 +51,11 @@ pub trait SourceDriver {
     /// The chain after the source (watermarks, flush, end of input...).
     fn chain(&mut self) -> &mut dyn Control;
     /// Snapshot the source's position, then pass the barrier down the chain.
-    fn barrier(&mut self, checkpoint_id: u64, snapshots: &mut crate::task::chain::ChainSnapshot) -> Result<()>;
+    fn barrier(
+        &mut self,
+        checkpoint_id: u64,
+        snapshots: &mut crate::task::chain::ChainSnapshot,
+    ) -> Result<()>;
     fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()>;
     /// After `poll` returned `Finished`: end the output (end of input down the chain).
     fn end_input(&mut self) -> Result<()>;
@@ -60,8 +64,13 @@ pub trait SourceDriver {
 
 /// Builds a node's link given its downstream (`AnyEmit` of its output type); returns an
 /// `AnyEmit` of its input type.
-pub type OperatorFactory = Arc<dyn Fn(AnyEmit, &TaskInfo, Option<&OperatorSnapshot>) -> Result<AnyEmit> + Send + Sync>;
-pub type SourceFactory = Arc<dyn Fn(AnyEmit, &TaskInfo, Option<&OperatorSnapshot>) -> Result<Box<dyn SourceDriver>> + Send + Sync>;
+pub type OperatorFactory =
+    Arc<dyn Fn(AnyEmit, &TaskInfo, Option<&OperatorSnapshot>) -> Result<AnyEmit> + Send + Sync>;
+pub type SourceFactory = Arc<
+    dyn Fn(AnyEmit, &TaskInfo, Option<&OperatorSnapshot>) -> Result<Box<dyn SourceDriver>>
+        + Send
+        + Sync,
+>;
 /// Wraps an `AnyEmit` of the node's input type into a decoder of network/local batches.
 pub type InputFactory = Arc<dyn Fn(AnyEmit) -> Result<Box<dyn InputHandler>> + Send + Sync>;
 /// Combines several `AnyEmit`s of the node's output type into one.
@@ -70,7 +79,16 @@ pub type FanOutFactory = Arc<dyn Fn(Vec<AnyEmit>) -> Result<AnyEmit> + Send + Sy
 pub type DiscardFactory = Arc<dyn Fn() -> AnyEmit + Send + Sync>;
 /// Builds an edge's network writer (`AnyEmit` of the source node's output type) over the
 /// channels to the consumer's subtasks; the `u32` is the max parallelism (hash edges).
-pub type OutputFactory = Arc<dyn Fn(Vec<ChannelWriter>, u32, PartitionKind, Arc<crate::task::metrics::TaskMetrics>) -> AnyEmit + Send + Sync>;
+pub type OutputFactory = Arc<
+    dyn Fn(
+            Vec<ChannelWriter>,
+            u32,
+            PartitionKind,
+            Arc<crate::task::metrics::TaskMetrics>,
+        ) -> AnyEmit
+        + Send
+        + Sync,
+>;
 
 pub enum NodeKind {
     Source(SourceFactory),
@@ -108,11 +126,17 @@ pub struct StreamGraph {
 
 impl StreamGraph {
     pub fn inputs(&self, node: NodeId) -> impl Iterator<Item = (usize, &StreamEdge)> {
-        self.edges.iter().enumerate().filter(move |(_, e)| e.target == node)
+        self.edges
+            .iter()
+            .enumerate()
+            .filter(move |(_, e)| e.target == node)
     }
 
     pub fn outputs(&self, node: NodeId) -> impl Iterator<Item = (usize, &StreamEdge)> {
-        self.edges.iter().enumerate().filter(move |(_, e)| e.source == node)
+        self.edges
+            .iter()
+            .enumerate()
+            .filter(move |(_, e)| e.source == node)
     }
 }
 
@@ -151,7 +175,11 @@ impl JobGraph {
     /// Chains a stream graph. Rules (Flink's, simplified): an edge is chained when it is
     /// FORWARD, both ends have the same parallelism, the consumer has exactly this one input,
     /// the producer has exactly this one output, and the consumer allows chaining.
-    pub fn from_stream_graph(g: &StreamGraph, default_parallelism: u32, max_parallelism: u32) -> Result<JobGraph> {
+    pub fn from_stream_graph(
+        g: &StreamGraph,
+        default_parallelism: u32,
+        max_parallelism: u32,
+    ) -> Result<JobGraph> {
         let par = |n: NodeId| g.nodes[n].parallelism.unwrap_or(default_parallelism);
         for n in &g.nodes {
             eddy_core::keygroup::validate_parallelism(par(n.id), max_parallelism)
@@ -193,7 +221,11 @@ impl JobGraph {
             }
             vertices.push(JobVertex {
                 id,
-                name: nodes.iter().map(|&m| g.nodes[m].name.as_str()).collect::<Vec<_>>().join(" -> "),
+                name: nodes
+                    .iter()
+                    .map(|&m| g.nodes[m].name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" -> "),
                 operator_uids: nodes.iter().map(|&m| g.nodes[m].uid.clone()).collect(),
                 nodes,
                 parallelism: par(n.id),
@@ -202,14 +234,21 @@ impl JobGraph {
             });
         }
         if vertex_of.contains(&usize::MAX) {
-            return Err(JobError::new("the job graph has a cycle: streams must form a DAG"));
+            return Err(JobError::new(
+                "the job graph has a cycle: streams must form a DAG",
+            ));
         }
         let edges = g
             .edges
             .iter()
             .enumerate()
             .filter(|(_, e)| !chained(e))
-            .map(|(i, e)| JobEdge { source: vertex_of[e.source], target: vertex_of[e.target], kind: kind_of(e), stream_edge: i })
+            .map(|(i, e)| JobEdge {
+                source: vertex_of[e.source],
+                target: vertex_of[e.target],
+                kind: kind_of(e),
+                stream_edge: i,
+            })
             .collect();
         Ok(JobGraph { vertices, edges })
     }

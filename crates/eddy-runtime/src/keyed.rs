@@ -74,8 +74,13 @@ impl<'a, K: Key, O> KeyedContext<'a, K, O> {
         self.backend.value_mut(h, self.slot, self.key)
     }
     #[inline]
-    pub fn value_or_insert_with<V: Data>(&mut self, h: ValueState<V>, init: impl FnOnce() -> V) -> &mut V {
-        self.backend.value_or_insert_with(h, self.slot, self.key, init)
+    pub fn value_or_insert_with<V: Data>(
+        &mut self,
+        h: ValueState<V>,
+        init: impl FnOnce() -> V,
+    ) -> &mut V {
+        self.backend
+            .value_or_insert_with(h, self.slot, self.key, init)
     }
     pub fn set_value<V: Data>(&mut self, h: ValueState<V>, v: V) {
         self.backend.set_value(h, self.slot, self.key, v)
@@ -109,7 +114,8 @@ impl<'a, K: Key, O> KeyedContext<'a, K, O> {
         self.timers.delete(TimeDomain::EventTime, ts, self.key)
     }
     pub fn register_processing_time_timer(&mut self, ts: Timestamp) {
-        self.timers.register(TimeDomain::ProcessingTime, ts, self.key)
+        self.timers
+            .register(TimeDomain::ProcessingTime, ts, self.key)
     }
     pub fn delete_processing_time_timer(&mut self, ts: Timestamp) {
         self.timers.delete(TimeDomain::ProcessingTime, ts, self.key)
@@ -123,7 +129,12 @@ pub trait KeyedProcessFunction<K: Key, I: Data, O: Data>: Send + 'static {
         Ok(())
     }
     fn process_element(&mut self, value: I, ctx: &mut KeyedContext<'_, K, O>) -> Result<()>;
-    fn on_timer(&mut self, _timestamp: Timestamp, _domain: TimeDomain, _ctx: &mut KeyedContext<'_, K, O>) -> Result<()> {
+    fn on_timer(
+        &mut self,
+        _timestamp: Timestamp,
+        _domain: TimeDomain,
+        _ctx: &mut KeyedContext<'_, K, O>,
+    ) -> Result<()> {
         Ok(())
     }
 }
@@ -141,7 +152,11 @@ pub struct KeyedProcessOperator<K: Key, I: Data, O: Data, F> {
 }
 
 impl<K: Key, I: Data, O: Data, F: KeyedProcessFunction<K, I, O>> KeyedProcessOperator<K, I, O, F> {
-    pub fn new(function: F, key_selector: KeySelector<I, K>, timestamps: Option<TimestampFn<I>>) -> Self {
+    pub fn new(
+        function: F,
+        key_selector: KeySelector<I, K>,
+        timestamps: Option<TimestampFn<I>>,
+    ) -> Self {
         KeyedProcessOperator {
             function,
             key_selector,
@@ -154,8 +169,15 @@ impl<K: Key, I: Data, O: Data, F: KeyedProcessFunction<K, I, O>> KeyedProcessOpe
         }
     }
 
-    fn fire_timers(&mut self, domain: TimeDomain, time: Timestamp, out: &mut Output<O>) -> Result<()> {
-        let Some(backend) = self.backend.as_mut() else { return Ok(()) };
+    fn fire_timers(
+        &mut self,
+        domain: TimeDomain,
+        time: Timestamp,
+        out: &mut Output<O>,
+    ) -> Result<()> {
+        let Some(backend) = self.backend.as_mut() else {
+            return Ok(());
+        };
         while let Some((ts, key)) = self.timers.pop_due(domain, time) {
             let slot = backend.slot_of(&key);
             let mut ctx = KeyedContext {
@@ -173,8 +195,9 @@ impl<K: Key, I: Data, O: Data, F: KeyedProcessFunction<K, I, O>> KeyedProcessOpe
     }
 }
 
-
-impl<K: Key, I: Data, O: Data, F: KeyedProcessFunction<K, I, O>> Operator for KeyedProcessOperator<K, I, O, F> {
+impl<K: Key, I: Data, O: Data, F: KeyedProcessFunction<K, I, O>> Operator
+    for KeyedProcessOperator<K, I, O, F>
+{
     type In = I;
     type Out = O;
 
@@ -183,25 +206,46 @@ impl<K: Key, I: Data, O: Data, F: KeyedProcessFunction<K, I, O>> Operator for Ke
         let range = info.key_group_range();
         let mut backend = KeyedStateBackend::new(range, info.max_parallelism);
         if let Some(snap) = restored {
-            let (timers, states): (Vec<_>, Vec<_>) = snap.keyed_state.iter().cloned().partition(|(kg, _)| *kg >= TIMER_GROUP_BASE);
+            let (timers, states): (Vec<_>, Vec<_>) = snap
+                .keyed_state
+                .iter()
+                .cloned()
+                .partition(|(kg, _)| *kg >= TIMER_GROUP_BASE);
             backend.restore(&states)?;
-            let timers: Vec<(u32, Vec<u8>)> = timers.into_iter().map(|(kg, b)| (kg - TIMER_GROUP_BASE, b)).collect();
+            let timers: Vec<(u32, Vec<u8>)> = timers
+                .into_iter()
+                .map(|(kg, b)| (kg - TIMER_GROUP_BASE, b))
+                .collect();
             self.timers.restore(&timers, range)?;
         }
-        let mut ctx = KeyedOpenContext { info, backend: &mut backend };
+        let mut ctx = KeyedOpenContext {
+            info,
+            backend: &mut backend,
+        };
         self.function.open(&mut ctx)?;
         self.backend = Some(backend);
         Ok(())
     }
 
     fn process_batch(&mut self, input: &mut Vec<I>, out: &mut Output<O>) -> Result<()> {
-        let backend = self.backend.as_mut().ok_or("keyed operator used before open")?;
+        let backend = self
+            .backend
+            .as_mut()
+            .ok_or("keyed operator used before open")?;
         for record in input.drain(..) {
             let key = (self.key_selector)(&record);
             let slot = backend.slot_of(&key);
             backend.check_slot(&key, slot)?;
             let timestamp = self.timestamps.as_ref().map(|f| f(&record));
-            let mut ctx = KeyedContext { key: &key, slot, timestamp, watermark: self.watermark, backend, timers: &mut self.timers, out };
+            let mut ctx = KeyedContext {
+                key: &key,
+                slot,
+                timestamp,
+                watermark: self.watermark,
+                backend,
+                timers: &mut self.timers,
+                out,
+            };
             self.function.process_element(record, &mut ctx)?;
         }
         Ok(())

@@ -25,4 +25,6 @@ pub use keyed::{KeyedContext, KeyedOpenContext, KeyedProcessFunction};
 pub use operator::{Operator, Output, TaskInfo};
 pub use sink::Sink;
 pub use source::{Source, SourceStatus};
-pub use window::{AggregateFunction, ProcessWindowFunction, TimeWindow, WatermarkStrategy, WindowedStream};
+pub use window::{
+    AggregateFunction, ProcessWindowFunction, TimeWindow, WatermarkStrategy, WindowedStream,
+};

@@ -43,7 +43,10 @@ pub struct Output<T> {
 
 impl<T> Output<T> {
     pub fn new() -> Self {
-        Output { records: Vec::new(), watermark: None }
+        Output {
+            records: Vec::new(),
+            watermark: None,
+        }
     }
 
     #[inline]
@@ -75,7 +78,11 @@ pub trait Operator: Send + 'static {
     }
 
     /// Processes (and drains) a batch of records.
-    fn process_batch(&mut self, input: &mut Vec<Self::In>, out: &mut Output<Self::Out>) -> Result<()>;
+    fn process_batch(
+        &mut self,
+        input: &mut Vec<Self::In>,
+        out: &mut Output<Self::Out>,
+    ) -> Result<()>;
 
     /// The combined watermark of all inputs advanced to `wm`. Default: forward it.
     fn on_watermark(&mut self, wm: Timestamp, out: &mut Output<Self::Out>) -> Result<()> {

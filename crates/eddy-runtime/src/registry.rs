@@ -57,7 +57,10 @@ impl JobRegistry {
     fn lookup(&self, name: &str) -> Result<&JobDefinition> {
         self.get(name).ok_or_else(|| {
             let names: Vec<&str> = self.jobs.keys().copied().collect();
-            JobError::new(format!("unknown job '{name}': expected one of: {}", names.join(", ")))
+            JobError::new(format!(
+                "unknown job '{name}': expected one of: {}",
+                names.join(", ")
+            ))
         })
     }
 
@@ -70,11 +73,17 @@ impl JobRegistry {
         args.finish()?;
         let graph = env.into_graph();
         if graph.nodes.is_empty() {
-            return Err(JobError::new(format!("job '{}' built an empty graph", spec.name)));
+            return Err(JobError::new(format!(
+                "job '{}' built an empty graph",
+                spec.name
+            )));
         }
         let max_parallelism = spec.config.max_parallelism();
         let job_graph = JobGraph::from_stream_graph(&graph, spec.parallelism, max_parallelism)?;
-        Ok(BuiltJob { graph: Arc::new(graph), job_graph: Arc::new(job_graph) })
+        Ok(BuiltJob {
+            graph: Arc::new(graph),
+            job_graph: Arc::new(job_graph),
+        })
     }
 }
 
@@ -98,20 +107,30 @@ impl JobArgs {
         let mut it = args.iter().peekable();
         while let Some(a) = it.next() {
             let Some(name) = a.strip_prefix("--") else {
-                return Err(JobError::new(format!("job '{job}': unexpected argument '{a}': expected --name value pairs")));
+                return Err(JobError::new(format!(
+                    "job '{job}': unexpected argument '{a}': expected --name value pairs"
+                )));
             };
             let (name, value) = match name.split_once('=') {
                 Some((n, v)) => (n.to_string(), v.to_string()),
                 None => match it.peek() {
-                    Some(v) if !v.starts_with("--") || v.parse::<f64>().is_ok() => (name.to_string(), it.next().cloned().unwrap_or_default()),
+                    Some(v) if !v.starts_with("--") || v.parse::<f64>().is_ok() => {
+                        (name.to_string(), it.next().cloned().unwrap_or_default())
+                    }
                     _ => (name.to_string(), "true".to_string()),
                 },
             };
             if values.insert(name.clone(), value).is_some() {
-                return Err(JobError::new(format!("job '{job}': argument --{name} given twice")));
+                return Err(JobError::new(format!(
+                    "job '{job}': argument --{name} given twice"
+                )));
             }
         }
-        Ok(JobArgs { job: job.to_string(), values, used: BTreeSet::new() })
+        Ok(JobArgs {
+            job: job.to_string(),
+            values,
+            used: BTreeSet::new(),
+        })
     }
 
     fn take(&mut self, name: &str) -> Option<String> {
@@ -120,7 +139,12 @@ impl JobArgs {
     }
 
     pub fn required(&mut self, name: &str) -> Result<String> {
-        self.take(name).ok_or_else(|| JobError::new(format!("job '{}': missing required argument --{name}", self.job)))
+        self.take(name).ok_or_else(|| {
+            JobError::new(format!(
+                "job '{}': missing required argument --{name}",
+                self.job
+            ))
+        })
     }
 
     pub fn optional(&mut self, name: &str) -> Option<String> {
@@ -128,7 +152,13 @@ impl JobArgs {
     }
 
     /// A number argument with a default; the error names the value and the allowed range.
-    pub fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy>(&mut self, name: &str, default: T, min: T, max: T) -> Result<T> {
+    pub fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy>(
+        &mut self,
+        name: &str,
+        default: T,
+        min: T,
+        max: T,
+    ) -> Result<T> {
         match self.take(name) {
             None => Ok(default),
             Some(v) => match v.parse::<T>() {
@@ -142,16 +172,27 @@ impl JobArgs {
         match self.take(name).as_deref() {
             None | Some("false") => Ok(false),
             Some("true") => Ok(true),
-            Some(v) => Err(JobError::new(format!("job '{}': invalid value '{v}' for --{name}: expected true or false", self.job))),
+            Some(v) => Err(JobError::new(format!(
+                "job '{}': invalid value '{v}' for --{name}: expected true or false",
+                self.job
+            ))),
         }
     }
 
     /// Rejects arguments no builder asked for.
     pub fn finish(&self) -> Result<()> {
-        let unknown: Vec<&String> = self.values.keys().filter(|k| !self.used.contains(*k)).collect();
+        let unknown: Vec<&String> = self
+            .values
+            .keys()
+            .filter(|k| !self.used.contains(*k))
+            .collect();
         if let Some(k) = unknown.first() {
             let known: Vec<String> = self.used.iter().map(|u| format!("--{u}")).collect();
-            return Err(JobError::new(format!("job '{}': unknown argument --{k}: expected one of: {}", self.job, known.join(", "))));
+            return Err(JobError::new(format!(
+                "job '{}': unknown argument --{k}: expected one of: {}",
+                self.job,
+                known.join(", ")
+            )));
         }
         Ok(())
     }

@@ -22,12 +22,22 @@ impl OperatorSnapshot {
 
     /// The operator-state entries with this name (several after a union redistribution).
     pub fn operator_entries<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.operator_state.iter().filter(move |(n, _)| n == name).map(|(_, b)| b.as_slice())
+        self.operator_state
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, b)| b.as_slice())
     }
 
     pub fn size_bytes(&self) -> usize {
-        self.operator_state.iter().map(|(n, b)| n.len() + b.len()).sum::<usize>()
-            + self.keyed_state.iter().map(|(_, b)| 4 + b.len()).sum::<usize>()
+        self.operator_state
+            .iter()
+            .map(|(n, b)| n.len() + b.len())
+            .sum::<usize>()
+            + self
+                .keyed_state
+                .iter()
+                .map(|(_, b)| 4 + b.len())
+                .sum::<usize>()
     }
 }
 

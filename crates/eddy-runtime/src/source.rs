@@ -30,7 +30,11 @@ pub trait Source: Send + 'static {
     }
 
     /// Emits at most `max_records` records (and optionally a watermark) into `out`.
-    fn poll_next(&mut self, out: &mut Output<Self::Out>, max_records: usize) -> Result<SourceStatus>;
+    fn poll_next(
+        &mut self,
+        out: &mut Output<Self::Out>,
+        max_records: usize,
+    ) -> Result<SourceStatus>;
 
     /// Saves the read position (operator state), exactly at the point between the records
     /// already emitted and the next.

@@ -6,7 +6,11 @@ use eddy_runtime::registry::JobRegistry;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "eddy", version, about = "Eddy: a distributed stream processor that survives failure")]
+#[command(
+    name = "eddy",
+    version,
+    about = "Eddy: a distributed stream processor that survives failure"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -20,7 +24,11 @@ enum Command {
     /// Eddy's options may appear anywhere after JOB; everything else is passed to the job.
     #[command(disable_help_flag = true)]
     Local {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "JOB [ARGS]")]
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "JOB [ARGS]"
+        )]
         args: Vec<String>,
     },
     /// List the jobs this binary can run, with their arguments.
@@ -49,7 +57,9 @@ fn number(flag: &str, v: Option<&String>) -> Result<u32, String> {
     let v = v.ok_or_else(|| format!("option {flag} needs a value"))?;
     match v.parse::<u32>() {
         Ok(n) if n >= 1 => Ok(n),
-        _ => Err(format!("invalid value '{v}' for {flag}: expected an integer >= 1")),
+        _ => Err(format!(
+            "invalid value '{v}' for {flag}: expected an integer >= 1"
+        )),
     }
 }
 
@@ -153,7 +163,22 @@ mod tests {
 
     #[test]
     fn eddy_options_are_found_anywhere_after_the_job() {
-        let o = parse_local_args(&s(&["sequence", "--keys", "10", "-p", "4", "--rate", "5", "-D", "a.b=1", "-Dc=2", "--taskmanagers", "3", "--json"])).unwrap();
+        let o = parse_local_args(&s(&[
+            "sequence",
+            "--keys",
+            "10",
+            "-p",
+            "4",
+            "--rate",
+            "5",
+            "-D",
+            "a.b=1",
+            "-Dc=2",
+            "--taskmanagers",
+            "3",
+            "--json",
+        ]))
+        .unwrap();
         assert_eq!(o.job, "sequence");
         assert_eq!(o.job_args, s(&["--keys", "10", "--rate", "5"]));
         assert_eq!(o.parallelism, Some(4));

@@ -5,13 +5,18 @@
 //! every process that rebuilds the job, so their checks must be repeatable and side-effect free
 //! beyond creating the output directory.
 
-use eddy_connectors::{BlackholeSink, CarEvent, CarSource, FileSink, FileSource, PrintSink, RowSource, SequenceSource};
+use eddy_connectors::{
+    BlackholeSink, CarEvent, CarSource, FileSink, FileSource, PrintSink, RowSource, SequenceSource,
+};
 use eddy_runtime::operator::{Output, TaskInfo};
 use eddy_runtime::registry::{JobArgs, JobDefinition, JobRegistry};
 use eddy_runtime::snapshot::{OperatorSnapshot, SnapshotWriter};
 use eddy_runtime::state::ValueState;
 use eddy_runtime::window::{TumblingEventTimeWindows, WatermarkStrategy};
-use eddy_runtime::{Data, DataStream, JobError, KeyedContext, KeyedOpenContext, KeyedProcessFunction, Operator, Result, StreamEnv};
+use eddy_runtime::{
+    Data, DataStream, JobError, KeyedContext, KeyedOpenContext, KeyedProcessFunction, Operator,
+    Result, StreamEnv,
+};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -54,7 +59,10 @@ pub fn register_builtin(r: &mut JobRegistry) {
     r.register(JobDefinition {
         name: "rows-discard",
         description: "benchmark: generated (key, value) rows -> discarding sink",
-        arguments: &["--records N      rows in total (default 100000000; 0 = unbounded)", "--keys K         distinct keys (default 10000)"],
+        arguments: &[
+            "--records N      rows in total (default 100000000; 0 = unbounded)",
+            "--keys K         distinct keys (default 10000)",
+        ],
         build: rows_discard,
     });
     r.register(JobDefinition {
@@ -66,14 +74,24 @@ pub fn register_builtin(r: &mut JobRegistry) {
 }
 
 /// Writes `T` lines to `output`: a directory (exactly-once file sink) or `-` (stdout).
-fn sink_lines<T: Data>(stream: &DataStream<T>, output: &str, format: fn(&T, &mut String)) -> Result<()> {
+fn sink_lines<T: Data>(
+    stream: &DataStream<T>,
+    output: &str,
+    format: fn(&T, &mut String),
+) -> Result<()> {
     if output == "-" {
-        stream.sink_to("Print", move || PrintSink::with_format(format)).uid("sink");
+        stream
+            .sink_to("Print", move || PrintSink::with_format(format))
+            .uid("sink");
         return Ok(());
     }
     FileSink::<()>::check(output).map_err(JobError::new)?;
     let dir = output.to_string();
-    stream.sink_to("FileSink", move || FileSink::with_format(dir.clone(), format)).uid("sink");
+    stream
+        .sink_to("FileSink", move || {
+            FileSink::with_format(dir.clone(), format)
+        })
+        .uid("sink");
     Ok(())
 }
 
@@ -93,7 +111,10 @@ fn word_count(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
         .add_source("FileSource", move || FileSource::new(path.clone()))
         .uid("file-source")
         .flat_map(|line: String| {
-            line.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(|w| w.to_lowercase()).collect::<Vec<String>>()
+            line.split(|c: char| !c.is_alphanumeric())
+                .filter(|w| !w.is_empty())
+                .map(|w| w.to_lowercase())
+                .collect::<Vec<String>>()
         })
         .name("Tokenize")
         .key_by(|w: &String| w.clone())
@@ -119,7 +140,11 @@ impl KeyedProcessFunction<String, String, (String, u64)> for WordCounter {
         Ok(())
     }
 
-    fn process_element(&mut self, word: String, ctx: &mut KeyedContext<'_, String, (String, u64)>) -> Result<()> {
+    fn process_element(
+        &mut self,
+        word: String,
+        ctx: &mut KeyedContext<'_, String, (String, u64)>,
+    ) -> Result<()> {
         let c = ctx.value_or_insert_with(self.count, || 0);
         *c += 1;
         let c = *c;
@@ -144,9 +169,13 @@ struct FailureInjector {
 
 impl FailureInjector {
     fn open(&mut self, info: &TaskInfo) {
-        self.active = self.only_subtask.is_none_or(|s| s == info.subtask_index) && (self.every > 0 || self.probability > 0.0 || self.trigger_file.is_some());
+        self.active = self.only_subtask.is_none_or(|s| s == info.subtask_index)
+            && (self.every > 0 || self.probability > 0.0 || self.trigger_file.is_some());
         // A different stream per subtask and attempt, so a restart does not replay the failure.
-        self.rng = self.seed ^ ((info.subtask_index as u64) << 32) ^ info.attempt.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        self.rng = self.seed
+            ^ ((info.subtask_index as u64) << 32)
+            ^ info.attempt.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            | 1;
         self.processed = 0;
     }
 
@@ -157,12 +186,18 @@ impl FailureInjector {
         }
         self.processed += 1;
         if let Some(f) = &self.trigger_file {
-            if self.processed % 64 == 0 && std::fs::remove_file(f).is_ok() {
-                return Err(JobError::new(format!("injected failure: {} appeared (--fail-on-file)", f.display())));
+            if self.processed.is_multiple_of(64) && std::fs::remove_file(f).is_ok() {
+                return Err(JobError::new(format!(
+                    "injected failure: {} appeared (--fail-on-file)",
+                    f.display()
+                )));
             }
         }
-        if self.every > 0 && self.processed % self.every == 0 {
-            return Err(JobError::new(format!("injected failure after {} records (--fail-every {})", self.processed, self.every)));
+        if self.every > 0 && self.processed.is_multiple_of(self.every) {
+            return Err(JobError::new(format!(
+                "injected failure after {} records (--fail-every {})",
+                self.processed, self.every
+            )));
         }
         if self.probability > 0.0 {
             self.rng ^= self.rng << 13;
@@ -170,7 +205,10 @@ impl FailureInjector {
             self.rng ^= self.rng << 17;
             let draw = (self.rng >> 11) as f64 / (1u64 << 53) as f64;
             if draw < self.probability {
-                return Err(JobError::new(format!("injected failure (--fail-probability {}) after {} records", self.probability, self.processed)));
+                return Err(JobError::new(format!(
+                    "injected failure (--fail-probability {}) after {} records",
+                    self.probability, self.processed
+                )));
             }
         }
         Ok(())
@@ -192,7 +230,11 @@ impl KeyedProcessFunction<u64, (u64, u64), (u64, u64, u64)> for SequenceCounter 
     }
 
     #[inline]
-    fn process_element(&mut self, (key, seq): (u64, u64), ctx: &mut KeyedContext<'_, u64, (u64, u64, u64)>) -> Result<()> {
+    fn process_element(
+        &mut self,
+        (key, seq): (u64, u64),
+        ctx: &mut KeyedContext<'_, u64, (u64, u64, u64)>,
+    ) -> Result<()> {
         self.failures.check()?;
         let c = ctx.value_or_insert_with(self.count, || 0);
         *c += 1;
@@ -218,14 +260,19 @@ impl Operator for ForwardCounter {
         self.failures.open(info);
         if let Some(s) = restored {
             for bytes in s.operator_entries(COUNTS) {
-                let part: Vec<(u64, u64)> = bincode::deserialize(bytes).map_err(|e| JobError::new(format!("corrupt counter state: {e}")))?;
+                let part: Vec<(u64, u64)> = bincode::deserialize(bytes)
+                    .map_err(|e| JobError::new(format!("corrupt counter state: {e}")))?;
                 self.counts.extend(part);
             }
         }
         Ok(())
     }
 
-    fn process_batch(&mut self, input: &mut Vec<(u64, u64)>, out: &mut Output<(u64, u64, u64)>) -> Result<()> {
+    fn process_batch(
+        &mut self,
+        input: &mut Vec<(u64, u64)>,
+        out: &mut Output<(u64, u64, u64)>,
+    ) -> Result<()> {
         for (key, seq) in input.drain(..) {
             self.failures.check()?;
             let c = self.counts.entry(key).or_default();
@@ -261,12 +308,26 @@ fn sequence(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
         active: false,
     };
     let forward = args.flag("forward")?;
-    let source = env.add_source("Sequence", move || SequenceSource::new(keys, per_key, rate)).uid("sequence-source");
+    let source = env
+        .add_source("Sequence", move || SequenceSource::new(keys, per_key, rate))
+        .uid("sequence-source");
     let counted = if forward {
         let f = failures.clone();
-        source.transform("Count", move || ForwardCounter { counts: HashMap::new(), failures: f.clone() }).uid("counter")
+        source
+            .transform("Count", move || ForwardCounter {
+                counts: HashMap::new(),
+                failures: f.clone(),
+            })
+            .uid("counter")
     } else {
-        source.key_by(|r: &(u64, u64)| r.0).process(SequenceCounter { count: ValueState::default(), failures }).name("Count").uid("counter")
+        source
+            .key_by(|r: &(u64, u64)| r.0)
+            .process(SequenceCounter {
+                count: ValueState::default(),
+                failures,
+            })
+            .name("Count")
+            .uid("counter")
     };
     sink_lines(&counted, &output, |r: &(u64, u64, u64), s| {
         use std::fmt::Write;
@@ -283,9 +344,14 @@ fn top_speed_windowing(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
     let top = env
         .add_source("Cars", move || CarSource::new(cars as u32, rate, events))
         .uid("cars")
-        .assign_timestamps_and_watermarks(WatermarkStrategy::for_bounded_out_of_orderness(Duration::from_millis(0)).with_timestamp_assigner(|e: &CarEvent| e.timestamp))
+        .assign_timestamps_and_watermarks(
+            WatermarkStrategy::for_bounded_out_of_orderness(Duration::from_millis(0))
+                .with_timestamp_assigner(|e: &CarEvent| e.timestamp),
+        )
         .key_by(|e: &CarEvent| e.car_id)
-        .window(TumblingEventTimeWindows::of(Duration::from_millis(window_ms)))?
+        .window(TumblingEventTimeWindows::of(Duration::from_millis(
+            window_ms,
+        )))?
         .reduce_with_window(
             |a: CarEvent, b: CarEvent| CarEvent {
                 car_id: a.car_id,
@@ -293,7 +359,9 @@ fn top_speed_windowing(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
                 distance: a.distance.max(b.distance),
                 timestamp: a.timestamp.max(b.timestamp),
             },
-            |car: &u32, w: &eddy_runtime::window::TimeWindow, e: CarEvent| (*car, w.end, e.speed, e.distance),
+            |car: &u32, w: &eddy_runtime::window::TimeWindow, e: CarEvent| {
+                (*car, w.end, e.speed, e.distance)
+            },
         )
         .uid("top-speed");
     sink_lines(&top, &output, |r: &(u32, i64, u32, f64), s| {
@@ -305,7 +373,10 @@ fn top_speed_windowing(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
 fn rows_discard(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
     let records: u64 = args.number("records", 100_000_000, 0, u64::MAX)?;
     let keys: u64 = args.number("keys", 10_000, 1, u64::MAX)?;
-    env.add_source("Rows", move || RowSource::new(records, keys)).uid("rows").sink_to("Discard", BlackholeSink::new).uid("discard");
+    env.add_source("Rows", move || RowSource::new(records, keys))
+        .uid("rows")
+        .sink_to("Discard", BlackholeSink::new)
+        .uid("discard");
     Ok(())
 }
 
@@ -322,7 +393,11 @@ impl KeyedProcessFunction<u64, (u64, i64), (u64, u64, i64)> for CountSum {
     }
 
     #[inline]
-    fn process_element(&mut self, (k, v): (u64, i64), ctx: &mut KeyedContext<'_, u64, (u64, u64, i64)>) -> Result<()> {
+    fn process_element(
+        &mut self,
+        (k, v): (u64, i64),
+        ctx: &mut KeyedContext<'_, u64, (u64, u64, i64)>,
+    ) -> Result<()> {
         let acc = ctx.value_or_insert_with(self.acc, || (0, 0));
         acc.0 += 1;
         acc.1 += v;

@@ -15,7 +15,10 @@ pub use eddy_connectors as connectors;
 pub use eddy_core::config::Config;
 pub use eddy_runtime::registry::{JobArgs, JobDefinition, JobRegistry, JobSpec};
 pub use eddy_runtime::{api, state, window};
-pub use eddy_runtime::{Data, DataStream, JobError, Key, KeyedContext, KeyedOpenContext, KeyedProcessFunction, KeyedStream, Operator, Output, Sink, Source, SourceStatus, StreamEnv, TaskInfo};
+pub use eddy_runtime::{
+    Data, DataStream, JobError, Key, KeyedContext, KeyedOpenContext, KeyedProcessFunction,
+    KeyedStream, Operator, Output, Sink, Source, SourceStatus, StreamEnv, TaskInfo,
+};
 
 /// The registry with Eddy's built-in jobs (word-count, sequence, top-speed-windowing, ...).
 pub fn builtin_jobs() -> JobRegistry {

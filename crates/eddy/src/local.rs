@@ -33,7 +33,9 @@ pub fn run(registry: JobRegistry, opts: LocalOptions) -> i32 {
         eprintln!("warning: {w}");
     }
     let mut config = loaded.config;
-    let parallelism = opts.parallelism.unwrap_or_else(|| config.default_parallelism());
+    let parallelism = opts
+        .parallelism
+        .unwrap_or_else(|| config.default_parallelism());
     let taskmanagers = opts.taskmanagers.unwrap_or(2);
     let slots = opts.slots.unwrap_or_else(|| {
         if config.get("taskmanager.numberOfTaskSlots").is_some() {
@@ -43,7 +45,12 @@ pub fn run(registry: JobRegistry, opts: LocalOptions) -> i32 {
         }
     });
     config.set("taskmanager.numberOfTaskSlots", &slots.to_string());
-    let spec = JobSpec { name: opts.job.clone(), args: opts.job_args.clone(), config: config.clone(), parallelism };
+    let spec = JobSpec {
+        name: opts.job.clone(),
+        args: opts.job_args.clone(),
+        config: config.clone(),
+        parallelism,
+    };
     // Validate the job (name, arguments, inputs, outputs) before starting anything.
     if let Err(e) = registry.build(&spec) {
         return fail(&e.to_string(), 2);
@@ -71,14 +78,24 @@ pub fn run(registry: JobRegistry, opts: LocalOptions) -> i32 {
     code
 }
 
-fn follow(jm: &eddy_cluster::JobManagerHandle, spec: JobSpec, taskmanagers: u32, slots: u32, json: bool) -> i32 {
+fn follow(
+    jm: &eddy_cluster::JobManagerHandle,
+    spec: JobSpec,
+    taskmanagers: u32,
+    slots: u32,
+    json: bool,
+) -> i32 {
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
     let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
     // Wait for the TaskManagers to register so the job does not wait for slots needlessly.
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(10) {
-        if jm.taskmanagers().map(|t| t.len() as u32 >= taskmanagers).unwrap_or(false) {
+        if jm
+            .taskmanagers()
+            .map(|t| t.len() as u32 >= taskmanagers)
+            .unwrap_or(false)
+        {
             break;
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -116,8 +133,17 @@ fn follow(jm: &eddy_cluster::JobManagerHandle, spec: JobSpec, taskmanagers: u32,
 /// Prints the end-of-job summary; the exit code is 0 only for FINISHED or a user's cancel.
 pub fn summarize(d: &JobDetails, json: bool, canceled_by_user: bool) -> i32 {
     if d.status == JobStatus::Failed {
-        let task = d.exceptions.last().and_then(|e| e.task_name.as_ref()).map(|t| format!(" (in {t})")).unwrap_or_default();
-        let cause = d.status_reason.clone().or_else(|| d.exceptions.last().map(|e| e.exception.clone())).unwrap_or_default();
+        let task = d
+            .exceptions
+            .last()
+            .and_then(|e| e.task_name.as_ref())
+            .map(|t| format!(" (in {t})"))
+            .unwrap_or_default();
+        let cause = d
+            .status_reason
+            .clone()
+            .or_else(|| d.exceptions.last().map(|e| e.exception.clone()))
+            .unwrap_or_default();
         eprintln!("Root cause: {cause}{task}");
     }
     let line = format!(
@@ -131,7 +157,13 @@ pub fn summarize(d: &JobDetails, json: bool, canceled_by_user: bool) -> i32 {
     );
     if json {
         eprintln!("{line}");
-        let failure = if d.status == JobStatus::Failed { d.status_reason.clone().or_else(|| d.exceptions.last().map(|e| e.exception.clone())) } else { None };
+        let failure = if d.status == JobStatus::Failed {
+            d.status_reason
+                .clone()
+                .or_else(|| d.exceptions.last().map(|e| e.exception.clone()))
+        } else {
+            None
+        };
         println!(
             "{}",
             serde_json::json!({
@@ -165,7 +197,13 @@ struct Progress {
 
 impl Progress {
     fn new(tty: bool) -> Self {
-        Progress { tty, last_status: None, last_line_len: 0, seen_exceptions: 0, seen_checkpoints: 0 }
+        Progress {
+            tty,
+            last_status: None,
+            last_line_len: 0,
+            seen_exceptions: 0,
+            seen_checkpoints: 0,
+        }
     }
 
     /// Prints a line above the progress line (restarts, checkpoints).
@@ -179,32 +217,66 @@ impl Progress {
 
     fn show(&mut self, d: &JobDetails) {
         for e in d.exceptions.iter().skip(self.seen_exceptions) {
-            let task = e.task_name.as_deref().map(|t| format!(" in {t}")).unwrap_or_default();
-            let tm = e.taskmanager.as_deref().map(|t| format!(" on {t}")).unwrap_or_default();
+            let task = e
+                .task_name
+                .as_deref()
+                .map(|t| format!(" in {t}"))
+                .unwrap_or_default();
+            let tm = e
+                .taskmanager
+                .as_deref()
+                .map(|t| format!(" on {t}"))
+                .unwrap_or_default();
             self.event(&format!("! failure{task}{tm}: {}", e.exception));
         }
         self.seen_exceptions = d.exceptions.len();
         if d.completed_checkpoints > self.seen_checkpoints {
-            let latest = d.checkpoints.as_ref().and_then(|c| c.get("latest_completed")).filter(|v| !v.is_null());
+            let latest = d
+                .checkpoints
+                .as_ref()
+                .and_then(|c| c.get("latest_completed"))
+                .filter(|v| !v.is_null());
             let detail = latest
                 .map(|l| {
                     let id = l.get("id").and_then(|v| v.as_u64()).unwrap_or(0);
                     let size = l.get("state_size").and_then(|v| v.as_u64()).unwrap_or(0);
-                    let start = l.get("trigger_timestamp_ms").and_then(|v| v.as_u64()).unwrap_or(0);
-                    let dur = l.get("end_timestamp_ms").and_then(|v| v.as_u64()).unwrap_or(start).saturating_sub(start);
+                    let start = l
+                        .get("trigger_timestamp_ms")
+                        .and_then(|v| v.as_u64())
+                        .unwrap_or(0);
+                    let dur = l
+                        .get("end_timestamp_ms")
+                        .and_then(|v| v.as_u64())
+                        .unwrap_or(start)
+                        .saturating_sub(start);
                     format!("checkpoint {id} completed ({size} bytes, {dur} ms)")
                 })
                 .unwrap_or_else(|| "checkpoint completed".into());
-            self.event(&format!("  {detail}; {} completed so far", d.completed_checkpoints));
+            self.event(&format!(
+                "  {detail}; {} completed so far",
+                d.completed_checkpoints
+            ));
             self.seen_checkpoints = d.completed_checkpoints;
         }
-        if d.restarts > 0 && self.last_status == Some(JobStatus::Restarting) && d.status == JobStatus::Running {
+        if d.restarts > 0
+            && self.last_status == Some(JobStatus::Restarting)
+            && d.status == JobStatus::Running
+        {
             self.event(&format!("  job RUNNING again after restart {}", d.restarts));
         }
         let verts: Vec<String> = d
             .vertices
             .iter()
-            .map(|v| format!("{} [{}x{}] in {} out {}", short(&v.name), v.status, v.parallelism, human(v.records_in), human(v.records_out)))
+            .map(|v| {
+                format!(
+                    "{} [{}x{}] in {} out {}",
+                    short(&v.name),
+                    v.status,
+                    v.parallelism,
+                    human(v.records_in),
+                    human(v.records_out)
+                )
+            })
             .collect();
         let line = format!(
             "{} {:>6.1}s restarts {} checkpoints {} | {}",
@@ -243,7 +315,14 @@ fn short(name: &str) -> String {
     if name.len() <= 40 {
         name.to_string()
     } else {
-        format!("{}...", &name[..name.char_indices().nth(37).map(|(i, _)| i).unwrap_or(name.len())])
+        format!(
+            "{}...",
+            &name[..name
+                .char_indices()
+                .nth(37)
+                .map(|(i, _)| i)
+                .unwrap_or(name.len())]
+        )
     }
 }
 

@@ -15,7 +15,19 @@ fn word_count(parallelism: &str) {
     let input = dir.path().join("input.txt");
     std::fs::write(&input, &text).unwrap();
     let out = dir.path().join("out");
-    let r = eddy(&["local", "word-count", "--input", input.to_str().unwrap(), "--output", out.to_str().unwrap(), "-p", parallelism], LIMIT);
+    let r = eddy(
+        &[
+            "local",
+            "word-count",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "-p",
+            parallelism,
+        ],
+        LIMIT,
+    );
     assert_eq!(r.code, 0, "stderr: {}", r.stderr);
     let mut totals: BTreeMap<String, u64> = BTreeMap::new();
     let lines = committed_lines(&out);
@@ -25,7 +37,11 @@ fn word_count(parallelism: &str) {
         let t = totals.entry(w.to_string()).or_default();
         *t = (*t).max(c);
     }
-    assert_eq!(lines.len() as u64, expected.values().sum::<u64>(), "one output line per word occurrence");
+    assert_eq!(
+        lines.len() as u64,
+        expected.values().sum::<u64>(),
+        "one output line per word occurrence"
+    );
     assert_eq!(totals, expected);
 }
 
@@ -42,9 +58,27 @@ fn word_count_at_parallelism_3_matches_reference() {
 fn sequence(parallelism: &str) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("seq");
-    let r = eddy(&["local", "sequence", "--keys", "50", "--per-key", "400", "--output", out.to_str().unwrap(), "-p", parallelism, "--taskmanagers", "2", "--json"], LIMIT);
+    let r = eddy(
+        &[
+            "local",
+            "sequence",
+            "--keys",
+            "50",
+            "--per-key",
+            "400",
+            "--output",
+            out.to_str().unwrap(),
+            "-p",
+            parallelism,
+            "--taskmanagers",
+            "2",
+            "--json",
+        ],
+        LIMIT,
+    );
     assert_eq!(r.code, 0, "stderr: {}", r.stderr);
-    let summary: serde_json::Value = serde_json::from_str(r.stdout.lines().last().unwrap()).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(r.stdout.lines().last().unwrap()).unwrap();
     assert_eq!(summary["status"], "FINISHED");
     assert_eq!(witness(&committed_lines(&out), 50, 400), (0, 0, 0));
 }
@@ -63,7 +97,23 @@ fn sequence_witness_holds_at_parallelism_4_on_two_taskmanagers() {
 fn a_failing_operator_fails_the_job_and_shows_the_error() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("seq");
-    let r = eddy(&["local", "sequence", "--keys", "10", "--per-key", "1000", "--fail-every", "500", "--output", out.to_str().unwrap(), "-p", "2"], LIMIT);
+    let r = eddy(
+        &[
+            "local",
+            "sequence",
+            "--keys",
+            "10",
+            "--per-key",
+            "1000",
+            "--fail-every",
+            "500",
+            "--output",
+            out.to_str().unwrap(),
+            "-p",
+            "2",
+        ],
+        LIMIT,
+    );
     assert_eq!(r.code, 1, "stdout: {} stderr: {}", r.stdout, r.stderr);
     assert!(r.stdout.contains("FAILED"), "{}", r.stdout);
     assert!(r.stderr.contains("injected failure"), "{}", r.stderr);
@@ -73,7 +123,19 @@ fn a_failing_operator_fails_the_job_and_shows_the_error() {
 fn top_speed_windowing_emits_a_top_speed_per_car_and_window() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("cars");
-    let r = eddy(&["local", "top-speed-windowing", "--cars", "3", "--events", "3000", "--output", out.to_str().unwrap()], LIMIT);
+    let r = eddy(
+        &[
+            "local",
+            "top-speed-windowing",
+            "--cars",
+            "3",
+            "--events",
+            "3000",
+            "--output",
+            out.to_str().unwrap(),
+        ],
+        LIMIT,
+    );
     assert_eq!(r.code, 0, "stderr: {}", r.stderr);
     let lines = committed_lines(&out);
     assert!(!lines.is_empty());
@@ -95,20 +157,87 @@ fn bad_input_gives_one_line_errors_and_nonzero_exit() {
     let missing = dir.path().join("missing.txt");
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["local", "no-such-job"], "unknown job 'no-such-job'"),
-        (vec!["local", "word-count", "--input", missing.to_str().unwrap(), "--output", out.to_str().unwrap()], "missing.txt"),
-        (vec!["local", "sequence", "--keys", "ten", "--per-key", "1", "--output", out.to_str().unwrap()], "'ten'"),
-        (vec!["local", "sequence", "--keys", "1", "--per-key", "1", "--bogus", "1", "--output", out.to_str().unwrap()], "--bogus"),
-        (vec!["local", "sequence", "--keys", "1", "--per-key", "1", "--output", out.to_str().unwrap(), "-D", "heartbeat.interval=soon"], "heartbeat.interval"),
-        (vec!["local", "word-count", "--input", missing.to_str().unwrap(), "--output", "/proc/eddy-cannot-write"], "missing.txt"),
+        (
+            vec![
+                "local",
+                "word-count",
+                "--input",
+                missing.to_str().unwrap(),
+                "--output",
+                out.to_str().unwrap(),
+            ],
+            "missing.txt",
+        ),
+        (
+            vec![
+                "local",
+                "sequence",
+                "--keys",
+                "ten",
+                "--per-key",
+                "1",
+                "--output",
+                out.to_str().unwrap(),
+            ],
+            "'ten'",
+        ),
+        (
+            vec![
+                "local",
+                "sequence",
+                "--keys",
+                "1",
+                "--per-key",
+                "1",
+                "--bogus",
+                "1",
+                "--output",
+                out.to_str().unwrap(),
+            ],
+            "--bogus",
+        ),
+        (
+            vec![
+                "local",
+                "sequence",
+                "--keys",
+                "1",
+                "--per-key",
+                "1",
+                "--output",
+                out.to_str().unwrap(),
+                "-D",
+                "heartbeat.interval=soon",
+            ],
+            "heartbeat.interval",
+        ),
+        (
+            vec![
+                "local",
+                "word-count",
+                "--input",
+                missing.to_str().unwrap(),
+                "--output",
+                "/proc/eddy-cannot-write",
+            ],
+            "missing.txt",
+        ),
     ];
     for (args, needle) in cases {
         let r = eddy(&args, LIMIT);
         assert_ne!(r.code, 0, "{args:?} should fail");
-        let err_lines: Vec<&str> = r.stderr.lines().filter(|l| l.starts_with("error:")).collect();
+        let err_lines: Vec<&str> = r
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("error:"))
+            .collect();
         assert_eq!(err_lines.len(), 1, "{args:?}: {}", r.stderr);
         assert!(err_lines[0].contains(needle), "{args:?}: {}", err_lines[0]);
     }
-    assert!(!out.exists() || committed_lines(&out).is_empty(), "nothing half-written");
+    assert!(
+        !out.exists() || committed_lines(&out).is_empty(),
+        "nothing half-written"
+    );
 }
 
 #[test]
@@ -116,7 +245,17 @@ fn unwritable_output_directory_is_rejected_before_running() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.txt");
     std::fs::write(&input, "a b\n").unwrap();
-    let r = eddy(&["local", "word-count", "--input", input.to_str().unwrap(), "--output", "/proc/eddy-cannot-write"], LIMIT);
+    let r = eddy(
+        &[
+            "local",
+            "word-count",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            "/proc/eddy-cannot-write",
+        ],
+        LIMIT,
+    );
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("/proc/eddy-cannot-write"), "{}", r.stderr);
 }
@@ -125,7 +264,13 @@ fn unwritable_output_directory_is_rejected_before_running() {
 fn jobs_lists_the_builtin_jobs_with_arguments() {
     let r = eddy(&["jobs"], LIMIT);
     assert_eq!(r.code, 0);
-    for j in ["word-count", "sequence", "top-speed-windowing", "--input", "--per-key"] {
+    for j in [
+        "word-count",
+        "sequence",
+        "top-speed-windowing",
+        "--input",
+        "--per-key",
+    ] {
         assert!(r.stdout.contains(j), "missing {j} in {}", r.stdout);
     }
 }

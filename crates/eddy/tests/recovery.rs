@@ -13,18 +13,37 @@ use std::time::{Duration, Instant};
 const LIMIT: Duration = Duration::from_secs(180);
 
 fn summary(out: &Outcome) -> Value {
-    let last = out.stdout.lines().last().unwrap_or_else(|| panic!("no summary; stderr: {}", out.stderr));
+    let last = out
+        .stdout
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("no summary; stderr: {}", out.stderr));
     serde_json::from_str(last).unwrap_or_else(|e| panic!("bad summary {last}: {e}"))
 }
 
 /// `sequence` with failures and checkpoints; returns (summary, output dir's lines).
-fn run_sequence(dir: &Path, keys: u64, per_key: u64, extra: &[&str]) -> (Value, Vec<String>, Outcome) {
+fn run_sequence(
+    dir: &Path,
+    keys: u64,
+    per_key: u64,
+    extra: &[&str],
+) -> (Value, Vec<String>, Outcome) {
     let out = dir.join("seq");
     let ckpt = dir.join("ckpt");
     let (keys_s, per_s) = (keys.to_string(), per_key.to_string());
     let mut args = vec![
-        "local", "sequence", "--keys", &keys_s, "--per-key", &per_s, "--output", out.to_str().unwrap(),
-        "-D", "execution.checkpointing.interval=200ms", "-D", "restart-strategy.fixed-delay.delay=50ms",
+        "local",
+        "sequence",
+        "--keys",
+        &keys_s,
+        "--per-key",
+        &per_s,
+        "--output",
+        out.to_str().unwrap(),
+        "-D",
+        "execution.checkpointing.interval=200ms",
+        "-D",
+        "restart-strategy.fixed-delay.delay=50ms",
     ];
     let dir_arg = format!("execution.checkpointing.dir={}", ckpt.display());
     args.extend(["-D", &dir_arg, "--json"]);
@@ -37,12 +56,21 @@ fn run_sequence(dir: &Path, keys: u64, per_key: u64, extra: &[&str]) -> (Value, 
 
 fn exactly_once_under_repeated_failures(p: &str, fail_every: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let (s, lines, r) = run_sequence(dir.path(), 20, 3000, &["-p", p, "--rate", "20000", "--fail-every", fail_every]);
+    let (s, lines, r) = run_sequence(
+        dir.path(),
+        20,
+        3000,
+        &["-p", p, "--rate", "20000", "--fail-every", fail_every],
+    );
     assert_eq!(s["status"], "FINISHED", "{}", r.stderr);
     assert!(s["restarts"].as_u64().unwrap() >= 3, "restarts: {s}");
     assert!(s["completed_checkpoints"].as_u64().unwrap() >= 1, "{s}");
     assert_eq!(witness(&lines, 20, 3000), (0, 0, 0));
-    assert!(r.stderr.contains("checkpoint") && r.stderr.contains("! failure"), "progress shows checkpoints and failures: {}", r.stderr);
+    assert!(
+        r.stderr.contains("checkpoint") && r.stderr.contains("! failure"),
+        "progress shows checkpoints and failures: {}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -62,7 +90,16 @@ fn at_least_once_mode_loses_nothing() {
         dir.path(),
         20,
         3000,
-        &["-p", "4", "--rate", "20000", "--fail-every", "2500", "-D", "execution.checkpointing.mode=AT_LEAST_ONCE"],
+        &[
+            "-p",
+            "4",
+            "--rate",
+            "20000",
+            "--fail-every",
+            "2500",
+            "-D",
+            "execution.checkpointing.mode=AT_LEAST_ONCE",
+        ],
     );
     assert_eq!(s["status"], "FINISHED", "{}", r.stderr);
     let (missing, _dups, _wrong) = witness(&lines, 20, 3000);
@@ -76,25 +113,54 @@ fn fixed_delay_exhausted_fails_the_job_with_the_root_cause() {
         dir.path(),
         10,
         100_000,
-        &["-p", "2", "--fail-every", "3000", "-D", "restart-strategy=fixed-delay", "-D", "restart-strategy.fixed-delay.attempts=2"],
+        &[
+            "-p",
+            "2",
+            "--fail-every",
+            "3000",
+            "-D",
+            "restart-strategy=fixed-delay",
+            "-D",
+            "restart-strategy.fixed-delay.attempts=2",
+        ],
     );
     assert_eq!(r.code, 1);
     assert_eq!(s["status"], "FAILED");
     assert_eq!(s["restarts"], 2);
     let failure = s["failure"].as_str().unwrap();
-    assert!(failure.contains("injected failure") && failure.contains("fixed-delay"), "{failure}");
+    assert!(
+        failure.contains("injected failure") && failure.contains("fixed-delay"),
+        "{failure}"
+    );
 }
 
 #[test]
 fn restart_strategy_none_fails_at_the_first_failure() {
     let dir = tempfile::tempdir().unwrap();
-    let (s, _lines, _r) = run_sequence(dir.path(), 10, 100_000, &["-p", "2", "--fail-every", "3000", "-D", "restart-strategy=none"]);
+    let (s, _lines, _r) = run_sequence(
+        dir.path(),
+        10,
+        100_000,
+        &[
+            "-p",
+            "2",
+            "--fail-every",
+            "3000",
+            "-D",
+            "restart-strategy=none",
+        ],
+    );
     assert_eq!(s["status"], "FAILED");
     assert_eq!(s["restarts"], 0);
 }
 
 fn deployments(s: &Value, vertex: usize) -> Vec<u64> {
-    s["vertices"][vertex]["subtask_deployments"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect()
+    s["vertices"][vertex]["subtask_deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect()
 }
 
 #[test]
@@ -104,10 +170,24 @@ fn region_failover_restarts_only_the_failed_region() {
         dir.path(),
         20,
         2000,
-        &["-p", "4", "--forward", "--rate", "8000", "--fail-every", "1500", "--fail-subtask", "0"],
+        &[
+            "-p",
+            "4",
+            "--forward",
+            "--rate",
+            "8000",
+            "--fail-every",
+            "1500",
+            "--fail-subtask",
+            "0",
+        ],
     );
     assert_eq!(s["status"], "FINISHED", "{}", r.stderr);
-    assert_eq!(s["vertices"].as_array().unwrap().len(), 1, "forward-only: one chained vertex {s}");
+    assert_eq!(
+        s["vertices"].as_array().unwrap().len(),
+        1,
+        "forward-only: one chained vertex {s}"
+    );
     let d = deployments(&s, 0);
     assert!(d[0] > 1, "the failing subtask restarted: {d:?}");
     assert_eq!(&d[1..], &[1, 1, 1], "the other regions kept running: {d:?}");
@@ -121,7 +201,19 @@ fn full_failover_restarts_every_subtask() {
         dir.path(),
         20,
         2000,
-        &["-p", "4", "--forward", "--rate", "8000", "--fail-every", "1500", "--fail-subtask", "0", "-D", "jobmanager.execution.failover-strategy=full"],
+        &[
+            "-p",
+            "4",
+            "--forward",
+            "--rate",
+            "8000",
+            "--fail-every",
+            "1500",
+            "--fail-subtask",
+            "0",
+            "-D",
+            "jobmanager.execution.failover-strategy=full",
+        ],
     );
     assert_eq!(s["status"], "FINISHED", "{}", r.stderr);
     let d = deployments(&s, 0);
@@ -136,9 +228,31 @@ fn corrupted_latest_metadata_restores_from_the_previous_checkpoint() {
     let ckpt = dir.path().join("ckpt");
     let trigger = dir.path().join("fail-now");
     let child = Command::new(env!("CARGO_BIN_EXE_eddy"))
-        .args(["local", "sequence", "--keys", "10", "--per-key", "3000", "--rate", "3000", "-p", "2", "--json"])
-        .args(["--output", out.to_str().unwrap(), "--fail-on-file", trigger.to_str().unwrap()])
-        .args(["-D", "execution.checkpointing.interval=200ms", "-D", "state.checkpoints.num-retained=3"])
+        .args([
+            "local",
+            "sequence",
+            "--keys",
+            "10",
+            "--per-key",
+            "3000",
+            "--rate",
+            "3000",
+            "-p",
+            "2",
+            "--json",
+        ])
+        .args([
+            "--output",
+            out.to_str().unwrap(),
+            "--fail-on-file",
+            trigger.to_str().unwrap(),
+        ])
+        .args([
+            "-D",
+            "execution.checkpointing.interval=200ms",
+            "-D",
+            "state.checkpoints.num-retained=3",
+        ])
         .args(["-D", "restart-strategy.fixed-delay.delay=50ms"])
         .arg("-D")
         .arg(format!("execution.checkpointing.dir={}", ckpt.display()))
@@ -158,7 +272,10 @@ fn corrupted_latest_metadata_restores_from_the_previous_checkpoint() {
     // Wait for at least three retained checkpoints.
     let start = Instant::now();
     let latest = loop {
-        assert!(start.elapsed() < Duration::from_secs(60), "no checkpoints appeared");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no checkpoints appeared"
+        );
         let mut ids: Vec<u64> = std::fs::read_dir(&ckpt)
             .ok()
             .and_then(|mut jobs| jobs.next())
@@ -166,14 +283,28 @@ fn corrupted_latest_metadata_restores_from_the_previous_checkpoint() {
             .map(|j| {
                 std::fs::read_dir(j.path())
                     .unwrap()
-                    .filter_map(|e| e.ok()?.file_name().to_str()?.strip_prefix("chk-")?.parse().ok())
+                    .filter_map(|e| {
+                        e.ok()?
+                            .file_name()
+                            .to_str()?
+                            .strip_prefix("chk-")?
+                            .parse()
+                            .ok()
+                    })
                     .collect()
             })
             .unwrap_or_default();
         ids.sort();
         if ids.len() >= 3 {
-            let job = std::fs::read_dir(&ckpt).unwrap().next().unwrap().unwrap().path();
-            break job.join(format!("chk-{}", ids[ids.len() - 1])).join("_metadata");
+            let job = std::fs::read_dir(&ckpt)
+                .unwrap()
+                .next()
+                .unwrap()
+                .unwrap()
+                .path();
+            break job
+                .join(format!("chk-{}", ids[ids.len() - 1]))
+                .join("_metadata");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
@@ -195,6 +326,9 @@ fn corrupted_latest_metadata_restores_from_the_previous_checkpoint() {
     let s: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(s["status"], "FINISHED", "{stderr}");
     assert!(s["restarts"].as_u64().unwrap() >= 1);
-    assert!(stderr.contains("unreadable"), "the fallback is reported: {stderr}");
+    assert!(
+        stderr.contains("unreadable"),
+        "the fallback is reported: {stderr}"
+    );
     assert_eq!(witness(&committed_lines(&out), 10, 3000), (0, 0, 0));
 }

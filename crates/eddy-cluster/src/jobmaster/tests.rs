@@ -16,10 +16,22 @@ fn graph(p: u32, kind: PartitionKind) -> Arc<JobGraph> {
         max_parallelism: 128,
         is_source,
     };
-    Arc::new(JobGraph { vertices: vec![v(0, "src", true), v(1, "sink", false)], edges: vec![JobEdge { source: 0, target: 1, kind, stream_edge: 0 }] })
+    Arc::new(JobGraph {
+        vertices: vec![v(0, "src", true), v(1, "sink", false)],
+        edges: vec![JobEdge {
+            source: 0,
+            target: 1,
+            kind,
+            stream_edge: 0,
+        }],
+    })
 }
 
-fn settings(restart: RestartStrategyConfig, failover: FailoverStrategyKind, checkpointing: bool) -> JobMasterSettings {
+fn settings(
+    restart: RestartStrategyConfig,
+    failover: FailoverStrategyKind,
+    checkpointing: bool,
+) -> JobMasterSettings {
     let mut cp = CheckpointingSettings::default();
     if checkpointing {
         cp.interval = Some(Duration::from_millis(100));
@@ -37,11 +49,21 @@ fn settings(restart: RestartStrategyConfig, failover: FailoverStrategyKind, chec
 }
 
 fn spec() -> JobSpec {
-    JobSpec { name: "t".into(), args: vec![], config: Default::default(), parallelism: 2 }
+    JobSpec {
+        name: "t".into(),
+        args: vec![],
+        config: Default::default(),
+        parallelism: 2,
+    }
 }
 
 fn slots(n: usize) -> Vec<SlotRef> {
-    (0..n).map(|i| SlotRef { tm_id: format!("tm{}", i % 2), data_address: format!("127.0.0.1:{}", 1000 + i % 2) }).collect()
+    (0..n)
+        .map(|i| SlotRef {
+            tm_id: format!("tm{}", i % 2),
+            data_address: format!("127.0.0.1:{}", 1000 + i % 2),
+        })
+        .collect()
 }
 
 fn started(p: u32, kind: PartitionKind, s: JobMasterSettings) -> (JobMaster, Vec<Command>) {
@@ -53,25 +75,56 @@ fn started(p: u32, kind: PartitionKind, s: JobMasterSettings) -> (JobMaster, Vec
 fn deployed_keys(cmds: &[Command]) -> Vec<ExecutionKey> {
     cmds.iter()
         .filter_map(|c| match c {
-            Command::Send { msg: JmMessage::Deploy { deployment, .. }, .. } => {
-                Some(ExecutionKey { job_id: deployment.job_id, attempt: deployment.attempt, vertex: deployment.vertex, subtask: deployment.subtask })
-            }
+            Command::Send {
+                msg: JmMessage::Deploy { deployment, .. },
+                ..
+            } => Some(ExecutionKey {
+                job_id: deployment.job_id,
+                attempt: deployment.attempt,
+                vertex: deployment.vertex,
+                subtask: deployment.subtask,
+            }),
             _ => None,
         })
         .collect()
 }
 
-fn report_all(jm: &mut JobMaster, keys: &[ExecutionKey], state: ExecutionState, now: i64) -> Vec<Command> {
-    keys.iter().flat_map(|k| jm.on_task_state(*k, state, None, now)).collect()
+fn report_all(
+    jm: &mut JobMaster,
+    keys: &[ExecutionKey],
+    state: ExecutionState,
+    now: i64,
+) -> Vec<Command> {
+    keys.iter()
+        .flat_map(|k| jm.on_task_state(*k, state, None, now))
+        .collect()
 }
 
 fn cancels(cmds: &[Command]) -> usize {
-    cmds.iter().filter(|c| matches!(c, Command::Send { msg: JmMessage::Cancel { .. }, .. })).count()
+    cmds.iter()
+        .filter(|c| {
+            matches!(
+                c,
+                Command::Send {
+                    msg: JmMessage::Cancel { .. },
+                    ..
+                }
+            )
+        })
+        .count()
 }
 
 #[test]
 fn job_finishes_when_every_subtask_finished() {
-    let (mut jm, cmds) = started(2, PartitionKind::Hash, settings(RestartStrategyConfig::None, FailoverStrategyKind::Region, false));
+    let (mut jm, cmds) = started(
+        2,
+        PartitionKind::Hash,
+        settings(
+            RestartStrategyConfig::None,
+            FailoverStrategyKind::Region,
+            false,
+        ),
+    );
     let keys = deployed_keys(&cmds);
     assert_eq!(keys.len(), 4);
     report_all(&mut jm, &keys, ExecutionState::Running, 1);
@@ -83,7 +136,15 @@ fn job_finishes_when_every_subtask_finished() {
 
 #[test]
 fn no_restart_strategy_fails_the_job_with_the_root_cause() {
-    let (mut jm, cmds) = started(2, PartitionKind::Hash, settings(RestartStrategyConfig::None, FailoverStrategyKind::Region, false));
+    let (mut jm, cmds) = started(
+        2,
+        PartitionKind::Hash,
+        settings(
+            RestartStrategyConfig::None,
+            FailoverStrategyKind::Region,
+            false,
+        ),
+    );
     let keys = deployed_keys(&cmds);
     report_all(&mut jm, &keys, ExecutionState::Running, 1);
     let out = jm.on_task_state(keys[0], ExecutionState::Failed, Some("boom".into()), 2);
@@ -96,18 +157,48 @@ fn no_restart_strategy_fails_the_job_with_the_root_cause() {
 
 #[test]
 fn region_failover_restarts_only_the_failed_region() {
-    let restart = RestartStrategyConfig::FixedDelay { attempts: 3, delay: Duration::ZERO };
-    let (mut jm, cmds) = started(4, PartitionKind::Forward, settings(restart, FailoverStrategyKind::Region, false));
+    let restart = RestartStrategyConfig::FixedDelay {
+        attempts: 3,
+        delay: Duration::ZERO,
+    };
+    let (mut jm, cmds) = started(
+        4,
+        PartitionKind::Forward,
+        settings(restart, FailoverStrategyKind::Region, false),
+    );
     let keys = deployed_keys(&cmds);
     report_all(&mut jm, &keys, ExecutionState::Running, 1);
-    let failed = *keys.iter().find(|k| k.vertex == 1 && k.subtask == 2).unwrap();
+    let failed = *keys
+        .iter()
+        .find(|k| k.vertex == 1 && k.subtask == 2)
+        .unwrap();
     let out = jm.on_task_state(failed, ExecutionState::Failed, Some("x".into()), 2);
-    assert_eq!(cancels(&out), 1, "only the source of region 2 is still running and is cancelled");
-    assert_eq!(jm.status(), JobStatus::Running, "a partial restart keeps the job RUNNING");
-    let src = *keys.iter().find(|k| k.vertex == 0 && k.subtask == 2).unwrap();
+    assert_eq!(
+        cancels(&out),
+        1,
+        "only the source of region 2 is still running and is cancelled"
+    );
+    assert_eq!(
+        jm.status(),
+        JobStatus::Running,
+        "a partial restart keeps the job RUNNING"
+    );
+    let src = *keys
+        .iter()
+        .find(|k| k.vertex == 0 && k.subtask == 2)
+        .unwrap();
     jm.on_task_state(src, ExecutionState::Canceled, None, 3);
     let restore = jm.tick(4, 0);
-    let tasks = restore.iter().find_map(|c| if let Command::Restore { tasks, .. } = c { Some(tasks.clone()) } else { None }).unwrap();
+    let tasks = restore
+        .iter()
+        .find_map(|c| {
+            if let Command::Restore { tasks, .. } = c {
+                Some(tasks.clone())
+            } else {
+                None
+            }
+        })
+        .unwrap();
     assert_eq!(tasks, BTreeSet::from([(0, 2), (1, 2)]));
     let redeployed = deployed_keys(&jm.deploy_restarted(None, vec![], 5));
     assert_eq!(redeployed.len(), 2);
@@ -118,16 +209,31 @@ fn region_failover_restarts_only_the_failed_region() {
 
 #[test]
 fn full_failover_restarts_everything_and_goes_through_restarting() {
-    let restart = RestartStrategyConfig::FixedDelay { attempts: 3, delay: Duration::from_millis(50) };
-    let (mut jm, cmds) = started(2, PartitionKind::Forward, settings(restart, FailoverStrategyKind::Full, false));
+    let restart = RestartStrategyConfig::FixedDelay {
+        attempts: 3,
+        delay: Duration::from_millis(50),
+    };
+    let (mut jm, cmds) = started(
+        2,
+        PartitionKind::Forward,
+        settings(restart, FailoverStrategyKind::Full, false),
+    );
     let keys = deployed_keys(&cmds);
     report_all(&mut jm, &keys, ExecutionState::Running, 1);
     let out = jm.on_task_state(keys[0], ExecutionState::Failed, Some("x".into()), 10);
     assert_eq!(cancels(&out), 3);
     assert_eq!(jm.status(), JobStatus::Restarting);
     report_all(&mut jm, &keys[1..], ExecutionState::Canceled, 11);
-    assert!(jm.tick(20, 0).iter().all(|c| !matches!(c, Command::Restore { .. })), "restart delay not over yet");
-    assert!(jm.tick(61, 0).iter().any(|c| matches!(c, Command::Restore { .. })));
+    assert!(
+        jm.tick(20, 0)
+            .iter()
+            .all(|c| !matches!(c, Command::Restore { .. })),
+        "restart delay not over yet"
+    );
+    assert!(jm
+        .tick(61, 0)
+        .iter()
+        .any(|c| matches!(c, Command::Restore { .. })));
     let again = deployed_keys(&jm.deploy_restarted(None, vec![], 62));
     assert_eq!(again.len(), 4);
     report_all(&mut jm, &again, ExecutionState::Running, 63);
@@ -137,8 +243,15 @@ fn full_failover_restarts_everything_and_goes_through_restarting() {
 
 #[test]
 fn fixed_delay_exhausted_fails_the_job() {
-    let restart = RestartStrategyConfig::FixedDelay { attempts: 1, delay: Duration::ZERO };
-    let (mut jm, cmds) = started(1, PartitionKind::Forward, settings(restart, FailoverStrategyKind::Full, false));
+    let restart = RestartStrategyConfig::FixedDelay {
+        attempts: 1,
+        delay: Duration::ZERO,
+    };
+    let (mut jm, cmds) = started(
+        1,
+        PartitionKind::Forward,
+        settings(restart, FailoverStrategyKind::Full, false),
+    );
     let keys = deployed_keys(&cmds);
     report_all(&mut jm, &keys, ExecutionState::Running, 1);
     jm.on_task_state(keys[0], ExecutionState::Failed, Some("first".into()), 2);
@@ -155,8 +268,15 @@ fn fixed_delay_exhausted_fails_the_job() {
 
 #[test]
 fn reports_from_an_older_attempt_are_ignored() {
-    let restart = RestartStrategyConfig::FixedDelay { attempts: 5, delay: Duration::ZERO };
-    let (mut jm, cmds) = started(1, PartitionKind::Forward, settings(restart, FailoverStrategyKind::Full, false));
+    let restart = RestartStrategyConfig::FixedDelay {
+        attempts: 5,
+        delay: Duration::ZERO,
+    };
+    let (mut jm, cmds) = started(
+        1,
+        PartitionKind::Forward,
+        settings(restart, FailoverStrategyKind::Full, false),
+    );
     let keys = deployed_keys(&cmds);
     report_all(&mut jm, &keys, ExecutionState::Running, 1);
     jm.on_task_state(keys[0], ExecutionState::Failed, Some("x".into()), 2);
@@ -164,13 +284,23 @@ fn reports_from_an_older_attempt_are_ignored() {
     jm.tick(4, 0);
     jm.deploy_restarted(None, vec![], 5);
     // A late FAILED of attempt 0 must not trigger another restart.
-    assert!(jm.on_task_state(keys[1], ExecutionState::Failed, Some("late".into()), 6).is_empty());
+    assert!(jm
+        .on_task_state(keys[1], ExecutionState::Failed, Some("late".into()), 6)
+        .is_empty());
     assert_eq!(jm.details(7).restarts, 1);
 }
 
 #[test]
 fn checkpoints_are_triggered_at_sources_once_all_tasks_run() {
-    let (mut jm, cmds) = started(2, PartitionKind::Hash, settings(RestartStrategyConfig::None, FailoverStrategyKind::Region, true));
+    let (mut jm, cmds) = started(
+        2,
+        PartitionKind::Hash,
+        settings(
+            RestartStrategyConfig::None,
+            FailoverStrategyKind::Region,
+            true,
+        ),
+    );
     let keys = deployed_keys(&cmds);
     assert!(jm.tick(500, 0).is_empty(), "no checkpoint before tasks run");
     report_all(&mut jm, &keys, ExecutionState::Running, 1000);
@@ -178,7 +308,15 @@ fn checkpoints_are_triggered_at_sources_once_all_tasks_run() {
     let triggers: Vec<&ExecutionKey> = out
         .iter()
         .filter_map(|c| match c {
-            Command::Send { msg: JmMessage::TriggerCheckpoint { key, checkpoint_id: 1, .. }, .. } => Some(key),
+            Command::Send {
+                msg:
+                    JmMessage::TriggerCheckpoint {
+                        key,
+                        checkpoint_id: 1,
+                        ..
+                    },
+                ..
+            } => Some(key),
             _ => None,
         })
         .collect();
@@ -188,8 +326,22 @@ fn checkpoints_are_triggered_at_sources_once_all_tasks_run() {
     for k in &keys {
         out.extend(jm.on_checkpoint_ack(*k, 1, TaskStateSnapshot::default(), 1201));
     }
-    assert!(out.iter().any(|c| matches!(c, Command::WriteMetadata { .. })));
+    assert!(out
+        .iter()
+        .any(|c| matches!(c, Command::WriteMetadata { .. })));
     let notified = jm.metadata_written(1, 1202);
-    assert_eq!(notified.iter().filter(|c| matches!(c, Command::Send { msg: JmMessage::NotifyCheckpointComplete { .. }, .. })).count(), 4);
+    assert_eq!(
+        notified
+            .iter()
+            .filter(|c| matches!(
+                c,
+                Command::Send {
+                    msg: JmMessage::NotifyCheckpointComplete { .. },
+                    ..
+                }
+            ))
+            .count(),
+        4
+    );
     assert_eq!(jm.details(1203).completed_checkpoints, 1);
 }

@@ -194,7 +194,11 @@ fn prepare_dir(dir: &Path, probe_tag: &str) -> Result<()> {
     // Unique per call: several TaskManagers of one process may probe the same directory at once.
     static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let probe = dir.join(format!(".eddy-probe-{}-{}-{n}", std::process::id(), probe_tag));
+    let probe = dir.join(format!(
+        ".eddy-probe-{}-{}-{n}",
+        std::process::id(),
+        probe_tag
+    ));
     let written = OpenOptions::new()
         .write(true)
         .create(true)

@@ -975,7 +975,9 @@ fn finished_tasks_are_not_awaited_and_keep_their_last_state() {
     let mut c = running(settings());
     // Checkpoint 1 completes with every task.
     let cmds = c.tick(10 * S);
-    assert!(cmds.iter().any(|c| matches!(c, Command::TriggerCheckpoint { id: 1, .. })));
+    assert!(cmds
+        .iter()
+        .any(|c| matches!(c, Command::TriggerCheckpoint { id: 1, .. })));
     for t in all_tasks() {
         c.ack(1, t, state(t, &[]), 11 * S);
     }
@@ -1002,7 +1004,10 @@ fn finished_tasks_are_not_awaited_and_keep_their_last_state() {
             _ => None,
         })
         .expect("checkpoint 2 completes without the finished task");
-    assert!(meta.task_state(ev(0, 0)).is_some(), "finished task's state carried over");
+    assert!(
+        meta.task_state(ev(0, 0)).is_some(),
+        "finished task's state carried over"
+    );
 }
 
 #[test]
@@ -1013,7 +1018,9 @@ fn a_task_finishing_completes_a_checkpoint_waiting_only_for_it() {
         assert!(c.ack(1, t, state(t, &[]), 11 * S).is_empty());
     }
     let out = c.task_finished(ev(0, 0), 12 * S);
-    assert!(out.iter().any(|c| matches!(c, Command::WriteMetadataAndComplete { id: 1, .. })));
+    assert!(out
+        .iter()
+        .any(|c| matches!(c, Command::WriteMetadataAndComplete { id: 1, .. })));
 }
 
 #[test]
@@ -1023,5 +1030,8 @@ fn no_trigger_once_every_source_finished_and_redeploy_restores_them() {
     c.task_finished(ev(0, 1), S);
     assert!(c.tick(100 * S).is_empty());
     c.tasks_redeployed([ev(0, 0), ev(0, 1)]);
-    assert!(c.tick(200 * S).iter().any(|c| matches!(c, Command::TriggerCheckpoint { .. })));
+    assert!(c
+        .tick(200 * S)
+        .iter()
+        .any(|c| matches!(c, Command::TriggerCheckpoint { .. })));
 }

@@ -12,7 +12,7 @@ pub mod window;
 use crate::data::{Data, Key};
 use crate::error::{JobError, Result};
 use crate::graph::{AnyEmit, NodeId, NodeKind, PartitionKind, StreamEdge, StreamGraph, StreamNode};
-use crate::keyed::{KeyedProcessFunction, KeyedProcessOperator, KeySelector, TimestampFn};
+use crate::keyed::{KeySelector, KeyedProcessFunction, KeyedProcessOperator, TimestampFn};
 use crate::operator::{Operator, TaskInfo};
 use crate::sink::{Sink, SinkOperator};
 use crate::source::Source;
@@ -26,9 +26,11 @@ use std::sync::Arc;
 
 /// Unboxes an `AnyEmit` built for `T`.
 pub(crate) fn downcast_emit<T: Data>(e: AnyEmit, what: &str) -> Result<Box<dyn Emit<T>>> {
-    e.downcast::<Box<dyn Emit<T>>>()
-        .map(|b| *b)
-        .map_err(|_| JobError::new(format!("internal: record type mismatch while wiring {what}")))
+    e.downcast::<Box<dyn Emit<T>>>().map(|b| *b).map_err(|_| {
+        JobError::new(format!(
+            "internal: record type mismatch while wiring {what}"
+        ))
+    })
 }
 
 fn box_emit<T: Data>(e: Box<dyn Emit<T>>) -> AnyEmit {
@@ -45,7 +47,10 @@ pub struct StreamEnv {
 
 impl StreamEnv {
     pub fn new(config: Config) -> Self {
-        StreamEnv { graph: Rc::new(RefCell::new(StreamGraph::default())), config: Rc::new(config) }
+        StreamEnv {
+            graph: Rc::new(RefCell::new(StreamGraph::default())),
+            config: Rc::new(config),
+        }
     }
 
     /// The job's configuration (config.yaml + -D).
@@ -58,7 +63,14 @@ impl StreamEnv {
         std::mem::take(&mut *self.graph.borrow_mut())
     }
 
-    fn add_node(&self, name: &str, kind: NodeKind, input: crate::graph::InputFactory, fan_out: crate::graph::FanOutFactory, discard: crate::graph::DiscardFactory) -> NodeId {
+    fn add_node(
+        &self,
+        name: &str,
+        kind: NodeKind,
+        input: crate::graph::InputFactory,
+        fan_out: crate::graph::FanOutFactory,
+        discard: crate::graph::DiscardFactory,
+    ) -> NodeId {
         let mut g = self.graph.borrow_mut();
         let id = g.nodes.len();
         g.nodes.push(StreamNode {
@@ -81,9 +93,16 @@ impl StreamEnv {
         self.add_node(
             name,
             kind,
-            Arc::new(|e| Ok(Box::new(Decoder::<I>::new(downcast_emit::<I>(e, "an input")?)))),
+            Arc::new(|e| {
+                Ok(Box::new(Decoder::<I>::new(downcast_emit::<I>(
+                    e, "an input",
+                )?)))
+            }),
             Arc::new(|targets| {
-                let t = targets.into_iter().map(|e| downcast_emit::<O>(e, "a fan-out")).collect::<Result<Vec<_>>>()?;
+                let t = targets
+                    .into_iter()
+                    .map(|e| downcast_emit::<O>(e, "a fan-out"))
+                    .collect::<Result<Vec<_>>>()?;
                 Ok(box_emit::<O>(Box::new(FanOut::new(t))))
             }),
             Arc::new(|| box_emit::<O>(Box::new(Discard))),
@@ -91,21 +110,48 @@ impl StreamEnv {
     }
 
     /// Adds a source; `make` builds one instance per subtask.
-    pub fn add_source<S: Source>(&self, name: &str, make: impl Fn() -> S + Send + Sync + 'static) -> DataStream<S::Out> {
+    pub fn add_source<S: Source>(
+        &self,
+        name: &str,
+        make: impl Fn() -> S + Send + Sync + 'static,
+    ) -> DataStream<S::Out> {
         let factory: crate::graph::SourceFactory = Arc::new(move |next, info, restored| {
             let next = downcast_emit::<S::Out>(next, "a source")?;
-            Ok(Box::new(crate::task::source_driver::SourceLink::open(make(), info, restored, next)?))
+            Ok(Box::new(crate::task::source_driver::SourceLink::open(
+                make(),
+                info,
+                restored,
+                next,
+            )?))
         });
         let id = self.add_typed_node::<(), S::Out>(name, NodeKind::Source(factory));
-        DataStream { env: self.clone(), node: id, pending: PartitionKind::Forward, hash: None, timestamps: None }
+        DataStream {
+            env: self.clone(),
+            node: id,
+            pending: PartitionKind::Forward,
+            hash: None,
+            timestamps: None,
+        }
     }
 }
 
 /// Default uid: position and name. Set `uid()` explicitly to keep state across graph changes.
 fn default_uid(id: NodeId, name: &str) -> String {
-    let clean: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
     format!("{id}-{clean}")
 }
+
+/// The stable hash of a record's key (hash partitioning).
+pub(crate) type KeyHash<T> = Arc<dyn Fn(&T) -> u64 + Send + Sync>;
 
 /// A stream of `T`.
 pub struct DataStream<T: Data> {
@@ -113,14 +159,20 @@ pub struct DataStream<T: Data> {
     pub(crate) node: NodeId,
     /// How the next consumer connects.
     pub(crate) pending: PartitionKind,
-    pub(crate) hash: Option<Arc<dyn Fn(&T) -> u64 + Send + Sync>>,
+    pub(crate) hash: Option<KeyHash<T>>,
     /// Event-time timestamps, when assigned upstream and the type has not changed since.
     pub(crate) timestamps: Option<TimestampFn<T>>,
 }
 
 impl<T: Data> Clone for DataStream<T> {
     fn clone(&self) -> Self {
-        DataStream { env: self.env.clone(), node: self.node, pending: self.pending, hash: self.hash.clone(), timestamps: self.timestamps.clone() }
+        DataStream {
+            env: self.env.clone(),
+            node: self.node,
+            pending: self.pending,
+            hash: self.hash.clone(),
+            timestamps: self.timestamps.clone(),
+        }
     }
 }
 
@@ -132,44 +184,85 @@ impl<T: Data> DataStream<T> {
     /// Connects this stream to a new node.
     pub(crate) fn connect_to(&self, target: NodeId) {
         let hash = self.hash.clone();
-        let output: crate::graph::OutputFactory = Arc::new(move |channels, max_parallelism, kind, metrics| {
-            let partitioner = match kind {
-                PartitionKind::Forward => Partitioner::Forward,
-                PartitionKind::Rebalance => Partitioner::Rebalance(0),
-                PartitionKind::Broadcast => Partitioner::Broadcast,
-                PartitionKind::Hash => match &hash {
-                    Some(h) => Partitioner::Hash { hash: h.clone(), max_parallelism },
-                    None => Partitioner::Rebalance(0),
-                },
-            };
-            box_emit::<T>(Box::new(RecordWriter::<T>::new(channels, partitioner, metrics)))
+        let output: crate::graph::OutputFactory =
+            Arc::new(move |channels, max_parallelism, kind, metrics| {
+                let partitioner = match kind {
+                    PartitionKind::Forward => Partitioner::Forward,
+                    PartitionKind::Rebalance => Partitioner::Rebalance(0),
+                    PartitionKind::Broadcast => Partitioner::Broadcast,
+                    PartitionKind::Hash => match &hash {
+                        Some(h) => Partitioner::Hash {
+                            hash: h.clone(),
+                            max_parallelism,
+                        },
+                        None => Partitioner::Rebalance(0),
+                    },
+                };
+                box_emit::<T>(Box::new(RecordWriter::<T>::new(
+                    channels,
+                    partitioner,
+                    metrics,
+                )))
+            });
+        self.env.graph.borrow_mut().edges.push(StreamEdge {
+            source: self.node,
+            target,
+            kind: self.pending,
+            output,
         });
-        self.env.graph.borrow_mut().edges.push(StreamEdge { source: self.node, target, kind: self.pending, output });
     }
 
     /// Adds an operator node consuming this stream; `make` builds one instance per subtask.
-    pub fn transform<O: Operator<In = T>>(&self, name: &str, make: impl Fn() -> O + Send + Sync + 'static) -> DataStream<O::Out> {
-        let factory: crate::graph::OperatorFactory = Arc::new(move |next, info: &TaskInfo, restored| {
-            let next = downcast_emit::<O::Out>(next, "an operator")?;
-            Ok(box_emit::<O::In>(Box::new(OperatorLink::open(make(), info, restored, next)?)))
-        });
-        let id = self.env.add_typed_node::<O::In, O::Out>(name, NodeKind::Operator(factory));
+    pub fn transform<O: Operator<In = T>>(
+        &self,
+        name: &str,
+        make: impl Fn() -> O + Send + Sync + 'static,
+    ) -> DataStream<O::Out> {
+        let factory: crate::graph::OperatorFactory =
+            Arc::new(move |next, info: &TaskInfo, restored| {
+                let next = downcast_emit::<O::Out>(next, "an operator")?;
+                Ok(box_emit::<O::In>(Box::new(OperatorLink::open(
+                    make(),
+                    info,
+                    restored,
+                    next,
+                )?)))
+            });
+        let id = self
+            .env
+            .add_typed_node::<O::In, O::Out>(name, NodeKind::Operator(factory));
         self.connect_to(id);
-        DataStream { env: self.env.clone(), node: id, pending: PartitionKind::Forward, hash: None, timestamps: None }
+        DataStream {
+            env: self.env.clone(),
+            node: id,
+            pending: PartitionKind::Forward,
+            hash: None,
+            timestamps: None,
+        }
     }
 
     /// Like `transform` for operators that keep the record type and its timestamps.
-    pub(crate) fn transform_same<O: Operator<In = T, Out = T>>(&self, name: &str, make: impl Fn() -> O + Send + Sync + 'static) -> DataStream<T> {
+    pub(crate) fn transform_same<O: Operator<In = T, Out = T>>(
+        &self,
+        name: &str,
+        make: impl Fn() -> O + Send + Sync + 'static,
+    ) -> DataStream<T> {
         let mut s = self.transform(name, make);
         s.timestamps = self.timestamps.clone();
         s
     }
 
-    pub fn map<U: Data>(&self, f: impl Fn(T) -> U + Clone + Send + Sync + 'static) -> DataStream<U> {
+    pub fn map<U: Data>(
+        &self,
+        f: impl Fn(T) -> U + Clone + Send + Sync + 'static,
+    ) -> DataStream<U> {
         self.transform("Map", move || ops::Map::new(f.clone()))
     }
 
-    pub fn flat_map<U: Data, I: IntoIterator<Item = U>>(&self, f: impl Fn(T) -> I + Clone + Send + Sync + 'static) -> DataStream<U> {
+    pub fn flat_map<U: Data, I: IntoIterator<Item = U>>(
+        &self,
+        f: impl Fn(T) -> I + Clone + Send + Sync + 'static,
+    ) -> DataStream<U> {
         self.transform("FlatMap", move || ops::FlatMap::new(f.clone()))
     }
 
@@ -183,7 +276,9 @@ impl<T: Data> DataStream<T> {
         let s = selector.clone();
         let mut stream = self.clone();
         stream.pending = PartitionKind::Hash;
-        stream.hash = Some(Arc::new(move |t: &T| eddy_core::keygroup::stable_hash(&s(t))));
+        stream.hash = Some(Arc::new(move |t: &T| {
+            eddy_core::keygroup::stable_hash(&s(t))
+        }));
         KeyedStream { stream, selector }
     }
 
@@ -202,7 +297,11 @@ impl<T: Data> DataStream<T> {
     }
 
     /// Writes the stream to a sink; `make` builds one instance per subtask.
-    pub fn sink_to<S: Sink<In = T>>(&self, name: &str, make: impl Fn() -> S + Send + Sync + 'static) -> DataStream<()> {
+    pub fn sink_to<S: Sink<In = T>>(
+        &self,
+        name: &str,
+        make: impl Fn() -> S + Send + Sync + 'static,
+    ) -> DataStream<()> {
         let s = self.transform(name, move || SinkOperator(make()));
         s.env.graph.borrow_mut().nodes[s.node].is_sink = true;
         s
@@ -260,10 +359,15 @@ impl<T: Data, K: Key> KeyedStream<T, K> {
     }
 
     /// Runs a keyed process function; `f` is cloned for every subtask.
-    pub fn process<O: Data, F: KeyedProcessFunction<K, T, O> + Clone + Sync>(&self, f: F) -> DataStream<O> {
+    pub fn process<O: Data, F: KeyedProcessFunction<K, T, O> + Clone + Sync>(
+        &self,
+        f: F,
+    ) -> DataStream<O> {
         let selector = self.selector.clone();
         let ts = self.stream.timestamps.clone();
-        self.stream.transform("KeyedProcess", move || KeyedProcessOperator::new(f.clone(), selector.clone(), ts.clone()))
+        self.stream.transform("KeyedProcess", move || {
+            KeyedProcessOperator::new(f.clone(), selector.clone(), ts.clone())
+        })
     }
 
     /// A running reduce: for each record, combines it with the key's current value and emits
@@ -275,7 +379,10 @@ impl<T: Data, K: Key> KeyedStream<T, K> {
     }
 
     /// A running sum of `value(record)` per key, emitting `(key, sum)` for every record.
-    pub fn sum(&self, value: impl Fn(&T) -> i64 + Clone + Send + Sync + 'static) -> DataStream<(K, i64)> {
+    pub fn sum(
+        &self,
+        value: impl Fn(&T) -> i64 + Clone + Send + Sync + 'static,
+    ) -> DataStream<(K, i64)> {
         self.process(ops::RunningSum::new(value)).name("Sum")
     }
 }

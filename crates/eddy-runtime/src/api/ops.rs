@@ -41,7 +41,9 @@ impl<I, O, F> FlatMap<I, O, F> {
     }
 }
 
-impl<I: Data, O: Data, It: IntoIterator<Item = O>, F: Fn(I) -> It + Send + 'static> Operator for FlatMap<I, O, F> {
+impl<I: Data, O: Data, It: IntoIterator<Item = O>, F: Fn(I) -> It + Send + 'static> Operator
+    for FlatMap<I, O, F>
+{
     type In = I;
     type Out = O;
 
@@ -84,17 +86,25 @@ pub struct RunningReduce<T, F> {
 
 impl<T, F: Clone> Clone for RunningReduce<T, F> {
     fn clone(&self) -> Self {
-        RunningReduce { f: self.f.clone(), state: self.state }
+        RunningReduce {
+            f: self.f.clone(),
+            state: self.state,
+        }
     }
 }
 
 impl<T, F> RunningReduce<T, F> {
     pub fn new(f: F) -> Self {
-        RunningReduce { f, state: ValueState::default() }
+        RunningReduce {
+            f,
+            state: ValueState::default(),
+        }
     }
 }
 
-impl<K: Key, T: Data, F: Fn(T, T) -> T + Send + 'static> KeyedProcessFunction<K, T, T> for RunningReduce<T, F> {
+impl<K: Key, T: Data, F: Fn(T, T) -> T + Send + 'static> KeyedProcessFunction<K, T, T>
+    for RunningReduce<T, F>
+{
     fn open(&mut self, ctx: &mut KeyedOpenContext<'_, K>) -> Result<()> {
         self.state = ctx.value_state("reduce")?;
         Ok(())
@@ -120,17 +130,27 @@ pub struct RunningSum<T, F> {
 
 impl<T, F: Clone> Clone for RunningSum<T, F> {
     fn clone(&self) -> Self {
-        RunningSum { value: self.value.clone(), state: self.state, _t: PhantomData }
+        RunningSum {
+            value: self.value.clone(),
+            state: self.state,
+            _t: PhantomData,
+        }
     }
 }
 
 impl<T, F> RunningSum<T, F> {
     pub fn new(value: F) -> Self {
-        RunningSum { value, state: ValueState::default(), _t: PhantomData }
+        RunningSum {
+            value,
+            state: ValueState::default(),
+            _t: PhantomData,
+        }
     }
 }
 
-impl<K: Key, T: Data, F: Fn(&T) -> i64 + Send + 'static> KeyedProcessFunction<K, T, (K, i64)> for RunningSum<T, F> {
+impl<K: Key, T: Data, F: Fn(&T) -> i64 + Send + 'static> KeyedProcessFunction<K, T, (K, i64)>
+    for RunningSum<T, F>
+{
     fn open(&mut self, ctx: &mut KeyedOpenContext<'_, K>) -> Result<()> {
         self.state = ctx.value_state("sum")?;
         Ok(())

@@ -45,7 +45,7 @@ macro_rules! handle_impls {
             fn default() -> Self { $t { id: usize::MAX, _v: PhantomData } }
         }
         impl<$($p),+> Clone for $t<$($p),+> {
-            fn clone(&self) -> Self { $t { id: self.id, _v: PhantomData } }
+            fn clone(&self) -> Self { *self }
         }
         impl<$($p),+> Copy for $t<$($p),+> {}
     };
@@ -59,7 +59,13 @@ trait StateTable<K>: Send {
     fn as_any_mut(&mut self) -> &mut dyn Any;
     fn as_any(&self) -> &dyn Any;
     fn snapshot_group(&self, group_index: usize) -> Result<Option<Vec<u8>>>;
-    fn restore_group(&mut self, group_index: usize, bytes: &[u8], range: KeyGroupRange, max_parallelism: u32) -> Result<()>;
+    fn restore_group(
+        &mut self,
+        group_index: usize,
+        bytes: &[u8],
+        range: KeyGroupRange,
+        max_parallelism: u32,
+    ) -> Result<()>;
     fn len(&self) -> usize;
 }
 
@@ -70,26 +76,38 @@ pub(crate) struct Table<K, V> {
 
 impl<K: Key, V: Data> Table<K, V> {
     fn new(groups: usize) -> Self {
-        Table { groups: (0..groups).map(|_| HashTable::new()).collect() }
+        Table {
+            groups: (0..groups).map(|_| HashTable::new()).collect(),
+        }
     }
 
     #[inline]
     fn get(&self, slot: KeySlot, key: &K) -> Option<&V> {
-        self.groups[slot.group_index].find(slot.hash, |(k, _)| k == key).map(|(_, v)| v)
+        self.groups[slot.group_index]
+            .find(slot.hash, |(k, _)| k == key)
+            .map(|(_, v)| v)
     }
 
     #[inline]
     fn get_mut(&mut self, slot: KeySlot, key: &K) -> Option<&mut V> {
-        self.groups[slot.group_index].find_mut(slot.hash, |(k, _)| k == key).map(|(_, v)| v)
+        self.groups[slot.group_index]
+            .find_mut(slot.hash, |(k, _)| k == key)
+            .map(|(_, v)| v)
     }
 
     #[inline]
     fn get_or_insert_with(&mut self, slot: KeySlot, key: &K, init: impl FnOnce() -> V) -> &mut V {
         let table = &mut self.groups[slot.group_index];
-        let entry = table.entry(slot.hash, |(k, _)| k == key, |(k, _)| eddy_core::keygroup::stable_hash(k));
+        let entry = table.entry(
+            slot.hash,
+            |(k, _)| k == key,
+            |(k, _)| eddy_core::keygroup::stable_hash(k),
+        );
         match entry {
             hashbrown::hash_table::Entry::Occupied(o) => &mut o.into_mut().1,
-            hashbrown::hash_table::Entry::Vacant(v) => &mut v.insert((key.clone(), init())).into_mut().1,
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                &mut v.insert((key.clone(), init())).into_mut().1
+            }
         }
     }
 
@@ -120,7 +138,13 @@ impl<K: Key, V: Data> StateTable<K> for Table<K, V> {
         Ok(Some(bincode::serialize(&entries)?))
     }
 
-    fn restore_group(&mut self, group_index: usize, bytes: &[u8], range: KeyGroupRange, max_parallelism: u32) -> Result<()> {
+    fn restore_group(
+        &mut self,
+        group_index: usize,
+        bytes: &[u8],
+        range: KeyGroupRange,
+        max_parallelism: u32,
+    ) -> Result<()> {
         let entries: Vec<(K, V)> = bincode::deserialize(bytes)?;
         let expected = range.start + group_index as u32;
         for (k, v) in entries {
@@ -132,7 +156,8 @@ impl<K: Key, V: Data> StateTable<K> for Table<K, V> {
                      was max parallelism changed? (it is {max_parallelism} now)"
                 )));
             }
-            self.groups[group_index].insert_unique(hash, (k, v), |(k, _)| eddy_core::keygroup::stable_hash(k));
+            self.groups[group_index]
+                .insert_unique(hash, (k, v), |(k, _)| eddy_core::keygroup::stable_hash(k));
         }
         Ok(())
     }
@@ -154,7 +179,13 @@ pub struct KeyedStateBackend<K> {
 
 impl<K: Key> KeyedStateBackend<K> {
     pub fn new(range: KeyGroupRange, max_parallelism: u32) -> Self {
-        KeyedStateBackend { range, max_parallelism, names: Vec::new(), tables: Vec::new(), pending_restore: BTreeMap::new() }
+        KeyedStateBackend {
+            range,
+            max_parallelism,
+            names: Vec::new(),
+            tables: Vec::new(),
+            pending_restore: BTreeMap::new(),
+        }
     }
 
     pub fn key_group_range(&self) -> KeyGroupRange {
@@ -166,8 +197,15 @@ impl<K: Key> KeyedStateBackend<K> {
     pub fn slot_of(&self, key: &K) -> KeySlot {
         let hash = eddy_core::keygroup::stable_hash(key);
         let kg = eddy_core::keygroup::key_group_for_hash(hash, self.max_parallelism);
-        debug_assert!(self.range.contains(kg), "key {key:?} of key group {kg} routed to a subtask owning {:?}", self.range);
-        KeySlot { hash, group_index: kg.saturating_sub(self.range.start) as usize }
+        debug_assert!(
+            self.range.contains(kg),
+            "key {key:?} of key group {kg} routed to a subtask owning {:?}",
+            self.range
+        );
+        KeySlot {
+            hash,
+            group_index: kg.saturating_sub(self.range.start) as usize,
+        }
     }
 
     /// Checks that a key belongs to this subtask (a wrong key selector, e.g. a nondeterministic
@@ -184,13 +222,20 @@ impl<K: Key> KeyedStateBackend<K> {
 
     fn register<V: Data>(&mut self, name: &str) -> Result<usize> {
         if self.names.iter().any(|n| n == name) {
-            return Err(JobError::new(format!("keyed state '{name}' registered twice in one operator")));
+            return Err(JobError::new(format!(
+                "keyed state '{name}' registered twice in one operator"
+            )));
         }
         let mut table: Box<dyn StateTable<K>> = Box::new(Table::<K, V>::new(self.range.len()));
         if let Some(blobs) = self.pending_restore.remove(name) {
             for (kg, bytes) in blobs {
                 if self.range.contains(kg) {
-                    table.restore_group((kg - self.range.start) as usize, &bytes, self.range, self.max_parallelism)?;
+                    table.restore_group(
+                        (kg - self.range.start) as usize,
+                        &bytes,
+                        self.range,
+                        self.max_parallelism,
+                    )?;
                 }
             }
         }
@@ -200,30 +245,51 @@ impl<K: Key> KeyedStateBackend<K> {
     }
 
     pub fn value_state<V: Data>(&mut self, name: &str) -> Result<ValueState<V>> {
-        Ok(ValueState { id: self.register::<V>(name)?, _v: PhantomData })
+        Ok(ValueState {
+            id: self.register::<V>(name)?,
+            _v: PhantomData,
+        })
     }
 
     pub fn list_state<V: Data>(&mut self, name: &str) -> Result<ListState<V>> {
-        Ok(ListState { id: self.register::<Vec<V>>(name)?, _v: PhantomData })
+        Ok(ListState {
+            id: self.register::<Vec<V>>(name)?,
+            _v: PhantomData,
+        })
     }
 
     pub fn map_state<UK: Key, UV: Data>(&mut self, name: &str) -> Result<MapState<UK, UV>> {
-        Ok(MapState { id: self.register::<BTreeMap<UK, UV>>(name)?, _v: PhantomData })
+        Ok(MapState {
+            id: self.register::<BTreeMap<UK, UV>>(name)?,
+            _v: PhantomData,
+        })
     }
 
     #[inline]
     fn table<V: Data>(&mut self, id: usize) -> &mut Table<K, V> {
-        match self.tables.get_mut(id).and_then(|t| t.as_any_mut().downcast_mut::<Table<K, V>>()) {
+        match self
+            .tables
+            .get_mut(id)
+            .and_then(|t| t.as_any_mut().downcast_mut::<Table<K, V>>())
+        {
             Some(t) => t,
-            None => panic!("state handle {id} used before it was registered in open(), or with another type"),
+            None => panic!(
+                "state handle {id} used before it was registered in open(), or with another type"
+            ),
         }
     }
 
     #[inline]
     fn table_ref<V: Data>(&self, id: usize) -> &Table<K, V> {
-        match self.tables.get(id).and_then(|t| t.as_any().downcast_ref::<Table<K, V>>()) {
+        match self
+            .tables
+            .get(id)
+            .and_then(|t| t.as_any().downcast_ref::<Table<K, V>>())
+        {
             Some(t) => t,
-            None => panic!("state handle {id} used before it was registered in open(), or with another type"),
+            None => panic!(
+                "state handle {id} used before it was registered in open(), or with another type"
+            ),
         }
     }
 
@@ -233,11 +299,22 @@ impl<K: Key> KeyedStateBackend<K> {
         self.table_ref::<V>(h.id).get(slot, key)
     }
     #[inline]
-    pub fn value_mut<V: Data>(&mut self, h: ValueState<V>, slot: KeySlot, key: &K) -> Option<&mut V> {
+    pub fn value_mut<V: Data>(
+        &mut self,
+        h: ValueState<V>,
+        slot: KeySlot,
+        key: &K,
+    ) -> Option<&mut V> {
         self.table::<V>(h.id).get_mut(slot, key)
     }
     #[inline]
-    pub fn value_or_insert_with<V: Data>(&mut self, h: ValueState<V>, slot: KeySlot, key: &K, init: impl FnOnce() -> V) -> &mut V {
+    pub fn value_or_insert_with<V: Data>(
+        &mut self,
+        h: ValueState<V>,
+        slot: KeySlot,
+        key: &K,
+        init: impl FnOnce() -> V,
+    ) -> &mut V {
         self.table::<V>(h.id).get_or_insert_with(slot, key, init)
     }
     #[inline]
@@ -256,21 +333,39 @@ impl<K: Key> KeyedStateBackend<K> {
 
     // --- list state ---
     pub fn list<V: Data>(&self, h: ListState<V>, slot: KeySlot, key: &K) -> &[V] {
-        self.table_ref::<Vec<V>>(h.id).get(slot, key).map(|v| v.as_slice()).unwrap_or(&[])
+        self.table_ref::<Vec<V>>(h.id)
+            .get(slot, key)
+            .map(|v| v.as_slice())
+            .unwrap_or(&[])
     }
     pub fn list_push<V: Data>(&mut self, h: ListState<V>, slot: KeySlot, key: &K, v: V) {
-        self.table::<Vec<V>>(h.id).get_or_insert_with(slot, key, Vec::new).push(v)
+        self.table::<Vec<V>>(h.id)
+            .get_or_insert_with(slot, key, Vec::new)
+            .push(v)
     }
     pub fn list_take<V: Data>(&mut self, h: ListState<V>, slot: KeySlot, key: &K) -> Vec<V> {
-        self.table::<Vec<V>>(h.id).remove(slot, key).unwrap_or_default()
+        self.table::<Vec<V>>(h.id)
+            .remove(slot, key)
+            .unwrap_or_default()
     }
 
     // --- map state ---
-    pub fn map<UK: Key, UV: Data>(&self, h: MapState<UK, UV>, slot: KeySlot, key: &K) -> Option<&BTreeMap<UK, UV>> {
+    pub fn map<UK: Key, UV: Data>(
+        &self,
+        h: MapState<UK, UV>,
+        slot: KeySlot,
+        key: &K,
+    ) -> Option<&BTreeMap<UK, UV>> {
         self.table_ref::<BTreeMap<UK, UV>>(h.id).get(slot, key)
     }
-    pub fn map_mut<UK: Key, UV: Data>(&mut self, h: MapState<UK, UV>, slot: KeySlot, key: &K) -> &mut BTreeMap<UK, UV> {
-        self.table::<BTreeMap<UK, UV>>(h.id).get_or_insert_with(slot, key, BTreeMap::new)
+    pub fn map_mut<UK: Key, UV: Data>(
+        &mut self,
+        h: MapState<UK, UV>,
+        slot: KeySlot,
+        key: &K,
+    ) -> &mut BTreeMap<UK, UV> {
+        self.table::<BTreeMap<UK, UV>>(h.id)
+            .get_or_insert_with(slot, key, BTreeMap::new)
     }
     pub fn map_clear<UK: Key, UV: Data>(&mut self, h: MapState<UK, UV>, slot: KeySlot, key: &K) {
         self.table::<BTreeMap<UK, UV>>(h.id).remove(slot, key);
@@ -309,8 +404,9 @@ impl<K: Key> KeyedStateBackend<K> {
             if !self.range.contains(*kg) {
                 continue;
             }
-            let states: Vec<(String, Vec<u8>)> = bincode::deserialize(bytes)
-                .map_err(|e| JobError::new(format!("corrupt keyed state of key group {kg}: {e}")))?;
+            let states: Vec<(String, Vec<u8>)> = bincode::deserialize(bytes).map_err(|e| {
+                JobError::new(format!("corrupt keyed state of key group {kg}: {e}"))
+            })?;
             for (name, b) in states {
                 self.pending_restore.entry(name).or_default().push((*kg, b));
             }

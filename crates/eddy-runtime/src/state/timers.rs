@@ -14,6 +14,9 @@ pub enum TimeDomain {
     ProcessingTime,
 }
 
+/// The (event, processing) timers of one key group, borrowed for a snapshot.
+type TimerGroup<'a, K> = (Vec<&'a (Timestamp, K)>, Vec<&'a (Timestamp, K)>);
+
 pub struct TimerService<K> {
     event: BTreeSet<(Timestamp, K)>,
     processing: BTreeSet<(Timestamp, K)>,
@@ -21,7 +24,10 @@ pub struct TimerService<K> {
 
 impl<K: Key> Default for TimerService<K> {
     fn default() -> Self {
-        TimerService { event: BTreeSet::new(), processing: BTreeSet::new() }
+        TimerService {
+            event: BTreeSet::new(),
+            processing: BTreeSet::new(),
+        }
     }
 }
 
@@ -67,22 +73,37 @@ impl<K: Key> TimerService<K> {
 
     /// Timers grouped by key group: `(key group, bincode of (event, processing) timers)`.
     pub fn snapshot(&self, max_parallelism: u32) -> Result<Vec<(u32, Vec<u8>)>> {
-        type Group<'a, K> = (Vec<&'a (Timestamp, K)>, Vec<&'a (Timestamp, K)>);
-        let mut groups: std::collections::BTreeMap<u32, Group<'_, K>> = Default::default();
+        let mut groups: std::collections::BTreeMap<u32, TimerGroup<'_, K>> = Default::default();
         for t in &self.event {
-            groups.entry(eddy_core::keygroup::key_group_of(&t.1, max_parallelism)).or_default().0.push(t);
+            groups
+                .entry(eddy_core::keygroup::key_group_of(&t.1, max_parallelism))
+                .or_default()
+                .0
+                .push(t);
         }
         for t in &self.processing {
-            groups.entry(eddy_core::keygroup::key_group_of(&t.1, max_parallelism)).or_default().1.push(t);
+            groups
+                .entry(eddy_core::keygroup::key_group_of(&t.1, max_parallelism))
+                .or_default()
+                .1
+                .push(t);
         }
-        groups.into_iter().map(|(kg, g)| Ok((kg, bincode::serialize(&g)?))).collect()
+        groups
+            .into_iter()
+            .map(|(kg, g)| Ok((kg, bincode::serialize(&g)?)))
+            .collect()
     }
 
     /// Restores the timers of the key groups in `range` from a snapshot.
-    pub fn restore(&mut self, groups: &[(u32, Vec<u8>)], range: eddy_core::KeyGroupRange) -> Result<()> {
+    pub fn restore(
+        &mut self,
+        groups: &[(u32, Vec<u8>)],
+        range: eddy_core::KeyGroupRange,
+    ) -> Result<()> {
         for (kg, bytes) in groups {
             if range.contains(*kg) {
-                let (ev, pt): (Vec<(Timestamp, K)>, Vec<(Timestamp, K)>) = bincode::deserialize(bytes)?;
+                type Owned<K> = (Vec<(Timestamp, K)>, Vec<(Timestamp, K)>);
+                let (ev, pt): Owned<K> = bincode::deserialize(bytes)?;
                 self.event.extend(ev);
                 self.processing.extend(pt);
             }
@@ -117,7 +138,8 @@ mod tests {
         }
         let snap = t.snapshot(128).unwrap();
         let mut r = TimerService::<u64>::default();
-        r.restore(&snap, eddy_core::KeyGroupRange { start: 0, end: 128 }).unwrap();
+        r.restore(&snap, eddy_core::KeyGroupRange { start: 0, end: 128 })
+            .unwrap();
         assert_eq!(r.len(), 100);
         assert_eq!(r.next_processing_time(), Some(100));
     }

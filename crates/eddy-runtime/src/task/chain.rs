@@ -46,10 +46,25 @@ pub struct OperatorLink<O: Operator> {
 }
 
 impl<O: Operator> OperatorLink<O> {
-    pub fn open(mut op: O, info: &TaskInfo, restored: Option<&OperatorSnapshot>, next: Box<dyn Emit<O::Out>>) -> Result<Self> {
-        op.open(info, restored)
-            .map_err(|e| e.context(format!("opening operator '{}' (subtask {})", info.operator_name, info.subtask_index)))?;
-        Ok(OperatorLink { op, uid: info.operator_uid.clone(), out: Output::new(), next, finished: false })
+    pub fn open(
+        mut op: O,
+        info: &TaskInfo,
+        restored: Option<&OperatorSnapshot>,
+        next: Box<dyn Emit<O::Out>>,
+    ) -> Result<Self> {
+        op.open(info, restored).map_err(|e| {
+            e.context(format!(
+                "opening operator '{}' (subtask {})",
+                info.operator_name, info.subtask_index
+            ))
+        })?;
+        Ok(OperatorLink {
+            op,
+            uid: info.operator_uid.clone(),
+            out: Output::new(),
+            next,
+            finished: false,
+        })
     }
 
     #[inline]
@@ -71,7 +86,11 @@ impl<O: Operator> Control for OperatorLink<O> {
     }
 
     fn processing_time(&mut self, now: Timestamp) -> Result<()> {
-        if self.op.next_processing_time_deadline().is_some_and(|d| d <= now) {
+        if self
+            .op
+            .next_processing_time_deadline()
+            .is_some_and(|d| d <= now)
+        {
             self.op.on_processing_time(now, &mut self.out)?;
             self.drain_out()?;
         }
@@ -79,7 +98,10 @@ impl<O: Operator> Control for OperatorLink<O> {
     }
 
     fn next_deadline(&self) -> Option<Timestamp> {
-        match (self.op.next_processing_time_deadline(), self.next.next_deadline()) {
+        match (
+            self.op.next_processing_time_deadline(),
+            self.next.next_deadline(),
+        ) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -137,7 +159,10 @@ pub struct FanOut<T> {
 
 impl<T: Data> FanOut<T> {
     pub fn new(targets: Vec<Box<dyn Emit<T>>>) -> Self {
-        FanOut { targets, scratch: Vec::new() }
+        FanOut {
+            targets,
+            scratch: Vec::new(),
+        }
     }
 }
 

@@ -46,17 +46,27 @@ pub struct Credits {
 
 impl Credits {
     pub fn new(initial: u32) -> Arc<Self> {
-        Arc::new(Credits { available: Mutex::new(initial), cv: Condvar::new() })
+        Arc::new(Credits {
+            available: Mutex::new(initial),
+            cv: Condvar::new(),
+        })
     }
 
     /// Takes one credit, waiting while none is available; gives up when `cancel` is set.
     pub fn acquire(&self, cancel: &AtomicBool) -> Result<()> {
-        let mut n = self.available.lock().map_err(|_| JobError::new("credit lock poisoned"))?;
+        let mut n = self
+            .available
+            .lock()
+            .map_err(|_| JobError::new("credit lock poisoned"))?;
         while *n == 0 {
             if cancel.load(Ordering::Relaxed) {
                 return Err(JobError::new("task canceled"));
             }
-            n = self.cv.wait_timeout(n, Duration::from_millis(50)).map_err(|_| JobError::new("credit lock poisoned"))?.0;
+            n = self
+                .cv
+                .wait_timeout(n, Duration::from_millis(50))
+                .map_err(|_| JobError::new("credit lock poisoned"))?
+                .0;
         }
         *n -= 1;
         Ok(())
@@ -89,7 +99,11 @@ impl CreditReturn {
 /// What lands in a task's mailbox.
 pub enum MailboxItem {
     /// An event on input channel `index` (position in the task's input list).
-    Channel { index: u32, event: ChannelEvent, credit: CreditReturn },
+    Channel {
+        index: u32,
+        event: ChannelEvent,
+        credit: CreditReturn,
+    },
     Control(TaskControl),
 }
 
@@ -97,9 +111,15 @@ pub enum MailboxItem {
 #[derive(Clone, Debug)]
 pub enum TaskControl {
     /// Sources only: inject a barrier for this checkpoint.
-    TriggerCheckpoint { checkpoint_id: u64 },
-    NotifyCheckpointComplete { checkpoint_id: u64 },
-    AbortCheckpoint { checkpoint_id: u64 },
+    TriggerCheckpoint {
+        checkpoint_id: u64,
+    },
+    NotifyCheckpointComplete {
+        checkpoint_id: u64,
+    },
+    AbortCheckpoint {
+        checkpoint_id: u64,
+    },
     Cancel,
 }
 
@@ -126,11 +146,24 @@ enum ChannelTarget {
 
 impl ChannelWriter {
     pub fn local(endpoint: InputEndpoint, cancel: Arc<AtomicBool>) -> Self {
-        ChannelWriter { credits: endpoint.local_credits.clone(), target: ChannelTarget::Local(endpoint), cancel }
+        ChannelWriter {
+            credits: endpoint.local_credits.clone(),
+            target: ChannelTarget::Local(endpoint),
+            cancel,
+        }
     }
 
-    pub fn remote(conn: Arc<crate::task::network::PeerConnection>, id: ChannelId, credits: Arc<Credits>, cancel: Arc<AtomicBool>) -> Self {
-        ChannelWriter { credits, target: ChannelTarget::Remote(conn, id), cancel }
+    pub fn remote(
+        conn: Arc<crate::task::network::PeerConnection>,
+        id: ChannelId,
+        credits: Arc<Credits>,
+        cancel: Arc<AtomicBool>,
+    ) -> Self {
+        ChannelWriter {
+            credits,
+            target: ChannelTarget::Remote(conn, id),
+            cancel,
+        }
     }
 
     pub fn is_local(&self) -> bool {
@@ -143,7 +176,11 @@ impl ChannelWriter {
         match &self.target {
             ChannelTarget::Local(ep) => ep
                 .mailbox
-                .send(MailboxItem::Channel { index: ep.index, event, credit: CreditReturn::Local(self.credits.clone()) })
+                .send(MailboxItem::Channel {
+                    index: ep.index,
+                    event,
+                    credit: CreditReturn::Local(self.credits.clone()),
+                })
                 .map_err(|_| JobError::new("the consuming task is gone")),
             ChannelTarget::Remote(conn, id) => conn.send_event(*id, &event),
         }

@@ -30,15 +30,22 @@ pub struct Decoder<T: Data> {
 
 impl<T: Data> Decoder<T> {
     pub fn new(next: Box<dyn Emit<T>>) -> Self {
-        Decoder { next, metrics: None }
+        Decoder {
+            next,
+            metrics: None,
+        }
     }
 }
 
 impl<T: Data> InputHandler for Decoder<T> {
     fn batch(&mut self, payload: Payload) -> Result<()> {
         let mut batch: Vec<T> = match payload {
-            Payload::Local(b) => *b.downcast::<Vec<T>>().map_err(|_| JobError::new("internal: a local batch of the wrong record type"))?,
-            Payload::Bytes(bytes) => bincode::deserialize(&bytes).map_err(|e| JobError::new(format!("cannot decode a batch from the network: {e}")))?,
+            Payload::Local(b) => *b
+                .downcast::<Vec<T>>()
+                .map_err(|_| JobError::new("internal: a local batch of the wrong record type"))?,
+            Payload::Bytes(bytes) => bincode::deserialize(&bytes).map_err(|e| {
+                JobError::new(format!("cannot decode a batch from the network: {e}"))
+            })?,
         };
         if let Some(m) = &self.metrics {
             m.add_in(batch.len() as u64);
@@ -88,7 +95,12 @@ impl InputGate {
     pub fn new(num_channels: usize, exactly_once: bool) -> Self {
         InputGate {
             channels: (0..num_channels)
-                .map(|_| ChannelState { watermark: MIN_WATERMARK, ended: false, held: VecDeque::new(), blocked: false })
+                .map(|_| ChannelState {
+                    watermark: MIN_WATERMARK,
+                    ended: false,
+                    held: VecDeque::new(),
+                    blocked: false,
+                })
                 .collect(),
             combined_watermark: MIN_WATERMARK,
             exactly_once,
@@ -100,9 +112,17 @@ impl InputGate {
     }
 
     /// Handles one event from channel `index`, returning its credit once it is consumed.
-    pub fn on_event(&mut self, index: usize, event: ChannelEvent, credit: CreditReturn, head: &mut dyn InputHandler) -> Result<()> {
+    pub fn on_event(
+        &mut self,
+        index: usize,
+        event: ChannelEvent,
+        credit: CreditReturn,
+        head: &mut dyn InputHandler,
+    ) -> Result<()> {
         if self.channels.get(index).is_none() {
-            return Err(JobError::new(format!("event on unknown input channel {index}")));
+            return Err(JobError::new(format!(
+                "event on unknown input channel {index}"
+            )));
         }
         if self.channels[index].blocked {
             self.channels[index].held.push_back((event, credit));
@@ -136,7 +156,9 @@ impl InputGate {
             let mut progressed = false;
             for i in 0..self.channels.len() {
                 while !self.channels[i].blocked {
-                    let Some((ev, credit)) = self.channels[i].held.pop_front() else { break };
+                    let Some((ev, credit)) = self.channels[i].held.pop_front() else {
+                        break;
+                    };
                     let r = self.process(i, ev, head);
                     credit.release();
                     r?;
@@ -149,7 +171,12 @@ impl InputGate {
         }
     }
 
-    fn process(&mut self, index: usize, event: ChannelEvent, head: &mut dyn InputHandler) -> Result<GateOutcome> {
+    fn process(
+        &mut self,
+        index: usize,
+        event: ChannelEvent,
+        head: &mut dyn InputHandler,
+    ) -> Result<GateOutcome> {
         match event {
             ChannelEvent::Batch(p) => {
                 head.batch(p)?;
@@ -185,7 +212,12 @@ impl InputGate {
     }
 
     fn advance_watermark(&mut self, head: &mut dyn InputHandler) -> Result<()> {
-        let min = self.channels.iter().filter(|c| !c.ended).map(|c| c.watermark).min();
+        let min = self
+            .channels
+            .iter()
+            .filter(|c| !c.ended)
+            .map(|c| c.watermark)
+            .min();
         if let Some(min) = min {
             if min > self.combined_watermark {
                 self.combined_watermark = min;
@@ -195,7 +227,12 @@ impl InputGate {
         Ok(())
     }
 
-    fn on_barrier(&mut self, index: usize, id: u64, head: &mut dyn InputHandler) -> Result<GateOutcome> {
+    fn on_barrier(
+        &mut self,
+        index: usize,
+        id: u64,
+        head: &mut dyn InputHandler,
+    ) -> Result<GateOutcome> {
         match self.aligning {
             Some((cur, _)) if id < cur => return Ok(GateOutcome::Continue), // stale barrier
             Some((cur, _)) if id > cur => {

@@ -21,7 +21,9 @@ use crate::operator::TaskInfo;
 use crate::snapshot::OperatorSnapshot;
 use crate::source::SourceStatus;
 use chain::ChainSnapshot;
-use channel::{ChannelId, ChannelWriter, Credits, InputEndpoint, MailboxItem, TaskControl, CHANNEL_CREDITS};
+use channel::{
+    ChannelId, ChannelWriter, Credits, InputEndpoint, MailboxItem, TaskControl, CHANNEL_CREDITS,
+};
 use input::{InputGate, InputHandler};
 use metrics::TaskMetrics;
 use network::NetworkEnvironment;
@@ -84,8 +86,19 @@ pub enum ExecutionState {
 /// How a task reports to its TaskManager (which relays to the JobMaster).
 pub trait TaskListener: Send + Sync {
     /// `metrics`: the task's counters at this moment (final ones when it ended).
-    fn state_changed(&self, task: &TaskDeployment, state: ExecutionState, error: Option<JobError>, metrics: &TaskMetrics);
-    fn checkpoint_acknowledged(&self, task: &TaskDeployment, checkpoint_id: u64, snapshot: ChainSnapshot);
+    fn state_changed(
+        &self,
+        task: &TaskDeployment,
+        state: ExecutionState,
+        error: Option<JobError>,
+        metrics: &TaskMetrics,
+    );
+    fn checkpoint_acknowledged(
+        &self,
+        task: &TaskDeployment,
+        checkpoint_id: u64,
+        snapshot: ChainSnapshot,
+    );
     fn checkpoint_declined(&self, task: &TaskDeployment, checkpoint_id: u64, reason: String);
 }
 
@@ -103,10 +116,15 @@ impl TaskHandle {
         if matches!(c, TaskControl::Cancel) {
             self.cancel.store(true, Ordering::Relaxed);
         }
-        let _ = self.mailbox.try_send(MailboxItem::Control(c.clone())).or_else(|e| match e {
-            std::sync::mpsc::TrySendError::Full(item) => self.mailbox.send(item).map_err(|_| ()),
-            std::sync::mpsc::TrySendError::Disconnected(_) => Err(()),
-        });
+        let _ = self
+            .mailbox
+            .try_send(MailboxItem::Control(c.clone()))
+            .or_else(|e| match e {
+                std::sync::mpsc::TrySendError::Full(item) => {
+                    self.mailbox.send(item).map_err(|_| ())
+                }
+                std::sync::mpsc::TrySendError::Disconnected(_) => Err(()),
+            });
     }
 }
 
@@ -124,7 +142,14 @@ pub fn spawn_task(
     let capacity = deployment.inputs.len() * CHANNEL_CREDITS as usize + 64;
     let (tx, rx) = sync_channel(capacity);
     for (index, &id) in deployment.inputs.iter().enumerate() {
-        network.register_input(id, InputEndpoint { mailbox: tx.clone(), index: index as u32, local_credits: Credits::new(CHANNEL_CREDITS) });
+        network.register_input(
+            id,
+            InputEndpoint {
+                mailbox: tx.clone(),
+                index: index as u32,
+                local_credits: Credits::new(CHANNEL_CREDITS),
+            },
+        );
     }
     let cancel = Arc::new(AtomicBool::new(false));
     let metrics = Arc::new(TaskMetrics::default());
@@ -132,9 +157,17 @@ pub fn spawn_task(
     let name = format!("task-{}-{}", deployment.vertex, deployment.subtask);
     let thread = std::thread::Builder::new().name(name).spawn(move || {
         listener.state_changed(&d, ExecutionState::Running, None, &m);
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&d, &graph, &job_graph, &network, &*listener, rx, &c, &m, &run_token)));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run(
+                &d, &graph, &job_graph, &network, &*listener, rx, &c, &m, &run_token,
+            )
+        }));
         network.unregister_inputs(&d.inputs);
-        let outputs: Vec<ChannelId> = d.outputs.iter().flat_map(|o| o.channels.iter().map(|c| c.id)).collect();
+        let outputs: Vec<ChannelId> = d
+            .outputs
+            .iter()
+            .flat_map(|o| o.channels.iter().map(|c| c.id))
+            .collect();
         network.release_outputs(&outputs);
         match result {
             Ok(Ok(state)) => listener.state_changed(&d, state, None, &m),
@@ -149,11 +182,22 @@ pub fn spawn_task(
                     .cloned()
                     .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                     .unwrap_or_else(|| "unknown panic".into());
-                listener.state_changed(&d, ExecutionState::Failed, Some(JobError::new(format!("task panicked: {msg}"))), &m)
+                listener.state_changed(
+                    &d,
+                    ExecutionState::Failed,
+                    Some(JobError::new(format!("task panicked: {msg}"))),
+                    &m,
+                )
             }
         }
     })?;
-    Ok(TaskHandle { deployment, mailbox: tx, cancel, metrics, thread: Some(thread) })
+    Ok(TaskHandle {
+        deployment,
+        mailbox: tx,
+        cancel,
+        metrics,
+        thread: Some(thread),
+    })
 }
 
 enum Head {
@@ -171,7 +215,10 @@ fn build_chain(
     metrics: &Arc<TaskMetrics>,
     run_token: &str,
 ) -> Result<Head> {
-    let vertex = job_graph.vertices.get(d.vertex).ok_or_else(|| JobError::new(format!("unknown vertex {}", d.vertex)))?;
+    let vertex = job_graph
+        .vertices
+        .get(d.vertex)
+        .ok_or_else(|| JobError::new(format!("unknown vertex {}", d.vertex)))?;
     let info_for = |node: usize| TaskInfo {
         job_name: d.job_name.clone(),
         job_id: d.job_id.to_string(),
@@ -194,7 +241,12 @@ fn build_chain(
             });
         }
         let edge = graph.edges.get(o.stream_edge).ok_or("unknown edge")?;
-        outs.push((edge.output)(writers, d.max_parallelism, o.kind, metrics.clone()));
+        outs.push((edge.output)(
+            writers,
+            d.max_parallelism,
+            o.kind,
+            metrics.clone(),
+        ));
     }
     let mut emit = match outs.len() {
         0 => (graph.nodes[tail].discard)(),
@@ -206,7 +258,9 @@ fn build_chain(
         let restored = d.restore.get(&info.operator_uid);
         match &graph.nodes[node].kind {
             crate::graph::NodeKind::Operator(make) => emit = make(emit, &info, restored)?,
-            crate::graph::NodeKind::Source(make) => return Ok(Head::Source(make(emit, &info, restored)?)),
+            crate::graph::NodeKind::Source(make) => {
+                return Ok(Head::Source(make(emit, &info, restored)?))
+            }
         }
     }
     let head = vertex.nodes[0];
@@ -269,7 +323,9 @@ fn run_source(
         loop {
             match rx.try_recv() {
                 Ok(MailboxItem::Control(c)) => {
-                    if let Some(state) = source_control(d, src, listener, c, finished, &mut final_barrier)? {
+                    if let Some(state) =
+                        source_control(d, src, listener, c, finished, &mut final_barrier)?
+                    {
                         return Ok(state);
                     }
                 }
@@ -286,7 +342,9 @@ fn run_source(
             // taken after the last record completed.
             match rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(MailboxItem::Control(c)) => {
-                    if let Some(state) = source_control(d, src, listener, c, finished, &mut final_barrier)? {
+                    if let Some(state) =
+                        source_control(d, src, listener, c, finished, &mut final_barrier)?
+                    {
                         return Ok(state);
                     }
                 }
@@ -313,7 +371,9 @@ fn run_source(
                 }
                 match rx.recv_timeout(Duration::from_millis(wait)) {
                     Ok(MailboxItem::Control(c)) => {
-                        if let Some(state) = source_control(d, src, listener, c, finished, &mut final_barrier)? {
+                        if let Some(state) =
+                            source_control(d, src, listener, c, finished, &mut final_barrier)?
+                        {
                             return Ok(state);
                         }
                     }
@@ -395,7 +455,11 @@ fn run_input(
             Err(TryRecvError::Empty) => {
                 head.chain().flush()?;
                 last_flush = Instant::now();
-                let wait = head.chain().next_deadline().map(|t| (t - now_millis()).clamp(0, 50) as u64).unwrap_or(50);
+                let wait = head
+                    .chain()
+                    .next_deadline()
+                    .map(|t| (t - now_millis()).clamp(0, 50) as u64)
+                    .unwrap_or(50);
                 match rx.recv_timeout(Duration::from_millis(wait)) {
                     Ok(item) => item,
                     Err(RecvTimeoutError::Timeout) => {
@@ -408,7 +472,11 @@ fn run_input(
             Err(TryRecvError::Disconnected) => return Ok(ExecutionState::Canceled),
         };
         match item {
-            MailboxItem::Channel { index, event, credit } => {
+            MailboxItem::Channel {
+                index,
+                event,
+                credit,
+            } => {
                 gate.on_event(index as usize, event, credit, head)?;
                 for (id, snaps) in gate.take_completed() {
                     head.chain().flush()?;
@@ -419,7 +487,9 @@ fn run_input(
                     return Ok(ExecutionState::Finished);
                 }
             }
-            MailboxItem::Control(TaskControl::NotifyCheckpointComplete { checkpoint_id }) => head.chain().notify_checkpoint_complete(checkpoint_id)?,
+            MailboxItem::Control(TaskControl::NotifyCheckpointComplete { checkpoint_id }) => {
+                head.chain().notify_checkpoint_complete(checkpoint_id)?
+            }
             MailboxItem::Control(TaskControl::AbortCheckpoint { checkpoint_id }) => {
                 if gate.aligning() == Some(checkpoint_id) {
                     gate.abandon_alignment(head)?;

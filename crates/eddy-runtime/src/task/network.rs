@@ -9,7 +9,10 @@
 //! Data for an unknown channel (an older deployment's) is dropped.
 
 use crate::error::{JobError, Result};
-use crate::task::channel::{ChannelEvent, ChannelId, ChannelWriter, CreditReturn, Credits, InputEndpoint, MailboxItem, Payload, CHANNEL_CREDITS};
+use crate::task::channel::{
+    ChannelEvent, ChannelId, ChannelWriter, CreditReturn, Credits, InputEndpoint, MailboxItem,
+    Payload, CHANNEL_CREDITS,
+};
 use std::collections::HashMap;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -39,7 +42,10 @@ pub struct PeerConnection {
 impl PeerConnection {
     fn new(stream: TcpStream) -> Result<Arc<Self>> {
         stream.set_nodelay(true)?;
-        let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+        let peer = stream
+            .peer_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         Ok(Arc::new(PeerConnection {
             writer: Mutex::new(BufWriter::with_capacity(64 * 1024, stream)),
             credits: Mutex::new(HashMap::new()),
@@ -50,9 +56,15 @@ impl PeerConnection {
 
     fn write_frame(&self, kind: u8, id: ChannelId, payload: &[u8]) -> Result<()> {
         if self.broken.load(Ordering::Relaxed) {
-            return Err(JobError::new(format!("data connection to TaskManager {} is broken", self.peer)));
+            return Err(JobError::new(format!(
+                "data connection to TaskManager {} is broken",
+                self.peer
+            )));
         }
-        let mut w = self.writer.lock().map_err(|_| JobError::new("connection lock poisoned"))?;
+        let mut w = self
+            .writer
+            .lock()
+            .map_err(|_| JobError::new("connection lock poisoned"))?;
         let len = (1 + 8 + payload.len()) as u32;
         let r = (|| {
             w.write_all(&len.to_le_bytes())?;
@@ -63,14 +75,19 @@ impl PeerConnection {
         })();
         r.map_err(|e| {
             self.broken.store(true, Ordering::Relaxed);
-            JobError::new(format!("lost the data connection to TaskManager {}: {e}", self.peer))
+            JobError::new(format!(
+                "lost the data connection to TaskManager {}: {e}",
+                self.peer
+            ))
         })
     }
 
     pub fn send_event(&self, id: ChannelId, event: &ChannelEvent) -> Result<()> {
         match event {
             ChannelEvent::Batch(Payload::Bytes(b)) => self.write_frame(BATCH, id, b),
-            ChannelEvent::Batch(Payload::Local(_)) => Err(JobError::new("internal: a local batch sent over TCP")),
+            ChannelEvent::Batch(Payload::Local(_)) => {
+                Err(JobError::new("internal: a local batch sent over TCP"))
+            }
             ChannelEvent::Watermark(wm) => self.write_frame(WATERMARK, id, &wm.to_le_bytes()),
             ChannelEvent::Barrier(c) => self.write_frame(BARRIER, id, &c.to_le_bytes()),
             ChannelEvent::EndOfPartition => self.write_frame(END, id, &[]),
@@ -89,7 +106,10 @@ fn read_frame(r: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<(u8, Chan
     r.read_exact(&mut head)?;
     let len = u32::from_le_bytes(head);
     if !(9..=MAX_FRAME).contains(&len) {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad frame length {len}")));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("bad frame length {len}"),
+        ));
     }
     buf.resize(len as usize, 0);
     r.read_exact(buf)?;
@@ -116,7 +136,8 @@ pub struct NetworkEnvironment {
 impl NetworkEnvironment {
     /// Binds the data port (0 = any free port) and starts accepting producers.
     pub fn start(host: &str, port: u16) -> Result<Arc<Self>> {
-        let listener = TcpListener::bind((host, port)).map_err(|e| JobError::new(format!("cannot bind the data port {host}:{port}: {e}")))?;
+        let listener = TcpListener::bind((host, port))
+            .map_err(|e| JobError::new(format!("cannot bind the data port {host}:{port}: {e}")))?;
         let address = listener.local_addr()?;
         let env = Arc::new(NetworkEnvironment {
             address,
@@ -126,14 +147,18 @@ impl NetworkEnvironment {
             peers: Mutex::new(HashMap::new()),
         });
         let weak = Arc::downgrade(&env);
-        std::thread::Builder::new().name("data-accept".into()).spawn(move || {
-            for stream in listener.incoming() {
-                let Some(env) = weak.upgrade() else { return };
-                let Ok(stream) = stream else { continue };
-                let env2 = env.clone();
-                let _ = std::thread::Builder::new().name("data-in".into()).spawn(move || env2.serve_producer(stream));
-            }
-        })?;
+        std::thread::Builder::new()
+            .name("data-accept".into())
+            .spawn(move || {
+                for stream in listener.incoming() {
+                    let Some(env) = weak.upgrade() else { return };
+                    let Ok(stream) = stream else { continue };
+                    let env2 = env.clone();
+                    let _ = std::thread::Builder::new()
+                        .name("data-in".into())
+                        .spawn(move || env2.serve_producer(stream));
+                }
+            })?;
         Ok(env)
     }
 
@@ -143,8 +168,12 @@ impl NetworkEnvironment {
 
     /// Reads one producer connection until it closes.
     fn serve_producer(self: Arc<Self>, stream: TcpStream) {
-        let Ok(read_half) = stream.try_clone() else { return };
-        let Ok(conn) = PeerConnection::new(stream) else { return };
+        let Ok(read_half) = stream.try_clone() else {
+            return;
+        };
+        let Ok(conn) = PeerConnection::new(stream) else {
+            return;
+        };
         let mut reader = BufReader::with_capacity(64 * 1024, read_half);
         let mut buf = Vec::new();
         // Cache of endpoints looked up on this connection.
@@ -180,7 +209,11 @@ impl NetworkEnvironment {
                 END => ChannelEvent::EndOfPartition,
                 _ => continue,
             };
-            let item = MailboxItem::Channel { index: ep.index, event, credit: CreditReturn::Remote(conn.clone(), id) };
+            let item = MailboxItem::Channel {
+                index: ep.index,
+                event,
+                credit: CreditReturn::Remote(conn.clone(), id),
+            };
             if ep.mailbox.send(item).is_err() {
                 cache.remove(&id); // the task ended
             }
@@ -194,7 +227,11 @@ impl NetworkEnvironment {
             r.insert(id, endpoint);
         }
         self.registered.notify_all();
-        let pending = self.pending_opens.lock().ok().and_then(|mut p| p.remove(&id));
+        let pending = self
+            .pending_opens
+            .lock()
+            .ok()
+            .and_then(|mut p| p.remove(&id));
         if let Some(conn) = pending {
             conn.send_credit(id, CHANNEL_CREDITS);
         }
@@ -214,9 +251,17 @@ impl NetworkEnvironment {
     }
 
     /// A writer to a consumer on this TaskManager; waits until the consumer registered.
-    pub fn local_writer(&self, id: ChannelId, cancel: Arc<AtomicBool>, timeout: Duration) -> Result<ChannelWriter> {
+    pub fn local_writer(
+        &self,
+        id: ChannelId,
+        cancel: Arc<AtomicBool>,
+        timeout: Duration,
+    ) -> Result<ChannelWriter> {
         let deadline = Instant::now() + timeout;
-        let mut r = self.registry.lock().map_err(|_| JobError::new("registry lock poisoned"))?;
+        let mut r = self
+            .registry
+            .lock()
+            .map_err(|_| JobError::new("registry lock poisoned"))?;
         loop {
             if let Some(ep) = r.get(&id) {
                 return Ok(ChannelWriter::local(ep.clone(), cancel));
@@ -225,54 +270,77 @@ impl NetworkEnvironment {
                 return Err(JobError::new("task canceled"));
             }
             if Instant::now() > deadline {
-                return Err(JobError::new(format!("the consumer of channel {id} did not start within {timeout:?}")));
+                return Err(JobError::new(format!(
+                    "the consumer of channel {id} did not start within {timeout:?}"
+                )));
             }
-            r = self.registered.wait_timeout(r, Duration::from_millis(50)).map_err(|_| JobError::new("registry lock poisoned"))?.0;
+            r = self
+                .registered
+                .wait_timeout(r, Duration::from_millis(50))
+                .map_err(|_| JobError::new("registry lock poisoned"))?
+                .0;
         }
     }
 
     /// A writer to a consumer on another TaskManager at `addr`.
-    pub fn remote_writer(&self, addr: &str, id: ChannelId, cancel: Arc<AtomicBool>) -> Result<ChannelWriter> {
+    pub fn remote_writer(
+        &self,
+        addr: &str,
+        id: ChannelId,
+        cancel: Arc<AtomicBool>,
+    ) -> Result<ChannelWriter> {
         let conn = self.peer(addr)?;
         let credits = Credits::new(0);
-        conn.credits.lock().map_err(|_| JobError::new("credit map poisoned"))?.insert(id, credits.clone());
+        conn.credits
+            .lock()
+            .map_err(|_| JobError::new("credit map poisoned"))?
+            .insert(id, credits.clone());
         conn.write_frame(OPEN, id, &[])?;
         Ok(ChannelWriter::remote(conn, id, credits, cancel))
     }
 
     /// The (cached) connection to a consumer TaskManager; a broken one is replaced.
     fn peer(&self, addr: &str) -> Result<Arc<PeerConnection>> {
-        let mut peers = self.peers.lock().map_err(|_| JobError::new("peer map poisoned"))?;
+        let mut peers = self
+            .peers
+            .lock()
+            .map_err(|_| JobError::new("peer map poisoned"))?;
         if let Some(p) = peers.get(addr) {
             if !p.broken.load(Ordering::Relaxed) {
                 return Ok(p.clone());
             }
         }
-        let stream = TcpStream::connect(addr).map_err(|e| JobError::new(format!("cannot connect to TaskManager data port {addr}: {e}")))?;
+        let stream = TcpStream::connect(addr).map_err(|e| {
+            JobError::new(format!(
+                "cannot connect to TaskManager data port {addr}: {e}"
+            ))
+        })?;
         let read_half = stream.try_clone()?;
         let conn = PeerConnection::new(stream)?;
         let c2 = conn.clone();
-        std::thread::Builder::new().name("data-credits".into()).spawn(move || {
-            let mut reader = BufReader::new(read_half);
-            let mut buf = Vec::new();
-            while let Ok((kind, id)) = read_frame(&mut reader, &mut buf) {
-                if kind == CREDIT {
-                    let n = u32::from_le_bytes(buf[9..13].try_into().unwrap_or([0; 4]));
-                    let c = c2.credits.lock().ok().and_then(|m| m.get(&id).cloned());
-                    if let Some(c) = c {
-                        c.grant(n);
+        std::thread::Builder::new()
+            .name("data-credits".into())
+            .spawn(move || {
+                let mut reader = BufReader::new(read_half);
+                let mut buf = Vec::new();
+                while let Ok((kind, id)) = read_frame(&mut reader, &mut buf) {
+                    if kind == CREDIT {
+                        let n = u32::from_le_bytes(buf[9..13].try_into().unwrap_or([0; 4]));
+                        let c = c2.credits.lock().ok().and_then(|m| m.get(&id).cloned());
+                        if let Some(c) = c {
+                            c.grant(n);
+                        }
                     }
                 }
-            }
-            // Wake every producer waiting for credits: its next write fails with the broken
-            // connection instead of hanging until it is canceled.
-            c2.broken.store(true, Ordering::Relaxed);
-            if let Ok(m) = c2.credits.lock() {
-                for c in m.values() {
-                    c.grant(u32::MAX / 2);
+                // Wake every producer waiting for credits: its next write fails with the broken
+                // connection instead of hanging until it is canceled.
+                c2.broken.store(true, Ordering::Relaxed);
+                if let Ok(m) = c2.credits.lock() {
+                    for c in m.values() {
+                        c.grant(u32::MAX / 2);
+                    }
                 }
-            }
-        })?;
+            })?;
         peers.insert(addr.to_string(), conn.clone());
         Ok(conn)
     }

@@ -18,11 +18,25 @@ pub struct SourceLink<S: Source> {
 }
 
 impl<S: Source> SourceLink<S> {
-    pub fn open(mut source: S, info: &TaskInfo, restored: Option<&OperatorSnapshot>, next: Box<dyn Emit<S::Out>>) -> Result<Self> {
-        source
-            .open(info, restored)
-            .map_err(|e| e.context(format!("opening source '{}' (subtask {})", info.operator_name, info.subtask_index)))?;
-        Ok(SourceLink { source, uid: info.operator_uid.clone(), out: Output::new(), next, finished: false })
+    pub fn open(
+        mut source: S,
+        info: &TaskInfo,
+        restored: Option<&OperatorSnapshot>,
+        next: Box<dyn Emit<S::Out>>,
+    ) -> Result<Self> {
+        source.open(info, restored).map_err(|e| {
+            e.context(format!(
+                "opening source '{}' (subtask {})",
+                info.operator_name, info.subtask_index
+            ))
+        })?;
+        Ok(SourceLink {
+            source,
+            uid: info.operator_uid.clone(),
+            out: Output::new(),
+            next,
+            finished: false,
+        })
     }
 }
 

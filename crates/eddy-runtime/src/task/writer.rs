@@ -19,7 +19,10 @@ pub enum Partitioner<T> {
     Rebalance(usize),
     Broadcast,
     /// By key group of the key's stable hash.
-    Hash { hash: Arc<dyn Fn(&T) -> u64 + Send + Sync>, max_parallelism: u32 },
+    Hash {
+        hash: Arc<dyn Fn(&T) -> u64 + Send + Sync>,
+        max_parallelism: u32,
+    },
 }
 
 pub struct RecordWriter<T> {
@@ -31,9 +34,22 @@ pub struct RecordWriter<T> {
 }
 
 impl<T: Data> RecordWriter<T> {
-    pub fn new(channels: Vec<ChannelWriter>, partitioner: Partitioner<T>, metrics: Arc<TaskMetrics>) -> Self {
-        let buffers = channels.iter().map(|_| Vec::with_capacity(BATCH_RECORDS)).collect();
-        RecordWriter { channels, buffers, partitioner, metrics, ended: false }
+    pub fn new(
+        channels: Vec<ChannelWriter>,
+        partitioner: Partitioner<T>,
+        metrics: Arc<TaskMetrics>,
+    ) -> Self {
+        let buffers = channels
+            .iter()
+            .map(|_| Vec::with_capacity(BATCH_RECORDS))
+            .collect();
+        RecordWriter {
+            channels,
+            buffers,
+            partitioner,
+            metrics,
+            ended: false,
+        }
     }
 
     fn ship(&mut self, ch: usize) -> Result<()> {
@@ -116,7 +132,10 @@ impl<T: Data> Emit<T> for RecordWriter<T> {
                     *next = (*next + 1) % n;
                 }
             }
-            Partitioner::Hash { hash, max_parallelism } => {
+            Partitioner::Hash {
+                hash,
+                max_parallelism,
+            } => {
                 let mp = *max_parallelism;
                 for r in batch.drain(..) {
                     let kg = eddy_core::keygroup::key_group_for_hash(hash(&r), mp);

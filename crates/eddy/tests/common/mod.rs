@@ -44,7 +44,10 @@ pub fn eddy(args: &[&str], limit: Duration) -> Outcome {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let child = std::mem::replace(&mut guard.0, Command::new("true").spawn().expect("spawn true"));
+    let child = std::mem::replace(
+        &mut guard.0,
+        Command::new("true").spawn().expect("spawn true"),
+    );
     let out = child.wait_with_output().expect("output");
     Outcome {
         code: out.status.code().unwrap_or(-1),
@@ -74,7 +77,10 @@ pub fn witness(lines: &[String], keys: u64, per_key: u64) -> (u64, u64, u64) {
     let mut seen: HashMap<(u64, u64), u64> = HashMap::new();
     let mut wrong = 0;
     for l in lines {
-        let f: Vec<u64> = l.split(',').map(|x| x.trim().parse().expect("number")).collect();
+        let f: Vec<u64> = l
+            .split(',')
+            .map(|x| x.trim().parse().expect("number"))
+            .collect();
         assert_eq!(f.len(), 3, "bad line {l}");
         if f[1] != f[2] {
             wrong += 1;
@@ -98,7 +104,22 @@ pub fn witness(lines: &[String], keys: u64, per_key: u64) -> (u64, u64, u64) {
 /// A deterministic text of about `bytes` bytes, and its reference word counts (lowercase,
 /// split on non-alphanumerics).
 pub fn text_and_counts(bytes: usize) -> (String, BTreeMap<String, u64>) {
-    const WORDS: &[&str] = &["the", "Stream", "flows", "eddy", "state", "Barrier", "check", "point", "x1", "über", "naïve", "TaskManager", "a", "Z"];
+    const WORDS: &[&str] = &[
+        "the",
+        "Stream",
+        "flows",
+        "eddy",
+        "state",
+        "Barrier",
+        "check",
+        "point",
+        "x1",
+        "über",
+        "naïve",
+        "TaskManager",
+        "a",
+        "Z",
+    ];
     let mut s = String::with_capacity(bytes + 100);
     let mut x: u64 = 0x2545F4914F6CDD1D;
     while s.len() < bytes {
@@ -114,14 +135,17 @@ pub fn text_and_counts(bytes: usize) -> (String, BTreeMap<String, u64>) {
                 3 => "; ",
                 _ => " ",
             });
-            if x % 97 == 0 {
+            if x.is_multiple_of(97) {
                 s.push_str(&format!("w{} ", x % 1000));
             }
         }
         s.push('\n');
     }
     let mut counts = BTreeMap::new();
-    for w in s.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+    for w in s
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
         *counts.entry(w.to_lowercase()).or_default() += 1;
     }
     (s, counts)
