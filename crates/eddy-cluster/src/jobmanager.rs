@@ -573,10 +573,11 @@ impl JobManagerLoop {
                         continue;
                     };
                     if jm.taskmanagers().iter().any(|t| !self.tms.contains_key(t)) {
-                        jm.postpone_restore(
+                        let more = jm.postpone_restore(
                             now,
                             "waiting for free slots to replace those of a lost TaskManager",
                         );
+                        queue.extend(more);
                         continue;
                     }
                     let (restore, skipped) = Self::select_restore(jm);

@@ -95,6 +95,8 @@ struct PendingRestart {
     at: i64,
     /// Asked the shell to restore; waiting for `deploy_restarted`.
     requested: bool,
+    /// When the restore was first postponed for lack of slots.
+    waiting_since: Option<i64>,
 }
 
 pub struct JobMaster {
@@ -584,12 +586,36 @@ impl JobMaster {
     }
 
     /// The shell could not restore yet (no slots): try again shortly.
-    pub fn postpone_restore(&mut self, now: i64, why: &str) {
-        if let Some(p) = self.pending_restart.as_mut() {
-            p.requested = false;
-            p.at = now + 100;
-        }
+    /// The shell could not restore yet (no slots): try again shortly; after
+    /// `slot.request.timeout` the job fails.
+    pub fn postpone_restore(&mut self, now: i64, why: &str) -> Vec<Command> {
+        let Some(p) = self.pending_restart.as_mut() else {
+            return Vec::new();
+        };
+        p.requested = false;
+        p.at = now + 100;
+        let since = *p.waiting_since.get_or_insert(now);
         self.reason = Some(why.to_string());
+        if now - since <= self.settings.slot_request_timeout_ms {
+            return Vec::new();
+        }
+        let msg = format!(
+            "{why}: none within slot.request.timeout ({} ms)",
+            self.settings.slot_request_timeout_ms
+        );
+        self.exceptions.push(ExceptionEntry {
+            timestamp: now,
+            task_name: None,
+            taskmanager: None,
+            exception: msg.clone(),
+        });
+        self.failure = Some(msg);
+        self.pending_restart = None;
+        self.transition(JobStatus::Failing, now);
+        let all: BTreeSet<Task> = self.executions.keys().copied().collect();
+        let mut cmds = self.cancel_tasks(&all);
+        cmds.extend(self.check_progress(now));
+        cmds
     }
 
     /// Replaces the slots on a lost TaskManager with new ones (from the resource manager).
@@ -682,6 +708,7 @@ impl JobMaster {
                     tasks: set,
                     at: now + delay.as_millis() as i64,
                     requested: false,
+                    waiting_since: None,
                 });
             }
         }

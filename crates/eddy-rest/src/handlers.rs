@@ -117,6 +117,16 @@ pub(crate) async fn job_status(State(s): State<AppState>, Path(jobid): Path<Stri
     ok(views::job_status_json(&d))
 }
 
+/// `GET /jobs/:jobid/eddy-details`: Eddy's own view of a job (what `eddy run` follows).
+pub(crate) async fn job_eddy_details(
+    State(s): State<AppState>,
+    Path(jobid): Path<String>,
+) -> Answer {
+    let d = job_details(&s, &jobid).await?;
+    ok(serde_json::to_value(&d)
+        .map_err(|e| ApiError::internal(format!("cannot encode job details: {e}")))?)
+}
+
 /// `GET /jobs/:jobid/exceptions[?maxExceptions=N]`
 pub(crate) async fn job_exceptions(
     State(s): State<AppState>,

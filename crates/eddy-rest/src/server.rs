@@ -98,6 +98,10 @@ fn router(state: AppState, leader: LeaderState) -> Router {
             get(handlers::job).patch(handlers::cancel_job),
         )
         .route("/jobs/{jobid}/status", get(handlers::job_status))
+        .route(
+            "/jobs/{jobid}/eddy-details",
+            get(handlers::job_eddy_details),
+        )
         .route("/jobs/{jobid}/exceptions", get(handlers::job_exceptions))
         .route("/jobs/{jobid}/checkpoints", get(handlers::job_checkpoints))
         .route("/taskmanagers", get(handlers::taskmanagers))

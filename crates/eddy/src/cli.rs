@@ -31,17 +31,91 @@ enum Command {
         )]
         args: Vec<String>,
     },
+    /// Submit JOB to a running cluster (REST); follow it until it ends unless -d.
+    ///
+    /// Usage: eddy run JOB [JOB-ARGS] [-m HOST:PORT] [-p N] [-s SAVEPOINT] [--allow-non-restored-state] [-d] [-D key=value] [--conf DIR] [--json]
+    #[command(disable_help_flag = true)]
+    Run {
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "JOB [ARGS]"
+        )]
+        args: Vec<String>,
+    },
+    /// List the cluster's jobs (running and scheduled; --all for every job).
+    List {
+        /// The JobManager's REST address (default: rest.address:rest.port).
+        #[arg(short = 'm', long = "jobmanager", value_name = "HOST:PORT")]
+        jobmanager: Option<String>,
+        #[arg(long)]
+        all: bool,
+        /// Print what `GET /jobs/overview` returns.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, value_name = "DIR")]
+        conf: Option<PathBuf>,
+    },
+    /// Cancel a job.
+    Cancel {
+        #[arg(value_name = "JOBID")]
+        job: String,
+        #[arg(short = 'm', long = "jobmanager", value_name = "HOST:PORT")]
+        jobmanager: Option<String>,
+        #[arg(long, value_name = "DIR")]
+        conf: Option<PathBuf>,
+    },
     /// List the jobs this binary can run, with their arguments.
     Jobs {
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
+    /// Run a JobManager in the foreground (leader or standby).
+    Jobmanager(DaemonArgs),
+    /// Run a TaskManager in the foreground.
+    Taskmanager(DaemonArgs),
+    /// Start, stop or inspect a cluster on this host (from the configuration's masters and workers).
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
 }
 
-/// Options of `eddy local` found among the job's arguments.
+#[derive(clap::Args)]
+struct DaemonArgs {
+    /// Configuration directory with config.yaml (default: $EDDY_CONF_DIR).
+    #[arg(long, value_name = "DIR")]
+    conf: Option<PathBuf>,
+    /// Set a configuration key (repeatable).
+    #[arg(short = 'D', value_name = "KEY=VALUE")]
+    define: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum ClusterAction {
+    /// Start the JobManagers in `masters` and the TaskManagers in `workers`, in the background.
+    Start {
+        #[arg(long, value_name = "DIR")]
+        conf: Option<PathBuf>,
+    },
+    /// Stop every process `cluster start` started.
+    Stop {
+        #[arg(long, value_name = "DIR")]
+        conf: Option<PathBuf>,
+    },
+    /// Roles, addresses, pids and states of the cluster's processes.
+    Status {
+        #[arg(long, value_name = "DIR")]
+        conf: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Options of `eddy local` / `eddy run` found among the job's arguments.
 #[derive(Debug, Default, PartialEq)]
-pub struct LocalOptions {
+pub struct JobOptions {
     pub job: String,
     pub job_args: Vec<String>,
     pub taskmanagers: Option<u32>,
@@ -51,6 +125,11 @@ pub struct LocalOptions {
     pub conf_dir: Option<PathBuf>,
     pub json: bool,
     pub help: bool,
+    /// `run` only: `-m HOST:PORT`, `-d`, `-s PATH`, `--allow-non-restored-state`.
+    pub jobmanager: Option<String>,
+    pub detached: bool,
+    pub savepoint: Option<String>,
+    pub allow_non_restored_state: bool,
 }
 
 fn number(flag: &str, v: Option<&String>) -> Result<u32, String> {
@@ -64,8 +143,8 @@ fn number(flag: &str, v: Option<&String>) -> Result<u32, String> {
 }
 
 /// Separates Eddy's options from the job's arguments.
-pub fn parse_local_args(raw: &[String]) -> Result<LocalOptions, String> {
-    let mut o = LocalOptions::default();
+pub fn parse_job_args(raw: &[String]) -> Result<JobOptions, String> {
+    let mut o = JobOptions::default();
     let mut it = raw.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -75,11 +154,15 @@ pub fn parse_local_args(raw: &[String]) -> Result<LocalOptions, String> {
             "-D" => o.overrides.push(it.next().ok_or("option -D needs key=value")?.clone()),
             "--conf" => o.conf_dir = Some(PathBuf::from(it.next().ok_or("option --conf needs a directory")?)),
             "--json" => o.json = true,
+            "-m" | "--jobmanager" => o.jobmanager = Some(it.next().ok_or("option -m needs HOST:PORT")?.clone()),
+            "-d" | "--detached" => o.detached = true,
+            "-s" | "--fromSavepoint" => o.savepoint = Some(it.next().ok_or("option -s needs a savepoint path")?.clone()),
+            "--allow-non-restored-state" | "--allowNonRestoredState" => o.allow_non_restored_state = true,
             "-h" | "--help" => o.help = true,
             s if s.starts_with("-D") && s.len() > 2 => o.overrides.push(s[2..].to_string()),
             s if s.starts_with("--parallelism=") => o.parallelism = Some(number("--parallelism", Some(&s[14..].to_string()))?),
             s if o.job.is_empty() && !s.starts_with('-') => o.job = s.to_string(),
-            s if o.job.is_empty() => return Err(format!("unexpected option '{s}' before the job name: usage: eddy local JOB [JOB-ARGS] [options]")),
+            s if o.job.is_empty() => return Err(format!("unexpected option '{s}' before the job name: usage: eddy local|run JOB [JOB-ARGS] [options]")),
             _ => o.job_args.push(a.clone()),
         }
     }
@@ -101,6 +184,24 @@ Options (anywhere after JOB):
 
 Run `eddy jobs` to see the jobs and their arguments.";
 
+const RUN_HELP: &str =
+    "Submit JOB to a running cluster and follow it until it ends (or print its id with -d).
+
+Usage: eddy run JOB [JOB-ARGS] [OPTIONS]
+
+Options (anywhere after JOB):
+  -m, --jobmanager HOST:PORT  the JobManager's REST address (default: rest.address:rest.port
+                              of the configuration)
+  -p, --parallelism N         default parallelism (default: the cluster's parallelism.default)
+  -s, --fromSavepoint PATH    restore from a savepoint
+  --allow-non-restored-state  skip savepoint state of operators that no longer exist
+  -d, --detached              print the job id and return
+  -D key=value                set a configuration key for this job (repeatable)
+  --conf DIR                  configuration directory (default: $EDDY_CONF_DIR)
+  --json                      print the final summary as one JSON object on stdout
+
+Ctrl-C stops following; the job keeps running.";
+
 /// Runs the CLI with the given job registry; returns the process exit code.
 pub fn main_with(registry: JobRegistry) -> i32 {
     let cli = match Cli::try_parse() {
@@ -116,7 +217,7 @@ pub fn main_with(registry: JobRegistry) -> i32 {
             0
         }
         Command::Local { args } => {
-            let opts = match parse_local_args(&args) {
+            let opts = match parse_job_args(&args) {
                 Ok(o) => o,
                 Err(e) => return fail(&e, 2),
             };
@@ -124,7 +225,48 @@ pub fn main_with(registry: JobRegistry) -> i32 {
                 println!("{LOCAL_HELP}");
                 return if opts.help { 0 } else { 2 };
             }
+            if opts.jobmanager.is_some() || opts.detached {
+                return fail("options -m and -d belong to `eddy run`; `eddy local` runs its own cluster in the foreground", 2);
+            }
             crate::local::run(registry, opts)
+        }
+        Command::Run { args } => {
+            let opts = match parse_job_args(&args) {
+                Ok(o) => o,
+                Err(e) => return fail(&e, 2),
+            };
+            if opts.help || opts.job.is_empty() {
+                println!("{RUN_HELP}");
+                return if opts.help { 0 } else { 2 };
+            }
+            if opts.taskmanagers.is_some() || opts.slots.is_some() {
+                return fail("options --taskmanagers and --slots belong to `eddy local`; a cluster's TaskManagers come from its configuration", 2);
+            }
+            crate::remote::run(opts)
+        }
+        Command::List {
+            jobmanager,
+            all,
+            json,
+            conf,
+        } => crate::remote::list(conf.as_deref(), jobmanager.as_deref(), all, json),
+        Command::Cancel {
+            job,
+            jobmanager,
+            conf,
+        } => crate::remote::cancel(conf.as_deref(), jobmanager.as_deref(), &job),
+        Command::Jobmanager(a) => crate::daemon::run_jobmanager(registry, a.conf, a.define),
+        Command::Taskmanager(a) => crate::daemon::run_taskmanager(registry, a.conf, a.define),
+        Command::Cluster { action } => {
+            let dir = |c: Option<PathBuf>| {
+                c.or_else(|| std::env::var_os("EDDY_CONF_DIR").map(PathBuf::from))
+                    .unwrap_or_else(|| PathBuf::from("conf"))
+            };
+            match action {
+                ClusterAction::Start { conf } => crate::cluster::start(&dir(conf)),
+                ClusterAction::Stop { conf } => crate::cluster::stop(&dir(conf)),
+                ClusterAction::Status { conf, json } => crate::cluster::status(&dir(conf), json),
+            }
         }
     }
 }
@@ -163,7 +305,7 @@ mod tests {
 
     #[test]
     fn eddy_options_are_found_anywhere_after_the_job() {
-        let o = parse_local_args(&s(&[
+        let o = parse_job_args(&s(&[
             "sequence",
             "--keys",
             "10",
@@ -189,8 +331,8 @@ mod tests {
 
     #[test]
     fn bad_numbers_name_the_option_and_value() {
-        let e = parse_local_args(&s(&["sequence", "-p", "zero"])).unwrap_err();
+        let e = parse_job_args(&s(&["sequence", "-p", "zero"])).unwrap_err();
         assert!(e.contains("'zero'") && e.contains("-p"), "{e}");
-        assert!(parse_local_args(&s(&["sequence", "-p", "0"])).is_err());
+        assert!(parse_job_args(&s(&["sequence", "-p", "0"])).is_err());
     }
 }

@@ -8,8 +8,11 @@
 //! ```
 
 pub mod cli;
+pub mod cluster;
+pub mod daemon;
 pub mod jobs;
 pub mod local;
+pub mod remote;
 
 pub use eddy_connectors as connectors;
 pub use eddy_core::config::Config;

@@ -2,7 +2,7 @@
 //! cluster runs, talking over real TCP on 127.0.0.1 — then submit the job, show its progress,
 //! and print a summary when it ends. Ctrl-C cancels the job cleanly.
 
-use crate::cli::{fail, LocalOptions};
+use crate::cli::{fail, JobOptions};
 use eddy_cluster::{jobmanager, taskmanager, JobDetails, JobStatus};
 use eddy_core::config;
 use eddy_runtime::registry::{JobRegistry, JobSpec};
@@ -23,7 +23,7 @@ pub fn init_logging(default_level: &str) {
         .try_init();
 }
 
-pub fn run(registry: JobRegistry, opts: LocalOptions) -> i32 {
+pub fn run(registry: JobRegistry, opts: JobOptions) -> i32 {
     init_logging("warn");
     let loaded = match config::load(opts.conf_dir.as_deref(), &opts.overrides) {
         Ok(l) => l,
@@ -106,19 +106,60 @@ fn follow(
         Err(e) => return fail(&e, 2),
     };
     eprintln!("Job {id} ({job_name}) submitted to a local cluster of {taskmanagers} TaskManagers x {slots} slots");
+    follow_job(
+        &|| {
+            jm.details(id)
+                .and_then(|d| d.ok_or_else(|| format!("job {id} vanished from the JobManager")))
+        },
+        &interrupted,
+        Some(&|| {
+            eprintln!("\nCanceling job {id} (Ctrl-C)...");
+            let _ = jm.cancel(id);
+        }),
+        json,
+    )
+}
+
+/// Shows a job's progress until it ends, then prints the summary; returns the exit code.
+/// On Ctrl-C: `on_interrupt` (cancel, for `eddy local`), or detach when there is none.
+pub(crate) fn follow_job(
+    fetch: &dyn Fn() -> Result<JobDetails, String>,
+    interrupted: &AtomicBool,
+    on_interrupt: Option<&dyn Fn()>,
+    json: bool,
+) -> i32 {
     let tty = std::io::stderr().is_terminal();
     let mut progress = Progress::new(tty);
     let mut canceled_by_user = false;
+    let mut failures = 0;
     let details = loop {
         if interrupted.swap(false, Ordering::SeqCst) && !canceled_by_user {
-            canceled_by_user = true;
-            eprintln!("\nCanceling job {id} (Ctrl-C)...");
-            let _ = jm.cancel(id);
+            match on_interrupt {
+                Some(cancel) => {
+                    canceled_by_user = true;
+                    cancel();
+                }
+                None => {
+                    progress.finish();
+                    eprintln!("Stopped following the job; it keeps running (cancel it with `eddy cancel JOBID`).");
+                    return 0;
+                }
+            }
         }
-        let d = match jm.details(id) {
-            Ok(Some(d)) => d,
-            Ok(None) => return fail(&format!("job {id} vanished from the JobManager"), 1),
-            Err(e) => return fail(&e, 1),
+        let d = match fetch() {
+            Ok(d) => {
+                failures = 0;
+                d
+            }
+            Err(e) => {
+                // A JobManager fail-over makes the job unreachable for a moment.
+                failures += 1;
+                if failures > 50 {
+                    return fail(&e, 1);
+                }
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
         };
         progress.show(&d);
         if d.status.is_globally_terminal() {

@@ -171,6 +171,11 @@ impl Config {
             _ => ResourceManagerMode::Standalone,
         }
     }
+    /// `resourcemanager.active.taskmanagers`: TaskManager processes kept alive in active mode.
+    pub fn active_taskmanagers(&self) -> u32 {
+        self.get_u32("resourcemanager.active.taskmanagers")
+            .unwrap_or(1)
+    }
     pub fn jobmanager_restart_attempts(&self) -> u32 {
         self.get_u32("cluster.jobmanager.restart-attempts")
             .unwrap_or(0)

@@ -1,0 +1,405 @@
+//! `eddy cluster start|stop|status`: the processes of a cluster on this host, in the background,
+//! from the configuration directory's `masters` (JobManagers, `host:rest_port`) and `workers`
+//! (TaskManagers, one host per line), with log files and pid files under `env.log.dir`.
+//!
+//! `start` waits until every TaskManager registered; if a process dies during start-up, the
+//! others are stopped again and its log's error is shown — never a half-started cluster.
+
+use crate::cli::fail;
+use eddy_core::config::{self, Config, ResourceManagerMode};
+use eddy_rest::client;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One background process `cluster start` launched.
+#[derive(Debug)]
+struct Managed {
+    role: &'static str,
+    index: usize,
+    pid: u32,
+    /// JobManager: its REST address; TaskManager: its host.
+    address: String,
+}
+
+fn pid_file(log_dir: &Path, role: &str, index: usize) -> PathBuf {
+    log_dir.join(format!("eddy-{role}-{index}.pid"))
+}
+
+fn log_file(log_dir: &Path, role: &str, index: usize) -> PathBuf {
+    log_dir.join(format!("eddy-{role}-{index}.log"))
+}
+
+fn is_local_host(host: &str) -> bool {
+    let own = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    matches!(host, "localhost" | "127.0.0.1" | "::1" | "0.0.0.0") || host == own.trim()
+}
+
+fn alive(pid: u32) -> bool {
+    // Signal 0 checks existence; a zombie (exited, not reaped) counts as dead.
+    let exists = unsafe { libc::kill(pid as i32, 0) } == 0;
+    exists
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| s.split_whitespace().nth(2) == Some("Z"))
+}
+
+/// Reads the pid files: every process this log directory knows.
+fn managed(log_dir: &Path) -> Vec<Managed> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(log_dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name
+            .strip_prefix("eddy-")
+            .and_then(|n| n.strip_suffix(".pid"))
+        else {
+            continue;
+        };
+        let Some((role, index)) = rest.rsplit_once('-') else {
+            continue;
+        };
+        let role: &'static str = match role {
+            "jobmanager" => "jobmanager",
+            "taskmanager" => "taskmanager",
+            _ => continue,
+        };
+        let Ok(index) = index.parse::<usize>() else {
+            continue;
+        };
+        let Ok(text) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
+        let mut lines = text.lines();
+        let Some(pid) = lines.next().and_then(|p| p.trim().parse().ok()) else {
+            continue;
+        };
+        out.push(Managed {
+            role,
+            index,
+            pid,
+            address: lines.next().unwrap_or("").to_string(),
+        });
+    }
+    out.sort_by(|a, b| (a.role, a.index).cmp(&(b.role, b.index)));
+    out
+}
+
+fn spawn(
+    role: &'static str,
+    index: usize,
+    conf_dir: &Path,
+    extra: &[String],
+    log_dir: &Path,
+    address: &str,
+) -> Result<Managed, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the eddy binary: {e}"))?;
+    let log_path = log_file(log_dir, role, index);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| format!("cannot open log file {}: {e}", log_path.display()))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg(role).arg("--conf").arg(conf_dir);
+    for d in extra {
+        cmd.arg("-D").arg(d);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log);
+    // A session of its own: Ctrl-C in the terminal that ran `cluster start` does not reach it.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {role}: {e}"))?;
+    let pid = child.id();
+    let pf = pid_file(log_dir, role, index);
+    std::fs::write(&pf, format!("{pid}\n{address}\n"))
+        .map_err(|e| format!("cannot write pid file {}: {e}", pf.display()))?;
+    // The child is not waited for: it outlives this command (reaped by init once we exit).
+    std::mem::forget(child);
+    Ok(Managed {
+        role,
+        index,
+        pid,
+        address: address.to_string(),
+    })
+}
+
+/// The last error line of a process's log (for a one-line start-up failure).
+fn last_error(log_dir: &Path, role: &str, index: usize) -> String {
+    let text = std::fs::read_to_string(log_file(log_dir, role, index)).unwrap_or_default();
+    text.lines()
+        .rev()
+        .find(|l| l.contains("error:") || l.contains("ERROR"))
+        .map(|l| l.trim().to_string())
+        .unwrap_or_else(|| format!("see {}", log_file(log_dir, role, index).display()))
+}
+
+fn stop_processes(procs: &[Managed], log_dir: &Path) {
+    for p in procs {
+        if alive(p.pid) {
+            unsafe {
+                libc::kill(p.pid as i32, libc::SIGTERM);
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for p in procs {
+        while alive(p.pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if alive(p.pid) {
+            unsafe {
+                libc::kill(p.pid as i32, libc::SIGKILL);
+            }
+        }
+        let _ = std::fs::remove_file(pid_file(log_dir, p.role, p.index));
+    }
+}
+
+fn load(conf_dir: &Path) -> Result<Config, String> {
+    let l = config::load(Some(conf_dir), &[]).map_err(|e| e.to_string())?;
+    for w in &l.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(l.config)
+}
+
+pub fn start(conf_dir: &Path) -> i32 {
+    let started = Instant::now();
+    let config = match load(conf_dir) {
+        Ok(c) => c,
+        Err(e) => return fail(&e, 2),
+    };
+    let masters = match config::read_masters(conf_dir) {
+        Ok(m) => m,
+        Err(e) => return fail(&e.to_string(), 2),
+    };
+    let active = config.resource_manager_mode() == ResourceManagerMode::Active;
+    let workers = if active {
+        Vec::new()
+    } else {
+        match config::read_workers(conf_dir) {
+            Ok(w) => w,
+            Err(e) => return fail(&e.to_string(), 2),
+        }
+    };
+    if masters.is_empty() {
+        return fail(
+            &format!(
+                "{}/masters lists no JobManager: expected lines like 'localhost:8081'",
+                conf_dir.display()
+            ),
+            2,
+        );
+    }
+    if masters.len() > 1 && config.ha_mode() == eddy_core::config::HaMode::None {
+        return fail(
+            &format!("{}/masters lists {} JobManagers, but standby JobManagers need high-availability: zookeeper (with high-availability.type none, list one)", conf_dir.display(), masters.len()),
+            2,
+        );
+    }
+    for host in masters
+        .iter()
+        .map(|(h, _)| h.as_str())
+        .chain(workers.iter().map(|h| h.as_str()))
+    {
+        if !is_local_host(host) {
+            return fail(&format!("host '{host}' in {}: eddy cluster starts processes on this host only (use localhost)", conf_dir.display()), 2);
+        }
+    }
+    let log_dir = config.log_dir();
+    if let Err(e) = std::fs::create_dir_all(&log_dir) {
+        return fail(
+            &format!("cannot create log directory {}: {e}", log_dir.display()),
+            2,
+        );
+    }
+    let running: Vec<Managed> = managed(&log_dir)
+        .into_iter()
+        .filter(|p| alive(p.pid))
+        .collect();
+    if !running.is_empty() {
+        return fail(&format!("a cluster is already running from {} ({} processes): run `eddy cluster stop` first", log_dir.display(), running.len()), 2);
+    }
+    let mut procs = Vec::new();
+    for (i, (host, port)) in masters.iter().enumerate() {
+        let extra = vec![format!("rest.port={port}"), format!("rest.address={host}")];
+        match spawn(
+            "jobmanager",
+            i,
+            conf_dir,
+            &extra,
+            &log_dir,
+            &format!("{host}:{port}"),
+        ) {
+            Ok(p) => procs.push(p),
+            Err(e) => {
+                stop_processes(&procs, &log_dir);
+                return fail(&e, 1);
+            }
+        }
+    }
+    let (rest_host, rest_port) = masters[0].clone();
+    let rest = format!("{rest_host}:{rest_port}");
+    for (i, host) in workers.iter().enumerate() {
+        match spawn(
+            "taskmanager",
+            i,
+            conf_dir,
+            &[format!(
+                "taskmanager.host={}",
+                if host == "localhost" {
+                    "127.0.0.1"
+                } else {
+                    host
+                }
+            )],
+            &log_dir,
+            host,
+        ) {
+            Ok(p) => procs.push(p),
+            Err(e) => {
+                stop_processes(&procs, &log_dir);
+                return fail(&e, 1);
+            }
+        }
+    }
+    let expected = if active {
+        config.active_taskmanagers() as usize
+    } else {
+        workers.len()
+    };
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Some(dead) = procs.iter().find(|p| !alive(p.pid)) {
+            let why = last_error(&log_dir, dead.role, dead.index);
+            stop_processes(&procs, &log_dir);
+            return fail(
+                &format!(
+                    "{} {} (pid {}) exited during start-up: {why}",
+                    dead.role, dead.index, dead.pid
+                ),
+                1,
+            );
+        }
+        if let Ok((200, v)) =
+            client::request(&rest, "GET", "/overview", None, Duration::from_secs(2))
+        {
+            if v["taskmanagers"].as_u64().unwrap_or(0) as usize >= expected {
+                println!(
+                    "Cluster started in {:.2} s: {} JobManager(s), {} TaskManager(s) registered; REST http://{rest}; logs in {}",
+                    started.elapsed().as_secs_f64(),
+                    masters.len(),
+                    expected,
+                    log_dir.display()
+                );
+                return 0;
+            }
+        }
+        if Instant::now() > deadline {
+            stop_processes(&procs, &log_dir);
+            return fail(
+                &format!(
+                    "the cluster did not come up within {START_TIMEOUT:?}: see the logs in {}",
+                    log_dir.display()
+                ),
+                1,
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn stop(conf_dir: &Path) -> i32 {
+    let config = match load(conf_dir) {
+        Ok(c) => c,
+        Err(e) => return fail(&e, 2),
+    };
+    let log_dir = config.log_dir();
+    let procs = managed(&log_dir);
+    if procs.is_empty() {
+        println!("No cluster processes found in {}", log_dir.display());
+        return 0;
+    }
+    // TaskManagers first, so jobs are not failed over needlessly while the JobManager stops.
+    let (tms, jms): (Vec<Managed>, Vec<Managed>) =
+        procs.into_iter().partition(|p| p.role == "taskmanager");
+    stop_processes(&tms, &log_dir);
+    stop_processes(&jms, &log_dir);
+    println!(
+        "Stopped {} TaskManager(s) and {} JobManager(s)",
+        tms.len(),
+        jms.len()
+    );
+    0
+}
+
+pub fn status(conf_dir: &Path, json_out: bool) -> i32 {
+    let config = match load(conf_dir) {
+        Ok(c) => c,
+        Err(e) => return fail(&e, 2),
+    };
+    let log_dir = config.log_dir();
+    let procs = managed(&log_dir);
+    let mut rows: Vec<Value> = Vec::new();
+    let mut overview = Value::Null;
+    for p in &procs {
+        let state = if !alive(p.pid) {
+            "dead".to_string()
+        } else if p.role == "jobmanager" {
+            match client::request(&p.address, "GET", "/overview", None, Duration::from_secs(2)) {
+                Ok((200, v)) => {
+                    if overview.is_null() {
+                        overview = v;
+                    }
+                    "leader".to_string()
+                }
+                Ok((503, _)) => "standby".to_string(),
+                Ok((code, _)) => format!("answering {code}"),
+                Err(_) => "starting".to_string(),
+            }
+        } else {
+            "running".to_string()
+        };
+        rows.push(json!({"role": p.role, "pid": p.pid, "address": p.address, "state": state}));
+    }
+    if json_out {
+        println!("{}", json!({"processes": rows, "overview": overview}));
+        return 0;
+    }
+    if procs.is_empty() {
+        println!("No cluster processes found in {}", log_dir.display());
+        return 0;
+    }
+    for r in &rows {
+        println!(
+            "{:<12} pid {:<8} {:<22} {}",
+            r["role"].as_str().unwrap_or(""),
+            r["pid"],
+            r["address"].as_str().unwrap_or(""),
+            r["state"].as_str().unwrap_or("")
+        );
+    }
+    if !overview.is_null() {
+        println!(
+            "TaskManagers registered: {}, slots: {} total, {} available; jobs running: {}",
+            overview["taskmanagers"],
+            overview["slots-total"],
+            overview["slots-available"],
+            overview["jobs-running"]
+        );
+    }
+    0
+}

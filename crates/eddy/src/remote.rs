@@ -1,0 +1,162 @@
+//! `eddy run`, `eddy list`, `eddy cancel`: clients of a cluster's REST API.
+//!
+//! The JobManager is found through `-m HOST:PORT`, else the configuration's
+//! `rest.address:rest.port`.
+
+use crate::cli::{fail, JobOptions};
+use crate::local::follow_job;
+use eddy_cluster::JobDetails;
+use eddy_core::config::{self, Config};
+use eddy_rest::client;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn load(conf_dir: Option<&Path>, overrides: &[String]) -> Result<Config, String> {
+    let l = config::load(conf_dir, overrides).map_err(|e| e.to_string())?;
+    for w in &l.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(l.config)
+}
+
+/// `-m` or the configured REST address.
+fn jobmanager(m: Option<&str>, config: &Config) -> String {
+    m.map(|s| s.to_string())
+        .unwrap_or_else(|| format!("{}:{}", config.rest_address(), config.rest_port()))
+}
+
+fn error_text(code: u16, v: &Value) -> String {
+    v["errors"]
+        .as_array()
+        .and_then(|e| e.first())
+        .and_then(|e| e.as_str())
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| format!("the JobManager answered HTTP {code}"))
+}
+
+/// Sends a request; a non-2xx answer becomes its first error message.
+fn call(jm: &str, method: &str, path: &str, body: Option<&Value>) -> Result<Value, String> {
+    let (code, v) = client::request(jm, method, path, body, TIMEOUT)?;
+    if (200..300).contains(&code) {
+        Ok(v)
+    } else {
+        Err(error_text(code, &v))
+    }
+}
+
+pub fn run(o: JobOptions) -> i32 {
+    let config = match load(o.conf_dir.as_deref(), &[]) {
+        Ok(c) => c,
+        Err(e) => return fail(&e, 2),
+    };
+    let jm = jobmanager(o.jobmanager.as_deref(), &config);
+    let mut overrides = serde_json::Map::new();
+    for d in &o.overrides {
+        match d.split_once('=') {
+            Some((k, v)) => {
+                overrides.insert(k.trim().to_string(), json!(v.trim()));
+            }
+            None => return fail(&format!("invalid -D '{d}': expected key=value"), 2),
+        }
+    }
+    let mut body = json!({ "job": o.job, "args": o.job_args, "config": overrides });
+    if let Some(p) = o.parallelism {
+        body["parallelism"] = json!(p);
+    }
+    if let Some(s) = &o.savepoint {
+        body["savepointPath"] = json!(s);
+    }
+    if o.allow_non_restored_state {
+        body["allowNonRestoredState"] = json!(true);
+    }
+    let id = match call(&jm, "POST", "/jobs", Some(&body)) {
+        Ok(v) => match v["jobid"].as_str() {
+            Some(id) => id.to_string(),
+            None => return fail(&format!("the JobManager at {jm} returned no job id"), 1),
+        },
+        Err(e) => return fail(&e, 2),
+    };
+    if o.detached {
+        println!("{id}");
+        return 0;
+    }
+    eprintln!("Job {id} ({}) submitted to the JobManager at {jm}", o.job);
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    let path = format!("/jobs/{id}/eddy-details");
+    let fetch = || -> Result<JobDetails, String> {
+        let v = call(&jm, "GET", &path, None)?;
+        serde_json::from_value(v).map_err(|e| format!("unexpected job details from {jm}: {e}"))
+    };
+    follow_job(&fetch, &interrupted, None, o.json)
+}
+
+pub fn list(conf_dir: Option<&Path>, m: Option<&str>, all: bool, json_out: bool) -> i32 {
+    let config = match load(conf_dir, &[]) {
+        Ok(c) => c,
+        Err(e) => return fail(&e, 2),
+    };
+    let jm = jobmanager(m, &config);
+    let v = match call(&jm, "GET", "/jobs/overview", None) {
+        Ok(v) => v,
+        Err(e) => return fail(&e, 1),
+    };
+    let terminal = |j: &Value| {
+        matches!(
+            j["state"].as_str(),
+            Some("FINISHED" | "FAILED" | "CANCELED")
+        )
+    };
+    if json_out {
+        if all {
+            println!("{v}");
+        } else {
+            let jobs: Vec<&Value> = v["jobs"]
+                .as_array()
+                .map(|a| a.iter().filter(|j| !terminal(j)).collect())
+                .unwrap_or_default();
+            println!("{}", json!({ "jobs": jobs }));
+        }
+        return 0;
+    }
+    let jobs = v["jobs"].as_array().cloned().unwrap_or_default();
+    let shown: Vec<&Value> = jobs.iter().filter(|j| all || !terminal(j)).collect();
+    if shown.is_empty() {
+        println!("No {}jobs.", if all { "" } else { "running or scheduled " });
+        return 0;
+    }
+    for j in shown {
+        println!(
+            "{}  {:<10} {:<24} {:>8.1}s",
+            j["jid"].as_str().unwrap_or("?"),
+            j["state"].as_str().unwrap_or("?"),
+            j["name"].as_str().unwrap_or("?"),
+            j["duration"].as_i64().unwrap_or(0) as f64 / 1000.0
+        );
+    }
+    0
+}
+
+pub fn cancel(conf_dir: Option<&Path>, m: Option<&str>, job: &str) -> i32 {
+    if let Err(e) = eddy_core::JobId::parse(job) {
+        return fail(&e, 2);
+    }
+    let config = match load(conf_dir, &[]) {
+        Ok(c) => c,
+        Err(e) => return fail(&e, 2),
+    };
+    let jm = jobmanager(m, &config);
+    match call(&jm, "PATCH", &format!("/jobs/{job}?mode=cancel"), None) {
+        Ok(_) => {
+            println!("Cancellation of job {job} requested.");
+            0
+        }
+        Err(e) => fail(&e, 1),
+    }
+}
