@@ -5,9 +5,11 @@
 //! All decisions live in `jobmaster.rs`; this file owns sockets, threads and the clock. One
 //! thread runs the loop, so no job state is ever shared between threads.
 
+use crate::ha::{Ha, LeaderAddress};
 use crate::jobmaster::{Command, JobMaster, JobMasterSettings, SlotRef};
 use crate::rpc::{read_message, write_message, FencingToken, JmMessage, TmMessage};
 use crate::status::{JobDetails, JobStatus};
+use eddy_coordination::{LeaderSessionId, LeadershipEvent};
 use eddy_core::config::Config;
 use eddy_core::JobId;
 use eddy_recovery::{CheckpointStorage, DeclineReason, VerifyLevel};
@@ -46,6 +48,15 @@ enum Event {
     Message(u64, TmMessage),
     Disconnected(u64, String),
     Request(Request),
+    Leadership(LeadershipEvent),
+    LeaderChanged(Option<(LeaderAddress, u128)>),
+}
+
+/// Whether this JobManager leads, and where the leader's REST API is (for standbys' answers).
+#[derive(Clone, Debug, Default)]
+pub struct LeaderView {
+    pub is_leader: bool,
+    pub leader_rest: Option<String>,
 }
 
 /// Requests from the dispatcher's clients (CLI, REST, `eddy local`).
@@ -63,6 +74,8 @@ pub enum Request {
 pub struct JobManagerHandle {
     tx: Sender<Event>,
     pub rpc_address: String,
+    view: Arc<Mutex<LeaderView>>,
+    ha: Option<Arc<Ha>>,
 }
 
 impl JobManagerHandle {
@@ -98,14 +111,59 @@ impl JobManagerHandle {
     pub fn shutdown(&self) {
         let _ = self.tx.send(Event::Request(Request::Shutdown));
     }
+
+    /// Whether this JobManager currently leads, and the leader's REST address.
+    pub fn leader_view(&self) -> LeaderView {
+        self.view.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// Starts acting as leader: at once without HA; with HA, joins the election and publishes
+    /// `rest_url` and the RPC address for TaskManagers and clients.
+    pub fn campaign(&self, rest_url: &str) -> Result<(), String> {
+        let Some(ha) = &self.ha else {
+            let _ = self.tx.send(Event::Leadership(LeadershipEvent::Granted {
+                session_id: LeaderSessionId(eddy_core::ids::random_u128()),
+            }));
+            return Ok(());
+        };
+        let tx = self.tx.clone();
+        ha.watch_leader(move |l| {
+            let _ = tx.send(Event::LeaderChanged(l));
+        })?;
+        let tx = self.tx.clone();
+        ha.campaign(
+            &LeaderAddress {
+                rpc: self.rpc_address.clone(),
+                rest: rest_url.to_string(),
+            },
+            move |ev| {
+                let _ = tx.send(Event::Leadership(ev));
+            },
+        )
+    }
 }
 
 /// Starts a JobManager: binds the RPC port and runs the event loop on its own thread.
+/// Starts a JobManager without HA: binds the RPC port, runs the event loop on its own thread and
+/// leads at once.
 pub fn start(
     config: Config,
     registry: Arc<JobRegistry>,
     bind_host: &str,
     rpc_port: u16,
+) -> Result<JobManagerHandle, String> {
+    let handle = start_with(config, registry, bind_host, rpc_port, None)?;
+    handle.campaign("")?;
+    Ok(handle)
+}
+
+/// Starts a JobManager that waits for leadership (`campaign`): a standby until granted.
+pub fn start_with(
+    config: Config,
+    registry: Arc<JobRegistry>,
+    bind_host: &str,
+    rpc_port: u16,
+    ha: Option<Arc<Ha>>,
 ) -> Result<JobManagerHandle, String> {
     let listener = TcpListener::bind((bind_host, rpc_port))
         .map_err(|e| format!("cannot bind the JobManager RPC port {bind_host}:{rpc_port}: {e}"))?;
@@ -152,11 +210,13 @@ pub fn start(
             }
         })
         .map_err(|e| e.to_string())?;
-    let token = eddy_core::ids::random_u128();
+    let view = Arc::new(Mutex::new(LeaderView::default()));
     let mut jm = JobManagerLoop {
         config,
         registry,
-        token,
+        token: None,
+        ha: ha.clone(),
+        view: view.clone(),
         tms: BTreeMap::new(),
         conns: HashMap::new(),
         unregistered: HashMap::new(),
@@ -168,13 +228,21 @@ pub fn start(
         .spawn(move || jm.run(rx))
         .map_err(|e| e.to_string())?;
     tracing::info!("JobManager listening for TaskManagers on {rpc_address}");
-    Ok(JobManagerHandle { tx, rpc_address })
+    Ok(JobManagerHandle {
+        tx,
+        rpc_address,
+        view,
+        ha,
+    })
 }
 
 struct JobManagerLoop {
     config: Config,
     registry: Arc<JobRegistry>,
-    token: FencingToken,
+    /// The leader session id while leading; `None`: standby (answers nothing but "who leads").
+    token: Option<FencingToken>,
+    ha: Option<Arc<Ha>>,
+    view: Arc<Mutex<LeaderView>>,
     tms: BTreeMap<String, TaskManagerEntry>,
     conns: HashMap<u64, String>,
     unregistered: HashMap<u64, Arc<Mutex<TcpStream>>>,
@@ -214,7 +282,17 @@ impl JobManagerLoop {
                 let Some(conn) = self.unregistered.remove(&id) else {
                     return;
                 };
-                let reply = JmMessage::Registered { token: self.token };
+                let Some(token) = self.token else {
+                    let reply = JmMessage::Refused {
+                        reason: "this JobManager is not the leader".into(),
+                    };
+                    if let Ok(mut c) = conn.lock() {
+                        let _ = write_message(&mut *c, &reply);
+                        let _ = c.shutdown(std::net::Shutdown::Both);
+                    }
+                    return;
+                };
+                let reply = JmMessage::Registered { token };
                 if let Ok(mut c) = conn.lock() {
                     let _ = write_message(&mut *c, &reply);
                 }
@@ -256,13 +334,120 @@ impl JobManagerLoop {
                 }
             }
             Event::Request(r) => self.on_request(r, now),
+            Event::Leadership(LeadershipEvent::Granted { session_id }) => {
+                self.gain_leadership(session_id.0, now)
+            }
+            Event::Leadership(LeadershipEvent::Revoked) => {
+                self.step_down("leadership revoked", now)
+            }
+            Event::LeaderChanged(l) => {
+                if let Ok(mut v) = self.view.lock() {
+                    v.leader_rest = l.map(|(a, _)| a.rest);
+                }
+            }
         }
+    }
+
+    /// This JobManager leads now: a new fencing token, and every job of the job graph store is
+    /// recovered from its latest completed checkpoint (except those with a recorded result).
+    fn gain_leadership(&mut self, session: u128, now: i64) {
+        tracing::info!(
+            "JobManager {} granted leadership (session {session:032x})",
+            self.view_rpc()
+        );
+        self.token = Some(session);
+        if let Ok(mut v) = self.view.lock() {
+            v.is_leader = true;
+        }
+        let Some(ha) = self.ha.clone() else { return };
+        match ha.cleanup_dirty(session) {
+            Ok(cleaned) if !cleaned.is_empty() => {
+                tracing::info!("cleaned up the HA data of {} ended jobs", cleaned.len())
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("could not clean up ended jobs: {e}"),
+        }
+        let graphs = match ha.job_graphs() {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::error!("cannot read the job graph store: {e}; stepping down");
+                self.step_down("job graph store unreadable", now);
+                return;
+            }
+        };
+        for (id, bytes) in graphs {
+            if ha.has_result(id).unwrap_or(false) {
+                continue; // globally terminal: never run again
+            }
+            let spec: JobSpec = match serde_json::from_slice(&bytes) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!("job {id}: stored job graph is unreadable: {e}");
+                    continue;
+                }
+            };
+            match self.create_job_master(id, spec, now, true) {
+                Ok(()) => tracing::info!("Recovered JobGraph of job {id}"),
+                Err(e) => tracing::error!("job {id}: recovery failed: {e}"),
+            }
+        }
+        self.schedule_waiting(now);
+    }
+
+    fn view_rpc(&self) -> String {
+        self.config.jobmanager_rpc_address()
+    }
+
+    /// Stops acting as leader: jobs are SUSPENDED (never FAILED, their HA data kept), tasks are
+    /// told to cancel, TaskManagers disconnected so they find the new leader.
+    fn step_down(&mut self, why: &str, now: i64) {
+        if self.token.is_none() {
+            return;
+        }
+        tracing::warn!(
+            "JobManager stepping down: {why}; suspending {} jobs",
+            self.jobs.len()
+        );
+        let ids: Vec<JobId> = self.jobs.keys().copied().collect();
+        for id in ids {
+            if let Some(jm) = self.jobs.get_mut(&id) {
+                let cmds = jm.suspend(now);
+                // Best effort: the cancel messages still carry the old token.
+                for c in cmds {
+                    if let Command::Send { tm_id, msg } = c {
+                        if let Some(t) = self.tms.get(&tm_id) {
+                            if let Ok(mut s) = t.conn.lock() {
+                                let _ = write_message(&mut *s, &msg);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.token = None;
+        if let Ok(mut v) = self.view.lock() {
+            v.is_leader = false;
+        }
+        self.jobs.clear();
+        self.waiting.clear();
+        for t in self.tms.values() {
+            if let Ok(s) = t.conn.lock() {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+        self.tms.clear();
+        self.conns.clear();
     }
 
     fn on_tm_message(&mut self, tm_id: &str, msg: TmMessage, now: i64) {
         match msg {
             TmMessage::Register { .. } => {}
             TmMessage::Heartbeat { counters } => {
+                if let (Some(token), Some(t)) = (self.token, self.tms.get(tm_id)) {
+                    if let Ok(mut c) = t.conn.lock() {
+                        let _ = write_message(&mut *c, &JmMessage::HeartbeatReply { token });
+                    }
+                }
                 for c in counters {
                     if let Some(jm) = self.jobs.get_mut(&c.key.job_id) {
                         jm.update_counters(&c.key, c.records_in, c.records_out);
@@ -375,12 +560,23 @@ impl JobManagerLoop {
     }
 
     fn submit(&mut self, mut spec: JobSpec, now: i64) -> Result<JobId, String> {
-        let built = self.registry.build(&spec).map_err(|e| e.to_string())?;
+        let Some(token) = self.token else {
+            let leader = self
+                .view
+                .lock()
+                .ok()
+                .and_then(|v| v.leader_rest.clone())
+                .unwrap_or_else(|| "unknown".into());
+            return Err(format!(
+                "this JobManager is a standby; the leader is at {leader}"
+            ));
+        };
+        self.registry.build(&spec).map_err(|e| e.to_string())?;
         let id = JobId::random();
-        let checkpointing = spec.config.checkpointing();
         // Checkpointing without a directory: a directory under the system temp dir (Flink would
         // keep state in JobManager memory; files keep TaskManager and JobManager symmetric).
-        if checkpointing.interval.is_some() && spec.config.checkpoints_dir().is_none() {
+        if spec.config.checkpointing().interval.is_some() && spec.config.checkpoints_dir().is_none()
+        {
             let dir = std::env::temp_dir().join("eddy-checkpoints");
             tracing::info!(
                 "execution.checkpointing.dir is not set: checkpoints go to {}",
@@ -389,18 +585,59 @@ impl JobManagerLoop {
             spec.config
                 .set("execution.checkpointing.dir", &dir.to_string_lossy());
         }
+        // With HA the job graph is durable before the submission is acknowledged.
+        if let Some(ha) = &self.ha {
+            let bytes = serde_json::to_vec(&spec).map_err(|e| e.to_string())?;
+            ha.put_job_graph(token, id, bytes)
+                .map_err(|e| format!("cannot persist the job graph: {e}"))?;
+        }
+        tracing::info!(
+            "submitting job {} ({id}) with parallelism {}",
+            spec.name,
+            spec.parallelism
+        );
+        self.create_job_master(id, spec, now, false)?;
+        self.schedule_waiting(now);
+        Ok(id)
+    }
+
+    /// Creates the JobMaster of a submitted or recovered job and queues it for slots. A
+    /// recovered job restores from the newest readable checkpoint of the completed-checkpoint
+    /// store, and its checkpoint ids continue above every id used so far.
+    fn create_job_master(
+        &mut self,
+        id: JobId,
+        spec: JobSpec,
+        now: i64,
+        recovered: bool,
+    ) -> Result<(), String> {
+        let token = self.token.ok_or("not the leader")?;
+        let built = self.registry.build(&spec).map_err(|e| e.to_string())?;
+        let checkpointing = spec.config.checkpointing();
         let checkpoints_dir = spec
             .config
             .checkpoints_dir()
             .map(|d| d.to_string_lossy().into_owned());
-        // Checkpoint ids never repeat: continue above anything already in the job's directory.
-        let first_checkpoint_id = match &checkpoints_dir {
+        let mut first_checkpoint_id = match &checkpoints_dir {
             Some(dir) => CheckpointStorage::new(dir, id)
                 .highest_checkpoint_id()
                 .map_err(|e| e.to_string())?
                 .map_or(1, |h| h + 1),
             None => 1,
         };
+        let mut retained = Vec::new();
+        let mut skipped = Vec::new();
+        if let (true, Some(ha)) = (recovered, &self.ha) {
+            first_checkpoint_id =
+                first_checkpoint_id.max(ha.next_checkpoint_id(id).map_err(|e| e.to_string())?);
+            for (cid, pointer) in ha.checkpoints(id).map_err(|e| e.to_string())? {
+                first_checkpoint_id = first_checkpoint_id.max(cid + 1);
+                match eddy_recovery::storage::read_metadata(std::path::Path::new(&pointer)) {
+                    Ok(cp) => retained.push(cp),
+                    Err(e) => skipped.push((cid, e.to_string())),
+                }
+            }
+        }
         let settings = JobMasterSettings {
             slot_request_timeout_ms: spec.config.slot_request_timeout().as_millis() as i64,
             buffer_timeout_ms: spec.config.buffer_timeout().as_millis() as u64,
@@ -410,16 +647,13 @@ impl JobManagerLoop {
             checkpoints_dir,
             first_checkpoint_id,
         };
-        tracing::info!(
-            "submitting job {} ({id}) with parallelism {}",
-            spec.name,
-            spec.parallelism
-        );
-        let jm = JobMaster::new(id, spec, built.job_graph, self.token, settings, now)?;
+        let mut jm = JobMaster::new(id, spec, built.job_graph, token, settings, now)?;
+        if recovered {
+            jm.recover_from(retained, skipped, now);
+        }
         self.jobs.insert(id, jm);
         self.waiting.push(id);
-        self.schedule_waiting(now);
-        Ok(id)
+        Ok(())
     }
 
     fn free_slots(&self) -> usize {
@@ -505,10 +739,29 @@ impl JobManagerLoop {
     /// ones skipped and why.
     fn select_restore(
         jm: &JobMaster,
+        ha: Option<&Ha>,
     ) -> (
         Option<eddy_recovery::CompletedCheckpoint>,
         Vec<(u64, String)>,
     ) {
+        if let Some(ha) = ha {
+            // The completed-checkpoint store is the truth: the newest readable registered one.
+            let mut skipped = Vec::new();
+            let mut pointers = ha.checkpoints(jm.job_id).unwrap_or_default();
+            pointers.sort();
+            for (id, pointer) in pointers.into_iter().rev() {
+                let path = std::path::Path::new(&pointer);
+                let checked = eddy_recovery::storage::read_metadata(path).and_then(|cp| {
+                    let dir = path.parent().unwrap_or(path);
+                    eddy_recovery::storage::verify_files(dir, &cp, VerifyLevel::Lengths).map(|_| cp)
+                });
+                match checked {
+                    Ok(cp) => return (Some(cp), skipped),
+                    Err(e) => skipped.push((id, e.to_string())),
+                }
+            }
+            return (None, skipped);
+        }
         let Some(dir) = jm.checkpoints_dir() else {
             return (None, Vec::new());
         };
@@ -534,17 +787,67 @@ impl JobManagerLoop {
                         continue;
                     };
                     let id = metadata.checkpoint_id;
-                    let more = match jm
+                    let written = match jm
                         .checkpoints_dir()
                         .map(|d| CheckpointStorage::new(d, job).write_metadata(&metadata))
                     {
-                        Some(Ok(_)) => jm.metadata_written(id, now),
-                        Some(Err(e)) => jm.metadata_write_failed(id, e.to_string(), now),
-                        None => jm.metadata_write_failed(id, "no checkpoint directory".into(), now),
+                        Some(Ok(path)) => Ok(path),
+                        Some(Err(e)) => Err(e.to_string()),
+                        None => Err("no checkpoint directory".into()),
                     };
+                    // With HA the checkpoint counts only once its pointer is in the
+                    // completed-checkpoint store, written fenced: a deposed leader cannot.
+                    let mut fenced = false;
+                    let registered = written.and_then(|path| match (&self.ha, self.token) {
+                        (Some(ha), Some(token)) => {
+                            let pointer = std::fs::canonicalize(&path)
+                                .unwrap_or(path)
+                                .to_string_lossy()
+                                .into_owned();
+                            ha.add_checkpoint(token, job, id, pointer).map_err(|e| {
+                                fenced = e.is_fenced();
+                                format!("cannot register the checkpoint in the HA store: {e}")
+                            })
+                        }
+                        (Some(_), None) => Err("not the leader".into()),
+                        _ => Ok(()),
+                    });
+                    let more = match registered {
+                        Ok(()) => jm.metadata_written(id, now),
+                        Err(e) => {
+                            tracing::warn!("job {job}: checkpoint {id} not completed: {e}");
+                            jm.metadata_write_failed(id, e, now)
+                        }
+                    };
+                    if fenced {
+                        self.step_down(
+                            "a fenced write was refused (another JobManager leads)",
+                            now,
+                        );
+                        return;
+                    }
                     queue.extend(more);
                 }
+                Command::ReserveCheckpointId { id } => {
+                    if let (Some(ha), Some(token)) = (&self.ha, self.token) {
+                        if let Err(e) = ha.reserve_checkpoint_ids(token, job, id + 1) {
+                            tracing::warn!("job {job}: cannot reserve checkpoint id {id}: {e}");
+                            if e.is_fenced() {
+                                self.step_down(
+                                    "a fenced write was refused (another JobManager leads)",
+                                    now,
+                                );
+                                return;
+                            }
+                        }
+                    }
+                }
                 Command::DiscardCheckpoint { id, shared_files } => {
+                    if let (Some(ha), Some(token)) = (&self.ha, self.token) {
+                        if let Err(e) = ha.remove_checkpoint(token, job, id) {
+                            tracing::warn!("job {job}: cannot unregister checkpoint {id}: {e}");
+                        }
+                    }
                     if let Some(dir) = self.jobs.get(&job).and_then(|j| j.checkpoints_dir()) {
                         let storage = CheckpointStorage::new(dir, job);
                         if let Err(e) = storage
@@ -580,7 +883,7 @@ impl JobManagerLoop {
                         queue.extend(more);
                         continue;
                     }
-                    let (restore, skipped) = Self::select_restore(jm);
+                    let (restore, skipped) = Self::select_restore(jm, self.ha.as_deref());
                     if restore.as_ref().map(|c| c.checkpoint_id) != hint {
                         tracing::info!("job {job}: restoring from checkpoint {:?} (latest completed: {hint:?})", restore.as_ref().map(|c| c.checkpoint_id));
                     }
@@ -588,6 +891,9 @@ impl JobManagerLoop {
                     queue.extend(more);
                 }
                 Command::Send { tm_id, msg } => {
+                    if self.token.is_none() {
+                        continue; // a standby sends nothing
+                    }
                     let sent = self.tms.get(&tm_id).map(|t| {
                         t.conn
                             .lock()
@@ -599,6 +905,19 @@ impl JobManagerLoop {
                     }
                 }
                 Command::ReleaseSlots => {
+                    if let (Some(ha), Some(token), Some(jm)) =
+                        (&self.ha, self.token, self.jobs.get(&job))
+                    {
+                        if jm.status().is_globally_terminal() {
+                            let d = jm.details(now);
+                            let result = serde_json::json!({"status": d.status.name(), "end_time": d.end_time, "restarts": d.restarts, "reason": d.status_reason});
+                            if let Err(e) = ha.finish_job(token, job, result) {
+                                tracing::warn!(
+                                    "job {job}: cannot record its result in the HA store: {e}"
+                                );
+                            }
+                        }
+                    }
                     for tm in self.tms.values_mut() {
                         for s in tm.slots.iter_mut() {
                             if *s == Some(job) {

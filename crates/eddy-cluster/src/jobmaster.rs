@@ -56,6 +56,10 @@ pub enum Command {
         id: u64,
         shared_files: Vec<eddy_recovery::StateFileHandle>,
     },
+    /// Reserve checkpoint ids up to `id` in the HA checkpoint counter before triggering `id`.
+    ReserveCheckpointId {
+        id: u64,
+    },
     /// Select the checkpoint to restore from (newest readable retained one; the coordinator's
     /// in-memory choice is `hint`) and call `deploy_restarted`.
     Restore {
@@ -122,6 +126,8 @@ pub struct JobMaster {
     backoff: RestartBackoff,
     failover: FailoverStrategy,
     pending_restart: Option<PendingRestart>,
+    /// A recovered job's first deployment restores from this checkpoint.
+    initial_restore: Option<CompletedCheckpoint>,
 }
 
 fn evid(t: Task) -> ExecutionVertexId {
@@ -213,6 +219,7 @@ impl JobMaster {
             backoff,
             failover,
             pending_restart: None,
+            initial_restore: None,
         };
         jm.timestamps.insert(JobStatus::Created.name().into(), now);
         Ok(jm)
@@ -340,7 +347,11 @@ impl JobMaster {
             .iter()
             .flat_map(|v| (0..v.parallelism).map(move |s| (v.id, s)))
             .collect();
-        let cmds = self.deploy(&all, None, now);
+        let restore = self.initial_restore.take();
+        if let (Some(c), Some(cp)) = (self.coordinator.as_mut(), restore.as_ref()) {
+            c.note_restored(cp.checkpoint_id, now as u64);
+        }
+        let cmds = self.deploy(&all, restore.as_ref(), now);
         self.transition(JobStatus::Running, now);
         cmds
     }
@@ -445,6 +456,53 @@ impl JobMaster {
         }
         if let Some(c) = self.coordinator.as_mut() {
             c.tasks_redeployed(tasks.iter().map(|t| evid(*t)));
+        }
+        cmds
+    }
+
+    /// A job recovered by a new leader: the retained checkpoints from the HA store (the newest
+    /// readable one is restored on the first deployment) and those that were unreadable.
+    pub fn recover_from(
+        &mut self,
+        mut retained: Vec<CompletedCheckpoint>,
+        skipped: Vec<(u64, String)>,
+        now: i64,
+    ) {
+        for (id, why) in skipped {
+            self.exceptions.push(ExceptionEntry {
+                timestamp: now,
+                task_name: None,
+                taskmanager: None,
+                exception: format!(
+                    "checkpoint {id} is unreadable, restoring from an older one: {why}"
+                ),
+            });
+        }
+        retained.sort_by_key(|c| c.checkpoint_id);
+        self.initial_restore = retained.last().cloned();
+        tracing::info!(
+            "job {}: recovered with retained checkpoints {:?}; restoring from {:?}",
+            self.job_id,
+            retained.iter().map(|c| c.checkpoint_id).collect::<Vec<_>>(),
+            self.initial_restore.as_ref().map(|c| c.checkpoint_id)
+        );
+        if let Some(c) = self.coordinator.as_mut() {
+            // Discards beyond num-retained are left to the next completed checkpoint.
+            let _ = c.restore_completed(retained);
+        }
+    }
+
+    /// This JobManager lost leadership: SUSPENDED (never FAILED), nothing more triggered,
+    /// committed or discarded; the tasks are told to cancel. A new leader recovers the job.
+    pub fn suspend(&mut self, now: i64) -> Vec<Command> {
+        self.pending_restart = None;
+        if let Some(c) = self.coordinator.as_mut() {
+            let _ = c.shutdown(JobShutdownStatus::Suspended, now as u64);
+        }
+        let all: BTreeSet<Task> = self.executions.keys().copied().collect();
+        let cmds = self.cancel_tasks(&all);
+        if self.status.can_transition_to(JobStatus::Suspended) {
+            self.transition(JobStatus::Suspended, now);
         }
         cmds
     }
@@ -913,6 +971,7 @@ impl JobMaster {
         for c in out {
             match c {
                 C::TriggerCheckpoint { id, tasks, .. } => {
+                    cmds.push(Command::ReserveCheckpointId { id });
                     let token = self.token;
                     send_all(
                         self,

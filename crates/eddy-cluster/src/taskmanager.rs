@@ -235,6 +235,8 @@ struct Shared {
     token: Mutex<Option<FencingToken>>,
     stopped: AtomicBool,
     slots: u32,
+    /// No message from the JobManager for this long: it is considered lost.
+    heartbeat_timeout: Duration,
 }
 
 /// A running TaskManager.
@@ -273,10 +275,28 @@ fn cancel_all(shared: &Shared) {
 
 /// Starts a TaskManager that registers with the JobManager at `jm_address`, retrying until it
 /// is reachable.
+/// Where a TaskManager finds its JobManager.
+pub enum JobManagerTarget {
+    /// `jobmanager.rpc.address:port` (no HA).
+    Fixed(String),
+    /// The current leader, from HA leader retrieval; a leader change reconnects.
+    Ha(Arc<crate::ha::Ha>),
+}
+
+/// Starts a TaskManager that registers with the JobManager at `jm_address`, retrying until it
+/// is reachable.
 pub fn start(
     config: &Config,
     registry: Arc<JobRegistry>,
     jm_address: String,
+) -> Result<TaskManagerHandle, String> {
+    start_with(config, registry, JobManagerTarget::Fixed(jm_address))
+}
+
+pub fn start_with(
+    config: &Config,
+    registry: Arc<JobRegistry>,
+    target: JobManagerTarget,
 ) -> Result<TaskManagerHandle, String> {
     let network =
         NetworkEnvironment::start(&config.taskmanager_host(), config.taskmanager_data_port())
@@ -293,12 +313,13 @@ pub fn start(
         token: Mutex::new(None),
         stopped: AtomicBool::new(false),
         slots: config.slots_per_taskmanager(),
+        heartbeat_timeout: config.heartbeat_timeout(),
     });
     let heartbeat = config.heartbeat_interval().min(Duration::from_millis(500));
     let s = shared.clone();
     std::thread::Builder::new()
         .name("tm-rpc".into())
-        .spawn(move || connection_loop(s, jm_address))
+        .spawn(move || connection_loop(s, target))
         .map_err(|e| e.to_string())?;
     let s = shared.clone();
     std::thread::Builder::new()
@@ -309,10 +330,58 @@ pub fn start(
 }
 
 /// Connects, registers and serves the JobManager; reconnects when the connection drops.
-fn connection_loop(shared: Arc<Shared>, jm_address: String) {
+fn connection_loop(shared: Arc<Shared>, target: JobManagerTarget) {
+    // With HA, the leader's RPC address comes from leader retrieval; a change of leader closes
+    // the current connection so the loop below connects to the new one.
+    let leader: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    if let JobManagerTarget::Ha(ha) = &target {
+        let (l, s) = (leader.clone(), shared.clone());
+        let watched = ha.watch_leader(move |info| {
+            let addr = info.map(|(a, _)| a.rpc);
+            let changed = l
+                .lock()
+                .map(|mut cur| std::mem::replace(&mut *cur, addr.clone()) != addr)
+                .unwrap_or(false);
+            if changed {
+                tracing::info!(
+                    "TaskManager {}: the leading JobManager is now {}",
+                    s.id,
+                    addr.as_deref().unwrap_or("unknown")
+                );
+                if let Ok(w) = s.writer.lock() {
+                    if let Some(stream) = w.as_ref() {
+                        let _ = stream.shutdown(std::net::Shutdown::Both);
+                    }
+                }
+            }
+        });
+        if let Err(e) = watched {
+            tracing::error!(
+                "TaskManager {}: cannot watch the JobManager leader: {e}",
+                shared.id
+            );
+        }
+    }
     let mut backoff = Duration::from_millis(50);
     let mut last_warn = Instant::now() - Duration::from_secs(60);
     while !shared.stopped.load(Ordering::Relaxed) {
+        let jm_address = match &target {
+            JobManagerTarget::Fixed(a) => a.clone(),
+            JobManagerTarget::Ha(_) => match leader.lock().ok().and_then(|l| l.clone()) {
+                Some(a) => a,
+                None => {
+                    if last_warn.elapsed() > Duration::from_secs(5) {
+                        tracing::warn!(
+                            "TaskManager {}: no JobManager leads yet; waiting",
+                            shared.id
+                        );
+                        last_warn = Instant::now();
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+            },
+        };
         match TcpStream::connect(&jm_address) {
             Ok(stream) => {
                 backoff = Duration::from_millis(50);
@@ -329,6 +398,7 @@ fn connection_loop(shared: Arc<Shared>, jm_address: String) {
                     *t = None;
                 }
                 cancel_all(&shared);
+                std::thread::sleep(backoff);
             }
             Err(e) => {
                 if last_warn.elapsed() > Duration::from_secs(5) {
@@ -344,6 +414,9 @@ fn connection_loop(shared: Arc<Shared>, jm_address: String) {
 
 fn serve(shared: &Arc<Shared>, stream: TcpStream) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
+    // The JobManager answers every heartbeat: silence longer than heartbeat.timeout means it
+    // is gone (paused, partitioned) even though the connection looks open.
+    stream.set_read_timeout(Some(shared.heartbeat_timeout))?;
     let mut w = stream;
     write_message(
         &mut w,

@@ -104,6 +104,18 @@ enum ClusterAction {
         #[arg(long, value_name = "DIR")]
         conf: Option<PathBuf>,
     },
+    /// Internal: runs JobManager INDEX and restarts it when it dies (started by `cluster start`).
+    #[command(hide = true)]
+    Supervise {
+        #[arg(long, value_name = "DIR")]
+        conf: Option<PathBuf>,
+        #[arg(long)]
+        index: usize,
+        #[arg(long)]
+        host: String,
+        #[arg(long)]
+        rest_port: u16,
+    },
     /// Roles, addresses, pids and states of the cluster's processes.
     Status {
         #[arg(long, value_name = "DIR")]
@@ -266,6 +278,12 @@ pub fn main_with(registry: JobRegistry) -> i32 {
                 ClusterAction::Start { conf } => crate::cluster::start(&dir(conf)),
                 ClusterAction::Stop { conf } => crate::cluster::stop(&dir(conf)),
                 ClusterAction::Status { conf, json } => crate::cluster::status(&dir(conf), json),
+                ClusterAction::Supervise {
+                    conf,
+                    index,
+                    host,
+                    rest_port,
+                } => crate::cluster::supervise(&dir(conf), index, &host, rest_port),
             }
         }
     }

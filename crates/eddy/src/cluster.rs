@@ -66,6 +66,7 @@ fn managed(log_dir: &Path) -> Vec<Managed> {
         let role: &'static str = match role {
             "jobmanager" => "jobmanager",
             "taskmanager" => "taskmanager",
+            "supervisor" => "supervisor",
             _ => continue,
         };
         let Ok(index) = index.parse::<usize>() else {
@@ -134,6 +135,132 @@ fn spawn(
         pid,
         address: address.to_string(),
     })
+}
+
+fn spawn_supervisor(
+    index: usize,
+    conf_dir: &Path,
+    log_dir: &Path,
+    host: &str,
+    port: u16,
+) -> Result<Managed, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the eddy binary: {e}"))?;
+    let log_path = log_file(log_dir, "supervisor", index);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| format!("cannot open log file {}: {e}", log_path.display()))?;
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        "cluster",
+        "supervise",
+        "--index",
+        &index.to_string(),
+        "--host",
+        host,
+        "--rest-port",
+        &port.to_string(),
+        "--conf",
+    ])
+    .arg(conf_dir);
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log);
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start the JobManager supervisor: {e}"))?;
+    let pid = child.id();
+    std::mem::forget(child);
+    let pf = pid_file(log_dir, "supervisor", index);
+    std::fs::write(&pf, format!("{pid}\n{host}:{port}\n"))
+        .map_err(|e| format!("cannot write pid file {}: {e}", pf.display()))?;
+    Ok(Managed {
+        role: "supervisor",
+        index,
+        pid,
+        address: format!("{host}:{port}"),
+    })
+}
+
+/// Waits for the supervisor to start its JobManager.
+fn wait_for_pid_file(log_dir: &Path, index: usize) -> Result<Managed, String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Some(m) = managed(log_dir)
+            .into_iter()
+            .find(|m| m.role == "jobmanager" && m.index == index)
+        {
+            return Ok(m);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Err(format!(
+        "the supervisor of JobManager {index} did not start it: see {}",
+        log_file(log_dir, "supervisor", index).display()
+    ))
+}
+
+/// `eddy cluster supervise` (started by `cluster start`): runs JobManager `index` and starts it
+/// again when it dies, up to `cluster.jobmanager.restart-attempts` times (the analog of
+/// `yarn.application-attempts`). SIGTERM stops the JobManager and the supervisor.
+pub fn supervise(conf_dir: &Path, index: usize, host: &str, rest_port: u16) -> i32 {
+    crate::local::init_logging("info");
+    let config = match load(conf_dir) {
+        Ok(c) => c,
+        Err(e) => return fail(&e, 2),
+    };
+    let log_dir = config.log_dir();
+    let attempts = config.jobmanager_restart_attempts();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s = stop.clone();
+    let _ = ctrlc::set_handler(move || s.store(true, std::sync::atomic::Ordering::SeqCst));
+    let extra = vec![
+        format!("rest.port={rest_port}"),
+        format!("rest.address={host}"),
+    ];
+    let mut restarts = 0;
+    loop {
+        let jm = match spawn(
+            "jobmanager",
+            index,
+            conf_dir,
+            &extra,
+            &log_dir,
+            &format!("{host}:{rest_port}"),
+        ) {
+            Ok(m) => m,
+            Err(e) => return fail(&e, 1),
+        };
+        tracing::info!("supervisor: JobManager {index} running as pid {}", jm.pid);
+        while alive(jm.pid) && !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            reap();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            stop_processes(&[jm], &log_dir);
+            return 0;
+        }
+        reap();
+        if restarts >= attempts {
+            tracing::error!("supervisor: JobManager {index} (pid {}) died; all {attempts} restart attempts used", jm.pid);
+            let _ = std::fs::remove_file(pid_file(&log_dir, "jobmanager", index));
+            return 1;
+        }
+        restarts += 1;
+        tracing::warn!("supervisor: JobManager {index} (pid {}) died; starting it again (attempt {restarts} of {attempts})", jm.pid);
+    }
+}
+
+/// Reaps exited children so a dead JobManager is not kept as a zombie.
+fn reap() {
+    unsafe { while libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) > 0 {} }
 }
 
 /// The last error line of a process's log (for a one-line start-up failure).
@@ -234,16 +361,26 @@ pub fn start(conf_dir: &Path) -> i32 {
         return fail(&format!("a cluster is already running from {} ({} processes): run `eddy cluster stop` first", log_dir.display(), running.len()), 2);
     }
     let mut procs = Vec::new();
+    let attempts = config.jobmanager_restart_attempts();
     for (i, (host, port)) in masters.iter().enumerate() {
         let extra = vec![format!("rest.port={port}"), format!("rest.address={host}")];
-        match spawn(
-            "jobmanager",
-            i,
-            conf_dir,
-            &extra,
-            &log_dir,
-            &format!("{host}:{port}"),
-        ) {
+        let started = if attempts > 0 {
+            // A supervisor process restarts the JobManager when it dies.
+            spawn_supervisor(i, conf_dir, &log_dir, host, *port).and_then(|s| {
+                procs.push(s);
+                wait_for_pid_file(&log_dir, i)
+            })
+        } else {
+            spawn(
+                "jobmanager",
+                i,
+                conf_dir,
+                &extra,
+                &log_dir,
+                &format!("{host}:{port}"),
+            )
+        };
+        match started {
             Ok(p) => procs.push(p),
             Err(e) => {
                 stop_processes(&procs, &log_dir);
@@ -251,8 +388,6 @@ pub fn start(conf_dir: &Path) -> i32 {
             }
         }
     }
-    let (rest_host, rest_port) = masters[0].clone();
-    let rest = format!("{rest_host}:{rest_port}");
     for (i, host) in workers.iter().enumerate() {
         match spawn(
             "taskmanager",
@@ -294,12 +429,23 @@ pub fn start(conf_dir: &Path) -> i32 {
                 1,
             );
         }
-        if let Ok((200, v)) =
-            client::request(&rest, "GET", "/overview", None, Duration::from_secs(2))
-        {
+        // The leader answers 200; standbys answer 503 naming it.
+        let leader = masters.iter().find_map(|(h, p)| {
+            match client::request(
+                &format!("{h}:{p}"),
+                "GET",
+                "/overview",
+                None,
+                Duration::from_secs(2),
+            ) {
+                Ok((200, v)) => Some((format!("{h}:{p}"), v)),
+                _ => None,
+            }
+        });
+        if let Some((rest, v)) = leader {
             if v["taskmanagers"].as_u64().unwrap_or(0) as usize >= expected {
                 println!(
-                    "Cluster started in {:.2} s: {} JobManager(s), {} TaskManager(s) registered; REST http://{rest}; logs in {}",
+                    "Cluster started in {:.2} s: {} JobManager(s), {} TaskManager(s) registered; leader REST http://{rest}; logs in {}",
                     started.elapsed().as_secs_f64(),
                     masters.len(),
                     expected,
@@ -333,7 +479,11 @@ pub fn stop(conf_dir: &Path) -> i32 {
         println!("No cluster processes found in {}", log_dir.display());
         return 0;
     }
-    // TaskManagers first, so jobs are not failed over needlessly while the JobManager stops.
+    // Supervisors first (they would restart a stopped JobManager), then TaskManagers, so jobs
+    // are not failed over needlessly while the JobManager stops.
+    let (sups, procs): (Vec<Managed>, Vec<Managed>) =
+        procs.into_iter().partition(|p| p.role == "supervisor");
+    stop_processes(&sups, &log_dir);
     let (tms, jms): (Vec<Managed>, Vec<Managed>) =
         procs.into_iter().partition(|p| p.role == "taskmanager");
     stop_processes(&tms, &log_dir);

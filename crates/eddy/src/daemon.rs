@@ -8,6 +8,7 @@
 //! this host and starts a replacement as soon as one dies.
 
 use crate::cli::fail;
+use eddy_cluster::ha::Ha;
 use eddy_cluster::{jobmanager, taskmanager};
 use eddy_core::config::{self, Config, ResourceManagerMode};
 use eddy_runtime::registry::JobRegistry;
@@ -50,9 +51,26 @@ pub fn run_jobmanager(
         Ok(c) => c,
         Err(code) => return code,
     };
+    // With HA, a bad quorum or storage directory fails here, before anything is started.
+    let ha = match Ha::connect(&config) {
+        Ok(ha) => ha,
+        Err(e) => return fail(&e, 2),
+    };
     let rpc_host = config.jobmanager_rpc_address();
-    let rpc_port = config.jobmanager_rpc_port();
-    let jm = match jobmanager::start(config.clone(), Arc::new(registry), &rpc_host, rpc_port) {
+    // With HA, several JobManagers may share a host: the RPC port comes from
+    // high-availability.jobmanager.port (0 = any) and is published through ZooKeeper.
+    let rpc_port = if ha.is_some() {
+        config.ha_jobmanager_port()
+    } else {
+        config.jobmanager_rpc_port()
+    };
+    let jm = match jobmanager::start_with(
+        config.clone(),
+        Arc::new(registry),
+        &rpc_host,
+        rpc_port,
+        ha.clone(),
+    ) {
         Ok(jm) => jm,
         Err(e) => return fail(&e, 1),
     };
@@ -68,11 +86,42 @@ pub fn run_jobmanager(
             return fail(&e, 1);
         }
     };
+    let rest_url = format!("http://{}:{}", config.rest_address(), rest.address.port());
+    if ha.is_some() {
+        rest.set_standby(None);
+    }
+    if let Err(e) = jm.campaign(&rest_url) {
+        rest.shutdown();
+        jm.shutdown();
+        return fail(&e, 1);
+    }
+    // Mirror leadership into the REST API: a standby answers with the leader's address.
+    let (view_jm, leader_state) = (jm.clone(), rest.leader_state());
+    std::thread::spawn(move || {
+        let mut last = None;
+        loop {
+            let v = view_jm.leader_view();
+            let now = (v.is_leader, v.leader_rest.clone());
+            if last.as_ref() != Some(&now) {
+                if v.is_leader {
+                    leader_state.set_leader();
+                } else {
+                    leader_state.set_standby(v.leader_rest.as_deref());
+                }
+                last = Some(now);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
     tracing::info!(
-        "JobManager running: RPC {} REST {} (pid {})",
+        "JobManager running: RPC {} REST {rest_url} (pid {}){}",
         jm.rpc_address,
-        rest.url(),
-        std::process::id()
+        std::process::id(),
+        if ha.is_some() {
+            ", campaigning for leadership"
+        } else {
+            ""
+        }
     );
     let supervisor = (config.resource_manager_mode() == ResourceManagerMode::Active).then(|| {
         ActiveTaskManagers::start(
@@ -103,12 +152,25 @@ pub fn run_taskmanager(
         Ok(c) => c,
         Err(code) => return code,
     };
-    let jm_address = format!(
-        "{}:{}",
-        config.jobmanager_rpc_address(),
-        config.jobmanager_rpc_port()
-    );
-    let tm = match taskmanager::start(&config, Arc::new(registry), jm_address.clone()) {
+    let ha = match Ha::connect(&config) {
+        Ok(ha) => ha,
+        Err(e) => return fail(&e, 2),
+    };
+    let (target, jm_address) = match ha {
+        Some(ha) => (
+            taskmanager::JobManagerTarget::Ha(ha),
+            "found through ZooKeeper".to_string(),
+        ),
+        None => {
+            let a = format!(
+                "{}:{}",
+                config.jobmanager_rpc_address(),
+                config.jobmanager_rpc_port()
+            );
+            (taskmanager::JobManagerTarget::Fixed(a.clone()), a)
+        }
+    };
+    let tm = match taskmanager::start_with(&config, Arc::new(registry), target) {
         Ok(tm) => tm,
         Err(e) => return fail(&e, 1),
     };

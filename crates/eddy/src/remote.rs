@@ -24,10 +24,17 @@ fn load(conf_dir: Option<&Path>, overrides: &[String]) -> Result<Config, String>
     Ok(l.config)
 }
 
-/// `-m` or the configured REST address.
+/// `-m`, else the leader found through ZooKeeper (HA), else the configured REST address.
 fn jobmanager(m: Option<&str>, config: &Config) -> String {
-    m.map(|s| s.to_string())
-        .unwrap_or_else(|| format!("{}:{}", config.rest_address(), config.rest_port()))
+    if let Some(m) = m {
+        return m.to_string();
+    }
+    if let Ok(Some(ha)) = eddy_cluster::ha::Ha::connect(config) {
+        if let Ok(Some((leader, _))) = ha.current_leader() {
+            return leader.rest;
+        }
+    }
+    format!("{}:{}", config.rest_address(), config.rest_port())
 }
 
 fn error_text(code: u16, v: &Value) -> String {

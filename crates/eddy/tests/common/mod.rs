@@ -25,9 +25,15 @@ impl Drop for Guard {
 
 /// Runs `eddy ARGS` and waits at most `limit`.
 pub fn eddy(args: &[&str], limit: Duration) -> Outcome {
+    eddy_with_env(args, &[("EDDY_LOG", "warn")], limit)
+}
+
+/// Runs `eddy ARGS` with the environment variables `env` set (and `EDDY_CONF_DIR` removed), and
+/// waits at most `limit`. Processes it starts in the background inherit `env`.
+pub fn eddy_with_env(args: &[&str], env: &[(&str, &str)], limit: Duration) -> Outcome {
     let child = Command::new(env!("CARGO_BIN_EXE_eddy"))
         .args(args)
-        .env("EDDY_LOG", "warn")
+        .envs(env.iter().copied())
         .env_remove("EDDY_CONF_DIR")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
