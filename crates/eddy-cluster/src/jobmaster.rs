@@ -930,7 +930,10 @@ impl JobMaster {
             return Vec::new();
         };
         let out = c.metadata_written(id, now as u64);
-        tracing::info!("job {}: completed checkpoint {id}", self.job_id);
+        // A checkpoint aborted while its metadata was written is discarded, not completed.
+        if c.latest_completed().is_some_and(|l| l.checkpoint_id == id) {
+            tracing::info!("job {}: completed checkpoint {id}", self.job_id);
+        }
         self.coordinator_commands(out, now)
     }
 
