@@ -931,8 +931,9 @@ impl JobMaster {
         };
         let out = c.metadata_written(id, now as u64);
         // A checkpoint aborted while its metadata was written is discarded, not completed.
-        if c.latest_completed().is_some_and(|l| l.checkpoint_id == id) {
-            tracing::info!("job {}: completed checkpoint {id}", self.job_id);
+        if let Some(l) = c.latest_completed().filter(|l| l.checkpoint_id == id) {
+            let duration = l.completion_timestamp_ms.saturating_sub(l.trigger_timestamp_ms);
+            tracing::info!("job {}: completed checkpoint {id} ({} bytes, {duration} ms from trigger)", self.job_id, l.state_size());
         }
         self.coordinator_commands(out, now)
     }
