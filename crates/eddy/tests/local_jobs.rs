@@ -274,3 +274,33 @@ fn jobs_lists_the_builtin_jobs_with_arguments() {
         assert!(r.stdout.contains(j), "missing {j} in {}", r.stdout);
     }
 }
+
+#[test]
+fn ctrl_c_cancels_the_job_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("seq");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(["local", "sequence", "--keys", "10", "--per-key", "1000000", "--rate", "2000", "--json", "--output", out.to_str().unwrap()])
+        .env("EDDY_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("eddy local did not stop after Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "a user's cancel exits 0: {}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let s: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(s["status"], "CANCELED");
+}
