@@ -498,7 +498,15 @@ impl JobManagerLoop {
     }
 
     fn lose_taskmanager(&mut self, tm_id: &str, reason: &str, now: i64) {
-        tracing::warn!("TaskManager {tm_id} lost: {reason}");
+        let affects_jobs = self
+            .tms
+            .get(tm_id)
+            .is_some_and(|t| t.slots.iter().any(|s| s.is_some()));
+        if affects_jobs {
+            tracing::warn!("TaskManager {tm_id} lost: {reason}");
+        } else {
+            tracing::info!("TaskManager {tm_id} gone (it held no job's slots): {reason}");
+        }
         if self.tms.remove(tm_id).is_none() {
             return;
         }

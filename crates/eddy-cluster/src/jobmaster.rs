@@ -932,8 +932,14 @@ impl JobMaster {
         let out = c.metadata_written(id, now as u64);
         // A checkpoint aborted while its metadata was written is discarded, not completed.
         if let Some(l) = c.latest_completed().filter(|l| l.checkpoint_id == id) {
-            let duration = l.completion_timestamp_ms.saturating_sub(l.trigger_timestamp_ms);
-            tracing::info!("job {}: completed checkpoint {id} ({} bytes, {duration} ms from trigger)", self.job_id, l.state_size());
+            let duration = l
+                .completion_timestamp_ms
+                .saturating_sub(l.trigger_timestamp_ms);
+            tracing::info!(
+                "job {}: completed checkpoint {id} ({} bytes, {duration} ms from trigger)",
+                self.job_id,
+                l.state_size()
+            );
         }
         self.coordinator_commands(out, now)
     }

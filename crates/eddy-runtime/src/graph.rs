@@ -280,13 +280,20 @@ mod tests {
     }
 
     fn chains(g: &JobGraph) -> Vec<String> {
-        g.vertices.iter().map(|v| format!("{}x{}", v.name, v.parallelism)).collect()
+        g.vertices
+            .iter()
+            .map(|v| format!("{}x{}", v.name, v.parallelism))
+            .collect()
     }
 
     #[test]
     fn forward_operators_of_equal_parallelism_chain_into_one_vertex() {
         let env = StreamEnv::new(Default::default());
-        env.add_source("src", || Nothing).map(|x: u64| x + 1).name("a").filter(|x: &u64| *x > 0).name("b");
+        env.add_source("src", || Nothing)
+            .map(|x: u64| x + 1)
+            .name("a")
+            .filter(|x: &u64| *x > 0)
+            .name("b");
         let g = JobGraph::from_stream_graph(&env.into_graph(), 3, 128).unwrap();
         assert_eq!(chains(&g), vec!["src -> a -> bx3"]);
         assert!(g.edges.is_empty());
@@ -294,7 +301,11 @@ mod tests {
 
     #[test]
     fn key_by_rebalance_and_broadcast_break_chains() {
-        for (name, kind) in [("hash", PartitionKind::Hash), ("rebalance", PartitionKind::Rebalance), ("broadcast", PartitionKind::Broadcast)] {
+        for (name, kind) in [
+            ("hash", PartitionKind::Hash),
+            ("rebalance", PartitionKind::Rebalance),
+            ("broadcast", PartitionKind::Broadcast),
+        ] {
             let env = StreamEnv::new(Default::default());
             let s = env.add_source("src", || Nothing);
             let s = match kind {
@@ -313,7 +324,10 @@ mod tests {
     #[test]
     fn different_parallelism_breaks_the_chain_and_becomes_rebalance() {
         let env = StreamEnv::new(Default::default());
-        env.add_source("src", || Nothing).set_parallelism(1).map(|x: u64| x).name("m");
+        env.add_source("src", || Nothing)
+            .set_parallelism(1)
+            .map(|x: u64| x)
+            .name("m");
         let g = JobGraph::from_stream_graph(&env.into_graph(), 4, 128).unwrap();
         assert_eq!(chains(&g), vec!["srcx1", "mx4"]);
         assert_eq!(g.edges[0].kind, PartitionKind::Rebalance);
@@ -331,21 +345,35 @@ mod tests {
         s.map(|x: u64| x).name("a");
         s.map(|x: u64| x).name("b");
         let g = JobGraph::from_stream_graph(&env.into_graph(), 1, 128).unwrap();
-        assert_eq!(chains(&g), vec!["srcx1", "ax1", "bx1"], "a source with two consumers chains neither");
+        assert_eq!(
+            chains(&g),
+            vec!["srcx1", "ax1", "bx1"],
+            "a source with two consumers chains neither"
+        );
     }
 
     #[test]
     fn parallelism_above_max_parallelism_is_rejected_naming_the_operator() {
         let env = StreamEnv::new(Default::default());
-        env.add_source("src", || Nothing).map(|x: u64| x).name("m").set_parallelism(200);
-        let e = JobGraph::from_stream_graph(&env.into_graph(), 1, 128).err().unwrap();
-        assert!(e.message.contains("'m'") && e.message.contains("200"), "{e}");
+        env.add_source("src", || Nothing)
+            .map(|x: u64| x)
+            .name("m")
+            .set_parallelism(200);
+        let e = JobGraph::from_stream_graph(&env.into_graph(), 1, 128)
+            .err()
+            .unwrap();
+        assert!(
+            e.message.contains("'m'") && e.message.contains("200"),
+            "{e}"
+        );
     }
 
     #[test]
     fn default_uids_follow_graph_position_and_user_uids_win() {
         let env = StreamEnv::new(Default::default());
-        env.add_source("My Source", || Nothing).map(|x: u64| x).uid("mapper");
+        env.add_source("My Source", || Nothing)
+            .map(|x: u64| x)
+            .uid("mapper");
         let g = env.into_graph();
         assert_eq!(g.nodes[0].uid, "0-my-source");
         assert_eq!(g.nodes[1].uid, "mapper");

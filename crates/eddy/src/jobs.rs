@@ -110,22 +110,37 @@ fn word_count(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
     let counts = env
         .add_source("FileSource", move || FileSource::new(path.clone()))
         .uid("file-source")
-        .flat_map(|line: String| {
-            line.split(|c: char| !c.is_alphanumeric())
-                .filter(|w| !w.is_empty())
-                .map(|w| w.to_lowercase())
-                .collect::<Vec<String>>()
-        })
+        .flat_map(tokenize)
         .name("Tokenize")
-        .key_by(|w: &String| w.clone())
+        .key_by_ref(|w: &String| w)
         .process(WordCounter::default())
         .name("Count")
         .uid("count");
     sink_lines(&counts, &output, |r: &(String, u64), s| {
         s.push_str(&r.0);
         s.push(',');
-        s.push_str(&r.1.to_string());
+        use std::fmt::Write;
+        let _ = write!(s, "{}", r.1);
     })
+}
+
+/// Lowercase words of a line, split on non-alphanumeric characters. ASCII lines (the common
+/// case) are lowercased in place at once; other lines word by word, so the split is always taken
+/// before lowercasing (lowercasing can add non-alphanumeric combining marks).
+fn tokenize(mut line: String) -> Vec<String> {
+    let split = |c: char| !c.is_alphanumeric();
+    if line.is_ascii() {
+        line.make_ascii_lowercase();
+        line.split(split)
+            .filter(|w| !w.is_empty())
+            .map(str::to_owned)
+            .collect()
+    } else {
+        line.split(split)
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect()
+    }
 }
 
 /// Running count per word.

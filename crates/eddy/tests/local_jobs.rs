@@ -280,7 +280,19 @@ fn ctrl_c_cancels_the_job_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("seq");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_eddy"))
-        .args(["local", "sequence", "--keys", "10", "--per-key", "1000000", "--rate", "2000", "--json", "--output", out.to_str().unwrap()])
+        .args([
+            "local",
+            "sequence",
+            "--keys",
+            "10",
+            "--per-key",
+            "1000000",
+            "--rate",
+            "2000",
+            "--json",
+            "--output",
+            out.to_str().unwrap(),
+        ])
         .env("EDDY_LOG", "warn")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -299,7 +311,12 @@ fn ctrl_c_cancels_the_job_cleanly() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let o = child.wait_with_output().unwrap();
-    assert_eq!(o.status.code(), Some(0), "a user's cancel exits 0: {}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "a user's cancel exits 0: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let stdout = String::from_utf8_lossy(&o.stdout);
     let s: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(s["status"], "CANCELED");

@@ -282,6 +282,22 @@ impl<T: Data> DataStream<T> {
         KeyedStream { stream, selector }
     }
 
+    /// Like `key_by`, for a key that is a field of the record: partitioning hashes the key in
+    /// place instead of cloning it (cheaper for `String` keys).
+    pub fn key_by_ref<K: Key>(
+        &self,
+        f: impl Fn(&T) -> &K + Clone + Send + Sync + 'static,
+    ) -> KeyedStream<T, K> {
+        let owned = f.clone();
+        let selector: KeySelector<T, K> = Arc::new(move |t: &T| owned(t).clone());
+        let mut stream = self.clone();
+        stream.pending = PartitionKind::Hash;
+        stream.hash = Some(Arc::new(move |t: &T| {
+            eddy_core::keygroup::stable_hash(f(t))
+        }));
+        KeyedStream { stream, selector }
+    }
+
     /// Round-robin to the next operator's subtasks.
     pub fn rebalance(&self) -> DataStream<T> {
         let mut s = self.clone();
