@@ -1,10 +1,11 @@
 //! End-to-end tests of JobManager high availability with a real ZooKeeper and real processes:
-//! the leader killed with SIGKILL three times during one `sequence` run, a single JobManager killed
-//! and restarted by its supervisor, a leader paused with SIGSTOP until its ZooKeeper session
-//! expired and then resumed (fencing), ZooKeeper itself restarted under a running job, the job
-//! result store keeping a finished job from running again, and the one-line errors of a bad HA
-//! configuration. Recovery is judged by the exactly-once witness of `sequence`; fencing also by
-//! the leader sessions recorded on the HA data in ZooKeeper.
+//! the leader killed with SIGKILL three times during one `sequence` run, a single JobManager
+//! killed and restarted by its supervisor, a leader paused with SIGSTOP until its ZooKeeper
+//! session expired and then resumed (fencing of its writes, and what its REST API answers),
+//! ZooKeeper itself restarted under a running job, the job result store keeping a finished job
+//! from running again, and the one-line errors of a bad HA configuration. Recovery is judged by
+//! the exactly-once witness of `sequence`; fencing also by the leader sessions recorded on the HA
+//! data in ZooKeeper.
 //!
 //! Every test has its own temp dir, its own ZooKeeper (`scripts/zookeeper.sh` on a free port,
 //! data in the temp dir) and a generated conf dir on free 127.0.0.1 ports with a unique
@@ -37,7 +38,7 @@ const ZK_JAR: &str = "/usr/share/java/zookeeper.jar";
 // ---------------------------------------------------------------------------------------------
 // Processes
 
-/// `N` distinct ports nobody listens on right now (the kernel's picks for 127.0.0.1:0, all held
+/// `n` distinct ports nobody listens on right now (the kernel's picks for 127.0.0.1:0, all held
 /// until every one is chosen).
 fn free_ports(n: usize) -> Vec<u16> {
     let listeners: Vec<std::net::TcpListener> = (0..n)
@@ -108,15 +109,27 @@ fn signal(pid: u32, sig: libc::c_int) {
 
 /// Runs `cmd` with its output captured; kills it (by its pid, not yet reaped) after `limit`.
 fn output_within(cmd: &mut Command, limit: Duration) -> Result<Output, String> {
-    let child = cmd
-        .stdin(Stdio::null())
+    output_with_input(cmd, "", limit)
+}
+
+/// [`output_within`] with `input` on the command's stdin.
+fn output_with_input(cmd: &mut Command, input: &str, limit: Duration) -> Result<Output, String> {
+    let mut child = cmd
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
     let pid = child.id();
+    let mut stdin = child.stdin.take();
+    let input = input.to_string();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        if let Some(s) = stdin.as_mut() {
+            use std::io::Write;
+            let _ = s.write_all(input.as_bytes());
+        }
+        drop(stdin);
         let _ = tx.send(child.wait_with_output());
     });
     match rx.recv_timeout(limit) {
@@ -249,6 +262,54 @@ impl ZooKeeper {
             .collect())
     }
 
+    /// The JSON data of each of `paths` (`None`: no such node), read in one client session, so that
+    /// nodes that live only briefly (checkpoint pointers) can still be read.
+    fn get_many(&self, paths: &[String]) -> Vec<Option<String>> {
+        // Each `get` is followed by a marker command whose answer is known (`ls /zookeeper`):
+        // the output between two markers is that node's data, or nothing if it did not exist
+        // (the error goes to stderr).
+        const MARKER: &str = "[config, quota]";
+        let script: String = paths
+            .iter()
+            .map(|p| format!("get {p}\nls /zookeeper\n"))
+            .chain(std::iter::once("quit\n".to_string()))
+            .collect();
+        let out = output_with_input(
+            Command::new("java")
+                .args([
+                    "-cp",
+                    ZK_JAR,
+                    "org.apache.zookeeper.ZooKeeperMain",
+                    "-server",
+                ])
+                .arg(self.quorum()),
+            &script,
+            Duration::from_secs(60),
+        )
+        .unwrap_or_else(|e| panic!("zkCli: {e}"));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let mut answers = vec![None];
+        for line in stdout.lines().map(str::trim) {
+            if line == MARKER {
+                answers.push(None);
+            } else if line.starts_with('{') {
+                if let Some(last) = answers.last_mut() {
+                    *last = Some(line.to_string());
+                }
+            }
+        }
+        answers.pop();
+        assert_eq!(
+            answers.len(),
+            paths.len(),
+            "zkCli answered {} of {} reads: {stdout}{}",
+            answers.len(),
+            paths.len(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        answers
+    }
+
     /// The data of node `path`, `None` if it does not exist.
     fn get(&self, path: &str) -> Option<String> {
         match self.cli(&["get", path]) {
@@ -262,26 +323,6 @@ impl ZooKeeper {
     fn get_json(&self, path: &str) -> Option<Value> {
         self.get(path)
             .map(|d| serde_json::from_str(&d).unwrap_or_else(|e| panic!("node {path}: {e}: {d:?}")))
-    }
-
-    /// The children of node `path` (none if it does not exist).
-    fn children(&self, path: &str) -> Vec<String> {
-        match self.cli(&["ls", path]) {
-            Ok(lines) => {
-                let list = lines
-                    .iter()
-                    .find(|l| l.starts_with('[') && l.ends_with(']'))
-                    .unwrap_or_else(|| panic!("zkCli ls {path}: no list in {lines:?}"));
-                list[1..list.len() - 1]
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect()
-            }
-            Err(e) if e.contains("Node does not exist") => Vec::new(),
-            Err(e) => panic!("zkCli ls {path}: {e}"),
-        }
     }
 }
 
@@ -335,7 +376,7 @@ fn all_tasks_running(d: &Value) -> bool {
         })
 }
 
-/// The id of the newest checkpoint this JobMaster completed or recovered (eddy-details).
+/// The id of the newest checkpoint this JobMaster completed (eddy-details).
 fn latest_completed(d: &Value) -> Option<u64> {
     d["checkpoints"]["latest_completed"]["id"].as_u64()
 }
@@ -737,15 +778,16 @@ impl HaCluster {
         ))
     }
 
-    /// The completed-checkpoint store of `job` in ZooKeeper: (id, leader session of the writer).
-    fn checkpoint_pointers(&self, job: &str) -> Vec<(u64, String)> {
+    /// The completed-checkpoint store of `job` in ZooKeeper: (id, leader session of the writer)
+    /// of every pointer with an id up to `max_id`. (Pointers come and go every checkpoint
+    /// interval, so they are read by id in one ZooKeeper session rather than listed first.)
+    fn checkpoint_pointers(&self, job: &str, max_id: u64) -> Vec<(u64, String)> {
         let dir = format!("{}/jobs/{job}/checkpoints", self.base);
-        self.zk
-            .children(&dir)
-            .into_iter()
-            .filter_map(|name| {
-                let id = name.parse::<u64>().ok()?;
-                let node = self.zk.get_json(&format!("{dir}/{name}"))?;
+        let paths: Vec<String> = (1..=max_id).map(|id| format!("{dir}/{id:019}")).collect();
+        (1..=max_id)
+            .zip(self.zk.get_many(&paths))
+            .filter_map(|(id, data)| {
+                let node: Value = serde_json::from_str(&data?).expect("checkpoint pointer JSON");
                 Some((
                     id,
                     node["leader_session"]
@@ -846,6 +888,13 @@ fn leader_killed_three_times_recovers_the_job_each_time_and_the_witness_holds() 
     let (mut leader, d) = c.wait_for_new_checkpoint(&job.id, &[], 0);
     let mut last = latest_completed(&d).expect("a completed checkpoint");
     for kill in 1..=3 {
+        // One more checkpoint first: the kill then also loses output written after it.
+        let (l, d) = c.wait_for_new_checkpoint(&job.id, &[], last);
+        assert_eq!(
+            l, leader,
+            "kill {kill}: leadership is stable before the kill"
+        );
+        last = latest_completed(&d).expect("a completed checkpoint");
         let pid = c.jobmanager_pid(leader).expect("the leader's pid file");
         let recovered_before: Vec<usize> = (0..3).map(|i| c.recoveries(i, &job.id)).collect();
         signal(pid, libc::SIGKILL);
@@ -946,8 +995,9 @@ fn single_jobmanager_killed_is_restarted_by_its_supervisor_and_recovers_the_job(
 }
 
 /// Fencing: the leader is paused (SIGSTOP) until its session expired and the standby took over,
-/// then resumed (SIGCONT). It must step down without writing: no 200 from its REST API any more,
-/// "stepping down" in its log, every checkpoint pointer written after the takeover carries the
+/// then resumed (SIGCONT). It must step down without writing: it answers as a standby naming the
+/// new leader and stays one, logs "stepping down" and suspends (never fails) the job, every
+/// checkpoint pointer written after the takeover carries the
 /// new leader's session, no checkpoint metadata file of the old era appears, the job graph
 /// pointer is unchanged and no job result is recorded while the job runs; the job finishes once,
 /// on the new leader, and the witness holds (two leaders never both committed).
@@ -990,47 +1040,48 @@ fn paused_leader_whose_session_expired_steps_down_without_writing() {
     let metadata_before = c.metadata_files(&job.id);
 
     signal(old_pid, libc::SIGCONT);
-    // From here on the old leader must never serve as leader again.
-    let mut answers = Vec::new();
+    // Once it answers as a standby naming the new leader it must stay one. (What it answers in
+    // the first moments after the resume is the subject of
+    // `resumed_old_leader_does_not_answer_as_leader`.)
     c.wait_for(
-        "the resumed JobManager to answer as a standby",
+        "the resumed JobManager to answer as a standby naming the new leader",
         JOB_LIMIT,
-        || {
-            let r = c.role(old);
-            let standby = matches!(r, Role::Standby(_));
-            answers.push(r);
-            standby.then_some(())
-        },
+        || (c.role(old) == Role::Standby(Some(new_rest.clone()))).then_some(()),
     );
     let watch_until = Instant::now() + Duration::from_secs(2);
     while Instant::now() < watch_until {
-        answers.push(c.role(old));
+        assert_eq!(
+            c.role(old),
+            Role::Standby(Some(new_rest.clone())),
+            "the resumed old leader is a standby naming the new one\n{}",
+            c.log_tail()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(
-        !answers.contains(&Role::Leader),
-        "the resumed old leader answered 200 on /overview: {answers:?}\n{}",
-        c.log_tail()
-    );
-    assert_eq!(
-        answers.last(),
-        Some(&Role::Standby(Some(new_rest.clone()))),
-        "the resumed old leader names the new one"
-    );
     assert!(alive(old_pid), "the old leader keeps running as a standby");
-    c.wait_for(
-        "the old leader to log that it stepped down",
+    let suspended = format!("({}) switched from", job.id);
+    let log = c.wait_for(
+        "the old leader to log that it stepped down and suspended the job",
         JOB_LIMIT,
         || {
             let log = c.log_text("jobmanager", old);
-            (log.contains("stepping down") || log.contains("leadership revoked")).then_some(())
+            let stepped_down = log.contains("stepping down") || log.contains("leadership revoked");
+            let suspended = log
+                .lines()
+                .any(|l| l.contains(&suspended) && l.ends_with("to SUSPENDED"));
+            (stepped_down && suspended).then_some(log)
         },
+    );
+    let transitions: Vec<&str> = log.lines().filter(|l| l.contains(&suspended)).collect();
+    assert!(
+        !transitions.iter().any(|l| l.ends_with("to FAILED")),
+        "the old leader suspends the job, never fails it: {transitions:#?}"
     );
 
     // The new leader goes on checkpointing while the old one is awake.
-    let (l, _) = c.wait_for_new_checkpoint(&job.id, &[], latest_completed(&d).unwrap_or(0) + 1);
+    let (l, d) = c.wait_for_new_checkpoint(&job.id, &[], latest_completed(&d).unwrap_or(0) + 1);
     assert_eq!(l, new, "leadership stays with the new leader");
-    let pointers = c.checkpoint_pointers(&job.id);
+    let pointers = c.checkpoint_pointers(&job.id, latest_completed(&d).unwrap_or(0) + 20);
     assert!(
         pointers.iter().any(|(_, s)| *s == new_session),
         "the new leader's checkpoints are registered: {pointers:?}"
@@ -1077,6 +1128,76 @@ fn paused_leader_whose_session_expired_steps_down_without_writing() {
         "the result is recorded by the new leader: {result}"
     );
     job.assert_witness_holds(&c);
+}
+
+/// A request that reaches the leader while it is paused (SIGSTOP) beyond its session timeout,
+/// with a standby leading meanwhile, is answered only once the old leader resumed (SIGCONT): by
+/// then it no longer leads, so it must answer 503 naming the new leader, never 200 from its
+/// stale state; and so must every request right after the resume.
+#[test]
+fn resumed_old_leader_does_not_answer_as_leader() {
+    let c = HaCluster::start("sigstop-rest", 2, 1, 0);
+    let old = c.wait_for("one leader", JOB_LIMIT, || match c.leaders(&[])[..] {
+        [l] => Some(l),
+        _ => None,
+    });
+    let pid = c.jobmanager_pid(old).expect("the leader's pid file");
+    signal(pid, libc::SIGSTOP);
+    let stopped_at = Instant::now();
+    let new = c.wait_for("the standby to take over", JOB_LIMIT, || {
+        c.leaders(&[old]).first().copied()
+    });
+    let resume_at = stopped_at + SESSION_TIMEOUT + Duration::from_secs(1);
+    if let Some(rest) = resume_at.checked_duration_since(Instant::now()) {
+        std::thread::sleep(rest);
+    }
+    // A client asks the paused JobManager; the request waits in its socket until the resume.
+    let rest = c.masters[old].clone();
+    let queued = std::thread::spawn(move || {
+        client::request(&rest, "GET", "/overview", None, Duration::from_secs(30))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    signal(pid, libc::SIGCONT);
+    let mut after = Vec::new();
+    let watch_until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < watch_until {
+        after.push(c.role(old));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let queued = match queued.join().expect("the queued request's thread") {
+        Ok((200, v)) => format!("200 {v}"),
+        Ok((code, v)) => format!("{code} {v}"),
+        Err(e) => e,
+    };
+    let own = format!("http://{}", c.masters[old]);
+    let mut violations = Vec::new();
+    if queued.starts_with("200") {
+        violations.push(format!(
+            "the request queued during the pause was answered {queued}"
+        ));
+    }
+    for (n, r) in after.iter().enumerate() {
+        match r {
+            Role::Leader => violations.push(format!("request #{n} after the resume got 200")),
+            Role::Standby(Some(l)) if *l == own => violations.push(format!(
+                "request #{n} after the resume got 503 naming JobManager {old} itself as leader"
+            )),
+            _ => {}
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "JobManager {old} ({own}) resumed while JobManager {new} (http://{}) leads: {violations:#?}\n\
+         first answers after the resume: {:?}\n{}",
+        c.masters[new],
+        &after[..after.len().min(5)],
+        c.log_tail()
+    );
+    assert_eq!(
+        after.last(),
+        Some(&Role::Standby(Some(format!("http://{}", c.masters[new])))),
+        "the resumed old leader names the new one"
+    );
 }
 
 /// ZooKeeper stopped for longer than the session timeout, then started again on the same port
