@@ -33,6 +33,8 @@ impl LeaderAddress {
 pub struct Ha {
     rt: Runtime,
     services: Arc<dyn HaServices>,
+    /// Tells the campaign task to resign its latch and join the election anew.
+    rejoin: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedSender<()>>>,
 }
 
 /// The ZooKeeper settings of a configuration (HA type `zookeeper`).
@@ -88,27 +90,70 @@ impl Ha {
         let services = rt
             .block_on(create_ha_services(HaConfig::ZooKeeper(zk)))
             .map_err(err)?;
-        Ok(Some(Arc::new(Ha { rt, services })))
+        Ok(Some(Arc::new(Ha {
+            rt,
+            services,
+            rejoin: std::sync::Mutex::new(None),
+        })))
     }
 
     /// Joins the leader election; `on_event` is called (on the HA runtime) for every grant and
-    /// revocation.
+    /// revocation. [`Ha::rejoin`] resigns and campaigns again.
     pub fn campaign(
         &self,
         address: &LeaderAddress,
-        on_event: impl Fn(LeadershipEvent) + Send + 'static,
+        on_event: impl Fn(LeadershipEvent) + Send + Sync + 'static,
     ) -> Result<(), String> {
         let addr = serde_json::to_string(address).map_err(|e| e.to_string())?;
         let mut leadership = self
             .rt
-            .block_on(self.services.campaign(addr))
+            .block_on(self.services.campaign(addr.clone()))
             .map_err(err)?;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        if let Ok(mut r) = self.rejoin.lock() {
+            *r = Some(tx);
+        }
+        let services = self.services.clone();
         self.rt.spawn(async move {
-            while let Some(ev) = leadership.next_event().await {
-                on_event(ev);
+            loop {
+                tokio::select! {
+                    ev = leadership.next_event() => match ev {
+                        Some(ev) => on_event(ev),
+                        None => return,
+                    },
+                    req = rx.recv() => {
+                        if req.is_none() {
+                            return;
+                        }
+                        leadership.resign().await;
+                        on_event(LeadershipEvent::Revoked);
+                        loop {
+                            match services.campaign(addr.clone()).await {
+                                Ok(l) => {
+                                    leadership = l;
+                                    break;
+                                }
+                                Err(e) => {
+                                    tracing::warn!("cannot rejoin the leader election: {e}; retrying");
+                                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                                }
+                            }
+                        }
+                    }
+                }
             }
         });
         Ok(())
+    }
+
+    /// Gives up leadership (if held) and joins the election again: used when this JobManager
+    /// could not confirm that it still leads.
+    pub fn rejoin(&self) {
+        if let Ok(r) = self.rejoin.lock() {
+            if let Some(tx) = r.as_ref() {
+                let _ = tx.send(());
+            }
+        }
     }
 
     /// Calls `on_change` with the current leader and after every change (on the HA runtime).

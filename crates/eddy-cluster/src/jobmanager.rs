@@ -52,20 +52,25 @@ enum Event {
     LeaderChanged(Option<(LeaderAddress, u128)>),
 }
 
+/// How long the JobManager loop may stall before it re-confirms its leadership with ZooKeeper.
+const STALL_BEFORE_RECHECK: Duration = Duration::from_millis(500);
+
 /// Whether this JobManager leads, and where the leader's REST API is (for standbys' answers).
 #[derive(Clone, Debug, Default)]
 pub struct LeaderView {
     pub is_leader: bool,
     pub leader_rest: Option<String>,
+    /// This JobManager's own published REST address (never named as leader while standby).
+    pub own_rest: Option<String>,
 }
 
 /// Requests from the dispatcher's clients (CLI, REST, `eddy local`).
 pub enum Request {
     Submit(JobSpec, Sender<Result<JobId, String>>),
     Cancel(JobId, Sender<Result<(), String>>),
-    Details(JobId, Sender<Option<JobDetails>>),
-    List(Sender<Vec<JobDetails>>),
-    TaskManagers(Sender<Vec<TaskManagerInfo>>),
+    Details(JobId, Sender<Result<Option<JobDetails>, String>>),
+    List(Sender<Result<Vec<JobDetails>, String>>),
+    TaskManagers(Sender<Result<Vec<TaskManagerInfo>, String>>),
     Shutdown,
 }
 
@@ -97,15 +102,15 @@ impl JobManagerHandle {
     }
 
     pub fn details(&self, job: JobId) -> Result<Option<JobDetails>, String> {
-        self.ask(|tx| Request::Details(job, tx))
+        self.ask(|tx| Request::Details(job, tx))?
     }
 
     pub fn list(&self) -> Result<Vec<JobDetails>, String> {
-        self.ask(Request::List)
+        self.ask(Request::List)?
     }
 
     pub fn taskmanagers(&self) -> Result<Vec<TaskManagerInfo>, String> {
-        self.ask(Request::TaskManagers)
+        self.ask(Request::TaskManagers)?
     }
 
     pub fn shutdown(&self) {
@@ -120,6 +125,9 @@ impl JobManagerHandle {
     /// Starts acting as leader: at once without HA; with HA, joins the election and publishes
     /// `rest_url` and the RPC address for TaskManagers and clients.
     pub fn campaign(&self, rest_url: &str) -> Result<(), String> {
+        if let Ok(mut v) = self.view.lock() {
+            v.own_rest = Some(rest_url.to_string());
+        }
         let Some(ha) = &self.ha else {
             let _ = self.tx.send(Event::Leadership(LeadershipEvent::Granted {
                 session_id: LeaderSessionId(eddy_core::ids::random_u128()),
@@ -253,15 +261,67 @@ struct JobManagerLoop {
 
 impl JobManagerLoop {
     fn run(&mut self, rx: Receiver<Event>) {
+        let mut last = std::time::Instant::now();
         loop {
-            match rx.recv_timeout(Duration::from_millis(10)) {
+            let event = rx.recv_timeout(Duration::from_millis(10));
+            // A stall far longer than the loop's 10 ms period (the process was paused, e.g.
+            // SIGSTOP, or starved) means the ZooKeeper session may have expired meanwhile and
+            // another JobManager may lead: confirm leadership before acting on anything.
+            if last.elapsed() > STALL_BEFORE_RECHECK {
+                self.confirm_leadership(now_millis());
+            }
+            match event {
                 Ok(Event::Request(Request::Shutdown)) => return,
                 Ok(ev) => self.handle(ev),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
             self.tick(now_millis());
+            last = std::time::Instant::now();
         }
+    }
+
+    /// With HA: asks ZooKeeper who leads; anything but "this JobManager, this session" (or no
+    /// answer) makes it step down and join the election again.
+    fn confirm_leadership(&mut self, now: i64) {
+        let (Some(ha), Some(token)) = (self.ha.clone(), self.token) else {
+            return;
+        };
+        if let Ok(mut v) = self.view.lock() {
+            v.is_leader = false; // REST answers as standby while this is checked
+        }
+        match ha.current_leader() {
+            Ok(Some((_, session))) if session == token => {
+                if let Ok(mut v) = self.view.lock() {
+                    v.is_leader = true;
+                }
+            }
+            other => {
+                let why = match other {
+                    Ok(Some(_)) => "another JobManager leads now".to_string(),
+                    Ok(None) => "no leader is registered".to_string(),
+                    Err(e) => format!("ZooKeeper did not confirm the leadership: {e}"),
+                };
+                self.step_down(&format!("after a stall, {why}"), now);
+                ha.rejoin();
+            }
+        }
+    }
+
+    /// Queries are answered by the leader only; a standby names the leader.
+    fn leader_only(&self) -> Result<(), String> {
+        if self.token.is_some() {
+            return Ok(());
+        }
+        let leader = self
+            .view
+            .lock()
+            .ok()
+            .and_then(|v| v.leader_rest.clone())
+            .unwrap_or_else(|| "unknown".into());
+        Err(format!(
+            "this JobManager is a standby; the leader is at {leader}"
+        ))
     }
 
     fn handle(&mut self, ev: Event) {
@@ -342,7 +402,11 @@ impl JobManagerLoop {
             }
             Event::LeaderChanged(l) => {
                 if let Ok(mut v) = self.view.lock() {
-                    v.leader_rest = l.map(|(a, _)| a.rest);
+                    // Our own stale entry (until our old session expires) names no leader.
+                    let rest = l
+                        .map(|(a, _)| a.rest)
+                        .filter(|r| v.is_leader || Some(r) != v.own_rest.as_ref());
+                    v.leader_rest = rest;
                 }
             }
         }
@@ -427,6 +491,9 @@ impl JobManagerLoop {
         self.token = None;
         if let Ok(mut v) = self.view.lock() {
             v.is_leader = false;
+            if v.leader_rest == v.own_rest {
+                v.leader_rest = None;
+            }
         }
         self.jobs.clear();
         self.waiting.clear();
@@ -544,13 +611,19 @@ impl JobManagerLoop {
                 }
             }
             Request::Details(id, reply) => {
-                let _ = reply.send(self.jobs.get(&id).map(|j| j.details(now)));
+                let _ = reply.send(
+                    self.leader_only()
+                        .map(|_| self.jobs.get(&id).map(|j| j.details(now))),
+                );
             }
             Request::List(reply) => {
-                let _ = reply.send(self.jobs.values().map(|j| j.details(now)).collect());
+                let _ = reply.send(
+                    self.leader_only()
+                        .map(|_| self.jobs.values().map(|j| j.details(now)).collect()),
+                );
             }
             Request::TaskManagers(reply) => {
-                let _ = reply.send(
+                let _ = reply.send(self.leader_only().map(|_| {
                     self.tms
                         .iter()
                         .map(|(id, t)| TaskManagerInfo {
@@ -560,8 +633,8 @@ impl JobManagerLoop {
                             slots_free: t.slots.iter().filter(|s| s.is_none()).count() as u32,
                             pid: t.pid,
                         })
-                        .collect(),
-                );
+                        .collect()
+                }));
             }
             Request::Shutdown => {}
         }

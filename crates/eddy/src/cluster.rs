@@ -269,7 +269,11 @@ fn last_error(log_dir: &Path, role: &str, index: usize) -> String {
     text.lines()
         .rev()
         .find(|l| l.contains("error:") || l.contains("ERROR"))
-        .map(|l| l.trim().to_string())
+        .map(|l| {
+            // The child's own `error: ` prefix is dropped: the caller adds one.
+            let l = l.trim();
+            l.find("error: ").map_or(l, |i| &l[i + 7..]).to_string()
+        })
         .unwrap_or_else(|| format!("see {}", log_file(log_dir, role, index).display()))
 }
 
