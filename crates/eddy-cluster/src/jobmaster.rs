@@ -582,6 +582,13 @@ impl JobMaster {
         };
         let mut cmds = Vec::new();
         match state {
+            // A task of a pending restart that fails while being cancelled (e.g. its consumer
+            // is already gone) is a consequence of the restart, not a new failure.
+            ExecutionState::Failed
+                if self
+                    .pending_restart
+                    .as_ref()
+                    .is_some_and(|p| p.tasks.contains(&t)) => {}
             ExecutionState::Failed => {
                 let msg = error.unwrap_or_else(|| "task failed".into());
                 cmds.extend(self.on_failure(msg, Some(t), Some(tm), now));

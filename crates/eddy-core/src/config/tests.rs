@@ -1204,3 +1204,35 @@ fn workers_file() {
     std::fs::write(dir.path().join(WORKERS_FILE), "# nobody\n").expect("write");
     assert_eq!(read_workers(dir.path()), Ok(Vec::new()));
 }
+
+#[test]
+fn implicit_fixed_delay_takes_the_configured_delay() {
+    use crate::settings::RestartStrategyConfig;
+    use std::time::Duration;
+    let c = Config::from_pairs(&[
+        ("execution.checkpointing.interval", "1 s"),
+        ("restart-strategy.fixed-delay.delay", "50 ms"),
+    ])
+    .unwrap();
+    assert_eq!(
+        c.effective_restart_strategy(),
+        RestartStrategyConfig::FixedDelay {
+            attempts: u32::MAX,
+            delay: Duration::from_millis(50)
+        }
+    );
+    let c = Config::from_pairs(&[("execution.checkpointing.interval", "1 s")]).unwrap();
+    assert_eq!(
+        c.effective_restart_strategy(),
+        RestartStrategyConfig::FixedDelay {
+            attempts: u32::MAX,
+            delay: Duration::from_secs(1)
+        }
+    );
+    let c = Config::from_pairs(&[("restart-strategy.fixed-delay.delay", "50 ms")]).unwrap();
+    assert_eq!(
+        c.effective_restart_strategy(),
+        RestartStrategyConfig::None,
+        "no checkpointing, no type: none"
+    );
+}

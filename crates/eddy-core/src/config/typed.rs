@@ -314,11 +314,26 @@ impl Config {
     }
 
     /// The strategy actually applied: the configured one, else SPEC §2's default rule.
+    /// The restart strategy in force: the configured one, else SPEC §2's default rule. The
+    /// implicit fixed-delay (checkpointing on, no type) takes `restart-strategy.fixed-delay.delay`
+    /// when it is set, so setting the delay alone does what a user expects.
     pub fn effective_restart_strategy(&self) -> RestartStrategyConfig {
-        RestartStrategyConfig::effective(
+        match RestartStrategyConfig::effective(
             self.restart_strategy().as_ref(),
             self.checkpointing().interval.is_some(),
-        )
+        ) {
+            RestartStrategyConfig::FixedDelay { attempts, delay }
+                if self.restart_strategy().is_none() =>
+            {
+                RestartStrategyConfig::FixedDelay {
+                    attempts,
+                    delay: self
+                        .get_duration("restart-strategy.fixed-delay.delay")
+                        .unwrap_or(delay),
+                }
+            }
+            other => other,
+        }
     }
 
     pub fn checkpointing(&self) -> CheckpointingSettings {

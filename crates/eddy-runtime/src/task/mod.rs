@@ -156,7 +156,6 @@ pub fn spawn_task(
     let (d, c, m) = (deployment.clone(), cancel.clone(), metrics.clone());
     let name = format!("task-{}-{}", deployment.vertex, deployment.subtask);
     let thread = std::thread::Builder::new().name(name).spawn(move || {
-        listener.state_changed(&d, ExecutionState::Running, None, &m);
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             run(
                 &d, &graph, &job_graph, &network, &*listener, rx, &c, &m, &run_token,
@@ -282,6 +281,9 @@ fn run(
     run_token: &str,
 ) -> Result<ExecutionState> {
     let head = build_chain(d, graph, job_graph, network, cancel, metrics, run_token)?;
+    // RUNNING only now: the chain is built, operators opened and their state restored (Flink's
+    // INITIALIZING phase is the time before this).
+    listener.state_changed(d, ExecutionState::Running, None, metrics);
     let buffer_timeout = Duration::from_millis(d.buffer_timeout_ms.max(1));
     match head {
         Head::Source(mut src) => {
