@@ -90,11 +90,65 @@ fn managed(log_dir: &Path) -> Vec<Managed> {
     out
 }
 
+/// Starts `eddy <role> --conf DIR -D ...` in the background (its own session, so a terminal's
+/// Ctrl-C does not reach it) with its log and pid files.
 fn spawn(
     role: &'static str,
     index: usize,
     conf_dir: &Path,
     extra: &[String],
+    log_dir: &Path,
+    address: &str,
+) -> Result<Managed, String> {
+    let mut args: Vec<String> = vec![
+        role.to_string(),
+        "--conf".into(),
+        conf_dir.to_string_lossy().into_owned(),
+    ];
+    for d in extra {
+        args.push("-D".into());
+        args.push(d.clone());
+    }
+    spawn_detached(role, index, &args, log_dir, address)
+}
+
+fn spawn_supervisor(
+    index: usize,
+    conf_dir: &Path,
+    log_dir: &Path,
+    host: &str,
+    port: u16,
+) -> Result<Managed, String> {
+    let args: Vec<String> = [
+        "cluster",
+        "supervise",
+        "--index",
+        &index.to_string(),
+        "--host",
+        host,
+        "--rest-port",
+        &port.to_string(),
+        "--conf",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([conf_dir.to_string_lossy().into_owned()])
+    .collect();
+    spawn_detached(
+        "supervisor",
+        index,
+        &args,
+        log_dir,
+        &format!("{host}:{port}"),
+    )
+}
+
+/// Runs `eddy ARGS` detached, appending to `eddy-<role>-<index>.log` and recording its pid (and
+/// address) in `eddy-<role>-<index>.pid`. The child is not waited for: it outlives this command.
+fn spawn_detached(
+    role: &'static str,
+    index: usize,
+    args: &[String],
     log_dir: &Path,
     address: &str,
 ) -> Result<Managed, String> {
@@ -106,14 +160,10 @@ fn spawn(
         .open(&log_path)
         .map_err(|e| format!("cannot open log file {}: {e}", log_path.display()))?;
     let mut cmd = Command::new(exe);
-    cmd.arg(role).arg("--conf").arg(conf_dir);
-    for d in extra {
-        cmd.arg("-D").arg(d);
-    }
-    cmd.stdin(Stdio::null())
+    cmd.args(args)
+        .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(|e| e.to_string())?)
         .stderr(log);
-    // A session of its own: Ctrl-C in the terminal that ran `cluster start` does not reach it.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
             libc::setsid();
@@ -127,65 +177,12 @@ fn spawn(
     let pf = pid_file(log_dir, role, index);
     std::fs::write(&pf, format!("{pid}\n{address}\n"))
         .map_err(|e| format!("cannot write pid file {}: {e}", pf.display()))?;
-    // The child is not waited for: it outlives this command (reaped by init once we exit).
     std::mem::forget(child);
     Ok(Managed {
         role,
         index,
         pid,
         address: address.to_string(),
-    })
-}
-
-fn spawn_supervisor(
-    index: usize,
-    conf_dir: &Path,
-    log_dir: &Path,
-    host: &str,
-    port: u16,
-) -> Result<Managed, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find the eddy binary: {e}"))?;
-    let log_path = log_file(log_dir, "supervisor", index);
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(|e| format!("cannot open log file {}: {e}", log_path.display()))?;
-    let mut cmd = Command::new(exe);
-    cmd.args([
-        "cluster",
-        "supervise",
-        "--index",
-        &index.to_string(),
-        "--host",
-        host,
-        "--rest-port",
-        &port.to_string(),
-        "--conf",
-    ])
-    .arg(conf_dir);
-    cmd.stdin(Stdio::null())
-        .stdout(log.try_clone().map_err(|e| e.to_string())?)
-        .stderr(log);
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-            libc::setsid();
-            Ok(())
-        });
-    }
-    let child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start the JobManager supervisor: {e}"))?;
-    let pid = child.id();
-    std::mem::forget(child);
-    let pf = pid_file(log_dir, "supervisor", index);
-    std::fs::write(&pf, format!("{pid}\n{host}:{port}\n"))
-        .map_err(|e| format!("cannot write pid file {}: {e}", pf.display()))?;
-    Ok(Managed {
-        role: "supervisor",
-        index,
-        pid,
-        address: format!("{host}:{port}"),
     })
 }
 
