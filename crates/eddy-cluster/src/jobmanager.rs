@@ -371,6 +371,10 @@ impl JobManagerLoop {
                         pid,
                     },
                 );
+                // New slots: a restart waiting for slots may proceed now.
+                for jm in self.jobs.values_mut() {
+                    jm.slots_offered(now);
+                }
             }
             Event::Message(id, msg) => {
                 let Some(tm_id) = self.conns.get(&id).cloned() else {

@@ -650,6 +650,15 @@ impl JobMaster {
         self.slots.iter().map(|s| s.tm_id.clone()).collect()
     }
 
+    /// New slots were registered: a restart postponed for lack of slots is retried at once.
+    pub fn slots_offered(&mut self, now: i64) {
+        if let Some(p) = self.pending_restart.as_mut() {
+            if p.waiting_since.is_some() && !p.requested {
+                p.at = p.at.min(now);
+            }
+        }
+    }
+
     /// The shell could not restore yet (no slots): try again shortly.
     /// The shell could not restore yet (no slots): try again shortly; after
     /// `slot.request.timeout` the job fails.

@@ -330,6 +330,22 @@ pub fn start_with(
 }
 
 /// Connects, registers and serves the JobManager; reconnects when the connection drops.
+/// Sleeps `d`, but wakes at once when leader retrieval reports another JobManager than `current`
+/// (a failover must not wait out a reconnect backoff grown against the dead leader).
+fn sleep_unless_leader_changes(d: Duration, leader: &Mutex<Option<String>>, current: &str) {
+    let until = Instant::now() + d;
+    while Instant::now() < until {
+        if leader
+            .lock()
+            .ok()
+            .is_some_and(|l| l.as_deref().is_some_and(|a| a != current))
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 fn connection_loop(shared: Arc<Shared>, target: JobManagerTarget) {
     // With HA, the leader's RPC address comes from leader retrieval; a change of leader closes
     // the current connection so the loop below connects to the new one.
@@ -398,14 +414,14 @@ fn connection_loop(shared: Arc<Shared>, target: JobManagerTarget) {
                     *t = None;
                 }
                 cancel_all(&shared);
-                std::thread::sleep(backoff);
+                sleep_unless_leader_changes(backoff, &leader, &jm_address);
             }
             Err(e) => {
                 if last_warn.elapsed() > Duration::from_secs(5) {
                     tracing::warn!("TaskManager {}: cannot reach the JobManager at {jm_address}: {e}; retrying", shared.id);
                     last_warn = Instant::now();
                 }
-                std::thread::sleep(backoff);
+                sleep_unless_leader_changes(backoff, &leader, &jm_address);
                 backoff = (backoff * 2).min(Duration::from_secs(1));
             }
         }
