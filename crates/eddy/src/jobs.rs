@@ -41,6 +41,7 @@ pub fn register_builtin(r: &mut JobRegistry) {
             "--fail-subtask I         inject failures only in subtask I (default: all)",
             "--fail-on-file PATH      fail once when PATH exists (the file is removed): a failure at a moment a test chooses",
             "--forward                count without a keyed exchange (forward-only pipeline: one pipelined region per subtask)",
+            "--snapshot-delay-ms D    every checkpoint snapshot of the source chain takes D ms longer (widens the trigger-to-complete window for tests)",
         ],
         build: sequence,
     });
@@ -266,6 +267,30 @@ impl FailureInjector {
     }
 }
 
+/// Passes records through; each snapshot sleeps first (a test hook for checkpoints in flight).
+struct SlowSnapshot {
+    delay: Duration,
+}
+
+impl Operator for SlowSnapshot {
+    type In = (u64, u64);
+    type Out = (u64, u64);
+
+    fn process_batch(
+        &mut self,
+        input: &mut Vec<(u64, u64)>,
+        out: &mut Output<(u64, u64)>,
+    ) -> Result<()> {
+        out.records.append(input);
+        Ok(())
+    }
+
+    fn snapshot_state(&mut self, _checkpoint_id: u64, _writer: &mut SnapshotWriter) -> Result<()> {
+        std::thread::sleep(self.delay);
+        Ok(())
+    }
+}
+
 /// Counts records per key: `(key, seq)` → `(key, seq, count)`.
 #[derive(Clone)]
 struct SequenceCounter {
@@ -359,9 +384,14 @@ fn sequence(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
         active: false,
     };
     let forward = args.flag("forward")?;
-    let source = env
+    let snapshot_delay: u64 = args.number("snapshot-delay-ms", 0, 0, 60_000)?;
+    let mut source = env
         .add_source("Sequence", move || SequenceSource::new(keys, per_key, rate))
         .uid("sequence-source");
+    if snapshot_delay > 0 {
+        let delay = Duration::from_millis(snapshot_delay);
+        source = source.transform("SlowSnapshot", move || SlowSnapshot { delay });
+    }
     let counted = if forward {
         let f = failures.clone();
         source

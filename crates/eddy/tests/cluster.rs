@@ -339,6 +339,18 @@ impl Cluster {
 
     /// Submits `sequence` with `eddy run ... -d`; returns once it is RUNNING with every task.
     fn submit_sequence(&self, keys: u64, per_key: u64, rate: u64, p: u32) -> Sequence {
+        self.submit_sequence_with(keys, per_key, rate, p, &[])
+    }
+
+    /// `extra`: more job arguments (e.g. `--snapshot-delay-ms`).
+    fn submit_sequence_with(
+        &self,
+        keys: u64,
+        per_key: u64,
+        rate: u64,
+        p: u32,
+        extra: &[&str],
+    ) -> Sequence {
         static JOBS: AtomicUsize = AtomicUsize::new(0);
         let output = self
             .dir
@@ -351,7 +363,7 @@ impl Cluster {
             p.to_string(),
         );
         let out_arg = output.display().to_string();
-        let args = [
+        let mut args = vec![
             "run",
             "sequence",
             "--keys",
@@ -368,6 +380,7 @@ impl Cluster {
             &self.rest,
             "-d",
         ];
+        args.extend_from_slice(extra);
         let out = self.cli(&args);
         assert_eq!(out.code, 0, "eddy run -d: {}", out.stderr);
         let id = out.stdout.trim().to_string();
@@ -645,7 +658,9 @@ fn tm_killed_mid_job_active_mode_a_replacement_registers_and_the_job_finishes() 
 #[test]
 fn tm_killed_mid_checkpoint_restores_the_last_completed_checkpoint() {
     let c = Cluster::start(2, 2, &[("execution.checkpointing.interval", "100 ms")]);
-    let job = c.submit_sequence(10, 4000, 6000, 2);
+    // Every checkpoint takes >= 300 ms (a slow snapshot in each source subtask), so the window
+    // between trigger and completion is wide enough to be seen and hit, even on a loaded machine.
+    let job = c.submit_sequence_with(10, 4000, 6000, 2, &["--snapshot-delay-ms", "300"]);
     let victim = c.busy_taskmanager();
     c.wait_for_checkpoints(&job.id, "a completed checkpoint", |n| {
         n["completed"].as_u64() >= Some(1)
