@@ -234,9 +234,9 @@ fn corrupted_latest_metadata_restores_from_the_previous_checkpoint() {
             "--keys",
             "10",
             "--per-key",
-            "3000",
+            "2000",
             "--rate",
-            "3000",
+            "2000",
             "-p",
             "2",
             "--json",
@@ -249,7 +249,7 @@ fn corrupted_latest_metadata_restores_from_the_previous_checkpoint() {
         ])
         .args([
             "-D",
-            "execution.checkpointing.interval=200ms",
+            "execution.checkpointing.interval=1s",
             "-D",
             "state.checkpoints.num-retained=3",
         ])
@@ -269,50 +269,52 @@ fn corrupted_latest_metadata_restores_from_the_previous_checkpoint() {
         }
     }
     let mut child = Kill(child);
-    // Wait for at least three retained checkpoints.
+    // Wait until a new checkpoint completes while at least two older ones are retained, corrupt
+    // its _metadata at once and make the job fail right away: the next checkpoint is a whole
+    // interval (1 s) away, so the corrupted one is still the latest when the job restores.
+    let completed = |ckpt: &std::path::Path| -> Vec<(u64, std::path::PathBuf)> {
+        let Some(job) = std::fs::read_dir(ckpt)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+        else {
+            return Vec::new();
+        };
+        let mut ids: Vec<(u64, std::path::PathBuf)> = std::fs::read_dir(job.path())
+            .map(|d| {
+                d.filter_map(|e| {
+                    let e = e.ok()?;
+                    let id = e.file_name().to_str()?.strip_prefix("chk-")?.parse().ok()?;
+                    let meta = e.path().join("_metadata");
+                    meta.exists().then_some((id, meta))
+                })
+                .collect()
+            })
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    };
     let start = Instant::now();
-    let latest = loop {
+    let mut newest_seen = 0;
+    loop {
         assert!(
             start.elapsed() < Duration::from_secs(60),
             "no checkpoints appeared"
         );
-        let mut ids: Vec<u64> = std::fs::read_dir(&ckpt)
-            .ok()
-            .and_then(|mut jobs| jobs.next())
-            .and_then(|j| j.ok())
-            .map(|j| {
-                std::fs::read_dir(j.path())
-                    .unwrap()
-                    .filter_map(|e| {
-                        e.ok()?
-                            .file_name()
-                            .to_str()?
-                            .strip_prefix("chk-")?
-                            .parse()
-                            .ok()
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        ids.sort();
-        if ids.len() >= 3 {
-            let job = std::fs::read_dir(&ckpt)
-                .unwrap()
-                .next()
-                .unwrap()
-                .unwrap()
-                .path();
-            break job
-                .join(format!("chk-{}", ids[ids.len() - 1]))
-                .join("_metadata");
+        let ids = completed(&ckpt);
+        let newest = ids.last().map_or(0, |(id, _)| *id);
+        if ids.len() >= 3 && newest_seen > 0 && newest > newest_seen {
+            let latest = &ids[ids.len() - 1].1;
+            if let Ok(mut bytes) = std::fs::read(latest) {
+                let mid = bytes.len() / 2;
+                bytes[mid] ^= 0x55;
+                std::fs::write(latest, &bytes).unwrap();
+                break;
+            }
         }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    // Flip a byte in the newest _metadata, then make the job fail.
-    let mut bytes = std::fs::read(&latest).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x55;
-    std::fs::write(&latest, &bytes).unwrap();
+        newest_seen = newest_seen.max(newest);
+        std::thread::sleep(Duration::from_millis(5));
+    }
     std::fs::write(&trigger, b"").unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     while child.0.try_wait().unwrap().is_none() {
@@ -330,5 +332,5 @@ fn corrupted_latest_metadata_restores_from_the_previous_checkpoint() {
         stderr.contains("unreadable"),
         "the fallback is reported: {stderr}"
     );
-    assert_eq!(witness(&committed_lines(&out), 10, 3000), (0, 0, 0));
+    assert_eq!(witness(&committed_lines(&out), 10, 2000), (0, 0, 0));
 }
