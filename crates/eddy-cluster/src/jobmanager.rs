@@ -454,7 +454,7 @@ impl JobManagerLoop {
                     continue;
                 }
             };
-            match self.create_job_master(id, spec, now, true) {
+            match self.create_job_master(id, spec, None, now, true) {
                 Ok(()) => tracing::info!("Recovered JobGraph of job {id}"),
                 Err(e) => tracing::error!("job {id}: recovery failed: {e}"),
             }
@@ -656,7 +656,7 @@ impl JobManagerLoop {
                 "this JobManager is a standby; the leader is at {leader}"
             ));
         };
-        self.registry.build(&spec).map_err(|e| e.to_string())?;
+        let built = self.registry.build(&spec).map_err(|e| e.to_string())?;
         let id = JobId::random();
         // Checkpointing without a directory: a directory under the system temp dir (Flink would
         // keep state in JobManager memory; files keep TaskManager and JobManager symmetric).
@@ -681,7 +681,7 @@ impl JobManagerLoop {
             spec.name,
             spec.parallelism
         );
-        self.create_job_master(id, spec, now, false)?;
+        self.create_job_master(id, spec, Some(built), now, false)?;
         self.schedule_waiting(now);
         Ok(id)
     }
@@ -693,11 +693,16 @@ impl JobManagerLoop {
         &mut self,
         id: JobId,
         spec: JobSpec,
+        built: Option<eddy_runtime::registry::BuiltJob>,
         now: i64,
         recovered: bool,
     ) -> Result<(), String> {
         let token = self.token.ok_or("not the leader")?;
-        let built = self.registry.build(&spec).map_err(|e| e.to_string())?;
+        // A submitted job was built (validated) already; a recovered one is built here.
+        let built = match built {
+            Some(b) => b,
+            None => self.registry.build(&spec).map_err(|e| e.to_string())?,
+        };
         let checkpointing = spec.config.checkpointing();
         let checkpoints_dir = spec
             .config

@@ -26,26 +26,8 @@ const CLI_LIMIT: Duration = Duration::from_secs(60);
 const JOB_LIMIT: Duration = Duration::from_secs(120);
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// `N` distinct ports nobody listens on right now (the kernel's picks for 127.0.0.1:0, all held
-/// until every one is chosen).
-fn free_ports<const N: usize>() -> [u16; N] {
-    let listeners: Vec<std::net::TcpListener> = (0..N)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
-        .collect();
-    std::array::from_fn(|i| listeners[i].local_addr().expect("local address").port())
-}
-
 fn free_port() -> u16 {
-    free_ports::<1>()[0]
-}
-
-fn alive(pid: u32) -> bool {
-    // A zombie (exited, not yet reaped) has stopped running: it counts as dead.
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    match stat.rsplit_once(')') {
-        Some((_, rest)) => rest.split_whitespace().next() != Some("Z"),
-        None => false,
-    }
+    free_ports(1)[0]
 }
 
 fn parent_of(pid: u32) -> Option<u32> {
@@ -56,42 +38,6 @@ fn parent_of(pid: u32) -> Option<u32> {
         .nth(1)?
         .parse()
         .ok()
-}
-
-fn cmdline(pid: u32) -> String {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
-        .unwrap_or_default()
-}
-
-/// Every live process whose command line mentions `needle` (a test's unique conf dir).
-fn processes_mentioning(needle: &str) -> Vec<u32> {
-    let own = std::process::id();
-    std::fs::read_dir("/proc")
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-                .filter(|&pid| pid != own && alive(pid) && cmdline(pid).contains(needle))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The pids in `eddy-*.pid` files of a log dir.
-fn pid_files(log_dir: &Path) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir(log_dir) else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.starts_with("eddy-") && name.ends_with(".pid")
-        })
-        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-        .filter_map(|text| text.lines().next()?.trim().parse().ok())
-        .collect()
 }
 
 /// Threads running a task (`task-<vertex>-<subtask>`, see eddy-runtime's `spawn_task`) in `pid`.
@@ -222,8 +168,9 @@ impl Cluster {
         let conf = dir.path().join("conf");
         let log = dir.path().join("log");
         std::fs::create_dir_all(&conf).expect("create conf dir");
-        let [rest_port, rpc_port] = free_ports();
-        let mut keys: Vec<(String, String)> = [
+        let ports = free_ports(2);
+        let (rest_port, rpc_port) = (ports[0], ports[1]);
+        let keys: Vec<(String, String)> = [
             ("jobmanager.rpc.address", "127.0.0.1".to_string()),
             ("jobmanager.rpc.port", rpc_port.to_string()),
             ("rest.address", "127.0.0.1".to_string()),
@@ -251,14 +198,8 @@ impl Cluster {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        for (k, v) in extra {
-            match keys.iter_mut().find(|(key, _)| key == k) {
-                Some(entry) => entry.1 = v.to_string(),
-                None => keys.push((k.to_string(), v.to_string())),
-            }
-        }
-        let yaml: String = keys.iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
-        std::fs::write(conf.join("config.yaml"), yaml).expect("write config.yaml");
+        let extra: Vec<(&str, String)> = extra.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        write_config_yaml(&conf, keys, &extra);
         std::fs::write(conf.join("masters"), format!("127.0.0.1:{rest_port}\n"))
             .expect("write masters");
         std::fs::write(conf.join("workers"), "127.0.0.1\n".repeat(workers)).expect("write workers");
@@ -466,7 +407,7 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let mut pids = pid_files(&self.log);
+        let mut pids: Vec<u32> = pid_files(&self.log).into_iter().map(|(_, p)| p).collect();
         run_quietly(
             &[
                 "cluster",
@@ -476,7 +417,7 @@ impl Drop for Cluster {
             ],
             Duration::from_secs(30),
         );
-        pids.extend(pid_files(&self.log));
+        pids.extend(pid_files(&self.log).into_iter().map(|(_, p)| p));
         for pid in pids {
             // A pid file may outlive its process; never kill a stranger that reused the pid.
             if alive(pid) && cmdline(pid).contains("eddy") {
@@ -892,7 +833,7 @@ fn bad_conf_files_give_one_line_errors_and_start_nothing() {
         let out = c.cli(&["cluster", "start", "--conf", c.conf_str()]);
         assert_eq!(out.code, 2, "{name}: exit code; stderr {}", out.stderr);
         assert_one_error_line(&out, needles);
-        assert_eq!(pid_files(&c.log), Vec::<u32>::new(), "{name}: pid files");
+        assert_eq!(pid_files(&c.log), Vec::new(), "{name}: pid files");
         assert_eq!(
             processes_mentioning(c.conf_str()),
             Vec::<u32>::new(),

@@ -38,65 +38,6 @@ const ZK_JAR: &str = "/usr/share/java/zookeeper.jar";
 // ---------------------------------------------------------------------------------------------
 // Processes
 
-/// `n` distinct ports nobody listens on right now (the kernel's picks for 127.0.0.1:0, all held
-/// until every one is chosen).
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("local address").port())
-        .collect()
-}
-
-/// Whether `pid` runs (a stopped process runs; a zombie, exited but not reaped, does not).
-fn alive(pid: u32) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    match stat.rsplit_once(')') {
-        Some((_, rest)) => rest.split_whitespace().next() != Some("Z"),
-        None => false,
-    }
-}
-
-fn cmdline(pid: u32) -> String {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
-        .unwrap_or_default()
-}
-
-/// Every live process whose command line mentions `needle` (a test's unique conf dir).
-fn processes_mentioning(needle: &str) -> Vec<u32> {
-    let own = std::process::id();
-    std::fs::read_dir("/proc")
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-                .filter(|&pid| pid != own && alive(pid) && cmdline(pid).contains(needle))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The `eddy-*.pid` files of a log dir, with the pid each names.
-fn pid_files(log_dir: &Path) -> Vec<(String, u32)> {
-    let Ok(entries) = std::fs::read_dir(log_dir) else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if !(name.starts_with("eddy-") && name.ends_with(".pid")) {
-                return None;
-            }
-            let text = std::fs::read_to_string(e.path()).ok()?;
-            Some((name, text.lines().next()?.trim().parse().ok()?))
-        })
-        .collect()
-}
-
 fn signal(pid: u32, sig: libc::c_int) {
     let rc = unsafe { libc::kill(pid as libc::pid_t, sig) };
     assert_eq!(
@@ -458,7 +399,7 @@ impl HaCluster {
                 .unwrap_or(0)
         );
         let path = |p: &str| dir.path().join(p).display().to_string();
-        let mut keys: Vec<(String, String)> = [
+        let keys: Vec<(String, String)> = [
             ("high-availability.type", "zookeeper".to_string()),
             ("high-availability.zookeeper.quorum", zk.quorum()),
             ("high-availability.storageDir", path("ha")),
@@ -501,14 +442,7 @@ impl HaCluster {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        for (k, v) in extra {
-            match keys.iter_mut().find(|(key, _)| key == k) {
-                Some(entry) => entry.1 = v.clone(),
-                None => keys.push((k.to_string(), v.clone())),
-            }
-        }
-        let yaml: String = keys.iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
-        std::fs::write(conf.join("config.yaml"), yaml).expect("write config.yaml");
+        write_config_yaml(&conf, keys, extra);
         let masters: Vec<String> = rest_ports
             .iter()
             .map(|p| format!("127.0.0.1:{p}"))
