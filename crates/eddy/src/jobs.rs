@@ -42,6 +42,7 @@ pub fn register_builtin(r: &mut JobRegistry) {
             "--fail-on-file PATH      fail once when PATH exists (the file is removed): a failure at a moment a test chooses",
             "--forward                count without a keyed exchange (forward-only pipeline: one pipelined region per subtask)",
             "--snapshot-delay-ms D    every checkpoint snapshot of the source chain takes D ms longer (widens the trigger-to-complete window for tests)",
+            "--slow-snapshots N       ... only the first N snapshots of each subtask attempt (default: all)",
         ],
         build: sequence,
     });
@@ -270,6 +271,8 @@ impl FailureInjector {
 /// Passes records through; each snapshot sleeps first (a test hook for checkpoints in flight).
 struct SlowSnapshot {
     delay: Duration,
+    /// Snapshots still to slow down (per subtask attempt).
+    remaining: u64,
 }
 
 impl Operator for SlowSnapshot {
@@ -286,7 +289,10 @@ impl Operator for SlowSnapshot {
     }
 
     fn snapshot_state(&mut self, _checkpoint_id: u64, _writer: &mut SnapshotWriter) -> Result<()> {
-        std::thread::sleep(self.delay);
+        if self.remaining > 0 {
+            self.remaining -= 1;
+            std::thread::sleep(self.delay);
+        }
         Ok(())
     }
 }
@@ -385,12 +391,16 @@ fn sequence(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
     };
     let forward = args.flag("forward")?;
     let snapshot_delay: u64 = args.number("snapshot-delay-ms", 0, 0, 60_000)?;
+    let slow_snapshots: u64 = args.number("slow-snapshots", u64::MAX, 0, u64::MAX)?;
     let mut source = env
         .add_source("Sequence", move || SequenceSource::new(keys, per_key, rate))
         .uid("sequence-source");
     if snapshot_delay > 0 {
         let delay = Duration::from_millis(snapshot_delay);
-        source = source.transform("SlowSnapshot", move || SlowSnapshot { delay });
+        source = source.transform("SlowSnapshot", move || SlowSnapshot {
+            delay,
+            remaining: slow_snapshots,
+        });
     }
     let counted = if forward {
         let f = failures.clone();

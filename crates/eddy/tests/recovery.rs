@@ -334,3 +334,72 @@ fn corrupted_latest_metadata_restores_from_the_previous_checkpoint() {
     );
     assert_eq!(witness(&committed_lines(&out), 10, 2000), (0, 0, 0));
 }
+
+#[test]
+fn expired_checkpoints_are_aborted_and_the_job_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    // The first two snapshots of each source take 600 ms against a 200 ms checkpoint timeout.
+    let (s, lines, r) = run_sequence(
+        dir.path(),
+        10,
+        2000,
+        &[
+            "-p",
+            "2",
+            "--rate",
+            "4000",
+            "--snapshot-delay-ms",
+            "600",
+            "--slow-snapshots",
+            "2",
+            "-D",
+            "execution.checkpointing.timeout=200ms",
+            "-D",
+            "execution.checkpointing.tolerable-failed-checkpoints=10",
+        ],
+    );
+    assert_eq!(s["status"], "FINISHED", "{}", r.stderr);
+    assert!(
+        s["failed_checkpoints"].as_u64().unwrap() >= 1,
+        "expired checkpoints are counted as failed: {s}"
+    );
+    assert!(s["completed_checkpoints"].as_u64().unwrap() >= 1, "{s}");
+    assert_eq!(
+        s["restarts"], 0,
+        "tolerated checkpoint failures do not restart the job"
+    );
+    assert_eq!(witness(&lines, 10, 2000), (0, 0, 0));
+}
+
+#[test]
+fn checkpoint_failures_beyond_the_tolerable_number_fail_the_job_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _lines, r) = run_sequence(
+        dir.path(),
+        10,
+        2000,
+        &[
+            "-p",
+            "2",
+            "--rate",
+            "4000",
+            "--snapshot-delay-ms",
+            "600",
+            "--slow-snapshots",
+            "2",
+            "-D",
+            "execution.checkpointing.timeout=200ms",
+            "-D",
+            "execution.checkpointing.tolerable-failed-checkpoints=0",
+            "-D",
+            "restart-strategy=fixed-delay",
+            "-D",
+            "restart-strategy.fixed-delay.attempts=1",
+        ],
+    );
+    // Every attempt's first checkpoint expires: one restart is allowed, the second failover fails the job.
+    assert_eq!(s["status"], "FAILED", "{}", r.stderr);
+    assert_eq!(s["restarts"], 1);
+    let failure = s["failure"].as_str().unwrap();
+    assert!(failure.contains("checkpoint"), "{failure}");
+}
