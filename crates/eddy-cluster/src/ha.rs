@@ -261,33 +261,57 @@ impl Ha {
             .block_on(self.services.job_result_store().has_result(job))
     }
 
-    /// Records a globally terminal job's result, then removes its HA data and marks the result
-    /// clean (a new leader will never run it again).
-    pub fn finish_job(
+    /// Step 1 of a job's end (Flink's order): records its result as *dirty*. From now on no
+    /// leader runs the job again, whatever happens to its checkpoints and job graph.
+    pub fn record_dirty_result(
         &self,
         session: u128,
         job: JobId,
         result: serde_json::Value,
     ) -> Result<(), HaError> {
         let s = LeaderSessionId(session);
-        self.rt.block_on(async {
+        // Idempotent: a result recorded by an earlier attempt stays as it is.
+        self.rt.block_on(
             self.services
                 .job_result_store()
-                .create_dirty(s, job, result)
-                .await?;
+                .create_dirty(s, job, result),
+        )
+    }
+
+    /// Step 3 of a job's end, after its checkpoints were discarded: removes its HA data (job
+    /// graph, checkpoint pointers, counter) and marks the result *clean*.
+    pub fn clean_up_ended_job(&self, session: u128, job: JobId) -> Result<(), HaError> {
+        let s = LeaderSessionId(session);
+        self.rt.block_on(async {
             self.services.cleanup_job(s, job).await?;
             self.services.job_result_store().mark_clean(s, job).await
         })
     }
 
-    /// Cleans up jobs whose result was recorded but whose HA data may remain (a leader crashed
-    /// between the two).
+    /// Finishes the clean-up of jobs whose result is dirty (a leader died between recording the
+    /// result and marking it clean): their registered checkpoints' files are deleted, then the
+    /// HA data, then the result is marked clean. Never runs a job.
     pub fn cleanup_dirty(&self, session: u128) -> Result<Vec<JobId>, HaError> {
         let s = LeaderSessionId(session);
         self.rt.block_on(async {
             let dirty = self.services.job_result_store().list_dirty().await?;
             let mut done = Vec::new();
             for (job, _) in dirty {
+                let store = self.services.completed_checkpoint_store();
+                for (id, pointer) in store.list(job).await? {
+                    store.remove(s, job, id).await?;
+                    // `<dir>/<job>/chk-<n>/_metadata`: the checkpoint is its directory.
+                    if let Some(chk) = std::path::Path::new(&pointer).parent() {
+                        if let Err(e) = std::fs::remove_dir_all(chk) {
+                            if e.kind() != std::io::ErrorKind::NotFound {
+                                tracing::warn!(
+                                    "job {job}: cannot delete checkpoint {id} at {}: {e}",
+                                    chk.display()
+                                );
+                            }
+                        }
+                    }
+                }
                 self.services.cleanup_job(s, job).await?;
                 self.services.job_result_store().mark_clean(s, job).await?;
                 done.push(job);

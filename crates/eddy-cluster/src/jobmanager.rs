@@ -7,7 +7,8 @@
 
 use crate::ha::{Ha, LeaderAddress};
 use crate::jobmaster::{Command, JobMaster, JobMasterSettings, SlotRef};
-use crate::rpc::{read_message, write_message, FencingToken, JmMessage, TmMessage};
+use crate::peer::Peer;
+use crate::rpc::{read_message, FencingToken, JmMessage, TmMessage};
 use crate::status::{JobDetails, JobStatus};
 use eddy_coordination::{LeaderSessionId, LeadershipEvent};
 use eddy_core::config::Config;
@@ -17,14 +18,14 @@ use eddy_runtime::data::now_millis;
 use eddy_runtime::registry::{JobRegistry, JobSpec};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::BufReader;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A registered TaskManager as the resource manager sees it.
 struct TaskManagerEntry {
-    conn: Arc<Mutex<TcpStream>>,
+    conn: Peer<JmMessage>,
     conn_id: u64,
     data_address: String,
     /// Per slot: the job holding it.
@@ -44,7 +45,7 @@ pub struct TaskManagerInfo {
 }
 
 enum Event {
-    Connected(u64, Arc<Mutex<TcpStream>>),
+    Connected(u64, Peer<JmMessage>),
     Message(u64, TmMessage),
     Disconnected(u64, String),
     Request(Request),
@@ -181,6 +182,8 @@ pub fn start_with(
         .to_string();
     let (tx, rx) = channel();
     let accept_tx = tx.clone();
+    // A TaskManager that does not read for this long is lost anyway (it cannot heartbeat).
+    let write_timeout = config.heartbeat_timeout();
     std::thread::Builder::new()
         .name("jm-accept".into())
         .spawn(move || {
@@ -190,10 +193,10 @@ pub fn start_with(
                 let Ok(read_half) = stream.try_clone() else {
                     continue;
                 };
-                if accept_tx
-                    .send(Event::Connected(conn_id, Arc::new(Mutex::new(stream))))
-                    .is_err()
-                {
+                let Ok(peer) = Peer::start(stream, write_timeout, "jm-rpc-out") else {
+                    continue;
+                };
+                if accept_tx.send(Event::Connected(conn_id, peer)).is_err() {
                     return;
                 }
                 let tx = accept_tx.clone();
@@ -230,6 +233,8 @@ pub fn start_with(
         unregistered: HashMap::new(),
         jobs: BTreeMap::new(),
         waiting: Vec::new(),
+        recovering: BTreeMap::new(),
+        unrecorded: BTreeMap::new(),
     };
     std::thread::Builder::new()
         .name("jobmanager".into())
@@ -253,10 +258,22 @@ struct JobManagerLoop {
     view: Arc<Mutex<LeaderView>>,
     tms: BTreeMap<String, TaskManagerEntry>,
     conns: HashMap<u64, String>,
-    unregistered: HashMap<u64, Arc<Mutex<TcpStream>>>,
+    unregistered: HashMap<u64, Peer<JmMessage>>,
     jobs: BTreeMap<JobId, JobMaster>,
     /// Jobs waiting for slots, in submission order.
     waiting: Vec<JobId>,
+    /// Jobs of the job graph store whose recovery failed for now, retried on `tick`.
+    recovering: BTreeMap<JobId, RecoveryRetry>,
+    /// Globally terminal jobs whose result is not yet durable, with the clean-up that must wait
+    /// for it (checkpoint discards): retried on `tick`.
+    unrecorded: BTreeMap<JobId, Vec<Command>>,
+}
+
+/// A job whose recovery is retried.
+struct RecoveryRetry {
+    tries: u32,
+    at: i64,
+    graph: Vec<u8>,
 }
 
 impl JobManagerLoop {
@@ -343,18 +360,14 @@ impl JobManagerLoop {
                     return;
                 };
                 let Some(token) = self.token else {
-                    let reply = JmMessage::Refused {
+                    // Dropping the peer sends the refusal, then closes the connection.
+                    let _ = conn.send(JmMessage::Refused {
                         reason: "this JobManager is not the leader".into(),
-                    };
-                    if let Ok(mut c) = conn.lock() {
-                        let _ = write_message(&mut *c, &reply);
-                        let _ = c.shutdown(std::net::Shutdown::Both);
-                    }
+                    });
                     return;
                 };
-                let reply = JmMessage::Registered { token };
-                if let Ok(mut c) = conn.lock() {
-                    let _ = write_message(&mut *c, &reply);
+                if conn.send(JmMessage::Registered { token }).is_err() {
+                    return;
                 }
                 tracing::info!(
                     "TaskManager {tm_id} registered with {slots} slots (data {data_address})"
@@ -406,11 +419,12 @@ impl JobManagerLoop {
             }
             Event::LeaderChanged(l) => {
                 if let Ok(mut v) = self.view.lock() {
-                    // Our own stale entry (until our old session expires) names no leader.
-                    let rest = l
+                    // Never our own address: while leading nobody needs the hint, and our own
+                    // stale entry (until our old session expires) names no leader. A deposed
+                    // leader resumed after a pause must not send clients back to itself.
+                    v.leader_rest = l
                         .map(|(a, _)| a.rest)
-                        .filter(|r| v.is_leader || Some(r) != v.own_rest.as_ref());
-                    v.leader_rest = rest;
+                        .filter(|r| Some(r) != v.own_rest.as_ref());
                 }
             }
         }
@@ -444,22 +458,51 @@ impl JobManagerLoop {
             }
         };
         for (id, bytes) in graphs {
-            if ha.has_result(id).unwrap_or(false) {
-                continue; // globally terminal: never run again
-            }
-            let spec: JobSpec = match serde_json::from_slice(&bytes) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!("job {id}: stored job graph is unreadable: {e}");
-                    continue;
-                }
-            };
-            match self.create_job_master(id, spec, None, now, true) {
-                Ok(()) => tracing::info!("Recovered JobGraph of job {id}"),
-                Err(e) => tracing::error!("job {id}: recovery failed: {e}"),
-            }
+            self.recover_job(id, bytes, now);
         }
         self.schedule_waiting(now);
+    }
+
+    /// Recovers one job of the job graph store. A job with a recorded result is never run
+    /// again; anything that cannot be read now (result store, graph, checkpoints) is retried
+    /// later, never dropped and never started from nothing.
+    fn recover_job(&mut self, id: JobId, bytes: Vec<u8>, now: i64) {
+        let Some(ha) = self.ha.clone() else { return };
+        let outcome = with_retries(|| ha.has_result(id))
+            .map_err(|e| format!("cannot read the job result store: {e}"))
+            .and_then(|ended| {
+                if ended {
+                    return Ok(false); // globally terminal: never run again
+                }
+                let spec: JobSpec = serde_json::from_slice(&bytes)
+                    .map_err(|e| format!("the stored job graph is unreadable: {e}"))?;
+                self.create_job_master(id, spec, None, now, true)?;
+                Ok(true)
+            });
+        match outcome {
+            Ok(true) => {
+                self.recovering.remove(&id);
+                tracing::info!("Recovered JobGraph of job {id}")
+            }
+            Ok(false) => {
+                self.recovering.remove(&id);
+            }
+            Err(e) => {
+                let tries = self.recovering.get(&id).map_or(0, |r| r.tries) + 1;
+                let delay = (250i64 << tries.min(5)).min(5_000);
+                tracing::error!(
+                    "job {id}: recovery failed (attempt {tries}), retrying in {delay} ms: {e}"
+                );
+                self.recovering.insert(
+                    id,
+                    RecoveryRetry {
+                        tries,
+                        at: now + delay,
+                        graph: bytes,
+                    },
+                );
+            }
+        }
     }
 
     fn view_rpc(&self) -> String {
@@ -484,9 +527,7 @@ impl JobManagerLoop {
                 for c in cmds {
                     if let Command::Send { tm_id, msg } = c {
                         if let Some(t) = self.tms.get(&tm_id) {
-                            if let Ok(mut s) = t.conn.lock() {
-                                let _ = write_message(&mut *s, &msg);
-                            }
+                            let _ = t.conn.send(msg);
                         }
                     }
                 }
@@ -501,11 +542,9 @@ impl JobManagerLoop {
         }
         self.jobs.clear();
         self.waiting.clear();
-        for t in self.tms.values() {
-            if let Ok(s) = t.conn.lock() {
-                let _ = s.shutdown(std::net::Shutdown::Both);
-            }
-        }
+        self.recovering.clear();
+        self.unrecorded.clear();
+        // Dropping the peers sends what is queued (the cancels), then closes the connections.
         self.tms.clear();
         self.conns.clear();
     }
@@ -515,9 +554,7 @@ impl JobManagerLoop {
             TmMessage::Register { .. } => {}
             TmMessage::Heartbeat { counters } => {
                 if let (Some(token), Some(t)) = (self.token, self.tms.get(tm_id)) {
-                    if let Ok(mut c) = t.conn.lock() {
-                        let _ = write_message(&mut *c, &JmMessage::HeartbeatReply { token });
-                    }
+                    let _ = t.conn.send(JmMessage::HeartbeatReply { token });
                 }
                 for c in counters {
                     if let Some(jm) = self.jobs.get_mut(&c.key.job_id) {
@@ -717,14 +754,19 @@ impl JobManagerLoop {
         };
         let mut retained = Vec::new();
         let mut skipped = Vec::new();
+        let mut registered = Vec::new();
         if let (true, Some(ha)) = (recovered, &self.ha) {
-            first_checkpoint_id =
-                first_checkpoint_id.max(ha.next_checkpoint_id(id).map_err(|e| e.to_string())?);
-            for (cid, pointer) in ha.checkpoints(id).map_err(|e| e.to_string())? {
+            // A read error here is never "no checkpoints": it is retried (by the caller).
+            let next = with_retries(|| ha.next_checkpoint_id(id))
+                .map_err(|e| format!("cannot read the checkpoint id counter: {e}"))?;
+            first_checkpoint_id = first_checkpoint_id.max(next);
+            registered = with_retries(|| ha.checkpoints(id))
+                .map_err(|e| format!("cannot list the registered checkpoints: {e}"))?;
+            for (cid, pointer) in &registered {
                 first_checkpoint_id = first_checkpoint_id.max(cid + 1);
-                match eddy_recovery::storage::read_metadata(std::path::Path::new(&pointer)) {
+                match eddy_recovery::storage::read_metadata(std::path::Path::new(pointer)) {
                     Ok(cp) => retained.push(cp),
-                    Err(e) => skipped.push((cid, e.to_string())),
+                    Err(e) => skipped.push((*cid, e.to_string())),
                 }
             }
         }
@@ -736,10 +778,21 @@ impl JobManagerLoop {
             checkpointing,
             checkpoints_dir,
             first_checkpoint_id,
+            first_attempt: (eddy_core::ids::random_u128() as u64) & !0xFFFF_FFFF,
+            deploy_timeout_ms: self.config.heartbeat_timeout().as_millis() as i64,
         };
         let mut jm = JobMaster::new(id, spec, built.job_graph, token, settings, now)?;
         if recovered {
+            // Checkpoints are registered but none can be read: starting empty would re-run
+            // the job from the beginning. Fail it, naming where the checkpoints should be.
+            let unreadable = !registered.is_empty() && retained.is_empty();
             jm.recover_from(retained, skipped, now);
+            if unreadable {
+                let cmds = jm.fail_job(unreadable_message(&registered), now);
+                self.jobs.insert(id, jm);
+                self.execute(id, cmds);
+                return Ok(());
+            }
         }
         self.jobs.insert(id, jm);
         self.waiting.push(id);
@@ -825,49 +878,107 @@ impl JobManagerLoop {
         }
     }
 
-    /// Picks the checkpoint to restore from: the newest retained one that is readable; the
-    /// ones skipped and why.
+    /// Picks the checkpoint to restore from: the newest retained one that is readable, and the
+    /// ones skipped and why. Never "nothing" by accident: a store that cannot be read is
+    /// [`RestoreProblem::Unavailable`] (retry), and checkpoints that exist but none of which can
+    /// be read are [`RestoreProblem::Unreadable`] (the job fails).
     fn select_restore(
         jm: &JobMaster,
         ha: Option<&Ha>,
-    ) -> (
-        Option<eddy_recovery::CompletedCheckpoint>,
-        Vec<(u64, String)>,
-    ) {
+        hint: Option<u64>,
+    ) -> Result<RestoreSelection, RestoreProblem> {
         if let Some(ha) = ha {
             // The completed-checkpoint store is the truth: the newest readable registered one.
             let mut skipped = Vec::new();
-            let mut pointers = ha.checkpoints(jm.job_id).unwrap_or_default();
+            let mut pointers = with_retries(|| ha.checkpoints(jm.job_id)).map_err(|e| {
+                RestoreProblem::Unavailable(format!("cannot list the registered checkpoints: {e}"))
+            })?;
             pointers.sort();
-            for (id, pointer) in pointers.into_iter().rev() {
-                let path = std::path::Path::new(&pointer);
+            for (id, pointer) in pointers.iter().rev() {
+                let path = std::path::Path::new(pointer);
                 let checked = eddy_recovery::storage::read_metadata(path).and_then(|cp| {
                     let dir = path.parent().unwrap_or(path);
                     eddy_recovery::storage::verify_files(dir, &cp, VerifyLevel::Lengths).map(|_| cp)
                 });
                 match checked {
-                    Ok(cp) => return (Some(cp), skipped),
-                    Err(e) => skipped.push((id, e.to_string())),
+                    Ok(cp) => return Ok((Some(cp), skipped)),
+                    Err(e) => skipped.push((*id, e.to_string())),
                 }
             }
-            return (None, skipped);
+            if !pointers.is_empty() {
+                return Err(RestoreProblem::Unreadable(unreadable_message(&pointers)));
+            }
+            return Ok((None, skipped));
         }
         let Some(dir) = jm.checkpoints_dir() else {
-            return (None, Vec::new());
+            return Ok((None, Vec::new()));
         };
-        match CheckpointStorage::new(dir, jm.job_id).latest_restorable(VerifyLevel::Lengths) {
-            Ok(sel) => (
-                sel.checkpoint,
-                sel.skipped
-                    .into_iter()
-                    .map(|s| (s.id, s.error.to_string()))
-                    .collect(),
-            ),
-            Err(e) => (None, vec![(0, e.to_string())]),
+        let sel = CheckpointStorage::new(dir, jm.job_id)
+            .latest_restorable(VerifyLevel::Lengths)
+            .map_err(|e| {
+                RestoreProblem::Unavailable(format!("cannot list the checkpoints in {dir}: {e}"))
+            })?;
+        let skipped: Vec<(u64, String)> = sel
+            .skipped
+            .into_iter()
+            .map(|s| (s.id, s.error.to_string()))
+            .collect();
+        if sel.checkpoint.is_none() && (!skipped.is_empty() || hint.is_some()) {
+            return Err(RestoreProblem::Unreadable(format!(
+                "checkpoint{} {} of this job completed but none can be read from {dir}{}",
+                if hint.is_some() && skipped.is_empty() {
+                    ""
+                } else {
+                    "s"
+                },
+                hint.map_or_else(
+                    || skipped
+                        .iter()
+                        .map(|(i, _)| i.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    |h| h.to_string()
+                ),
+                skipped
+                    .first()
+                    .map(|(_, e)| format!(" ({e})"))
+                    .unwrap_or_default()
+            )));
         }
+        Ok((sel.checkpoint, skipped))
     }
 
     fn execute(&mut self, job: JobId, cmds: Vec<Command>) {
+        let mut cmds = cmds;
+        // A job that just ended: its result is recorded (dirty) before any of its clean-up runs,
+        // so a JobManager that dies in between leaves a result, and the next leader finishes
+        // the clean-up instead of running the job again (Flink's order).
+        let ended = self
+            .jobs
+            .get(&job)
+            .is_some_and(|j| j.status().is_globally_terminal());
+        if ended && cmds.iter().any(|c| matches!(c, Command::ReleaseSlots)) {
+            match self.record_result(job) {
+                ResultRecord::Recorded => {}
+                ResultRecord::Fenced => return,
+                ResultRecord::Failed => {
+                    // Keep the checkpoints until the result is durable; free the slots now.
+                    let (later, now_cmds): (Vec<Command>, Vec<Command>) = cmds
+                        .into_iter()
+                        .partition(|c| matches!(c, Command::DiscardCheckpoint { .. }));
+                    self.unrecorded.entry(job).or_default().extend(later);
+                    cmds = now_cmds
+                        .into_iter()
+                        .filter(|c| !matches!(c, Command::ReleaseSlots))
+                        .collect();
+                    self.free_job_slots(job);
+                }
+            }
+        }
+        self.execute_commands(job, cmds);
+    }
+
+    fn execute_commands(&mut self, job: JobId, cmds: Vec<Command>) {
         let mut queue: VecDeque<Command> = cmds.into();
         while let Some(c) = queue.pop_front() {
             let now = now_millis();
@@ -929,15 +1040,37 @@ impl JobManagerLoop {
                                 );
                                 return;
                             }
+                            // The id may repeat under another leader: this trigger fails, and
+                            // its barriers (queued right behind) are not sent.
+                            queue.retain(|c| !is_trigger_of(c, id));
+                            if let Some(jm) = self.jobs.get_mut(&job) {
+                                let why = format!("cannot reserve the checkpoint id: {e}");
+                                queue.extend(jm.checkpoint_trigger_failed(id, why, now));
+                            }
                         }
                     }
                 }
                 Command::DiscardCheckpoint { id, shared_files } => {
-                    if let (Some(ha), Some(token)) = (&self.ha, self.token) {
-                        if let Err(e) = ha.remove_checkpoint(token, job, id) {
-                            tracing::warn!("job {job}: cannot unregister checkpoint {id}: {e}");
+                    // With HA the files go only after the fenced unregister succeeded: a deposed
+                    // leader must not delete what the new leader may restore from.
+                    match (&self.ha, self.token) {
+                        (Some(ha), Some(token)) => {
+                            if let Err(e) = with_retries(|| ha.remove_checkpoint(token, job, id)) {
+                                tracing::warn!("job {job}: cannot unregister checkpoint {id}, keeping its files: {e}");
+                                if e.is_fenced() {
+                                    self.step_down(
+                                        "a fenced write was refused (another JobManager leads)",
+                                        now,
+                                    );
+                                    return;
+                                }
+                                continue;
+                            }
                         }
+                        (Some(_), None) => continue,
+                        _ => {}
                     }
+                    eddy_core::faultpoint::hit("jm.checkpoint.discard.after-unregister");
                     if let Some(dir) = self.jobs.get(&job).and_then(|j| j.checkpoints_dir()) {
                         let storage = CheckpointStorage::new(dir, job);
                         if let Err(e) = storage
@@ -973,54 +1106,145 @@ impl JobManagerLoop {
                         queue.extend(more);
                         continue;
                     }
-                    let (restore, skipped) = Self::select_restore(jm, self.ha.as_deref());
-                    if restore.as_ref().map(|c| c.checkpoint_id) != hint {
-                        tracing::info!("job {job}: restoring from checkpoint {:?} (latest completed: {hint:?})", restore.as_ref().map(|c| c.checkpoint_id));
-                    }
-                    let more = jm.deploy_restarted(restore, skipped, now);
+                    let more = match Self::select_restore(jm, self.ha.as_deref(), hint) {
+                        Ok((restore, skipped)) => {
+                            if restore.as_ref().map(|c| c.checkpoint_id) != hint {
+                                tracing::info!("job {job}: restoring from checkpoint {:?} (latest completed: {hint:?})", restore.as_ref().map(|c| c.checkpoint_id));
+                            }
+                            eddy_core::faultpoint::hit("jm.restore.before-deploy");
+                            jm.deploy_restarted(restore, skipped, now)
+                        }
+                        Err(RestoreProblem::Unavailable(why)) => {
+                            tracing::warn!("job {job}: restore postponed: {why}");
+                            jm.postpone_restore(now, &why)
+                        }
+                        Err(RestoreProblem::Unreadable(why)) => jm.fail_job(why, now),
+                    };
                     queue.extend(more);
                 }
                 Command::Send { tm_id, msg } => {
                     if self.token.is_none() {
                         continue; // a standby sends nothing
                     }
-                    let sent = self.tms.get(&tm_id).map(|t| {
-                        t.conn
-                            .lock()
-                            .map(|mut c| write_message(&mut *c, &msg).is_ok())
-                            .unwrap_or(false)
-                    });
-                    if sent != Some(true) {
-                        tracing::warn!("could not send to TaskManager {tm_id}");
+                    // Never blocks: a TaskManager that does not read is disconnected, and its
+                    // loss is handled when the reader sees the connection close.
+                    let sent = self.tms.get(&tm_id).map(|t| t.conn.send(msg));
+                    if !matches!(sent, Some(Ok(()))) {
+                        tracing::warn!("could not send to TaskManager {tm_id}: {sent:?}");
                     }
                 }
                 Command::ReleaseSlots => {
                     if let (Some(ha), Some(token), Some(jm)) =
                         (&self.ha, self.token, self.jobs.get(&job))
                     {
+                        // The result is recorded (dirty) and the checkpoints are gone: remove
+                        // the job's HA data, then mark the result clean. A failure here is
+                        // finished by the next leader (`cleanup_dirty`).
                         if jm.status().is_globally_terminal() {
-                            let d = jm.details(now);
-                            let result = serde_json::json!({"status": d.status.name(), "end_time": d.end_time, "restarts": d.restarts, "reason": d.status_reason});
-                            if let Err(e) = ha.finish_job(token, job, result) {
+                            eddy_core::faultpoint::hit("jm.job-result.before-clean");
+                            if let Err(e) = ha.clean_up_ended_job(token, job) {
                                 tracing::warn!(
-                                    "job {job}: cannot record its result in the HA store: {e}"
+                                    "job {job}: cannot clean up its HA data (the next leader will): {e}"
                                 );
+                                if e.is_fenced() {
+                                    self.step_down(
+                                        "a fenced write was refused (another JobManager leads)",
+                                        now,
+                                    );
+                                    return;
+                                }
                             }
                         }
                     }
-                    for tm in self.tms.values_mut() {
-                        for s in tm.slots.iter_mut() {
-                            if *s == Some(job) {
-                                *s = None;
-                            }
-                        }
-                    }
+                    self.free_job_slots(job);
                 }
             }
         }
     }
 
+    /// Records a job's result as dirty in the job result store (with HA), retrying transient
+    /// errors. A fenced refusal makes this JobManager step down.
+    fn record_result(&mut self, job: JobId) -> ResultRecord {
+        let (Some(ha), Some(token), Some(jm)) = (self.ha.clone(), self.token, self.jobs.get(&job))
+        else {
+            return ResultRecord::Recorded; // without HA there is no store to record it in
+        };
+        let now = now_millis();
+        let d = jm.details(now);
+        let result = serde_json::json!({
+            "status": d.status.name(),
+            "end_time": d.end_time,
+            "restarts": d.restarts,
+            "reason": d.status_reason,
+        });
+        eddy_core::faultpoint::hit("jm.job-result.before-dirty");
+        match with_retries(|| ha.record_dirty_result(token, job, result.clone())) {
+            Ok(()) => {
+                eddy_core::faultpoint::hit("jm.job-result.after-dirty");
+                ResultRecord::Recorded
+            }
+            Err(e) if e.is_fenced() => {
+                self.step_down("a fenced write was refused (another JobManager leads)", now);
+                ResultRecord::Fenced
+            }
+            Err(e) => {
+                tracing::error!(
+                    "job {job}: cannot record its result in the HA store, keeping its checkpoints and retrying: {e}"
+                );
+                ResultRecord::Failed
+            }
+        }
+    }
+
+    fn free_job_slots(&mut self, job: JobId) {
+        for tm in self.tms.values_mut() {
+            for s in tm.slots.iter_mut() {
+                if *s == Some(job) {
+                    *s = None;
+                }
+            }
+        }
+    }
+
+    /// Retries what could not be done earlier: recovering jobs, recording results.
+    fn retry_pending(&mut self, now: i64) {
+        let due: Vec<JobId> = self
+            .recovering
+            .iter()
+            .filter(|(_, r)| r.at <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            if let Some(r) = self.recovering.get(&id) {
+                let graph = r.graph.clone();
+                self.recover_job(id, graph, now);
+            }
+        }
+        let unrecorded: Vec<JobId> = self.unrecorded.keys().copied().collect();
+        for job in unrecorded {
+            if self.token.is_none() {
+                return;
+            }
+            match self.record_result(job) {
+                ResultRecord::Recorded => {
+                    let mut cmds = self.unrecorded.remove(&job).unwrap_or_default();
+                    cmds.push(Command::ReleaseSlots);
+                    self.execute_cleanup(job, cmds);
+                }
+                ResultRecord::Fenced => return,
+                ResultRecord::Failed => {}
+            }
+        }
+    }
+
+    /// Runs the clean-up of an ended job whose result is recorded now: the checkpoint
+    /// discards that waited for it, then the HA clean-up.
+    fn execute_cleanup(&mut self, job: JobId, cmds: Vec<Command>) {
+        self.execute_commands(job, cmds);
+    }
+
     fn tick(&mut self, now: i64) {
+        self.retry_pending(now);
         let timeout = self.config.heartbeat_timeout().as_millis() as i64;
         let silent: Vec<String> = self
             .tms
@@ -1053,4 +1277,69 @@ impl JobManagerLoop {
                 .is_some_and(|j| j.status() == JobStatus::Created)
         });
     }
+}
+
+/// The checkpoint chosen for a restore (`None`: the job never completed one) and the newer
+/// ones skipped as unreadable, with why.
+type RestoreSelection = (
+    Option<eddy_recovery::CompletedCheckpoint>,
+    Vec<(u64, String)>,
+);
+
+/// Why no checkpoint could be selected for a restore.
+#[derive(Debug)]
+enum RestoreProblem {
+    /// The store could not be read (ZooKeeper unavailable, I/O error): try again later.
+    Unavailable(String),
+    /// Checkpoints are registered but none can be read: restoring empty would redo the job.
+    Unreadable(String),
+}
+
+/// One line naming the checkpoints and the directory a JobManager could not read them from.
+fn unreadable_message(pointers: &[(u64, String)]) -> String {
+    let dirs: std::collections::BTreeSet<String> = pointers
+        .iter()
+        .filter_map(|(_, p)| {
+            let chk = std::path::Path::new(p).parent()?;
+            Some(chk.parent().unwrap_or(chk).display().to_string())
+        })
+        .collect();
+    let ids: Vec<String> = pointers.iter().map(|(i, _)| i.to_string()).collect();
+    format!(
+        "checkpoints {} are registered but none can be read from {} (is the checkpoint directory reachable from this JobManager?); refusing to restart the job from nothing",
+        ids.join(", "),
+        dirs.into_iter().collect::<Vec<_>>().join(", ")
+    )
+}
+
+/// Reads from the HA store, retrying transient errors a few times (about 350 ms in all); a
+/// fenced refusal is not retried.
+fn with_retries<T>(
+    mut read: impl FnMut() -> Result<T, eddy_coordination::HaError>,
+) -> Result<T, eddy_coordination::HaError> {
+    let mut delay = Duration::from_millis(50);
+    for _ in 0..3 {
+        match read() {
+            Ok(v) => return Ok(v),
+            Err(e) if e.is_fenced() => return Err(e),
+            Err(e) => tracing::debug!("HA store read failed, retrying in {delay:?}: {e}"),
+        }
+        std::thread::sleep(delay);
+        delay *= 2;
+    }
+    read()
+}
+
+/// Whether `c` sends the barrier trigger of checkpoint `id`.
+fn is_trigger_of(c: &Command, id: u64) -> bool {
+    matches!(c, Command::Send { msg: JmMessage::TriggerCheckpoint { checkpoint_id, .. }, .. } if *checkpoint_id == id)
+}
+
+/// Whether an ended job's result is durable.
+enum ResultRecord {
+    Recorded,
+    /// Another JobManager leads: this one stepped down.
+    Fenced,
+    /// Not now (ZooKeeper unreachable): retried; the job's checkpoints are kept meanwhile.
+    Failed,
 }

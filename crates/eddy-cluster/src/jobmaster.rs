@@ -77,6 +77,11 @@ struct Execution {
     records_out: u64,
     /// Deployments of this subtask so far (1 on the first run).
     deployments: u32,
+    /// When this attempt was deployed.
+    deployed_at: i64,
+    /// The JobMaster asked this attempt to cancel: a CANCELED report is expected. A task that
+    /// ends CANCELED without being asked is a failure, never a silent stall.
+    cancel_requested: bool,
 }
 
 /// Settings the JobMaster takes from the job's configuration.
@@ -91,6 +96,13 @@ pub struct JobMasterSettings {
     pub checkpoints_dir: Option<String>,
     /// The first checkpoint id (ids never repeat: above any existing one).
     pub first_checkpoint_id: u64,
+    /// The first execution attempt number. Attempts must be unique across leaders: a task of a
+    /// deposed leader that is slow to cancel must never be taken for one of the new leader's.
+    /// The shell passes a random base (high 32 bits) for every JobMaster it creates.
+    pub first_attempt: u64,
+    /// A subtask still DEPLOYING this long after its deployment is a failure (its TaskManager
+    /// never started it or its report was lost): `heartbeat.timeout`.
+    pub deploy_timeout_ms: i64,
 }
 
 struct PendingRestart {
@@ -198,6 +210,7 @@ impl JobMaster {
         let failover = FailoverStrategy::new(settings.failover, &topology(&graph))
             .map_err(|e| e.to_string())?;
         let backoff = RestartBackoff::new(&settings.restart, job_id.0 as u64);
+        let first_attempt = settings.first_attempt;
         let mut jm = JobMaster {
             job_id,
             spec,
@@ -210,7 +223,7 @@ impl JobMaster {
             end_time: -1,
             slots: Vec::new(),
             executions: BTreeMap::new(),
-            next_attempt: 0,
+            next_attempt: first_attempt,
             exceptions: Vec::new(),
             reason: None,
             restarts: 0,
@@ -306,6 +319,7 @@ impl JobMaster {
             let out = c.tick(now as u64);
             cmds.extend(self.coordinator_commands(out, now));
         }
+        cmds.extend(self.check_deployments(now));
         if let Some(p) = self.pending_restart.as_mut() {
             let ready = !p.requested
                 && now >= p.at
@@ -325,6 +339,35 @@ impl JobMaster {
                 });
             }
         }
+        cmds
+    }
+
+    /// A subtask stuck in DEPLOYING beyond `deploy_timeout_ms` (outside a restart, which
+    /// cancels it anyway) fails: the job must never stay RUNNING with a task that does not run.
+    fn check_deployments(&mut self, now: i64) -> Vec<Command> {
+        if !matches!(self.status, JobStatus::Running | JobStatus::Restarting) {
+            return Vec::new();
+        }
+        let pending = self.pending_tasks();
+        let stuck = self.executions.iter().find(|(t, e)| {
+            e.state == ExecutionState::Deploying
+                && !e.cancel_requested
+                && !pending.contains(t)
+                && now - e.deployed_at > self.settings.deploy_timeout_ms
+        });
+        let Some((&t, e)) = stuck else {
+            return Vec::new();
+        };
+        let (tm, waited) = (e.tm_id.clone(), now - e.deployed_at);
+        let msg = format!(
+            "{} on TaskManager {tm} did not start within {waited} ms of its deployment (heartbeat.timeout)",
+            self.task_name(t)
+        );
+        if let Some(e) = self.executions.get_mut(&t) {
+            e.state = ExecutionState::Failed;
+        }
+        let mut cmds = self.on_failure(msg, Some(t), Some(tm), now);
+        cmds.extend(self.check_progress(now));
         cmds
     }
 
@@ -361,7 +404,7 @@ impl JobMaster {
         &mut self,
         tasks: &BTreeSet<Task>,
         restore: Option<&CompletedCheckpoint>,
-        _now: i64,
+        now: i64,
     ) -> Vec<Command> {
         let attempt = self.next_attempt;
         self.next_attempt += 1;
@@ -442,6 +485,8 @@ impl JobMaster {
                     records_in: 0,
                     records_out: 0,
                     deployments,
+                    deployed_at: now,
+                    cancel_requested: false,
                 },
             );
             cmds.push(Command::Send {
@@ -570,18 +615,30 @@ impl JobMaster {
             return Vec::new(); // a report from an older attempt
         }
         let t = (key.vertex, key.subtask);
-        let tm = match self.executions.get_mut(&t) {
+        let (tm, unasked_cancel) = match self.executions.get_mut(&t) {
             Some(e) if is_terminal(e.state) && e.state != ExecutionState::Deploying => {
                 return Vec::new()
             }
             Some(e) => {
                 e.state = state;
-                e.tm_id.clone()
+                (
+                    e.tm_id.clone(),
+                    state == ExecutionState::Canceled && !e.cancel_requested,
+                )
             }
             None => return Vec::new(),
         };
         let mut cmds = Vec::new();
         match state {
+            // Canceled by its TaskManager without a request (e.g. it lost its connection to
+            // this JobManager and cancelled everything): nothing would ever restart it.
+            ExecutionState::Canceled if unasked_cancel => {
+                let msg = format!(
+                    "{} on TaskManager {tm} was canceled without a request from the JobMaster",
+                    self.task_name(t)
+                );
+                cmds.extend(self.on_failure(msg, Some(t), Some(tm), now));
+            }
             // A task of a pending restart that fails while being cancelled (e.g. its consumer
             // is already gone) is a consequence of the restart, not a new failure.
             ExecutionState::Failed
@@ -677,6 +734,17 @@ impl JobMaster {
             "{why}: none within slot.request.timeout ({} ms)",
             self.settings.slot_request_timeout_ms
         );
+        self.fail_job(msg, now)
+    }
+
+    /// Fails the job for good, whatever the restart strategy says: used when going on would
+    /// lose work (e.g. checkpoints are registered but none can be read: restarting empty would
+    /// re-emit everything from the beginning).
+    pub fn fail_job(&mut self, msg: String, now: i64) -> Vec<Command> {
+        if self.status.is_globally_terminal() {
+            return Vec::new();
+        }
+        tracing::error!("job {}: failing: {msg}", self.job_id);
         self.exceptions.push(ExceptionEntry {
             timestamp: now,
             task_name: None,
@@ -685,6 +753,18 @@ impl JobMaster {
         });
         self.failure = Some(msg);
         self.pending_restart = None;
+        if self.status == JobStatus::Created {
+            self.transition(JobStatus::Failing, now);
+            self.transition(JobStatus::Failed, now);
+            self.reason = self.failure.clone();
+            let mut cmds = Vec::new();
+            if let Some(c) = self.coordinator.as_mut() {
+                let out = c.shutdown(JobShutdownStatus::Failed, now as u64);
+                cmds.extend(self.coordinator_commands(out, now));
+            }
+            cmds.push(Command::ReleaseSlots);
+            return cmds;
+        }
         self.transition(JobStatus::Failing, now);
         let all: BTreeSet<Task> = self.executions.keys().copied().collect();
         let mut cmds = self.cancel_tasks(&all);
@@ -799,7 +879,8 @@ impl JobMaster {
     fn cancel_tasks(&mut self, tasks: &BTreeSet<Task>) -> Vec<Command> {
         let mut cmds = Vec::new();
         for t in tasks {
-            if let Some(e) = self.executions.get(t) {
+            if let Some(e) = self.executions.get_mut(t) {
+                e.cancel_requested = true;
                 if !is_terminal(e.state) {
                     cmds.push(Command::Send {
                         tm_id: e.tm_id.clone(),
@@ -957,6 +1038,15 @@ impl JobMaster {
                 l.state_size()
             );
         }
+        self.coordinator_commands(out, now)
+    }
+
+    /// The shell could not reserve checkpoint `id`'s number (HA counter): that trigger fails.
+    pub fn checkpoint_trigger_failed(&mut self, id: u64, why: String, now: i64) -> Vec<Command> {
+        let Some(c) = self.coordinator.as_mut() else {
+            return Vec::new();
+        };
+        let out = c.trigger_failed(id, why, now as u64);
         self.coordinator_commands(out, now)
     }
 

@@ -5,6 +5,7 @@
 pub mod ha;
 pub mod jobmanager;
 pub mod jobmaster;
+pub mod peer;
 pub mod rpc;
 pub mod status;
 pub mod taskmanager;

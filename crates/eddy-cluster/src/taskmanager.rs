@@ -2,9 +2,13 @@
 //! relays their state changes and checkpoint acknowledgements, and heartbeats progress.
 //!
 //! Messages from a JobManager whose fencing token is not the one this TaskManager registered
-//! with are rejected. Tasks run on their own threads (see `eddy_runtime::task`); this file only
-//! routes messages and never touches operator state.
+//! with are rejected, and reports of a task go only to the leader that deployed it: a task of a
+//! deposed leader that is slow to cancel never reaches the new one. Tasks run on their own
+//! threads (see `eddy_runtime::task`); this file only routes messages and never touches
+//! operator state. Sending never blocks a task thread: messages go through the connection's
+//! bounded queue (`peer.rs`).
 
+use crate::peer::Peer;
 use crate::rpc::{
     read_message, write_message, ExecutionKey, FencingToken, JmMessage, RestoreSpec, TaskCounters,
     TmMessage,
@@ -28,15 +32,21 @@ use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-type Writer = Arc<Mutex<Option<TcpStream>>>;
+/// The registered connection to the leading JobManager: its fencing token and the sending side.
+struct Link {
+    token: FencingToken,
+    peer: Peer<TmMessage>,
+}
 
-fn send(w: &Writer, msg: &TmMessage) -> bool {
-    match w.lock() {
-        Ok(mut g) => match g.as_mut() {
-            Some(s) => write_message(s, msg).is_ok(),
-            None => false,
-        },
-        Err(_) => false,
+type Writer = Arc<Mutex<Option<Link>>>;
+
+/// Sends `msg` to the JobManager; `deployed_under`: the token of the leader that deployed the
+/// task the message is about — it is dropped when another leader (or none) is connected now.
+fn send(w: &Writer, msg: TmMessage, deployed_under: Option<FencingToken>) -> bool {
+    let Ok(g) = w.lock() else { return false };
+    match g.as_ref() {
+        Some(link) if deployed_under.is_none_or(|t| t == link.token) => link.peer.send(msg).is_ok(),
+        _ => false,
     }
 }
 
@@ -55,6 +65,7 @@ const INLINE_STATE_BYTES: usize = 4096;
 /// One snapshot to upload: the task thread hands it over and goes on processing.
 struct Upload {
     key: ExecutionKey,
+    deployed_under: FencingToken,
     subtask: u32,
     checkpoint_id: u64,
     storage: Option<CheckpointStorage>,
@@ -82,7 +93,7 @@ fn uploader(writer: Writer) -> Sender<Upload> {
                         counted: true,
                     },
                 };
-                send(&writer, &msg);
+                send(&writer, msg, Some(u.deployed_under));
             }
         });
     tx
@@ -149,9 +160,10 @@ fn load_state(
     Ok(out)
 }
 
-/// Relays a task's reports to the JobManager.
+/// Relays a task's reports to the JobManager that deployed it.
 struct Relay {
     writer: Writer,
+    deployed_under: FencingToken,
     uploads: Sender<Upload>,
     storage: Option<CheckpointStorage>,
 }
@@ -175,13 +187,14 @@ impl TaskListener for Relay {
         }
         send(
             &self.writer,
-            &TmMessage::TaskState {
+            TmMessage::TaskState {
                 key: key_of(task),
                 state,
                 error: error.map(|e| e.message),
                 records_in: metrics.records_in(),
                 records_out: metrics.records_out(),
             },
+            Some(self.deployed_under),
         );
     }
 
@@ -193,6 +206,7 @@ impl TaskListener for Relay {
     ) {
         let upload = Upload {
             key: key_of(task),
+            deployed_under: self.deployed_under,
             subtask: task.subtask,
             checkpoint_id,
             storage: self.storage.clone(),
@@ -201,12 +215,13 @@ impl TaskListener for Relay {
         if self.uploads.send(upload).is_err() {
             send(
                 &self.writer,
-                &TmMessage::CheckpointDecline {
+                TmMessage::CheckpointDecline {
                     key: key_of(task),
                     checkpoint_id,
                     reason: "the uploader stopped".into(),
                     counted: true,
                 },
+                Some(self.deployed_under),
             );
         }
     }
@@ -214,12 +229,13 @@ impl TaskListener for Relay {
     fn checkpoint_declined(&self, task: &TaskDeployment, checkpoint_id: u64, reason: String) {
         send(
             &self.writer,
-            &TmMessage::CheckpointDecline {
+            TmMessage::CheckpointDecline {
                 key: key_of(task),
                 checkpoint_id,
                 reason,
                 counted: false,
             },
+            Some(self.deployed_under),
         );
     }
 }
@@ -258,8 +274,8 @@ impl TaskManagerHandle {
         self.shared.stopped.store(true, Ordering::Relaxed);
         cancel_all(&self.shared);
         if let Ok(mut w) = self.shared.writer.lock() {
-            if let Some(s) = w.take() {
-                let _ = s.shutdown(std::net::Shutdown::Both);
+            if let Some(link) = w.take() {
+                link.peer.abort();
             }
         }
     }
@@ -365,8 +381,8 @@ fn connection_loop(shared: Arc<Shared>, target: JobManagerTarget) {
                     addr.as_deref().unwrap_or("unknown")
                 );
                 if let Ok(w) = s.writer.lock() {
-                    if let Some(stream) = w.as_ref() {
-                        let _ = stream.shutdown(std::net::Shutdown::Both);
+                    if let Some(link) = w.as_ref() {
+                        link.peer.abort();
                     }
                 }
             }
@@ -459,8 +475,10 @@ fn serve(shared: &Arc<Shared>, stream: TcpStream) -> std::io::Result<()> {
     if let Ok(mut t) = shared.token.lock() {
         *t = Some(token);
     }
+    // A JobManager that stops reading is lost anyway after heartbeat.timeout.
+    let peer = Peer::start(w, shared.heartbeat_timeout, "tm-rpc-out")?;
     if let Ok(mut g) = shared.writer.lock() {
-        *g = Some(w);
+        *g = Some(Link { token, peer });
     }
     tracing::info!("TaskManager {} registered at the JobManager", shared.id);
     loop {
@@ -507,8 +525,10 @@ fn handle(shared: &Arc<Shared>, msg: JmMessage) {
                 Ok(u) => u.clone(),
                 Err(_) => return,
             };
+            let Some(deployed_under) = token else { return };
             let relay: Arc<dyn TaskListener> = Arc::new(Relay {
                 writer: shared.writer.clone(),
+                deployed_under,
                 uploads,
                 storage,
             });
@@ -619,7 +639,7 @@ fn heartbeat_loop(shared: Arc<Shared>, interval: Duration) {
             Err(_) => return,
         };
         if current_token(&shared).is_some() {
-            send(&shared.writer, &TmMessage::Heartbeat { counters });
+            send(&shared.writer, TmMessage::Heartbeat { counters }, None);
         }
     }
 }

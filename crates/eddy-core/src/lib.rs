@@ -4,6 +4,7 @@
 //! sockets: every other crate depends on it.
 
 pub mod config;
+pub mod faultpoint;
 pub mod ids;
 pub mod keygroup;
 pub mod settings;

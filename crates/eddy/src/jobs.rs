@@ -43,6 +43,7 @@ pub fn register_builtin(r: &mut JobRegistry) {
             "--forward                count without a keyed exchange (forward-only pipeline: one pipelined region per subtask)",
             "--snapshot-delay-ms D    every checkpoint snapshot of the source chain takes D ms longer (widens the trigger-to-complete window for tests)",
             "--slow-snapshots N       ... only the first N snapshots of each subtask attempt (default: all)",
+            "--cancel-delay-ms D      every source subtask takes D ms longer to stop (a task slow to cancel, for tests)",
         ],
         build: sequence,
     });
@@ -297,6 +298,32 @@ impl Operator for SlowSnapshot {
     }
 }
 
+/// Test hook: a pass-through operator whose task takes `delay` longer to stop (it sleeps when
+/// dropped, before the task reports CANCELED or FINISHED).
+struct SlowCancel {
+    delay: Duration,
+}
+
+impl Operator for SlowCancel {
+    type In = (u64, u64);
+    type Out = (u64, u64);
+
+    fn process_batch(
+        &mut self,
+        input: &mut Vec<(u64, u64)>,
+        out: &mut Output<(u64, u64)>,
+    ) -> Result<()> {
+        out.records.append(input);
+        Ok(())
+    }
+}
+
+impl Drop for SlowCancel {
+    fn drop(&mut self) {
+        std::thread::sleep(self.delay);
+    }
+}
+
 /// Counts records per key: `(key, seq)` → `(key, seq, count)`.
 #[derive(Clone)]
 struct SequenceCounter {
@@ -392,9 +419,14 @@ fn sequence(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
     let forward = args.flag("forward")?;
     let snapshot_delay: u64 = args.number("snapshot-delay-ms", 0, 0, 60_000)?;
     let slow_snapshots: u64 = args.number("slow-snapshots", u64::MAX, 0, u64::MAX)?;
+    let cancel_delay: u64 = args.number("cancel-delay-ms", 0, 0, 60_000)?;
     let mut source = env
         .add_source("Sequence", move || SequenceSource::new(keys, per_key, rate))
         .uid("sequence-source");
+    if cancel_delay > 0 {
+        let delay = Duration::from_millis(cancel_delay);
+        source = source.transform("SlowCancel", move || SlowCancel { delay });
+    }
     if snapshot_delay > 0 {
         let delay = Duration::from_millis(snapshot_delay);
         source = source.transform("SlowSnapshot", move || SlowSnapshot {

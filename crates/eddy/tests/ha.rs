@@ -1298,3 +1298,249 @@ fn unwritable_storage_dir_fails_cluster_start_naming_the_path() {
     );
     assert_start_failed_cleanly(&c, "/proc/eddy-x");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Recovery you can trust: crashes between the steps of a job's end, unreadable checkpoints,
+// attempts of a deposed leader that are slow to cancel.
+
+impl HaCluster {
+    /// [`HaCluster::configure`], then `eddy cluster start` with `env` in the environment of
+    /// every process it starts (e.g. `EDDY_FAULT_POINTS`).
+    fn start_with_env(name: &str, masters: usize, workers: usize, env: &[(&str, &str)]) -> Self {
+        let c = HaCluster::configure(name, masters, workers, 0, &[]);
+        let mut vars = vec![("EDDY_LOG", "info")];
+        vars.extend_from_slice(env);
+        let out = eddy_with_env(
+            &["cluster", "start", "--conf", c.conf_str()],
+            &vars,
+            CLI_LIMIT,
+        );
+        assert_eq!(
+            out.code,
+            0,
+            "cluster start: {}\n{}",
+            out.stderr,
+            c.log_tail()
+        );
+        c
+    }
+
+    /// The single JobManager (other than `skip`) that answers as leader, waiting for one.
+    fn await_leader(&self, skip: &[usize]) -> usize {
+        self.wait_for("a leader", JOB_LIMIT, || {
+            self.leaders(skip).first().copied()
+        })
+    }
+}
+
+/// The leader dies after the job FINISHED, its result was recorded (dirty) and its checkpoints
+/// were discarded, before the result is marked clean — the moment at which the old order (discard
+/// first, record after) left a job graph with neither result nor checkpoints, and the next leader
+/// ran the job again from nothing while the file sink deleted its committed output. Now the next
+/// leader finds the dirty result, finishes the clean-up and never runs the job again.
+#[test]
+fn leader_dying_between_result_and_cleanup_never_reruns_the_finished_job() {
+    let c = HaCluster::start_with_env(
+        "dirty-result",
+        2,
+        2,
+        &[("EDDY_FAULT_POINTS", "jm.job-result.before-clean")],
+    );
+    let first = c.await_leader(&[]);
+    let first_pid = c.jobmanager_pid(first).expect("the leader's pid file");
+    let job = c.submit_sequence(4, 2000, 4000, 2);
+    c.wait_for("the leader to crash at the fault point", JOB_LIMIT, || {
+        (!alive(first_pid)).then_some(())
+    });
+    assert!(
+        c.log_text("jobmanager", first)
+            .contains("fault point 'jm.job-result.before-clean' reached"),
+        "the leader crashed at the fault point\n{}",
+        c.log_tail()
+    );
+    let committed_before = committed_lines(&job.output);
+    assert_eq!(
+        committed_before.len() as u64,
+        job.keys * job.per_key,
+        "everything was committed before the crash"
+    );
+    let new = c.await_leader(&[first]);
+    let result = c.wait_for("the dirty result to be cleaned", JOB_LIMIT, || {
+        c.zk.get_json(&format!("{}/job-results/{}", c.base, job.id))
+            .filter(|r| r["state"] == "clean")
+    });
+    assert_eq!(result["result"]["status"], "FINISHED", "{result}");
+    // Watch the new leader a while: the job must not come back.
+    let watch_until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < watch_until {
+        assert_eq!(
+            c.recoveries(new, &job.id),
+            0,
+            "job re-run\n{}",
+            c.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        c.zk.get(&format!("{}/jobgraphs/{}", c.base, job.id)),
+        None,
+        "the job graph is removed by the clean-up"
+    );
+    assert!(
+        c.metadata_files(&job.id).is_empty(),
+        "the job's checkpoints are gone: {:?}",
+        c.metadata_files(&job.id)
+    );
+    assert_eq!(
+        committed_lines(&job.output),
+        committed_before,
+        "committed output unchanged"
+    );
+    job.assert_witness_holds(&c);
+}
+
+/// The same crash one step earlier: right after the result was recorded, before any checkpoint
+/// was discarded. The next leader deletes the registered checkpoints itself and marks it clean.
+#[test]
+fn leader_dying_right_after_recording_the_result_leaves_the_cleanup_to_the_next_leader() {
+    let c = HaCluster::start_with_env(
+        "after-dirty",
+        2,
+        2,
+        &[("EDDY_FAULT_POINTS", "jm.job-result.after-dirty")],
+    );
+    let first = c.await_leader(&[]);
+    let first_pid = c.jobmanager_pid(first).expect("the leader's pid file");
+    let job = c.submit_sequence(4, 2000, 4000, 2);
+    c.wait_for("the leader to crash at the fault point", JOB_LIMIT, || {
+        (!alive(first_pid)).then_some(())
+    });
+    assert!(
+        !c.metadata_files(&job.id).is_empty(),
+        "the crash came before any checkpoint was discarded"
+    );
+    let new = c.await_leader(&[first]);
+    c.wait_for("the dirty result to be cleaned", JOB_LIMIT, || {
+        c.zk.get_json(&format!("{}/job-results/{}", c.base, job.id))
+            .filter(|r| r["state"] == "clean")
+    });
+    c.wait_for(
+        "the registered checkpoints to be deleted",
+        JOB_LIMIT,
+        || c.metadata_files(&job.id).is_empty().then_some(()),
+    );
+    assert_eq!(
+        c.recoveries(new, &job.id),
+        0,
+        "job re-run\n{}",
+        c.log_tail()
+    );
+    job.assert_witness_holds(&c);
+}
+
+/// Checkpoints are registered in ZooKeeper, but the new leader cannot read any of them (here the
+/// checkpoint directory was moved away, as on a JobManager that does not see the TaskManagers'
+/// directory). Before, the job silently restarted from nothing and emitted everything again; now
+/// it FAILS with one line naming the directory, and nothing is emitted twice.
+#[test]
+fn recovered_job_whose_checkpoints_cannot_be_read_fails_naming_the_directory() {
+    let c = HaCluster::start("unreadable", 2, 2, 0);
+    let job = c.submit_sequence(6, 100_000, 3000, 2);
+    let (old, d) = c.wait_for_new_checkpoint(&job.id, &[], 0);
+    assert!(latest_completed(&d).is_some());
+    let checkpoints = c.dir.path().join("checkpoints");
+    signal(c.jobmanager_pid(old).expect("pid"), libc::SIGKILL);
+    // Before the session expires (2 s) and the standby recovers the job.
+    std::fs::rename(&checkpoints, c.dir.path().join("checkpoints-moved")).expect("move dir");
+    let (_, end) = c.await_end(&job.id);
+    assert_eq!(status(&end), "FAILED", "{end}\n{}", c.log_tail());
+    let leader = c.await_leader(&[old]);
+    let exceptions = c
+        .get(leader, &format!("/jobs/{}/exceptions", job.id))
+        .expect("exceptions");
+    let text = exceptions.to_string();
+    assert!(
+        text.contains("none can be read from") && text.contains(&*checkpoints.to_string_lossy()),
+        "the failure names the checkpoint directory: {text}"
+    );
+    let lines = committed_lines(&job.output);
+    let (_, duplicates, wrong) = witness(&lines, job.keys, job.per_key);
+    assert_eq!(
+        (duplicates, wrong),
+        (0, 0),
+        "nothing emitted twice\n{}",
+        c.log_tail()
+    );
+}
+
+/// Issue 17 F1: a TaskManager paused past `heartbeat.timeout` and resumed (the leader restarts
+/// the job around it), then the leader paused past its session, while every source task takes
+/// seconds to cancel. Attempt numbers of the new leader used to collide with the old leader's, so
+/// the old attempt's late CANCELED report froze the job (RUNNING, a subtask CANCELED, no
+/// checkpoint ever again). Now the job always returns to all tasks RUNNING and checkpoints again.
+#[test]
+fn leader_paused_past_its_session_while_tasks_are_slow_to_cancel_recovers_every_time() {
+    let c = HaCluster::start("slow-cancel", 2, 2, 0);
+    let output = c.dir.path().join("out-slow-cancel");
+    let out = c.cli(&[
+        "run",
+        "sequence",
+        "--keys",
+        "8",
+        "--per-key",
+        "200000",
+        "--rate",
+        "2000",
+        "--cancel-delay-ms",
+        "2500",
+        "--output",
+        &output.display().to_string(),
+        "-p",
+        "2",
+        "--conf",
+        c.conf_str(),
+        "-d",
+    ]);
+    assert_eq!(out.code, 0, "run: {}", out.stderr);
+    let id = out.stdout.trim().to_string();
+    let (mut leader, d) = c.wait_for_new_checkpoint(&id, &[], 0);
+    let mut last = latest_completed(&d).unwrap_or(0);
+    let tm_pids: Vec<u32> = pid_files(&c.log)
+        .into_iter()
+        .filter(|(n, _)| n.contains("taskmanager"))
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(tm_pids.len(), 2, "two TaskManagers");
+    for round in 0..3 {
+        // Round 0: the leader never restarted the job, so its attempts are its first ones, as a
+        // new leader's are. Later rounds: first a TaskManager stalls past heartbeat.timeout
+        // (3 s) and the leader restarts the job around it (issue 17's reproduction).
+        if round > 0 {
+            signal(tm_pids[round % 2], libc::SIGSTOP);
+            std::thread::sleep(Duration::from_millis(4000));
+            signal(tm_pids[round % 2], libc::SIGCONT);
+            std::thread::sleep(Duration::from_millis(1000));
+        }
+        // Then the leader stalls past its session (2 s): the standby takes over while the old
+        // attempts are still cancelling.
+        let pid = c.jobmanager_pid(leader).expect("leader pid");
+        signal(pid, libc::SIGSTOP);
+        let (new, d) = c.wait_for_new_checkpoint(&id, &[leader], last);
+        signal(pid, libc::SIGCONT);
+        assert!(all_tasks_running(&d), "round {round}: {d}");
+        last = latest_completed(&d).unwrap_or(last);
+        // It keeps checkpointing: no subtask left CANCELED behind a RUNNING job.
+        let (l, d) = c.wait_for_new_checkpoint(&id, &[], last);
+        assert_eq!(l, new);
+        last = latest_completed(&d).unwrap_or(last);
+        leader = new;
+    }
+    let lines = committed_lines(&output);
+    let (_, duplicates, wrong) = witness(&lines, 8, 200_000);
+    assert_eq!(
+        (duplicates, wrong),
+        (0, 0),
+        "exactly once so far\n{}",
+        c.log_tail()
+    );
+}

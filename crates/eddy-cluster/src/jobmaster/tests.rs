@@ -45,6 +45,8 @@ fn settings(
         failover,
         checkpoints_dir: Some("/nonexistent".into()),
         first_checkpoint_id: 1,
+        first_attempt: 7 << 32,
+        deploy_timeout_ms: 5_000,
     }
 }
 
@@ -344,4 +346,103 @@ fn checkpoints_are_triggered_at_sources_once_all_tasks_run() {
         4
     );
     assert_eq!(jm.details(1203).completed_checkpoints, 1);
+}
+
+fn restarting() -> RestartStrategyConfig {
+    RestartStrategyConfig::FixedDelay {
+        attempts: 5,
+        delay: Duration::ZERO,
+    }
+}
+
+#[test]
+fn attempts_start_at_the_base_the_shell_chose_so_leaders_never_share_one() {
+    let (_, cmds) = started(
+        2,
+        PartitionKind::Hash,
+        settings(restarting(), FailoverStrategyKind::Full, false),
+    );
+    let keys = deployed_keys(&cmds);
+    assert!(!keys.is_empty());
+    assert!(keys.iter().all(|k| k.attempt == 7 << 32), "{keys:?}");
+}
+
+#[test]
+fn a_task_canceled_without_a_request_is_a_failure_that_restarts_the_job() {
+    let (mut jm, cmds) = started(
+        2,
+        PartitionKind::Hash,
+        settings(restarting(), FailoverStrategyKind::Full, false),
+    );
+    let keys = deployed_keys(&cmds);
+    report_all(&mut jm, &keys, ExecutionState::Running, 1);
+    assert_eq!(jm.status(), JobStatus::Running);
+    // Its TaskManager cancelled it on its own (e.g. it lost this JobManager's connection).
+    let cmds = jm.on_task_state(keys[0], ExecutionState::Canceled, None, 2);
+    assert_eq!(jm.status(), JobStatus::Restarting, "never a silent stall");
+    assert_eq!(jm.details(3).restarts, 1);
+    assert!(
+        cancels(&cmds) >= keys.len() - 1,
+        "the rest is cancelled: {cmds:?}"
+    );
+    // The requested cancels of the restart are expected: no further restart.
+    report_all(&mut jm, &keys[1..], ExecutionState::Canceled, 4);
+    assert_eq!(jm.details(5).restarts, 1);
+}
+
+#[test]
+fn a_subtask_that_never_leaves_deploying_fails_after_the_deploy_timeout() {
+    let (mut jm, cmds) = started(
+        2,
+        PartitionKind::Hash,
+        settings(restarting(), FailoverStrategyKind::Full, false),
+    );
+    let keys = deployed_keys(&cmds);
+    // All but one report RUNNING; the last one's report never comes.
+    report_all(&mut jm, &keys[1..], ExecutionState::Running, 1);
+    assert!(jm
+        .tick(4_000, 0)
+        .iter()
+        .all(|c| !matches!(c, Command::Restore { .. })));
+    assert_eq!(
+        jm.details(4_000).restarts,
+        0,
+        "not before the timeout (5 s)"
+    );
+    jm.tick(5_001, 0);
+    assert_eq!(jm.details(5_002).restarts, 1, "restarted after the timeout");
+    let exceptions = jm.details(5_002).exceptions;
+    assert!(
+        exceptions
+            .iter()
+            .any(|e| e.exception.contains("did not start within")),
+        "{exceptions:?}"
+    );
+}
+
+#[test]
+fn a_failed_checkpoint_id_reservation_fails_that_trigger() {
+    let (mut jm, cmds) = started(
+        1,
+        PartitionKind::Forward,
+        settings(restarting(), FailoverStrategyKind::Full, true),
+    );
+    let keys = deployed_keys(&cmds);
+    report_all(&mut jm, &keys, ExecutionState::Running, 1);
+    let cmds = jm.tick(1_000, 0);
+    let id = cmds
+        .iter()
+        .find_map(|c| match c {
+            Command::ReserveCheckpointId { id } => Some(*id),
+            _ => None,
+        })
+        .expect("a checkpoint is triggered");
+    jm.checkpoint_trigger_failed(id, "ZooKeeper unavailable".into(), 1_001);
+    let stats = jm.details(1_002);
+    assert_eq!(stats.status, JobStatus::Running);
+    assert!(
+        jm.on_checkpoint_ack(keys[0], id, Default::default(), 1_003)
+            .is_empty(),
+        "an ack of the failed trigger completes nothing"
+    );
 }

@@ -1,0 +1,79 @@
+//! Fault points: named steps of the failure paths where a test can make the process crash.
+//!
+//! `EDDY_FAULT_POINTS=name[=action][,name[=action]...]` in the environment of a process arms the
+//! named points; a point that is not named costs one lookup in an empty map. Actions:
+//! - `exit` (the default): the process ends at once with exit code 86, running no destructors
+//!   and flushing nothing, like a crash between two steps;
+//! - `sleep-<ms>`: the calling thread sleeps that long, to widen a window in a test.
+//!
+//! This is a test hook: it is read from the environment only (never from configuration or
+//! REST), so nothing outside the machine can arm it. Every point is listed in
+//! docs/architecture.md ("Fault points").
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// The environment variable that arms fault points.
+pub const ENV: &str = "EDDY_FAULT_POINTS";
+/// The exit code of a process that crashed at a fault point.
+pub const EXIT_CODE: i32 = 86;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Action {
+    Exit,
+    Sleep(u64),
+}
+
+fn parse(spec: &str) -> HashMap<String, Action> {
+    spec.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .filter_map(|item| {
+            let (name, action) = item.split_once('=').unwrap_or((item, "exit"));
+            let action = match action {
+                "exit" => Action::Exit,
+                a => Action::Sleep(a.strip_prefix("sleep-")?.parse().ok()?),
+            };
+            Some((name.to_string(), action))
+        })
+        .collect()
+}
+
+fn armed() -> &'static HashMap<String, Action> {
+    static ARMED: OnceLock<HashMap<String, Action>> = OnceLock::new();
+    ARMED.get_or_init(|| std::env::var(ENV).map(|s| parse(&s)).unwrap_or_default())
+}
+
+/// Passes the fault point `name`: crashes or sleeps when the environment armed it.
+pub fn hit(name: &str) {
+    match armed().get(name) {
+        None => {}
+        Some(Action::Exit) => {
+            eprintln!("fault point '{name}' reached: exiting with code {EXIT_CODE}");
+            // `_exit` semantics: no destructors, no buffered output flushed, no cleanup.
+            std::process::exit(EXIT_CODE);
+        }
+        Some(Action::Sleep(ms)) => std::thread::sleep(Duration::from_millis(*ms)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_names_points_with_default_and_explicit_actions() {
+        let p = parse("a, b=exit ,c=sleep-250,d=bogus,,");
+        assert_eq!(p.get("a"), Some(&Action::Exit));
+        assert_eq!(p.get("b"), Some(&Action::Exit));
+        assert_eq!(p.get("c"), Some(&Action::Sleep(250)));
+        assert_eq!(p.get("d"), None, "an unknown action arms nothing");
+        assert_eq!(p.len(), 3);
+    }
+
+    #[test]
+    fn unarmed_point_does_nothing() {
+        hit("no.such.point");
+    }
+}
