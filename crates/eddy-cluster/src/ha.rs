@@ -256,6 +256,12 @@ impl Ha {
         }
     }
 
+    /// Every recorded job result (dirty or clean): the archive of ended jobs.
+    pub fn job_results(&self) -> Result<Vec<(JobId, serde_json::Value)>, HaError> {
+        self.rt
+            .block_on(self.services.job_result_store().list_all())
+    }
+
     pub fn has_result(&self, job: JobId) -> Result<bool, HaError> {
         self.rt
             .block_on(self.services.job_result_store().has_result(job))

@@ -53,6 +53,9 @@ enum Event {
     LeaderChanged(Option<(LeaderAddress, u128)>),
 }
 
+/// A checkpoint temp file older than this belongs to a writer that is gone.
+const STALE_TEMP_FILE_AGE: Duration = Duration::from_secs(600);
+
 /// How long the JobManager loop may stall before it re-confirms its leadership with ZooKeeper.
 const STALL_BEFORE_RECHECK: Duration = Duration::from_millis(500);
 
@@ -235,6 +238,7 @@ pub fn start_with(
         waiting: Vec::new(),
         recovering: BTreeMap::new(),
         unrecorded: BTreeMap::new(),
+        archive: BTreeMap::new(),
     };
     std::thread::Builder::new()
         .name("jobmanager".into())
@@ -267,6 +271,11 @@ struct JobManagerLoop {
     /// Globally terminal jobs whose result is not yet durable, with the clean-up that must wait
     /// for it (checkpoint discards): retried on `tick`.
     unrecorded: BTreeMap<JobId, Vec<Command>>,
+    /// Ended jobs: their final details only (the JobMaster is dropped), bounded by
+    /// `jobstore.max-capacity` and `jobstore.expiration-time`. With HA it is rebuilt from the
+    /// job result store by every new leader, so a client polling for the end of its job learns
+    /// it also after a failover.
+    archive: BTreeMap<JobId, JobDetails>,
 }
 
 /// A job whose recovery is retried.
@@ -449,6 +458,20 @@ impl JobManagerLoop {
             Ok(_) => {}
             Err(e) => tracing::warn!("could not clean up ended jobs: {e}"),
         }
+        match with_retries(|| ha.job_results()) {
+            Ok(results) => {
+                for (id, result) in results {
+                    if let Some(d) = result
+                        .get("details")
+                        .and_then(|d| serde_json::from_value::<JobDetails>(d.clone()).ok())
+                    {
+                        self.archive.insert(id, d);
+                    }
+                }
+                self.evict_archive(now);
+            }
+            Err(e) => tracing::warn!("cannot read the archive of ended jobs: {e}"),
+        }
         let graphs = match ha.job_graphs() {
             Ok(g) => g,
             Err(e) => {
@@ -544,6 +567,7 @@ impl JobManagerLoop {
         self.waiting.clear();
         self.recovering.clear();
         self.unrecorded.clear();
+        self.archive.clear();
         // Dropping the peers sends what is queued (the cancels), then closes the connections.
         self.tms.clear();
         self.conns.clear();
@@ -635,6 +659,10 @@ impl JobManagerLoop {
             }
             Request::Cancel(id, reply) => {
                 let res = match self.jobs.get_mut(&id) {
+                    None if self.archive.contains_key(&id) => Err(format!(
+                        "job {id} already ended ({})",
+                        self.archive[&id].status
+                    )),
                     None => Err(format!("unknown job {id}")),
                     Some(jm) if jm.status().is_globally_terminal() => {
                         Err(format!("job {id} already ended ({})", jm.status()))
@@ -652,16 +680,19 @@ impl JobManagerLoop {
                 }
             }
             Request::Details(id, reply) => {
-                let _ = reply.send(
-                    self.leader_only()
-                        .map(|_| self.jobs.get(&id).map(|j| j.details(now))),
-                );
+                let _ = reply.send(self.leader_only().map(|_| {
+                    self.jobs
+                        .get(&id)
+                        .map(|j| j.details(now))
+                        .or_else(|| self.archive.get(&id).cloned())
+                }));
             }
             Request::List(reply) => {
-                let _ = reply.send(
-                    self.leader_only()
-                        .map(|_| self.jobs.values().map(|j| j.details(now)).collect()),
-                );
+                let _ = reply.send(self.leader_only().map(|_| {
+                    let mut all: Vec<JobDetails> = self.archive.values().cloned().collect();
+                    all.extend(self.jobs.values().map(|j| j.details(now)));
+                    all
+                }));
             }
             Request::TaskManagers(reply) => {
                 let _ = reply.send(self.leader_only().map(|_| {
@@ -752,6 +783,14 @@ impl JobManagerLoop {
                 .map_or(1, |h| h + 1),
             None => 1,
         };
+        if let (true, Some(dir)) = (recovered, &checkpoints_dir) {
+            // Temp files of writers that crashed (an earlier incarnation's uploads).
+            match CheckpointStorage::new(dir, id).remove_stale_temp_files(STALE_TEMP_FILE_AGE) {
+                Ok(n) if n > 0 => tracing::info!("job {id}: removed {n} stale temp files"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!("job {id}: cannot remove stale temp files: {e}"),
+            }
+        }
         let mut retained = Vec::new();
         let mut skipped = Vec::new();
         let mut registered = Vec::new();
@@ -780,6 +819,7 @@ impl JobManagerLoop {
             first_checkpoint_id,
             first_attempt: (eddy_core::ids::random_u128() as u64) & !0xFFFF_FFFF,
             deploy_timeout_ms: self.config.heartbeat_timeout().as_millis() as i64,
+            exception_history_size: self.config.exception_history_size(),
         };
         let mut jm = JobMaster::new(id, spec, built.job_graph, token, settings, now)?;
         if recovered {
@@ -1176,6 +1216,7 @@ impl JobManagerLoop {
             "end_time": d.end_time,
             "restarts": d.restarts,
             "reason": d.status_reason,
+            "details": d,
         });
         eddy_core::faultpoint::hit("jm.job-result.before-dirty");
         match with_retries(|| ha.record_dirty_result(token, job, result.clone())) {
@@ -1243,8 +1284,46 @@ impl JobManagerLoop {
         self.execute_commands(job, cmds);
     }
 
+    /// Moves ended jobs whose clean-up is done into the archive, then evicts from it.
+    fn archive_ended(&mut self, now: i64) {
+        let ended: Vec<JobId> = self
+            .jobs
+            .iter()
+            .filter(|(id, j)| {
+                j.status().is_globally_terminal() && !self.unrecorded.contains_key(id)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ended {
+            if let Some(jm) = self.jobs.remove(&id) {
+                self.archive.insert(id, jm.details(now));
+            }
+        }
+        self.evict_archive(now);
+    }
+
+    /// `jobstore.expiration-time` and `jobstore.max-capacity` (the oldest ended go first).
+    fn evict_archive(&mut self, now: i64) {
+        let ttl = self.config.jobstore_expiration().as_millis() as i64;
+        self.archive
+            .retain(|_, d| d.end_time < 0 || now - d.end_time <= ttl);
+        let cap = self.config.jobstore_max_capacity();
+        if self.archive.len() > cap {
+            let mut by_end: Vec<(i64, JobId)> = self
+                .archive
+                .iter()
+                .map(|(id, d)| (d.end_time, *id))
+                .collect();
+            by_end.sort();
+            for (_, id) in by_end.into_iter().take(self.archive.len() - cap) {
+                self.archive.remove(&id);
+            }
+        }
+    }
+
     fn tick(&mut self, now: i64) {
         self.retry_pending(now);
+        self.archive_ended(now);
         let timeout = self.config.heartbeat_timeout().as_millis() as i64;
         let silent: Vec<String> = self
             .tms

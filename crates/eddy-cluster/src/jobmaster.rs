@@ -103,6 +103,8 @@ pub struct JobMasterSettings {
     /// A subtask still DEPLOYING this long after its deployment is a failure (its TaskManager
     /// never started it or its report was lost): `heartbeat.timeout`.
     pub deploy_timeout_ms: i64,
+    /// Exceptions kept (`web.exception-history-size`).
+    pub exception_history_size: usize,
 }
 
 struct PendingRestart {
@@ -238,6 +240,16 @@ impl JobMaster {
         Ok(jm)
     }
 
+    /// Records an exception; only the newest `web.exception-history-size` are kept.
+    fn push_exception(&mut self, e: ExceptionEntry) {
+        self.exceptions.push(e);
+        let keep = self.settings.exception_history_size.max(1);
+        if self.exceptions.len() > keep {
+            let excess = self.exceptions.len() - keep;
+            self.exceptions.drain(..excess);
+        }
+    }
+
     pub fn status(&self) -> JobStatus {
         self.status
     }
@@ -301,7 +313,7 @@ impl JobMaster {
                     self.settings.slot_request_timeout_ms,
                     free_slots
                 );
-                self.exceptions.push(ExceptionEntry {
+                self.push_exception(ExceptionEntry {
                     timestamp: now,
                     task_name: None,
                     taskmanager: None,
@@ -514,7 +526,7 @@ impl JobMaster {
         now: i64,
     ) {
         for (id, why) in skipped {
-            self.exceptions.push(ExceptionEntry {
+            self.push_exception(ExceptionEntry {
                 timestamp: now,
                 task_name: None,
                 taskmanager: None,
@@ -571,7 +583,7 @@ impl JobMaster {
         for (id, why) in skipped {
             let msg = format!("checkpoint {id} is unreadable, restoring from an older one: {why}");
             tracing::warn!("job {}: {msg}", self.job_id);
-            self.exceptions.push(ExceptionEntry {
+            self.push_exception(ExceptionEntry {
                 timestamp: now,
                 task_name: None,
                 taskmanager: None,
@@ -745,7 +757,7 @@ impl JobMaster {
             return Vec::new();
         }
         tracing::error!("job {}: failing: {msg}", self.job_id);
-        self.exceptions.push(ExceptionEntry {
+        self.push_exception(ExceptionEntry {
             timestamp: now,
             task_name: None,
             taskmanager: None,
@@ -799,7 +811,7 @@ impl JobMaster {
         now: i64,
     ) -> Vec<Command> {
         let task_name = task.map(|t| self.task_name(t));
-        self.exceptions.push(ExceptionEntry {
+        self.push_exception(ExceptionEntry {
             timestamp: now,
             task_name,
             taskmanager: tm,

@@ -634,6 +634,11 @@ fn heartbeat_loop(shared: Arc<Shared>, interval: Duration) {
                     })
                     .collect();
                 tasks.retain(|_, t| t.thread.as_ref().is_some_and(|h| !h.is_finished()));
+                // The job code of jobs with no task here any more is evicted (built again on
+                // the next deployment), so a long-running TaskManager does not keep every job.
+                if let Ok(mut jobs) = shared.jobs.lock() {
+                    jobs.retain(|id, _| tasks.keys().any(|k| k.job_id == *id));
+                }
                 c
             }
             Err(_) => return,

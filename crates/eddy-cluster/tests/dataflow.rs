@@ -158,3 +158,56 @@ fn a_panicking_operator_fails_the_job_with_its_message() {
         d.exceptions
     );
 }
+
+/// Memory stays bounded on a long-running JobManager: ended jobs are archived (only their final
+/// details are kept) and evicted beyond `jobstore.max-capacity`, oldest first.
+#[test]
+fn ended_jobs_beyond_the_job_store_capacity_are_evicted_oldest_first() {
+    let mut config = Config::default();
+    config.set("taskmanager.numberOfTaskSlots", "2");
+    config.set("jobstore.max-capacity", "2");
+    let reg = registry();
+    let jm = jobmanager::start(config.clone(), reg.clone(), "127.0.0.1", 0).unwrap();
+    let tm = taskmanager::start(&config, reg.clone(), jm.rpc_address.clone()).unwrap();
+    while jm.taskmanagers().unwrap().is_empty() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let tag = format!("evict-{i}");
+        let id = jm
+            .submit(JobSpec {
+                name: "keyed-sum".into(),
+                args: vec!["--count".into(), "100".into(), "--tag".into(), tag],
+                config: config.clone(),
+                parallelism: 1,
+            })
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !jm
+            .details(id)
+            .unwrap()
+            .is_some_and(|d| d.status.is_globally_terminal())
+        {
+            assert!(Instant::now() < deadline, "job {i} did not end");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        ids.push(id);
+        std::thread::sleep(Duration::from_millis(30)); // distinct end times, and a tick
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let listed: Vec<String> = jm.list().unwrap().into_iter().map(|d| d.job_id).collect();
+    assert_eq!(listed.len(), 2, "capacity 2: {listed:?}");
+    for old in &ids[..2] {
+        assert!(
+            jm.details(*old).unwrap().is_none(),
+            "the oldest are evicted"
+        );
+    }
+    for new in &ids[2..] {
+        let d = jm.details(*new).unwrap().expect("the newest are kept");
+        assert_eq!(d.status, JobStatus::Finished);
+    }
+    tm.shutdown();
+    jm.shutdown();
+}

@@ -298,6 +298,9 @@ pub trait JobResultStore: Send + Sync {
     fn has_result(&self, job_id: JobId) -> BoxFuture<'_, Result<bool, HaError>>;
     /// Dirty entries `(job id, result)`, sorted by job id: the cleanups a new leader must finish.
     fn list_dirty(&self) -> BoxFuture<'_, Result<Vec<(JobId, serde_json::Value)>, HaError>>;
+    /// Every entry, dirty or clean, `(job id, result)`, sorted by job id: the archive of ended
+    /// jobs a new leader serves.
+    fn list_all(&self) -> BoxFuture<'_, Result<Vec<(JobId, serde_json::Value)>, HaError>>;
 }
 
 /// The HA services of one process. Construct with [`crate::create_ha_services`],

@@ -654,6 +654,19 @@ impl JobResultStore for LocalStores {
     }
 
     fn list_dirty(&self) -> BoxFuture<'_, Result<Vec<(JobId, serde_json::Value)>, HaError>> {
+        self.list_results(true)
+    }
+
+    fn list_all(&self) -> BoxFuture<'_, Result<Vec<(JobId, serde_json::Value)>, HaError>> {
+        self.list_results(false)
+    }
+}
+
+impl LocalStores {
+    fn list_results(
+        &self,
+        dirty_only: bool,
+    ) -> BoxFuture<'_, Result<Vec<(JobId, serde_json::Value)>, HaError>> {
         Box::pin(async move {
             let mut out = Vec::new();
             for name in self.local.kv.list("job-result-store").await? {
@@ -664,7 +677,7 @@ impl JobResultStore for LocalStores {
                     continue;
                 };
                 if let Some(entry) = self.read_jrs(id).await? {
-                    if entry.state == JobResultState::Dirty {
+                    if !dirty_only || entry.state == JobResultState::Dirty {
                         out.push((id, entry.result));
                     }
                 }

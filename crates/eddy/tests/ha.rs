@@ -1213,6 +1213,19 @@ fn finished_job_is_not_run_again_after_a_leader_change() {
         "the new leader must not recover the finished job\n{}",
         c.log_tail()
     );
+    // Issue 17 F3: the new leader serves the ended job from the archive in the job result store
+    // (before, `/jobs/:id` answered 404 and the job vanished from the lists).
+    let served = c
+        .get(new, &format!("/jobs/{}", job.id))
+        .expect("the new leader serves the finished job");
+    assert_eq!(served["state"], "FINISHED", "{served}");
+    let listed = c.get(new, "/jobs/overview").expect("job list");
+    assert!(
+        listed["jobs"].as_array().is_some_and(|jobs| jobs
+            .iter()
+            .any(|j| j["jid"] == job.id.as_str() && j["state"] == "FINISHED")),
+        "the finished job is listed: {listed}"
+    );
     let result =
         c.zk.get_json(&format!("{}/job-results/{}", c.base, job.id))
             .expect("the job result is recorded");
@@ -1525,13 +1538,18 @@ fn leader_paused_past_its_session_while_tasks_are_slow_to_cancel_recovers_every_
         // attempts are still cancelling.
         let pid = c.jobmanager_pid(leader).expect("leader pid");
         signal(pid, libc::SIGSTOP);
-        let (new, d) = c.wait_for_new_checkpoint(&id, &[leader], last);
+        let (new, _) = c.wait_for_new_checkpoint(&id, &[leader], last);
         signal(pid, libc::SIGCONT);
+        // The old attempts report CANCELED only after their 2.5 s: past that, the job must
+        // still checkpoint with every task RUNNING (no subtask left CANCELED behind it).
+        std::thread::sleep(Duration::from_millis(3500));
+        let now_last = c
+            .get(new, &format!("/jobs/{id}/eddy-details"))
+            .and_then(|d| latest_completed(&d))
+            .unwrap_or(last);
+        let (l, d) = c.wait_for_new_checkpoint(&id, &[], now_last);
+        assert_eq!(l, new, "round {round}");
         assert!(all_tasks_running(&d), "round {round}: {d}");
-        last = latest_completed(&d).unwrap_or(last);
-        // It keeps checkpointing: no subtask left CANCELED behind a RUNNING job.
-        let (l, d) = c.wait_for_new_checkpoint(&id, &[], last);
-        assert_eq!(l, new);
         last = latest_completed(&d).unwrap_or(last);
         leader = new;
     }

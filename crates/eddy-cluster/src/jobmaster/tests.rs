@@ -47,6 +47,7 @@ fn settings(
         first_checkpoint_id: 1,
         first_attempt: 7 << 32,
         deploy_timeout_ms: 5_000,
+        exception_history_size: 3,
     }
 }
 
@@ -445,4 +446,32 @@ fn a_failed_checkpoint_id_reservation_fails_that_trigger() {
             .is_empty(),
         "an ack of the failed trigger completes nothing"
     );
+}
+
+#[test]
+fn the_exception_history_keeps_only_the_newest_entries() {
+    let (mut jm, cmds) = started(
+        1,
+        PartitionKind::Forward,
+        settings(restarting(), FailoverStrategyKind::Full, false),
+    );
+    let mut keys = deployed_keys(&cmds);
+    for i in 0..5 {
+        report_all(&mut jm, &keys, ExecutionState::Running, 10 * i);
+        jm.on_task_state(
+            keys[0],
+            ExecutionState::Failed,
+            Some(format!("boom {i}")),
+            10 * i + 1,
+        );
+        jm.tick(10 * i + 2, 0);
+        keys = deployed_keys(&jm.deploy_restarted(None, vec![], 10 * i + 3));
+    }
+    let e: Vec<String> = jm
+        .details(100)
+        .exceptions
+        .into_iter()
+        .map(|e| e.exception)
+        .collect();
+    assert_eq!(e, vec!["boom 2", "boom 3", "boom 4"], "the newest 3 of 5");
 }

@@ -842,6 +842,19 @@ impl JobResultStore for ZkStores {
     }
 
     fn list_dirty(&self) -> BoxFuture<'_, Result<Vec<(JobId, serde_json::Value)>, HaError>> {
+        self.list_results(true)
+    }
+
+    fn list_all(&self) -> BoxFuture<'_, Result<Vec<(JobId, serde_json::Value)>, HaError>> {
+        self.list_results(false)
+    }
+}
+
+impl ZkStores {
+    fn list_results(
+        &self,
+        dirty_only: bool,
+    ) -> BoxFuture<'_, Result<Vec<(JobId, serde_json::Value)>, HaError>> {
         Box::pin(async move {
             let client = self.client()?;
             let dir = self.shared.paths.job_results_dir();
@@ -860,7 +873,7 @@ impl JobResultStore for ZkStores {
             for ((id, node), data) in ids.into_iter().zip(nodes.iter()).zip(datas) {
                 if let Some(data) = data {
                     let entry: JobResultEntry = decode(node, &data)?;
-                    if entry.state == JobResultState::Dirty {
+                    if !dirty_only || entry.state == JobResultState::Dirty {
                         out.push((id, entry.result));
                     }
                 }

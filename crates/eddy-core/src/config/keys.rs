@@ -130,6 +130,10 @@ pub static KEYS: &[KeySpec] = &[
     spec("heartbeat.timeout", &[], POS_DUR, Some("50 s"), "A peer silent for this long is considered dead."),
     spec("taskmanager.slot.timeout", &[], POS_DUR, Some("10 s"), "A TaskManager frees slots of a job whose JobMaster stays disconnected this long."),
     spec("slot.request.timeout", &[], POS_DUR, Some("5 min"), "A JobMaster fails the job's scheduling if slots are not granted within this time."),
+    // --- ended jobs and histories (bounded memory)
+    spec("jobstore.max-capacity", &[], POS_INT, Some("2147483647"), "Ended jobs the JobManager keeps (the oldest are evicted first)."),
+    spec("jobstore.expiration-time", &[], POS_DUR, Some("1 h"), "An ended job is evicted from the JobManager this long after it ended."),
+    spec("web.exception-history-size", &[], POS_INT, Some("16"), "Exceptions kept per job (the newest)."),
     // --- REST
     spec("rest.address", &[], ValueType::Host, Some("localhost"), "Address clients use to reach the REST endpoint."),
     spec("rest.port", &[], ValueType::Port, Some("8081"), "REST port."),

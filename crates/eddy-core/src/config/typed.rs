@@ -379,6 +379,18 @@ impl Config {
     pub fn slot_request_timeout(&self) -> Duration {
         self.duration("slot.request.timeout")
     }
+    /// `jobstore.max-capacity`: ended jobs the JobManager keeps.
+    pub fn jobstore_max_capacity(&self) -> usize {
+        self.number("jobstore.max-capacity") as usize
+    }
+    /// `jobstore.expiration-time`: how long an ended job is kept.
+    pub fn jobstore_expiration(&self) -> Duration {
+        self.duration("jobstore.expiration-time")
+    }
+    /// `web.exception-history-size`: exceptions kept per job.
+    pub fn exception_history_size(&self) -> usize {
+        self.number("web.exception-history-size") as usize
+    }
 
     // --- REST and data plane
 
