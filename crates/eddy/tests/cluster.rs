@@ -951,3 +951,78 @@ fn run_without_detach_follows_the_job_and_list_json_has_flinks_shape() {
     assert_eq!(finished["state"], "FINISHED", "{finished}");
     assert!(finished["end-time"].as_i64() > Some(0), "{finished}");
 }
+
+/// Issue 8 item 8: a TaskManager paused (SIGSTOP) under load must not block the JobManager:
+/// REST keeps answering, the other TaskManagers keep heartbeating (none of them is lost), and the
+/// paused one is declared lost after `heartbeat.timeout`; the job recovers without it.
+#[test]
+fn a_paused_taskmanager_never_blocks_the_jobmanager_and_is_lost_after_the_heartbeat_timeout() {
+    let c = Cluster::start(3, 2, &[("heartbeat.timeout", "4 s")]);
+    let job = c.submit_sequence(20, 200_000, 50_000, 2);
+    c.wait_for_checkpoints(&job.id, "a completed checkpoint", |n| {
+        n["completed"].as_u64() >= Some(1)
+    });
+    let paused = c.busy_taskmanager();
+    let paused_id = paused["id"].as_str().expect("id").to_string();
+    let pid = pid_of(&paused);
+    let others: BTreeSet<String> = c
+        .taskmanagers()
+        .iter()
+        .filter_map(|t| t["id"].as_str().map(str::to_string))
+        .filter(|id| *id != paused_id)
+        .collect();
+    assert_eq!(others.len(), 2);
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGSTOP);
+    }
+    let stopped_at = Instant::now();
+    let mut answers = Vec::new();
+    let mut lost_after = None;
+    while stopped_at.elapsed() < Duration::from_secs(8) {
+        let asked = Instant::now();
+        let tms = c.taskmanagers();
+        answers.push(asked.elapsed());
+        let ids: BTreeSet<String> = tms
+            .iter()
+            .filter_map(|t| t["id"].as_str().map(str::to_string))
+            .collect();
+        assert!(
+            others.is_subset(&ids),
+            "the running TaskManagers stay registered (they keep heartbeating): {ids:?}\n{}",
+            c.log_tail()
+        );
+        if lost_after.is_none() && !ids.contains(&paused_id) {
+            lost_after = Some(stopped_at.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGCONT);
+    }
+    answers.sort();
+    let slowest = *answers.last().expect("answers");
+    eprintln!(
+        "REST while a TaskManager was paused: {} answers, median {:?}, slowest {slowest:?}",
+        answers.len(),
+        answers[answers.len() / 2]
+    );
+    // A bound against blocking (a blocked loop would stall for the whole write), not a benchmark.
+    assert!(
+        slowest < Duration::from_secs(2),
+        "REST blocked for {slowest:?}"
+    );
+    let lost_after = lost_after.unwrap_or_else(|| {
+        panic!(
+            "the paused TaskManager was never declared lost\n{}",
+            c.log_tail()
+        )
+    });
+    assert!(
+        lost_after >= Duration::from_millis(3500),
+        "lost by heartbeat timeout (4 s), not before: {lost_after:?}"
+    );
+    c.wait_for("the job running again", JOB_LIMIT, || {
+        c.get(&format!("/jobs/{}", job.id))
+            .filter(|j| j["restarts"].as_u64() >= Some(1) && all_tasks_running(j))
+    });
+}
