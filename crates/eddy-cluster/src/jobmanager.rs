@@ -239,6 +239,7 @@ pub fn start_with(
         recovering: BTreeMap::new(),
         unrecorded: BTreeMap::new(),
         archive: BTreeMap::new(),
+        elected_at: 0,
     };
     std::thread::Builder::new()
         .name("jobmanager".into())
@@ -276,6 +277,8 @@ struct JobManagerLoop {
     /// job result store by every new leader, so a client polling for the end of its job learns
     /// it also after a failover.
     archive: BTreeMap<JobId, JobDetails>,
+    /// When this JobManager last gained leadership (the start of a recovered job's timeline).
+    elected_at: i64,
 }
 
 /// A job whose recovery is retried.
@@ -447,6 +450,7 @@ impl JobManagerLoop {
             self.view_rpc()
         );
         self.token = Some(session);
+        self.elected_at = now;
         if let Ok(mut v) = self.view.lock() {
             v.is_leader = true;
         }
@@ -826,7 +830,7 @@ impl JobManagerLoop {
             // Checkpoints are registered but none can be read: starting empty would re-run
             // the job from the beginning. Fail it, naming where the checkpoints should be.
             let unreadable = !registered.is_empty() && retained.is_empty();
-            jm.recover_from(retained, skipped, now);
+            jm.recover_from(retained, skipped, self.elected_at, now);
             if unreadable {
                 let cmds = jm.fail_job(unreadable_message(&registered), now);
                 self.jobs.insert(id, jm);

@@ -14,7 +14,7 @@
 //! Concurrent failures while a restart is pending join that restart (one attempt).
 
 use crate::rpc::{ExecutionKey, FencingToken, JmMessage, RestoreSpec};
-use crate::status::{ExceptionEntry, JobDetails, JobStatus, VertexDetails};
+use crate::status::{ExceptionEntry, JobDetails, JobStatus, RecoveryRecord, VertexDetails};
 use eddy_core::settings::{CheckpointingSettings, FailoverStrategyKind, RestartStrategyConfig};
 use eddy_core::JobId;
 use eddy_recovery::{
@@ -142,6 +142,8 @@ pub struct JobMaster {
     pending_restart: Option<PendingRestart>,
     /// A recovered job's first deployment restores from this checkpoint.
     initial_restore: Option<CompletedCheckpoint>,
+    /// The timeline of each recovery, newest last (bounded like the exception history).
+    recoveries: Vec<RecoveryRecord>,
 }
 
 fn evid(t: Task) -> ExecutionVertexId {
@@ -235,6 +237,7 @@ impl JobMaster {
             failover,
             pending_restart: None,
             initial_restore: None,
+            recoveries: Vec::new(),
         };
         jm.timestamps.insert(JobStatus::Created.name().into(), now);
         Ok(jm)
@@ -248,6 +251,54 @@ impl JobMaster {
             let excess = self.exceptions.len() - keep;
             self.exceptions.drain(..excess);
         }
+    }
+
+    /// Starts the timeline of a recovery.
+    fn recovery_started(&mut self, cause: String, detected: i64, decided: i64, delay_ms: i64) {
+        self.recoveries.push(RecoveryRecord {
+            cause,
+            detected,
+            decided,
+            restart_delay_ms: delay_ms,
+            deployed: None,
+            running: None,
+            restored_checkpoint: None,
+        });
+        let keep = self.settings.exception_history_size.max(1);
+        if self.recoveries.len() > keep {
+            let excess = self.recoveries.len() - keep;
+            self.recoveries.drain(..excess);
+        }
+    }
+
+    /// The restarted subtasks were deployed (restoring `checkpoint`).
+    fn recovery_deployed(&mut self, now: i64, checkpoint: Option<u64>) {
+        if let Some(r) = self.recoveries.last_mut().filter(|r| r.deployed.is_none()) {
+            r.deployed = Some(now);
+            r.restored_checkpoint = checkpoint;
+        }
+    }
+
+    /// Every subtask runs again: the recovery is complete; its timeline goes to the log.
+    fn recovery_running(&mut self, now: i64) {
+        let Some(r) = self
+            .recoveries
+            .last_mut()
+            .filter(|r| r.deployed.is_some() && r.running.is_none())
+        else {
+            return;
+        };
+        r.running = Some(now);
+        let d = r.detected;
+        tracing::info!(
+            "job {}: recovery timeline (ms after detection): decided +{}, deployed +{} (checkpoint {}), RUNNING +{}; cause: {}",
+            self.job_id,
+            r.decided - d,
+            r.deployed.unwrap_or(d) - d,
+            r.restored_checkpoint.map_or("none".into(), |c| c.to_string()),
+            now - d,
+            r.cause
+        );
     }
 
     pub fn status(&self) -> JobStatus {
@@ -406,7 +457,9 @@ impl JobMaster {
         if let (Some(c), Some(cp)) = (self.coordinator.as_mut(), restore.as_ref()) {
             c.note_restored(cp.checkpoint_id, now as u64);
         }
+        let checkpoint = restore.as_ref().map(|c| c.checkpoint_id);
         let cmds = self.deploy(&all, restore.as_ref(), now);
+        self.recovery_deployed(now, checkpoint);
         self.transition(JobStatus::Running, now);
         cmds
     }
@@ -523,8 +576,15 @@ impl JobMaster {
         &mut self,
         mut retained: Vec<CompletedCheckpoint>,
         skipped: Vec<(u64, String)>,
+        elected_at: i64,
         now: i64,
     ) {
+        self.recovery_started(
+            "leader change: recovered by a new leader (detected = its election)".into(),
+            elected_at,
+            now,
+            0,
+        );
         for (id, why) in skipped {
             self.push_exception(ExceptionEntry {
                 timestamp: now,
@@ -594,6 +654,7 @@ impl JobMaster {
             c.note_restored(cp.checkpoint_id, now as u64);
         }
         let id = restore.as_ref().map(|c| c.checkpoint_id);
+        self.recovery_deployed(now, id);
         tracing::info!(
             "job {}: restarting {} subtasks from {}",
             self.job_id,
@@ -869,6 +930,7 @@ impl JobMaster {
                 if global {
                     self.transition(JobStatus::Restarting, now);
                 }
+                self.recovery_started(msg.clone(), now, now, delay.as_millis() as i64);
                 cmds.extend(self.cancel_tasks(&set));
                 self.pending_restart = Some(PendingRestart {
                     tasks: set,
@@ -964,6 +1026,7 @@ impl JobMaster {
                 if self.pending_restart.is_none() && all_running =>
             {
                 self.transition(JobStatus::Running, now);
+                self.recovery_running(now);
                 if let Some(c) = self.coordinator.as_mut() {
                     if !c.is_running() {
                         c.tasks_running(now as u64);
@@ -1228,6 +1291,7 @@ impl JobMaster {
             checkpoints: stats.and_then(|s| serde_json::to_value(s).ok()),
             exceptions: self.exceptions.clone(),
             status_reason: self.reason.clone(),
+            recoveries: self.recoveries.clone(),
         }
     }
 }

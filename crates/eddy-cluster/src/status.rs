@@ -121,6 +121,24 @@ pub struct JobDetails {
     pub exceptions: Vec<ExceptionEntry>,
     /// Why the job is waiting, failed or was suspended.
     pub status_reason: Option<String>,
+    /// The timeline of each recovery (newest last, as many as `web.exception-history-size`).
+    #[serde(default)]
+    pub recoveries: Vec<RecoveryRecord>,
+}
+
+/// One recovery of a job, times in ms since the epoch: the failure (or, after a leader change,
+/// the new leader's election) noticed, the restart decided, the restarted subtasks deployed
+/// with their state, and every subtask RUNNING again. `None`: not reached (yet).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecoveryRecord {
+    pub cause: String,
+    pub detected: i64,
+    pub decided: i64,
+    /// The restart strategy's delay before the restore.
+    pub restart_delay_ms: i64,
+    pub deployed: Option<i64>,
+    pub running: Option<i64>,
+    pub restored_checkpoint: Option<u64>,
 }
 
 #[cfg(test)]

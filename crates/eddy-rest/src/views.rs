@@ -370,6 +370,7 @@ pub(crate) mod tests {
                 },
             ],
             status_reason: None,
+            recoveries: Vec::new(),
         }
     }
 

@@ -1550,6 +1550,28 @@ fn leader_paused_past_its_session_while_tasks_are_slow_to_cancel_recovers_every_
         let (l, d) = c.wait_for_new_checkpoint(&id, &[], now_last);
         assert_eq!(l, new, "round {round}");
         assert!(all_tasks_running(&d), "round {round}: {d}");
+        // Issue 10 item 4: the new leader shows the recovery's timeline.
+        let timeline = d["recoveries"]
+            .as_array()
+            .and_then(|r| {
+                r.iter().find(|r| {
+                    r["cause"]
+                        .as_str()
+                        .is_some_and(|c| c.contains("leader change"))
+                })
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "round {round}: a leader-change recovery: {}",
+                    d["recoveries"]
+                )
+            });
+        for step in ["detected", "decided", "deployed", "running"] {
+            assert!(
+                timeline[step].is_i64(),
+                "round {round}: {step} in {timeline}"
+            );
+        }
         last = latest_completed(&d).unwrap_or(last);
         leader = new;
     }

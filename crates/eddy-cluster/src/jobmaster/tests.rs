@@ -475,3 +475,30 @@ fn the_exception_history_keeps_only_the_newest_entries() {
         .collect();
     assert_eq!(e, vec!["boom 2", "boom 3", "boom 4"], "the newest 3 of 5");
 }
+
+#[test]
+fn each_recovery_has_a_timeline_from_detection_to_running() {
+    let (mut jm, cmds) = started(
+        2,
+        PartitionKind::Hash,
+        settings(restarting(), FailoverStrategyKind::Full, false),
+    );
+    let keys = deployed_keys(&cmds);
+    report_all(&mut jm, &keys, ExecutionState::Running, 10);
+    assert!(
+        jm.details(10).recoveries.is_empty(),
+        "a first start is no recovery"
+    );
+    jm.on_task_state(keys[0], ExecutionState::Failed, Some("boom".into()), 100);
+    report_all(&mut jm, &keys[1..], ExecutionState::Canceled, 110);
+    jm.tick(120, 0);
+    let keys = deployed_keys(&jm.deploy_restarted(None, vec![], 130));
+    report_all(&mut jm, &keys, ExecutionState::Running, 150);
+    let r = jm.details(160).recoveries;
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(
+        (r[0].detected, r[0].decided, r[0].deployed, r[0].running),
+        (100, 100, Some(130), Some(150))
+    );
+    assert!(r[0].cause.contains("boom"));
+}
