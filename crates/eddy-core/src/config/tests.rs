@@ -379,7 +379,10 @@ fn aliases_normalise_to_canonical_names() {
 fn every_key_has_exactly_one_support_row() {
     let keys: Vec<&str> = KEYS.iter().map(|s| s.key).collect();
     let rows: Vec<&str> = SUPPORT.iter().map(|(k, _)| *k).collect();
-    assert_eq!(rows, keys, "support.rs must list the keys of keys.rs, in order");
+    assert_eq!(
+        rows, keys,
+        "support.rs must list the keys of keys.rs, in order"
+    );
 }
 
 /// docs/configuration.md's "Status of every key" table: `key` → its status word.
@@ -415,9 +418,9 @@ fn docs_give_every_key_its_status() {
             Some(Support::Limited { .. }) => "refused",
             None => panic!("{} has no support row", spec.key),
         };
-        let got = documented.get(spec.key).unwrap_or_else(|| {
-            panic!("docs/configuration.md's status table lacks `{}`", spec.key)
-        });
+        let got = documented
+            .get(spec.key)
+            .unwrap_or_else(|| panic!("docs/configuration.md's status table lacks `{}`", spec.key));
         assert!(
             got.starts_with(want),
             "docs say `{}` is '{got}', support.rs says {want}",
@@ -459,7 +462,10 @@ fn values_asking_for_what_eddy_lacks_are_refused_in_one_line() {
         let from_override = load_from(None, &[format!("{key}={value}")]).expect_err(key);
         assert_eq!(from_override.to_string(), message);
         let mut c = Config::default();
-        assert_eq!(c.try_set(key, value).map_err(|e| e.to_string()), Err(message.to_string()));
+        assert_eq!(
+            c.try_set(key, value).map_err(|e| e.to_string()),
+            Err(message.to_string())
+        );
     }
     // Values equal to today's behaviour stay accepted.
     let c = cfg(&[
