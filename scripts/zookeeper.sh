@@ -4,12 +4,16 @@
 # under the given directory, and never touches the system service, /var/lib/zookeeper or any
 # process it did not start itself (stop kills only the pid in DIR/zookeeper.pid).
 #
-#   scripts/zookeeper.sh install                      apt-get installs Debian's zookeeper if missing
+#   scripts/zookeeper.sh install                      checks every prerequisite; apt-get installs what is missing
+#   scripts/zookeeper.sh check                        the same check only: lists what is missing, exit 1 if any
 #   scripts/zookeeper.sh start  --port P --dir D      starts it in the background, waits for "imok"
 #   scripts/zookeeper.sh stop   --dir D               kills the pid from D/zookeeper.pid and waits
 #   scripts/zookeeper.sh status --dir D               prints running/stopped; exit 0 iff running
 #
 # Starting again with the same D keeps the data in D/data (a "ZooKeeper restarted" scenario).
+# Prerequisites: bash (its /dev/tcp probes the server; no nc needed), java, Debian's ZooKeeper jar,
+# setsid. `install` is idempotent and cheap when everything is there, so scripts/test.sh and
+# .ci/run always run it.
 set -euo pipefail
 
 ZK_JAR=/usr/share/java/zookeeper.jar
@@ -23,6 +27,7 @@ die() {
 usage() {
     cat >&2 <<'EOF'
 usage: scripts/zookeeper.sh install
+       scripts/zookeeper.sh check
        scripts/zookeeper.sh start  --port PORT --dir DIR
        scripts/zookeeper.sh stop   --dir DIR
        scripts/zookeeper.sh status --dir DIR
@@ -73,32 +78,65 @@ live_pid() {
     fi
 }
 
+# Sends ZooKeeper's "ruok" four-letter word over bash's /dev/tcp and prints the answer ("imok"),
+# or nothing. Runs in a subshell bounded to ~2 s, so a server that accepts but never answers
+# cannot hang the caller.
 ruok() {
     local port="$1"
-    # -q1: close one second after EOF on stdin; -w1: connect timeout.
-    echo ruok | nc -q1 -w1 127.0.0.1 "$port" 2>/dev/null || true
+    (
+        exec 3<>"/dev/tcp/127.0.0.1/$port" || exit 0
+        printf 'ruok' >&3
+        reply=""
+        IFS= read -r -t 2 -n 4 reply <&3 || true
+        printf '%s' "$reply"
+    ) 2>/dev/null || true
+}
+
+# Prints "<what>:<debian package>" for every missing prerequisite, one a line.
+missing_prerequisites() {
+    [ -f "$ZK_JAR" ] || echo "$ZK_JAR:zookeeper"
+    command -v java >/dev/null 2>&1 || echo "java:default-jre-headless"
+    command -v setsid >/dev/null 2>&1 || echo "setsid:util-linux"
+    return 0
+}
+
+cmd_check() {
+    local missing
+    missing="$(missing_prerequisites)"
+    if [ -z "$missing" ]; then
+        echo "zookeeper prerequisites present (java, setsid, $ZK_JAR)"
+        return 0
+    fi
+    echo "zookeeper.sh: missing: $(echo "$missing" | cut -d: -f1 | tr '\n' ' ')(run 'scripts/zookeeper.sh install')" >&2
+    exit 1
 }
 
 cmd_install() {
-    if [ -f "$ZK_JAR" ] && command -v nc >/dev/null 2>&1; then
-        echo "zookeeper already installed ($ZK_JAR)"
+    local missing packages
+    missing="$(missing_prerequisites)"
+    if [ -z "$missing" ]; then
+        echo "zookeeper prerequisites present (java, setsid, $ZK_JAR)"
         return 0
     fi
-    command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install ZooKeeper 3.8 so that $ZK_JAR exists"
+    packages="$(echo "$missing" | cut -d: -f2 | sort -u | tr '\n' ' ')"
+    echo "zookeeper.sh: missing $(echo "$missing" | cut -d: -f1 | tr '\n' ' ')- installing: $packages"
+    command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install $packages by hand (ZooKeeper 3.8 so that $ZK_JAR exists)"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq || die "apt-get update failed"
-    apt-get install -y -qq zookeeper netcat-openbsd >/dev/null || die "apt-get install zookeeper netcat-openbsd failed"
-    [ -f "$ZK_JAR" ] || die "installed the zookeeper package but $ZK_JAR is still missing"
-    echo "zookeeper installed ($ZK_JAR)"
+    # shellcheck disable=SC2086 # one word per package
+    apt-get install -y -qq $packages >/dev/null || die "apt-get install $packages failed"
+    missing="$(missing_prerequisites)"
+    [ -z "$missing" ] || die "still missing after apt-get install: $(echo "$missing" | cut -d: -f1 | tr '\n' ' ')"
+    echo "zookeeper prerequisites installed ($packages)"
 }
 
 cmd_start() {
     [ -n "$PORT" ] || die "missing --port PORT"
     case "$PORT" in '' | *[!0-9]*) die "invalid port '$PORT': expected a number" ;; esac
     need_dir create
-    [ -f "$ZK_JAR" ] || die "$ZK_JAR not found; run 'scripts/zookeeper.sh install' first"
-    command -v java >/dev/null 2>&1 || die "java not found on PATH"
-    command -v nc >/dev/null 2>&1 || die "nc not found; run 'scripts/zookeeper.sh install' first"
+    local missing
+    missing="$(missing_prerequisites)"
+    [ -z "$missing" ] || die "missing: $(echo "$missing" | cut -d: -f1 | tr '\n' ' ')(run 'scripts/zookeeper.sh install' first)"
 
     local pid
     pid="$(live_pid)"
@@ -200,9 +238,10 @@ CMD="$1"
 shift
 case "$CMD" in
     install) [ $# -eq 0 ] || die "install takes no arguments"; cmd_install ;;
+    check) [ $# -eq 0 ] || die "check takes no arguments"; cmd_check ;;
     start) parse_args "$@"; cmd_start ;;
     stop) parse_args "$@"; cmd_stop ;;
     status) parse_args "$@"; cmd_status ;;
     -h | --help | help) usage ;;
-    *) die "unknown command '$CMD' (expected install, start, stop or status)" ;;
+    *) die "unknown command '$CMD' (expected install, check, start, stop or status)" ;;
 esac

@@ -1,6 +1,8 @@
 //! `POST /jobs` (Eddy's own endpoint; Flink's takes a multipart JobGraph): the JSON body and its
 //! translation into a [`JobSpec`]. The job's configuration is the JobManager's configuration
-//! overlaid with the body's `config`, `savepointPath` and `allowNonRestoredState`.
+//! overlaid with the body's `config`. `savepointPath` and `allowNonRestoredState: true` are
+//! refused until savepoints exist (issue 11), as are config values Eddy cannot act on
+//! (`eddy_core::config::SUPPORT`).
 //!
 //! Pure: no IO. It must never accept a value it cannot validate: an unknown key, a value of the
 //! wrong type or a cross-key conflict is a one-line error naming the key and the value.
@@ -10,11 +12,6 @@ use eddy_runtime::registry::JobSpec;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
-
-/// Where `savepointPath` goes.
-pub const SAVEPOINT_PATH_KEY: &str = "execution.state-recovery.path";
-/// Where `allowNonRestoredState` goes.
-pub const ALLOW_NON_RESTORED_STATE_KEY: &str = "execution.state-recovery.ignore-unclaimed-state";
 
 /// The body of `POST /jobs`. Unknown fields are refused, so a typo is not silently ignored.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -69,13 +66,19 @@ pub fn job_spec(req: SubmitRequest, cluster: &Config) -> Result<(JobSpec, Vec<St
         };
         top.try_set(key, &text).map_err(|e| e.to_string())?;
     }
+    // Until savepoints exist (issue 11), a job asked to resume is refused rather than started
+    // from scratch; `null` / `false` describe what Eddy does and stay accepted.
+    let why = eddy_core::config::SAVEPOINTS_ISSUE;
     if let Some(path) = &req.savepoint_path {
-        top.try_set(SAVEPOINT_PATH_KEY, path)
-            .map_err(|e| format!("invalid savepointPath: {e}"))?;
+        return Err(format!(
+            "savepointPath: '{}' is not supported {why}; allowed: null or no field",
+            path.replace(['\n', '\r'], " ")
+        ));
     }
-    if let Some(allow) = req.allow_non_restored_state {
-        top.try_set(ALLOW_NON_RESTORED_STATE_KEY, &allow.to_string())
-            .map_err(|e| format!("invalid allowNonRestoredState: {e}"))?;
+    if req.allow_non_restored_state == Some(true) {
+        return Err(format!(
+            "allowNonRestoredState: 'true' is not supported {why}; allowed: false"
+        ));
     }
     let config = cluster.overlay(&top);
     let warnings = config.validate().map_err(|e| e.to_string())?;
@@ -110,15 +113,40 @@ mod tests {
     fn body_config_overlays_the_cluster_config() {
         let body = br#"{"job": "sequence", "args": ["--keys", "10"], "parallelism": 2,
             "config": {"taskmanager.numberOfTaskSlots": 8, "pipeline.max-parallelism": "256"},
-            "savepointPath": "/tmp/sp-1", "allowNonRestoredState": true}"#;
+            "savepointPath": null, "allowNonRestoredState": false}"#;
         let (spec, _) = job_spec_from_body(body, &cluster()).unwrap();
         assert_eq!(spec.name, "sequence");
         assert_eq!(spec.args, vec!["--keys", "10"]);
         assert_eq!(spec.parallelism, 2);
         assert_eq!(spec.config.get("taskmanager.numberOfTaskSlots"), Some("8"));
         assert_eq!(spec.config.get("pipeline.max-parallelism"), Some("256"));
-        assert_eq!(spec.config.get(SAVEPOINT_PATH_KEY), Some("/tmp/sp-1"));
-        assert_eq!(spec.config.get(ALLOW_NON_RESTORED_STATE_KEY), Some("true"));
+        assert_eq!(spec.config.get("execution.state-recovery.path"), None);
+    }
+
+    #[test]
+    fn what_eddy_cannot_do_yet_is_refused_not_ignored() {
+        let cases: [(&[u8], &str); 4] = [
+            (
+                br#"{"job": "sequence", "savepointPath": "/tmp/sp-1"}"#,
+                "savepointPath: '/tmp/sp-1' is not supported yet",
+            ),
+            (
+                br#"{"job": "sequence", "allowNonRestoredState": true}"#,
+                "allowNonRestoredState: 'true' is not supported yet",
+            ),
+            (
+                br#"{"job": "sequence", "config": {"state.backend": "rocksdb"}}"#,
+                "state.backend: 'rocksdb' is not supported yet",
+            ),
+            (
+                br#"{"job": "sequence", "config": {"execution.checkpointing.incremental": true}}"#,
+                "execution.checkpointing.incremental: 'true' is not supported yet",
+            ),
+        ];
+        for (body, start) in cases {
+            let e = job_spec_from_body(body, &cluster()).unwrap_err();
+            assert!(e.starts_with(start) && !e.contains('\n'), "{e}");
+        }
     }
 
     #[test]

@@ -50,7 +50,7 @@ enum Command {
         jobmanager: Option<String>,
         #[arg(long)]
         all: bool,
-        /// Print what `GET /jobs/overview` returns.
+        /// Print one JSON object, also on failure: {"leader", "jobs"} or {"leader": null, "error", "jobs": null}.
         #[arg(long)]
         json: bool,
         #[arg(long, value_name = "DIR")]
@@ -120,6 +120,7 @@ enum ClusterAction {
     Status {
         #[arg(long, value_name = "DIR")]
         conf: Option<PathBuf>,
+        /// Print one JSON object, also when no JobManager leads or the configuration is bad.
         #[arg(long)]
         json: bool,
     },
@@ -142,6 +143,23 @@ pub struct JobOptions {
     pub detached: bool,
     pub savepoint: Option<String>,
     pub allow_non_restored_state: bool,
+}
+
+/// Refuses the savepoint options of `eddy run` / `eddy local` until savepoints exist (issue 11):
+/// a job must never start from scratch when its user asked it to resume.
+pub fn refuse_savepoint_options(o: &JobOptions) -> Result<(), String> {
+    let why = eddy_core::config::SAVEPOINTS_ISSUE;
+    if let Some(path) = &o.savepoint {
+        return Err(format!(
+            "-s/--fromSavepoint: '{path}' is not supported {why}; allowed: omit the option"
+        ));
+    }
+    if o.allow_non_restored_state {
+        return Err(format!(
+            "--allow-non-restored-state is not supported {why}; allowed: omit the option"
+        ));
+    }
+    Ok(())
 }
 
 fn number(flag: &str, v: Option<&String>) -> Result<u32, String> {
@@ -205,8 +223,8 @@ Options (anywhere after JOB):
   -m, --jobmanager HOST:PORT  the JobManager's REST address (default: rest.address:rest.port
                               of the configuration)
   -p, --parallelism N         default parallelism (default: the cluster's parallelism.default)
-  -s, --fromSavepoint PATH    restore from a savepoint
-  --allow-non-restored-state  skip savepoint state of operators that no longer exist
+  -s, --fromSavepoint PATH    restore from a savepoint: refused until savepoints exist (issue 11)
+  --allow-non-restored-state  refused until savepoints exist (issue 11)
   -d, --detached              print the job id and return
   -D key=value                set a configuration key for this job (repeatable)
   --conf DIR                  configuration directory (default: $EDDY_CONF_DIR)
@@ -240,6 +258,9 @@ pub fn main_with(registry: JobRegistry) -> i32 {
             if opts.jobmanager.is_some() || opts.detached {
                 return fail("options -m and -d belong to `eddy run`; `eddy local` runs its own cluster in the foreground", 2);
             }
+            if let Err(e) = refuse_savepoint_options(&opts) {
+                return fail(&e, 2);
+            }
             crate::local::run(registry, opts)
         }
         Command::Run { args } => {
@@ -253,6 +274,9 @@ pub fn main_with(registry: JobRegistry) -> i32 {
             }
             if opts.taskmanagers.is_some() || opts.slots.is_some() {
                 return fail("options --taskmanagers and --slots belong to `eddy local`; a cluster's TaskManagers come from its configuration", 2);
+            }
+            if let Err(e) = refuse_savepoint_options(&opts) {
+                return fail(&e, 2);
             }
             crate::remote::run(opts)
         }
@@ -345,6 +369,25 @@ mod tests {
         assert_eq!(o.taskmanagers, Some(3));
         assert_eq!(o.overrides, s(&["a.b=1", "c=2"]));
         assert!(o.json);
+    }
+
+    #[test]
+    fn savepoint_options_are_refused_not_ignored() {
+        let o = parse_job_args(&s(&["sequence", "-s", "/tmp/sp-1"])).unwrap();
+        let e = refuse_savepoint_options(&o).unwrap_err();
+        assert!(
+            e.contains("-s/--fromSavepoint: '/tmp/sp-1' is not supported yet"),
+            "{e}"
+        );
+        assert!(e.contains("issue 11") && !e.contains('\n'), "{e}");
+        let o = parse_job_args(&s(&["sequence", "--allow-non-restored-state"])).unwrap();
+        let e = refuse_savepoint_options(&o).unwrap_err();
+        assert!(
+            e.starts_with("--allow-non-restored-state is not supported yet"),
+            "{e}"
+        );
+        let o = parse_job_args(&s(&["sequence", "--keys", "3"])).unwrap();
+        assert_eq!(refuse_savepoint_options(&o), Ok(()));
     }
 
     #[test]

@@ -497,15 +497,29 @@ pub fn stop(conf_dir: &Path) -> i32 {
     0
 }
 
+/// `eddy cluster status`. With `--json` it prints exactly one JSON object on stdout at every
+/// moment: `{"leader": REST address or null, "error": null or why there is no leader,
+/// "processes": [...], "overview": the leader's /overview or null}` (a bad configuration gives
+/// `processes: []` and the error). The exit code is 0 unless the configuration cannot be read:
+/// a cluster without leader is a state to report, not a failure of the command.
 pub fn status(conf_dir: &Path, json_out: bool) -> i32 {
     let config = match load(conf_dir) {
         Ok(c) => c,
-        Err(e) => return fail(&e, 2),
+        Err(e) => {
+            if json_out {
+                println!(
+                    "{}",
+                    json!({"leader": null, "error": e, "processes": [], "overview": null})
+                );
+            }
+            return fail(&e, 2);
+        }
     };
     let log_dir = config.log_dir();
     let procs = managed(&log_dir);
     let mut rows: Vec<Value> = Vec::new();
     let mut overview = Value::Null;
+    let mut leader = Value::Null;
     for p in &procs {
         let state = if !alive(p.pid) {
             "dead".to_string()
@@ -514,6 +528,7 @@ pub fn status(conf_dir: &Path, json_out: bool) -> i32 {
                 Ok((200, v)) => {
                     if overview.is_null() {
                         overview = v;
+                        leader = json!(p.address);
                     }
                     "leader".to_string()
                 }
@@ -526,8 +541,21 @@ pub fn status(conf_dir: &Path, json_out: bool) -> i32 {
         };
         rows.push(json!({"role": p.role, "pid": p.pid, "address": p.address, "state": state}));
     }
+    let error = if !leader.is_null() {
+        Value::Null
+    } else if procs.iter().any(|p| p.role == "jobmanager") {
+        json!("no JobManager leads: none of this cluster's JobManagers answers as leader")
+    } else {
+        json!(format!(
+            "no JobManager leads: no JobManager process found in {}",
+            log_dir.display()
+        ))
+    };
     if json_out {
-        println!("{}", json!({"processes": rows, "overview": overview}));
+        println!(
+            "{}",
+            json!({"leader": leader, "error": error, "processes": rows, "overview": overview})
+        );
         return 0;
     }
     if procs.is_empty() {
@@ -550,6 +578,11 @@ pub fn status(conf_dir: &Path, json_out: bool) -> i32 {
             overview["slots-total"],
             overview["slots-available"],
             overview["jobs-running"]
+        );
+    } else if let Some(e) = error.as_str() {
+        println!(
+            "{}",
+            e.replacen("no JobManager leads", "No JobManager leads", 1)
         );
     }
     0

@@ -1,7 +1,9 @@
 //! `eddy run`, `eddy list`, `eddy cancel`: clients of a cluster's REST API.
 //!
-//! The JobManager is found through `-m HOST:PORT`, else the configuration's
-//! `rest.address:rest.port`.
+//! The JobManager is found through `-m HOST:PORT`; else, with high availability, the leader
+//! ZooKeeper names (never a guessed address: during an election there is none, and the command
+//! says so); else the configuration's `rest.address:rest.port`. A standby's 503 naming the
+//! leader is followed once. `list --json` prints one JSON object on stdout whatever happens.
 
 use crate::cli::{fail, JobOptions};
 use crate::local::follow_job;
@@ -24,18 +26,27 @@ fn load(conf_dir: Option<&Path>, overrides: &[String]) -> Result<Config, String>
     Ok(l.config)
 }
 
-/// `-m`, else the leader found through ZooKeeper (HA), else the configured REST address.
-fn jobmanager(m: Option<&str>, config: &Config) -> String {
+/// `-m`, else the leader found through ZooKeeper (HA), else the configured REST address. With
+/// HA and no leader (an election under way, ZooKeeper unreachable) the error says so.
+fn jobmanager(m: Option<&str>, config: &Config) -> Result<String, String> {
     if let Some(m) = m {
-        return m.to_string();
+        return Ok(m.to_string());
     }
-    if let Ok(Some(ha)) = eddy_cluster::ha::Ha::connect(config) {
-        if let Ok(Some((leader, _))) = ha.current_leader() {
-            return leader.rest;
-        }
+    match eddy_cluster::ha::Ha::connect(config) {
+        Ok(None) => Ok(format!("{}:{}", config.rest_address(), config.rest_port())),
+        Ok(Some(ha)) => match ha.current_leader() {
+            Ok(Some((leader, _))) => Ok(leader.rest),
+            Ok(None) => Err(format!(
+                "{NO_LEADER}: ZooKeeper names no leader (an election may be under way)"
+            )),
+            Err(e) => Err(format!("{NO_LEADER} that ZooKeeper can name: {e}")),
+        },
+        Err(e) => Err(format!("{NO_LEADER} that ZooKeeper can name: {e}")),
     }
-    format!("{}:{}", config.rest_address(), config.rest_port())
 }
+
+/// The start of every "no leader" error, so scripts can match it.
+pub const NO_LEADER: &str = "no JobManager leads";
 
 fn error_text(code: u16, v: &Value) -> String {
     v["errors"]
@@ -48,12 +59,34 @@ fn error_text(code: u16, v: &Value) -> String {
 
 /// Sends a request; a non-2xx answer becomes its first error message.
 fn call(jm: &str, method: &str, path: &str, body: Option<&Value>) -> Result<Value, String> {
+    call_leader(jm, method, path, body).map(|(_, v)| v)
+}
+
+/// [`call`], following a standby's 503 to the leader it names (once). Returns the address that
+/// answered and its answer.
+fn call_leader(
+    jm: &str,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<(String, Value), String> {
     let (code, v) = client::request(jm, method, path, body, TIMEOUT)?;
     if (200..300).contains(&code) {
-        Ok(v)
-    } else {
-        Err(error_text(code, &v))
+        return Ok((jm.to_string(), v));
     }
+    if code == 503 {
+        if let Some(leader) = v["leader"].as_str().filter(|l| *l != jm) {
+            let (code, v) = client::request(leader, method, path, body, TIMEOUT)?;
+            if (200..300).contains(&code) {
+                return Ok((leader.to_string(), v));
+            }
+            return Err(error_text(code, &v));
+        }
+        if v["errors"].is_array() && v.get("leader").is_some() {
+            return Err(format!("{NO_LEADER}: {}", error_text(code, &v)));
+        }
+    }
+    Err(error_text(code, &v))
 }
 
 pub fn run(o: JobOptions) -> i32 {
@@ -61,7 +94,20 @@ pub fn run(o: JobOptions) -> i32 {
         Ok(c) => c,
         Err(e) => return fail(&e, 2),
     };
-    let jm = jobmanager(o.jobmanager.as_deref(), &config);
+    // The job's -D keys are checked here, before anything is submitted (the JobManager checks
+    // them again against its own configuration).
+    match config::load_from(None, &o.overrides) {
+        Ok(l) => {
+            for w in &l.warnings {
+                eprintln!("warning: {w}");
+            }
+        }
+        Err(e) => return fail(&e.to_string(), 2),
+    }
+    let jm = match jobmanager(o.jobmanager.as_deref(), &config) {
+        Ok(jm) => jm,
+        Err(e) => return fail(&e, 1),
+    };
     let mut overrides = serde_json::Map::new();
     for d in &o.overrides {
         match d.split_once('=') {
@@ -104,15 +150,29 @@ pub fn run(o: JobOptions) -> i32 {
     follow_job(&fetch, &interrupted, None, o.json)
 }
 
+/// The leader's `/jobs/overview`: (the address that answered, the answer); on failure the one-line
+/// reason and the exit code.
+fn jobs_overview(
+    conf_dir: Option<&Path>,
+    m: Option<&str>,
+) -> Result<(String, Value), (String, i32)> {
+    let config = load(conf_dir, &[]).map_err(|e| (e, 2))?;
+    let jm = jobmanager(m, &config).map_err(|e| (e, 1))?;
+    call_leader(&jm, "GET", "/jobs/overview", None).map_err(|e| (e, 1))
+}
+
+/// `eddy list`. With `--json` it prints exactly one JSON object on stdout, also on failure:
+/// `{"leader": ADDRESS, "jobs": [...]}`, or `{"leader": null, "error": "...", "jobs": null}` and
+/// a non-zero exit code (e.g. while no JobManager leads).
 pub fn list(conf_dir: Option<&Path>, m: Option<&str>, all: bool, json_out: bool) -> i32 {
-    let config = match load(conf_dir, &[]) {
-        Ok(c) => c,
-        Err(e) => return fail(&e, 2),
-    };
-    let jm = jobmanager(m, &config);
-    let v = match call(&jm, "GET", "/jobs/overview", None) {
-        Ok(v) => v,
-        Err(e) => return fail(&e, 1),
+    let (leader, v) = match jobs_overview(conf_dir, m) {
+        Ok(answer) => answer,
+        Err((e, code)) => {
+            if json_out {
+                println!("{}", json!({ "leader": null, "error": e, "jobs": null }));
+            }
+            return fail(&e, code);
+        }
     };
     let terminal = |j: &Value| {
         matches!(
@@ -121,15 +181,11 @@ pub fn list(conf_dir: Option<&Path>, m: Option<&str>, all: bool, json_out: bool)
         )
     };
     if json_out {
-        if all {
-            println!("{v}");
-        } else {
-            let jobs: Vec<&Value> = v["jobs"]
-                .as_array()
-                .map(|a| a.iter().filter(|j| !terminal(j)).collect())
-                .unwrap_or_default();
-            println!("{}", json!({ "jobs": jobs }));
-        }
+        let jobs: Vec<&Value> = v["jobs"]
+            .as_array()
+            .map(|a| a.iter().filter(|j| all || !terminal(j)).collect())
+            .unwrap_or_default();
+        println!("{}", json!({ "leader": leader, "jobs": jobs }));
         return 0;
     }
     let jobs = v["jobs"].as_array().cloned().unwrap_or_default();
@@ -158,7 +214,10 @@ pub fn cancel(conf_dir: Option<&Path>, m: Option<&str>, job: &str) -> i32 {
         Ok(c) => c,
         Err(e) => return fail(&e, 2),
     };
-    let jm = jobmanager(m, &config);
+    let jm = match jobmanager(m, &config) {
+        Ok(jm) => jm,
+        Err(e) => return fail(&e, 1),
+    };
     match call(&jm, "PATCH", &format!("/jobs/{job}?mode=cancel"), None) {
         Ok(_) => {
             println!("Cancellation of job {job} requested.");

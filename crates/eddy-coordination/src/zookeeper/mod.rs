@@ -42,7 +42,8 @@ pub struct ZooKeeperHaConfig {
     /// `high-availability.zookeeper.client.session-timeout`.
     pub session_timeout: Duration,
     /// `high-availability.zookeeper.client.connection-timeout`: how long construction (and each
-    /// reconnect attempt after a lost session) may take to establish a session.
+    /// reconnect attempt after a lost session) may take to establish a session, and the idle
+    /// timeout of one connection (capped, see [`connection_idle_timeout`]).
     pub connection_timeout: Duration,
     /// `high-availability.storageDir`: job graph blobs go to `<storage-dir>/<cluster-id>/jobgraphs/`.
     pub storage_dir: PathBuf,
@@ -146,6 +147,18 @@ impl Shared {
     }
 }
 
+/// How long one connection may stay silent (no answer, no ping reply) before the client drops it
+/// and tries the next server: the configured connection timeout, at most 3/5 of the session
+/// timeout. zookeeper-client would otherwise derive it as 2/5 of the session timeout (800 ms for a
+/// 2 s session, too short under load), and it ignores a value above 3/5 of the session timeout
+/// (falling back to 2/5): a connection silent for longer could not ping in time to keep the
+/// session alive anyway. docs/ha.md, "ZooKeeper timeouts", explains the relation.
+pub(crate) fn connection_idle_timeout(session: Duration, connection: Duration) -> Duration {
+    connection
+        .min(session * 3 / 5)
+        .max(Duration::from_millis(1))
+}
+
 /// Establishes a session within the connection timeout, retrying refused connections.
 pub(crate) async fn connect_client(cfg: &ZooKeeperHaConfig) -> Result<Client, HaError> {
     let deadline = Instant::now() + cfg.connection_timeout;
@@ -160,6 +173,10 @@ pub(crate) async fn connect_client(cfg: &ZooKeeperHaConfig) -> Result<Client, Ha
         }
         let attempt = Client::connector()
             .with_session_timeout(cfg.session_timeout)
+            .with_connection_timeout(connection_idle_timeout(
+                cfg.session_timeout,
+                cfg.connection_timeout,
+            ))
             .with_detached()
             .with_fail_eagerly()
             .connect(&cfg.quorum);
@@ -510,5 +527,26 @@ impl HaServices for ZooKeeperHaServices {
 
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move { self.shutdown_and_wait().await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::connection_idle_timeout;
+    use std::time::Duration;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn connection_idle_timeout_is_the_configured_one_up_to_three_fifths_of_the_session() {
+        // Flink's defaults: session 60 s, connection 15 s -> 15 s (not derived from the session).
+        assert_eq!(connection_idle_timeout(ms(60_000), ms(15_000)), ms(15_000));
+        // A 2 s session with a 1 s connection timeout: 1 s, not the library's derived 800 ms.
+        assert_eq!(connection_idle_timeout(ms(2_000), ms(1_000)), ms(1_000));
+        // Above 3/5 of the session the library would fall back to 2/5; Eddy caps at 3/5 instead.
+        assert_eq!(connection_idle_timeout(ms(2_000), ms(15_000)), ms(1_200));
+        assert_eq!(connection_idle_timeout(ms(2_000), ms(5_000)), ms(1_200));
     }
 }

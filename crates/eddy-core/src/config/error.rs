@@ -14,6 +14,14 @@ pub enum ConfigError {
         value: String,
         expected: String,
     },
+    /// A valid value asking for behaviour Eddy does not have (yet): see `support.rs`.
+    #[error("{key}: '{value}' is not supported {reason}; allowed: {allowed}")]
+    Unsupported {
+        key: String,
+        value: String,
+        reason: String,
+        allowed: String,
+    },
     /// A key that another key's value makes mandatory is absent.
     #[error("missing value for key '{key}': {reason}")]
     MissingKey { key: String, reason: String },

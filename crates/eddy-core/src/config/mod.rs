@@ -8,6 +8,7 @@ mod duration;
 mod error;
 mod keys;
 mod size;
+mod support;
 mod typed;
 mod validate;
 mod values;
@@ -24,6 +25,7 @@ pub use duration::{format_duration, parse_duration};
 pub use error::ConfigError;
 pub use keys::{lookup as lookup_key, suggest as suggest_key, KeySpec, KEYS};
 pub use size::{format_size, parse_size};
+pub use support::{support_of, Support, SAVEPOINTS_ISSUE, SUPPORT};
 pub use typed::{HaMode, ResourceManagerMode, StateBackendKind};
 pub use values::{Value, ValueType};
 

@@ -5,7 +5,8 @@
 use super::duration::format_duration;
 use super::error::ConfigError;
 use super::keys::{self, KeySpec};
-use super::typed::{HaMode, StateBackendKind};
+use super::support;
+use super::typed::HaMode;
 use super::Config;
 use crate::settings::RestartStrategyConfig;
 use std::collections::BTreeMap;
@@ -94,14 +95,15 @@ pub(crate) fn unknown_key_warning(key: &str) -> String {
     )
 }
 
-/// Checks `value` against `spec`'s type; the error names the key as the user wrote it.
+/// Checks `value` against `spec`'s type, then that Eddy supports it (`support.rs`); the error
+/// names the key as the user wrote it.
 pub(crate) fn check_value(
     spec: &KeySpec,
     written_key: &str,
     value: &str,
 ) -> Result<(), ConfigError> {
     match spec.ty.parse(value) {
-        Some(_) => Ok(()),
+        Some(parsed) => support::check_supported(spec.key, written_key, value, &parsed),
         None => Err(ConfigError::invalid(
             written_key,
             value.trim(),
@@ -125,7 +127,7 @@ pub(crate) fn validate(config: &Config) -> Result<Vec<String>, ConfigError> {
 
 /// Rules spanning several keys (on values already checked one by one); returns soft warnings.
 fn cross_check(config: &Config) -> Result<Vec<String>, ConfigError> {
-    let mut warnings = Vec::new();
+    let warnings = Vec::new();
     let (interval, timeout) = (config.heartbeat_interval(), config.heartbeat_timeout());
     if timeout <= interval {
         let blamed = if config.get("heartbeat.timeout").is_some() {
@@ -183,13 +185,6 @@ fn cross_check(config: &Config) -> Result<Vec<String>, ConfigError> {
                 ),
             ));
         }
-    }
-    if config.incremental() && config.state_backend() == StateBackendKind::HashMap {
-        warnings.push(
-            "'execution.checkpointing.incremental' has no effect with state.backend.type hashmap \
-             (only rocksdb checkpoints incrementally)"
-                .to_string(),
-        );
     }
     Ok(warnings)
 }

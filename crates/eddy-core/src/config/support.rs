@@ -1,0 +1,165 @@
+//! What Eddy does today with each key of `keys.rs`, and the refusal of values that would ask for
+//! behaviour Eddy does not have yet. No key is accepted and ignored: a key either works, is
+//! accepted with a documented meaning (the memory keys), or only the values equal to today's
+//! behaviour are accepted and any other is a one-line error naming the key, the value, why, and
+//! what is allowed. docs/configuration.md's "Status of every key" table mirrors this file; unit
+//! tests keep the two and `keys.rs` in sync. This file must never read files or parse values
+//! (it sees values already parsed by `values.rs`).
+
+use super::error::{one_line, ConfigError};
+use super::values::Value;
+
+/// What Eddy does with one key.
+#[derive(Clone, Copy, Debug)]
+pub enum Support {
+    /// Does what docs/configuration.md says, end to end.
+    Works,
+    /// Accepted, validated and shown in `/jobmanager/config`, with the meaning documented in
+    /// docs/configuration.md (which is not Flink's: e.g. memory keys reserve nothing).
+    Documented,
+    /// Only values for which `accepts` is true are allowed (today's behaviour); any other value is
+    /// refused on load with [`ConfigError::Unsupported`].
+    Limited {
+        accepts: fn(&Value) -> bool,
+        /// What is allowed, phrased to follow "allowed: ".
+        allowed: &'static str,
+        /// Why, phrased to follow "is not supported " (e.g. "yet (issue 12: ...)").
+        reason: &'static str,
+    },
+}
+
+/// Savepoints (trigger, stop-with-savepoint, resume with `-s`) are built by issue 11.
+pub const SAVEPOINTS_ISSUE: &str = "yet (savepoints and resuming from them arrive with issue 11)";
+/// RocksDB, incremental checkpoints, local recovery and S3 storage are built by issue 12.
+const ROCKSDB_ISSUE: &str = "yet (the RocksDB state backend arrives with issue 12)";
+const INCREMENTAL_ISSUE: &str =
+    "yet (incremental checkpoints need the RocksDB state backend, issue 12)";
+const LOCAL_RECOVERY_ISSUE: &str = "yet (task-local recovery arrives with issue 12)";
+const S3_ISSUE: &str = "yet (S3 storage arrives with issue 12)";
+const UNSET: &str = "leave the key unset";
+
+fn never(_: &Value) -> bool {
+    false
+}
+fn is_false(v: &Value) -> bool {
+    *v == Value::Bool(false)
+}
+fn is_hashmap(v: &Value) -> bool {
+    *v == Value::Enum("hashmap")
+}
+fn not_s3(v: &Value) -> bool {
+    match v {
+        Value::Path(p) => !p.to_string_lossy().starts_with("s3://"),
+        _ => true,
+    }
+}
+
+const fn limited(
+    accepts: fn(&Value) -> bool,
+    allowed: &'static str,
+    reason: &'static str,
+) -> Support {
+    Support::Limited {
+        accepts,
+        allowed,
+        reason,
+    }
+}
+
+/// One row per key of `keys::KEYS` (canonical names), in the same order.
+#[rustfmt::skip]
+pub static SUPPORT: &[(&str, Support)] = &[
+    ("jobmanager.rpc.address", Support::Works),
+    ("jobmanager.rpc.port", Support::Works),
+    ("jobmanager.memory.process.size", Support::Documented),
+    ("taskmanager.memory.process.size", Support::Documented),
+    ("taskmanager.numberOfTaskSlots", Support::Works),
+    ("taskmanager.host", Support::Works),
+    ("taskmanager.data.port", Support::Works),
+    ("taskmanager.registration.timeout", limited(never, UNSET, "(a TaskManager retries its registration until it is stopped)")),
+    ("parallelism.default", Support::Works),
+    ("pipeline.max-parallelism", Support::Works),
+    ("resourcemanager.mode", Support::Works),
+    ("resourcemanager.active.taskmanagers", Support::Works),
+    ("cluster.jobmanager.restart-attempts", Support::Works),
+    ("env.log.dir", Support::Works),
+    ("high-availability.type", Support::Works),
+    ("high-availability.storageDir", limited(not_s3, "a local or shared path, or a file:// URI", S3_ISSUE)),
+    ("high-availability.cluster-id", Support::Works),
+    ("high-availability.zookeeper.quorum", Support::Works),
+    ("high-availability.zookeeper.path.root", Support::Works),
+    ("high-availability.zookeeper.client.session-timeout", Support::Works),
+    ("high-availability.zookeeper.client.connection-timeout", Support::Works),
+    ("high-availability.zookeeper.client.retry-wait", limited(never, UNSET, "(Eddy's ZooKeeper client retries with its own back-off, see docs/ha.md)")),
+    ("high-availability.zookeeper.client.max-retry-attempts", limited(never, UNSET, "(Eddy's ZooKeeper client retries with its own back-off, see docs/ha.md)")),
+    ("high-availability.zookeeper.client.tolerate-suspended-connections", Support::Works),
+    ("high-availability.jobmanager.port", Support::Works),
+    ("state.backend.type", limited(is_hashmap, "hashmap", ROCKSDB_ISSUE)),
+    ("execution.checkpointing.dir", limited(not_s3, "a local or shared path, or a file:// URI", S3_ISSUE)),
+    ("execution.checkpointing.savepoint-dir", limited(never, UNSET, SAVEPOINTS_ISSUE)),
+    ("execution.checkpointing.incremental", limited(is_false, "false", INCREMENTAL_ISSUE)),
+    ("execution.checkpointing.num-retained", Support::Works),
+    ("execution.state-recovery.from-local", limited(is_false, "false", LOCAL_RECOVERY_ISSUE)),
+    ("execution.checkpointing.local-backup.dirs", limited(never, UNSET, LOCAL_RECOVERY_ISSUE)),
+    ("execution.state-recovery.path", limited(never, UNSET, SAVEPOINTS_ISSUE)),
+    ("execution.state-recovery.ignore-unclaimed-state", limited(is_false, "false", SAVEPOINTS_ISSUE)),
+    ("jobmanager.execution.failover-strategy", Support::Works),
+    ("restart-strategy.type", Support::Works),
+    ("restart-strategy.fixed-delay.attempts", Support::Works),
+    ("restart-strategy.fixed-delay.delay", Support::Works),
+    ("restart-strategy.failure-rate.max-failures-per-interval", Support::Works),
+    ("restart-strategy.failure-rate.failure-rate-interval", Support::Works),
+    ("restart-strategy.failure-rate.delay", Support::Works),
+    ("restart-strategy.exponential-delay.initial-backoff", Support::Works),
+    ("restart-strategy.exponential-delay.max-backoff", Support::Works),
+    ("restart-strategy.exponential-delay.backoff-multiplier", Support::Works),
+    ("restart-strategy.exponential-delay.reset-backoff-threshold", Support::Works),
+    ("restart-strategy.exponential-delay.jitter-factor", Support::Works),
+    ("restart-strategy.exponential-delay.attempts-before-reset-backoff", Support::Works),
+    ("execution.checkpointing.interval", Support::Works),
+    ("execution.checkpointing.mode", Support::Works),
+    ("execution.checkpointing.timeout", Support::Works),
+    ("execution.checkpointing.max-concurrent-checkpoints", Support::Works),
+    ("execution.checkpointing.min-pause", Support::Works),
+    ("execution.checkpointing.tolerable-failed-checkpoints", Support::Works),
+    ("execution.checkpointing.externalized-checkpoint-retention", Support::Works),
+    ("heartbeat.interval", Support::Works),
+    ("heartbeat.timeout", Support::Works),
+    ("taskmanager.slot.timeout", limited(never, UNSET, "(a TaskManager cancels the tasks of a disconnected JobMaster and frees their slots at once)")),
+    ("slot.request.timeout", Support::Works),
+    ("rest.address", Support::Works),
+    ("rest.port", Support::Works),
+    ("rest.bind-address", Support::Works),
+    ("execution.buffer-timeout", Support::Works),
+];
+
+/// The support row of a canonical key name.
+pub fn support_of(canonical: &str) -> Option<Support> {
+    SUPPORT
+        .iter()
+        .find(|(k, _)| *k == canonical)
+        .map(|(_, s)| *s)
+}
+
+/// Refuses `value` (already parsed for `canonical`) when Eddy cannot do what it asks; the error
+/// names the key as the user wrote it and the value as written.
+pub(crate) fn check_supported(
+    canonical: &str,
+    written_key: &str,
+    raw: &str,
+    value: &Value,
+) -> Result<(), ConfigError> {
+    match support_of(canonical) {
+        Some(Support::Limited {
+            accepts,
+            allowed,
+            reason,
+        }) if !accepts(value) => Err(ConfigError::Unsupported {
+            key: one_line(written_key),
+            value: one_line(raw.trim()),
+            reason: reason.to_string(),
+            allowed: allowed.to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
