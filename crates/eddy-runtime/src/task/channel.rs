@@ -72,6 +72,11 @@ impl Credits {
         Ok(())
     }
 
+    /// Credits available right now.
+    pub fn available(&self) -> u32 {
+        self.available.lock().map(|n| *n).unwrap_or(0)
+    }
+
     pub fn grant(&self, count: u32) {
         if let Ok(mut n) = self.available.lock() {
             *n += count;

@@ -14,6 +14,9 @@ pub mod network;
 pub mod source_driver;
 pub mod writer;
 
+#[cfg(test)]
+mod tests;
+
 use crate::data::now_millis;
 use crate::error::{JobError, Result};
 use crate::graph::{AnyEmit, JobGraph, PartitionKind, SourceDriver, StreamGraph};
@@ -493,8 +496,10 @@ fn run_input(
                 head.chain().notify_checkpoint_complete(checkpoint_id)?
             }
             MailboxItem::Control(TaskControl::AbortCheckpoint { checkpoint_id }) => {
-                if gate.aligning() == Some(checkpoint_id) {
-                    gate.abandon_alignment(head)?;
+                gate.abort_checkpoint(checkpoint_id, head)?;
+                for (id, snaps) in gate.take_completed() {
+                    head.chain().flush()?;
+                    listener.checkpoint_acknowledged(d, id, snaps);
                 }
             }
             MailboxItem::Control(TaskControl::Cancel) => return Ok(ExecutionState::Canceled),
