@@ -1,6 +1,13 @@
 //! The input side of a task: decoding batches into the chain's record type, and the input gate
-//! that merges channels — combined watermark (the minimum over live channels), end of input
-//! (all channels ended) and checkpoint barrier alignment.
+//! that merges channels — combined watermark (the minimum over live channels), end of data (all
+//! channels delivered `EndOfData`: the chain finishes its operators), end of input (all channels
+//! ended) and checkpoint barrier alignment.
+//!
+//! End of a bounded input (FLIP-147): a producer sends `EndOfData` after its last record, then
+//! the barrier of its final checkpoint, then — only once that checkpoint completed —
+//! `EndOfPartition`. The gate finishes the chain at the last `EndOfData` and records the first
+//! checkpoint it aligns afterwards as the task's final checkpoint; the task ends its own output
+//! once that checkpoint completed and every channel ended (`task/mod.rs: run_input`).
 //!
 //! Alignment (exactly-once): once channel c delivered barrier n, c's later events are held back
 //! (their credits are not returned, so the producer stalls: bounded) until every live channel
@@ -76,6 +83,8 @@ enum GateOutcome {
 
 struct ChannelState {
     watermark: Timestamp,
+    /// `EndOfData` (or `EndOfPartition`) arrived: no more records on this channel.
+    data_ended: bool,
     ended: bool,
     /// Delivered the barrier of the checkpoint being aligned (tracked per channel: a channel
     /// that ended is not a channel that delivered the barrier).
@@ -111,6 +120,11 @@ pub struct InputGate {
     live: usize,
     /// Checkpoints taken and not yet collected by the task: `(id, snapshots)`.
     completed: Vec<(u64, ChainSnapshot)>,
+    /// Every channel delivered end of data and the chain finished its operators.
+    data_finished: bool,
+    /// The first checkpoint taken after `data_finished`: it covers everything the chain will
+    /// ever emit; once it completes, the task may end its output.
+    final_checkpoint: Option<u64>,
     finished: bool,
 }
 
@@ -120,6 +134,7 @@ impl InputGate {
             channels: (0..num_channels)
                 .map(|_| ChannelState {
                     watermark: MIN_WATERMARK,
+                    data_ended: false,
                     ended: false,
                     barrier_arrived: false,
                     held: VecDeque::new(),
@@ -132,6 +147,8 @@ impl InputGate {
             closed: None,
             live: num_channels,
             completed: Vec::new(),
+            data_finished: false,
+            final_checkpoint: None,
             finished: num_channels == 0,
         }
     }
@@ -166,9 +183,20 @@ impl InputGate {
         std::mem::take(&mut self.completed)
     }
 
-    /// Every input channel ended (and the chain was told).
+    /// Every input channel ended (the chain finished its operators before).
     pub fn is_finished(&self) -> bool {
         self.finished
+    }
+
+    /// Every input channel delivered end of data and the chain finished its operators.
+    pub fn is_data_finished(&self) -> bool {
+        self.data_finished
+    }
+
+    /// The first checkpoint this gate aligned after its data finished (FLIP-147's final
+    /// checkpoint for this task).
+    pub fn final_checkpoint(&self) -> Option<u64> {
+        self.final_checkpoint
     }
 
     /// Channel `index` is held back by alignment.
@@ -237,11 +265,20 @@ impl InputGate {
                 Ok(GateOutcome::Continue)
             }
             ChannelEvent::Barrier(id) => self.on_barrier(index, id, head),
+            ChannelEvent::EndOfData => {
+                self.channels[index].data_ended = true;
+                self.finish_data_if_all_ended(head)?;
+                Ok(GateOutcome::Continue)
+            }
             ChannelEvent::EndOfPartition => {
                 if !self.channels[index].ended {
                     self.channels[index].ended = true;
+                    self.channels[index].data_ended = true;
                     self.live -= 1;
                 }
+                // Everything before a pending barrier came before this end: finishing the
+                // operators first puts their output before that checkpoint too.
+                self.finish_data_if_all_ended(head)?;
                 // An ended channel can no longer deliver a pending barrier: re-check alignment.
                 if let Some(id) = self.aligning {
                     if self.live > 0 && self.all_live_arrived() {
@@ -253,7 +290,6 @@ impl InputGate {
                     if let Some(id) = self.aligning.take() {
                         self.close(id);
                     }
-                    head.chain().end_of_input()?;
                     self.finished = true;
                     return Ok(GateOutcome::Finished);
                 }
@@ -261,6 +297,16 @@ impl InputGate {
                 Ok(GateOutcome::Continue)
             }
         }
+    }
+
+    /// Once every channel delivered end of data: the operators finish (their output goes out
+    /// now, ahead of the final checkpoint's barrier) and end of data goes downstream.
+    fn finish_data_if_all_ended(&mut self, head: &mut dyn InputHandler) -> Result<()> {
+        if !self.data_finished && self.channels.iter().all(|c| c.data_ended) {
+            self.data_finished = true;
+            head.chain().end_of_input()?;
+        }
+        Ok(())
     }
 
     fn advance_watermark(&mut self, head: &mut dyn InputHandler) -> Result<()> {
@@ -323,6 +369,9 @@ impl InputGate {
     fn complete_alignment(&mut self, id: u64, head: &mut dyn InputHandler) -> Result<GateOutcome> {
         self.aligning = None;
         self.close(id);
+        if self.data_finished && self.final_checkpoint.is_none() {
+            self.final_checkpoint = Some(id);
+        }
         let mut snaps = Vec::new();
         head.chain().barrier(id, &mut snaps)?;
         self.completed.push((id, snaps));

@@ -57,6 +57,10 @@ impl Control for Recorder {
         self.log.push("finish".into());
         Ok(())
     }
+    fn end_of_partition(&mut self) -> Result<()> {
+        self.log.push("end".into());
+        Ok(())
+    }
     fn flush(&mut self) -> Result<()> {
         Ok(())
     }
@@ -70,6 +74,8 @@ enum Ev {
     Rec(usize, u64),
     Wm(usize, i64),
     Bar(usize, u64),
+    /// End of data (no more records; barriers may follow).
+    Data(usize),
     /// End of partition (the producer finished).
     End(usize),
     /// The checkpoint was aborted (a task control message).
@@ -91,6 +97,8 @@ struct Row {
     acked: &'static [u64],
     /// All input ended at the end of the row.
     finished: bool,
+    /// The first checkpoint aligned after every channel's data ended.
+    final_checkpoint: Option<u64>,
 }
 
 use Ev::*;
@@ -106,6 +114,7 @@ const ROWS: &[Row] = &[
         unreturned: &[0, 0],
         acked: &[],
         finished: false,
+        final_checkpoint: None,
     },
     Row {
         name: "an ended channel no longer holds the watermark back",
@@ -117,6 +126,7 @@ const ROWS: &[Row] = &[
         unreturned: &[0, 0],
         acked: &[],
         finished: false,
+        final_checkpoint: None,
     },
     Row {
         name: "exactly-once alignment holds a channel back until every channel delivered the barrier",
@@ -128,6 +138,7 @@ const ROWS: &[Row] = &[
         unreturned: &[0, 0],
         acked: &[1],
         finished: false,
+        final_checkpoint: None,
     },
     Row {
         name: "held events keep their credits until the checkpoint is taken",
@@ -139,6 +150,7 @@ const ROWS: &[Row] = &[
         unreturned: &[2, 0],
         acked: &[],
         finished: false,
+        final_checkpoint: None,
     },
     Row {
         name: "at-least-once alignment holds nothing back",
@@ -150,6 +162,7 @@ const ROWS: &[Row] = &[
         unreturned: &[0, 0],
         acked: &[1],
         finished: false,
+        final_checkpoint: None,
     },
     Row {
         name: "a channel that ends during alignment no longer has to deliver the barrier",
@@ -161,6 +174,7 @@ const ROWS: &[Row] = &[
         unreturned: &[0, 0],
         acked: &[1],
         finished: false,
+        final_checkpoint: None,
     },
     Row {
         name: "at-least-once: a channel that delivered the barrier and ended does not count for a live one",
@@ -172,6 +186,7 @@ const ROWS: &[Row] = &[
         unreturned: &[0, 0, 0],
         acked: &[1],
         finished: false,
+        final_checkpoint: None,
     },
     Row {
         name: "a newer barrier overtakes: the older alignment is abandoned and its channel released",
@@ -183,6 +198,7 @@ const ROWS: &[Row] = &[
         unreturned: &[0, 0],
         acked: &[2],
         finished: false,
+        final_checkpoint: None,
     },
     Row {
         name: "diamond: a late barrier of an aborted checkpoint is ignored (no alignment that can never complete)",
@@ -194,6 +210,7 @@ const ROWS: &[Row] = &[
         unreturned: &[0, 0],
         acked: &[],
         finished: false,
+        final_checkpoint: None,
     },
     Row {
         name: "an abort that arrives before any barrier of it: its barriers are ignored",
@@ -205,6 +222,7 @@ const ROWS: &[Row] = &[
         unreturned: &[0, 0],
         acked: &[],
         finished: false,
+        final_checkpoint: None,
     },
     Row {
         name: "a late barrier of an overtaken checkpoint is ignored after the newer one completed",
@@ -223,6 +241,7 @@ const ROWS: &[Row] = &[
         unreturned: &[0, 0, 0],
         acked: &[2],
         finished: false,
+        final_checkpoint: None,
     },
     Row {
         name: "aborting an older checkpoint keeps the current alignment",
@@ -234,6 +253,7 @@ const ROWS: &[Row] = &[
         unreturned: &[0, 0],
         acked: &[2],
         finished: false,
+        final_checkpoint: None,
     },
     Row {
         name: "a completed checkpoint's barrier is not aligned twice",
@@ -245,6 +265,7 @@ const ROWS: &[Row] = &[
         unreturned: &[0],
         acked: &[4],
         finished: false,
+        final_checkpoint: None,
     },
     Row {
         name: "a held barrier of the next checkpoint blocks its channel again on replay",
@@ -256,6 +277,102 @@ const ROWS: &[Row] = &[
         unreturned: &[1, 0],
         acked: &[1],
         finished: false,
+        final_checkpoint: None,
+    },
+    Row {
+        name: "end of data on every channel finishes the operators once, before the final checkpoint",
+        channels: 2,
+        exactly_once: true,
+        events: &[
+            Rec(0, 1),
+            Data(0),
+            Rec(1, 2),
+            Data(1),
+            Bar(0, 5),
+            Bar(1, 5),
+            Bar(0, 6),
+            Bar(1, 6),
+            End(0),
+            End(1),
+        ],
+        log: &["rec [1]", "rec [2]", "finish", "snapshot 5", "snapshot 6"],
+        blocked: &[],
+        unreturned: &[0, 0],
+        acked: &[5, 6],
+        finished: true,
+        final_checkpoint: Some(5),
+    },
+    Row {
+        name: "a checkpoint aligned before the last end of data is not the final one",
+        channels: 2,
+        exactly_once: true,
+        events: &[Data(0), Bar(0, 4), Bar(1, 4), Rec(1, 3), Data(1), Bar(0, 5), Bar(1, 5)],
+        log: &["snapshot 4", "rec [3]", "finish", "snapshot 5"],
+        blocked: &[],
+        unreturned: &[0, 0],
+        acked: &[4, 5],
+        finished: false,
+        final_checkpoint: Some(5),
+    },
+    Row {
+        name: "end of data held behind a barrier waits for the alignment",
+        channels: 2,
+        exactly_once: true,
+        events: &[Bar(0, 2), Data(0), Data(1)],
+        log: &[],
+        blocked: &[0],
+        unreturned: &[1, 0],
+        acked: &[],
+        finished: false,
+        final_checkpoint: None,
+    },
+    Row {
+        name: "end of data released by the alignment comes after that snapshot, which is not final",
+        channels: 2,
+        exactly_once: true,
+        events: &[Bar(0, 2), Data(0), Data(1), Bar(1, 2)],
+        log: &["snapshot 2", "finish"],
+        blocked: &[],
+        unreturned: &[0, 0],
+        acked: &[2],
+        finished: false,
+        final_checkpoint: None,
+    },
+    Row {
+        name: "end of partition implies end of data; the gate never ends the partition itself",
+        channels: 2,
+        exactly_once: true,
+        events: &[Rec(0, 1), End(0), End(1)],
+        log: &["rec [1]", "finish"],
+        blocked: &[],
+        unreturned: &[0, 0],
+        acked: &[],
+        finished: true,
+        final_checkpoint: None,
+    },
+    Row {
+        name: "an end that completes an alignment finishes the operators before the snapshot",
+        channels: 2,
+        exactly_once: true,
+        events: &[Data(0), Bar(0, 3), Data(1), End(1)],
+        log: &["finish", "snapshot 3"],
+        blocked: &[],
+        unreturned: &[0, 0],
+        acked: &[3],
+        finished: false,
+        final_checkpoint: Some(3),
+    },
+    Row {
+        name: "at-least-once: the final checkpoint follows the last end of data",
+        channels: 2,
+        exactly_once: false,
+        events: &[Bar(0, 7), Rec(0, 1), Data(0), Data(1), Bar(1, 7), End(0), End(1)],
+        log: &["rec [1]", "finish", "snapshot 7"],
+        blocked: &[],
+        unreturned: &[0, 0],
+        acked: &[7],
+        finished: true,
+        final_checkpoint: Some(7),
     },
 ];
 
@@ -272,6 +389,7 @@ fn run_row(row: &Row) -> Vec<String> {
             Rec(c, r) => (c, ChannelEvent::Batch(Payload::Local(Box::new(vec![r])))),
             Wm(c, w) => (c, ChannelEvent::Watermark(w)),
             Bar(c, id) => (c, ChannelEvent::Barrier(id)),
+            Data(c) => (c, ChannelEvent::EndOfData),
             End(c) => (c, ChannelEvent::EndOfPartition),
             Abort(id) => {
                 if let Err(e) = gate.abort_checkpoint(id, &mut head) {
@@ -312,6 +430,13 @@ fn run_row(row: &Row) -> Vec<String> {
             "finished {}, expected {}",
             gate.is_finished(),
             row.finished
+        ));
+    }
+    if gate.final_checkpoint() != row.final_checkpoint {
+        errors.push(format!(
+            "final checkpoint {:?}, expected {:?}",
+            gate.final_checkpoint(),
+            row.final_checkpoint
         ));
     }
     errors
