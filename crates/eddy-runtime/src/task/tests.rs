@@ -541,3 +541,256 @@ fn a_local_channel_sends_one_event_per_credit_and_stalls_without_credit() {
     assert_eq!(seen, ["wm 1", "barrier 7"]);
     assert_eq!(endpoint.local_credits.available(), 2, "credits come back");
 }
+
+// ------------------------------------------------------- tasks at the end of a bounded input
+
+mod bounded_end {
+    //! Two real tasks (threads, channels, and for the remote case a TCP connection through the
+    //! `NetworkEnvironment`): a bounded source, and a task whose operator emits a record in
+    //! `finish` into a logging sink. The test plays the JobMaster (trigger, notify).
+
+    use crate::graph::JobGraph;
+    use crate::operator::{Operator, Output};
+    use crate::snapshot::SnapshotWriter;
+    use crate::source::{Source, SourceStatus};
+    use crate::task::chain::ChainSnapshot;
+    use crate::task::channel::TaskControl;
+    use crate::task::metrics::TaskMetrics;
+    use crate::task::network::NetworkEnvironment;
+    use crate::task::{
+        spawn_task, ExecutionState, OutputChannel, OutputEdge, TaskDeployment, TaskHandle,
+        TaskListener,
+    };
+    use crate::{JobError, Result, Sink, StreamEnv};
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    type Log = Arc<Mutex<Vec<String>>>;
+
+    fn push(log: &Log, line: String) {
+        if let Ok(mut l) = log.lock() {
+            l.push(line);
+        }
+    }
+
+    fn lines(log: &Log) -> Vec<String> {
+        log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    struct Records(Vec<u64>);
+
+    impl Source for Records {
+        type Out = u64;
+        fn poll_next(&mut self, out: &mut Output<u64>, _max: usize) -> Result<SourceStatus> {
+            out.records.append(&mut self.0);
+            Ok(SourceStatus::Finished)
+        }
+    }
+
+    /// Passes records on and emits 1000 in `finish`.
+    struct EmitAtFinish;
+
+    impl Operator for EmitAtFinish {
+        type In = u64;
+        type Out = u64;
+        fn process_batch(&mut self, input: &mut Vec<u64>, out: &mut Output<u64>) -> Result<()> {
+            out.records.append(input);
+            Ok(())
+        }
+        fn finish(&mut self, out: &mut Output<u64>) -> Result<()> {
+            out.push(1000);
+            Ok(())
+        }
+    }
+
+    struct LogSink(Log);
+
+    impl Sink for LogSink {
+        type In = u64;
+        fn write_batch(&mut self, batch: &mut Vec<u64>) -> Result<()> {
+            push(&self.0, format!("write {batch:?}"));
+            batch.clear();
+            Ok(())
+        }
+        fn snapshot_state(&mut self, id: u64, _w: &mut SnapshotWriter) -> Result<()> {
+            push(&self.0, format!("stage {id}"));
+            Ok(())
+        }
+        fn notify_checkpoint_complete(&mut self, id: u64) -> Result<()> {
+            push(&self.0, format!("commit {id}"));
+            Ok(())
+        }
+        fn finish(&mut self) -> Result<()> {
+            push(&self.0, "finish".into());
+            Ok(())
+        }
+    }
+
+    /// What the tasks report: `v<vertex> <state>` and `v<vertex> ack <id>`.
+    struct Reports(Log);
+
+    impl TaskListener for Reports {
+        fn state_changed(
+            &self,
+            task: &TaskDeployment,
+            state: ExecutionState,
+            error: Option<JobError>,
+            _metrics: &TaskMetrics,
+        ) {
+            let err = error.map(|e| format!(" {e}")).unwrap_or_default();
+            push(&self.0, format!("v{} {state:?}{err}", task.vertex));
+        }
+        fn checkpoint_acknowledged(&self, task: &TaskDeployment, id: u64, _s: ChainSnapshot) {
+            push(&self.0, format!("v{} ack {id}", task.vertex));
+        }
+        fn checkpoint_declined(&self, task: &TaskDeployment, id: u64, reason: String) {
+            push(&self.0, format!("v{} decline {id} {reason}", task.vertex));
+        }
+    }
+
+    /// Cancels the tasks when the test ends, also on failure.
+    struct Tasks(Vec<TaskHandle>);
+
+    impl Drop for Tasks {
+        fn drop(&mut self) {
+            for t in &mut self.0 {
+                t.send(TaskControl::Cancel);
+                if let Some(th) = t.thread.take() {
+                    let _ = th.join();
+                }
+            }
+        }
+    }
+
+    fn wait_for(what: &str, log: &Log, other: &Log, ok: impl Fn(&[String]) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !ok(&lines(log)) {
+            assert!(
+                Instant::now() < deadline,
+                "gave up waiting for {what}: {:?} / {:?}",
+                lines(log),
+                lines(other)
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn run(remote: bool) {
+        let sink_log: Log = Arc::default();
+        let reports: Log = Arc::default();
+        let env = StreamEnv::new(eddy_core::config::Config::default());
+        let s = sink_log.clone();
+        env.add_source("records", || Records((1..=5).collect()))
+            .uid("records")
+            .rebalance()
+            .transform("emit-at-finish", || EmitAtFinish)
+            .uid("emit")
+            .sink_to("log", move || LogSink(s.clone()))
+            .uid("log");
+        let graph = Arc::new(env.into_graph());
+        let job_graph = Arc::new(JobGraph::from_stream_graph(&graph, 1, 128).expect("job graph"));
+        assert_eq!(job_graph.vertices.len(), 2, "{job_graph:?}");
+        let edge = &job_graph.edges[0];
+        let network = NetworkEnvironment::start("127.0.0.1", 0).expect("data port");
+        let deployment = |vertex: usize| TaskDeployment {
+            job_id: eddy_core::JobId(1),
+            job_name: "bounded-end".into(),
+            attempt: 0,
+            vertex,
+            subtask: 0,
+            parallelism: 1,
+            max_parallelism: 128,
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            exactly_once: true,
+            checkpointing: true,
+            buffer_timeout_ms: 10,
+            restore: HashMap::new(),
+            restored_checkpoint: None,
+        };
+        let mut consumer = deployment(edge.target);
+        consumer.inputs = vec![7];
+        let mut producer = deployment(edge.source);
+        producer.outputs = vec![OutputEdge {
+            stream_edge: edge.stream_edge,
+            kind: edge.kind,
+            channels: vec![OutputChannel {
+                id: 7,
+                remote_address: remote.then(|| network.address().to_string()),
+            }],
+        }];
+        let listener: Arc<dyn TaskListener> = Arc::new(Reports(reports.clone()));
+        let spawn = |d: TaskDeployment| {
+            spawn_task(
+                d,
+                graph.clone(),
+                job_graph.clone(),
+                network.clone(),
+                listener.clone(),
+                "run".into(),
+            )
+            .expect("spawn task")
+        };
+        let tasks = Tasks(vec![spawn(consumer), spawn(producer)]);
+        let (consumer, producer) = (&tasks.0[0], &tasks.0[1]);
+        let (cv, pv) = (edge.target, edge.source);
+
+        // End of data: the operator's finish output reaches the sink, the sink finishes, all
+        // before any checkpoint; nothing is committed and no task ends.
+        wait_for("the sink to finish", &sink_log, &reports, |l| {
+            l.iter().any(|x| x == "finish")
+        });
+        assert_eq!(
+            lines(&sink_log),
+            ["write [1, 2, 3, 4, 5]", "write [1000]", "finish"]
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        let finished = |v: usize| format!("v{v} Finished");
+        assert!(
+            !lines(&reports).contains(&finished(pv)) && !lines(&reports).contains(&finished(cv)),
+            "no task ends before its final checkpoint completed: {:?}",
+            lines(&reports)
+        );
+
+        // The final checkpoint: its barrier comes after everything, the sink stages it all.
+        producer.send(TaskControl::TriggerCheckpoint { checkpoint_id: 1 });
+        wait_for("both acks of checkpoint 1", &reports, &sink_log, |l| {
+            l.contains(&format!("v{pv} ack 1")) && l.contains(&format!("v{cv} ack 1"))
+        });
+        assert_eq!(lines(&sink_log).last().map(String::as_str), Some("stage 1"));
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            !lines(&reports).contains(&finished(cv)),
+            "the sink's task waits for its final checkpoint to complete: {:?}",
+            lines(&reports)
+        );
+
+        // Complete: the sink commits, the source ends its partition, both tasks finish.
+        consumer.send(TaskControl::NotifyCheckpointComplete { checkpoint_id: 1 });
+        producer.send(TaskControl::NotifyCheckpointComplete { checkpoint_id: 1 });
+        wait_for("both tasks to finish", &reports, &sink_log, |l| {
+            l.contains(&finished(pv)) && l.contains(&finished(cv))
+        });
+        assert_eq!(
+            lines(&sink_log),
+            [
+                "write [1, 2, 3, 4, 5]",
+                "write [1000]",
+                "finish",
+                "stage 1",
+                "commit 1"
+            ]
+        );
+    }
+
+    #[test]
+    fn over_a_local_channel_finish_output_precedes_the_final_checkpoint_which_commits_it() {
+        run(false);
+    }
+
+    #[test]
+    fn over_tcp_finish_output_precedes_the_final_checkpoint_which_commits_it() {
+        run(true);
+    }
+}
