@@ -15,6 +15,7 @@ pub(crate) fn task_info(subtask: u32, parallelism: u32) -> TaskInfo {
         max_parallelism: 128,
         attempt: 0,
         run_token: format!("run{subtask}"),
+        checkpointing: false,
     }
 }
 

@@ -57,7 +57,8 @@ pub trait SourceDriver {
         snapshots: &mut crate::task::chain::ChainSnapshot,
     ) -> Result<()>;
     fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()>;
-    /// After `poll` returned `Finished`: end the output (end of input down the chain).
+    /// After `poll` returned `Finished`: end of data down the chain (operators finish, writers
+    /// send `EndOfData`). The task sends the end of the partition later, through `chain()`.
     fn end_input(&mut self) -> Result<()>;
     fn close(&mut self);
 }

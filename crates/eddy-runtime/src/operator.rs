@@ -26,6 +26,9 @@ pub struct TaskInfo {
     /// Unique per (process start, deployment): file names that must never collide across
     /// restarts carry it.
     pub run_token: String,
+    /// Checkpointing is on: exactly-once sinks commit only when a checkpoint completes, also at
+    /// the end of a bounded input (its final checkpoint), never in `finish`.
+    pub checkpointing: bool,
 }
 
 impl TaskInfo {

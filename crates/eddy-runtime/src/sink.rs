@@ -1,7 +1,9 @@
 //! The sink contract, and the adaptor that makes a sink the last operator of a chain.
 //!
 //! Exactly-once sinks stage output per checkpoint in `snapshot_state` (pre-commit) and make it
-//! visible in `notify_checkpoint_complete` (commit); committing twice must be harmless.
+//! visible in `notify_checkpoint_complete` (commit); committing twice must be harmless. With
+//! checkpointing on, that is the only way output becomes visible, also at the end of a bounded
+//! input; `finish` commits only when checkpointing is off.
 
 use crate::data::Data;
 use crate::error::Result;
@@ -30,7 +32,12 @@ pub trait Sink: Send + 'static {
         Ok(())
     }
 
-    /// End of a bounded input: make everything written visible.
+    /// End of a bounded input (the task's data ended; no more `write_batch`). Without
+    /// checkpointing: make everything written visible. With checkpointing
+    /// (`TaskInfo::checkpointing`) it must not commit: the task's final checkpoint follows, whose
+    /// `snapshot_state` stages the rest and whose `notify_checkpoint_complete` commits it
+    /// (FLIP-147), so a failure before the job is FINISHED never finds output that no
+    /// checkpoint covers.
     fn finish(&mut self) -> Result<()> {
         Ok(())
     }

@@ -1026,3 +1026,97 @@ fn a_paused_taskmanager_never_blocks_the_jobmanager_and_is_lost_after_the_heartb
             .filter(|j| j["restarts"].as_u64() >= Some(1) && all_tasks_running(j))
     });
 }
+
+/// FLIP-147 end to end: a TaskManager is SIGKILLed after the bounded source ended — its last
+/// windows fired by the final watermark are written but wait, uncommitted, for the final
+/// checkpoint — and before the job is FINISHED. The job restores, the output equals a fault-free
+/// run, and no committed part file ever disappears or changes (watched during the whole run).
+#[test]
+fn tm_killed_after_the_bounded_source_ended_output_equals_a_fault_free_run_and_stays_committed() {
+    // 4 cars x 3750 rounds at 2000 events/s: the input ends ~7.5 s after the start, between two
+    // checkpoints 5 s apart, so the final checkpoint is ~2.5 s away when the kill comes.
+    const EVENTS: u64 = 15_000;
+    let events = EVENTS.to_string();
+    let job_args = |out: &str| -> Vec<String> {
+        [
+            "top-speed-windowing",
+            "--cars",
+            "4",
+            "--events",
+            &events,
+            "--window-ms",
+            "1000",
+            "--output",
+            out,
+            "-p",
+            "2",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let c = Cluster::start(2, 2, &[("execution.checkpointing.interval", "5 s")]);
+
+    let reference = c.dir.path().join("reference");
+    let mut args = vec!["local".to_string()];
+    args.extend(job_args(&reference.display().to_string()));
+    args.extend(["--rate".into(), "0".into()]);
+    let args_ref: Vec<&str> = args.iter().map(String::as_str).collect();
+    let fault_free = eddy(&args_ref, JOB_LIMIT);
+    assert_eq!(fault_free.code, 0, "fault-free run: {}", fault_free.stderr);
+    let mut expected = committed_lines(&reference);
+    expected.sort();
+    assert!(!expected.is_empty(), "the fault-free run wrote windows");
+
+    let output = c.dir.path().join("out");
+    let watch = common::committed::CommittedWatch::start(&output);
+    let mut args = vec!["run".to_string()];
+    args.extend(job_args(&output.display().to_string()));
+    args.extend(["--rate", "2000", "-m", &c.rest, "-d"].map(String::from));
+    let args_run: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = c.cli(&args_run);
+    assert_eq!(out.code, 0, "eddy run -d: {}", out.stderr);
+    let id = out.stdout.trim().to_string();
+
+    // The source ended: its vertex wrote every event, and the job is not FINISHED yet.
+    let at_kill = c.wait_for("the source to emit every event", JOB_LIMIT, || {
+        let j = c.get(&format!("/jobs/{id}"))?;
+        if is_terminal(&j) {
+            panic!("job ended before the kill: {j}\n{}", c.log_tail());
+        }
+        let source = j["vertices"]
+            .as_array()?
+            .iter()
+            .find(|v| v["name"].as_str().is_some_and(|n| n.contains("Cars")))?
+            .clone();
+        (source["metrics"]["write-records"].as_u64() >= Some(EVENTS)).then_some(j)
+    });
+    let victim = c.busy_taskmanager();
+    let killed = c.kill_taskmanager(&victim);
+    let state_at_kill = c.get(&format!("/jobs/{id}")).map(|j| state(&j).to_string());
+    assert_ne!(
+        state_at_kill.as_deref(),
+        Some("FINISHED"),
+        "the kill must come before the job is FINISHED"
+    );
+
+    let end = c.await_end(&id);
+    assert_eq!(state(&end), "FINISHED", "{end}\n{}", c.log_tail());
+    assert!(end["restarts"].as_u64() >= Some(1), "{end}");
+    let chk = c
+        .get(&format!("/jobs/{id}/checkpoints"))
+        .expect("checkpoints");
+    eprintln!(
+        "killed TaskManager {} (pid {}) with the job {} after the source ended; restored checkpoint {}",
+        killed.id,
+        killed.pid,
+        state(&at_kill),
+        chk["latest"]["restored"]["id"]
+    );
+    let committed = watch.assert_nothing_retracted();
+    assert!(!committed.is_empty());
+    let mut lines = committed_lines(&output);
+    lines.sort();
+    assert_eq!(lines.len(), expected.len(), "number of window results");
+    assert!(lines == expected, "output differs from the fault-free run");
+}

@@ -11,14 +11,19 @@
 //! 3. `notify_checkpoint_complete(c)` commits every committable staged at checkpoints `<= c` by
 //!    moving it to `part-<i>-<n>` and fsyncing the directory; committing a part that is already
 //!    committed is a no-op;
-//! 4. `finish` (end of bounded input) commits everything written so far.
+//! 4. `finish` (end of bounded input): with checkpointing on it only closes the in-progress part
+//!    (pending); the task's final checkpoint, which always follows, stages it and commits it on
+//!    completion (FLIP-147), so committed output is always covered by a completed checkpoint.
+//!    Without checkpointing there is no checkpoint to wait for: `finish` commits everything
+//!    written so far (a restart then starts the job over and rewrites its output).
 //!
 //! Restore (`open` with state): first re-commit the restored committables (the crash may have hit
 //! between checkpoint completion and commit), then delete this subtask's in-progress and pending
 //! files that are not in the state (an aborted attempt's), and delete its committed parts
-//! numbered at or above the restored counter: they were committed after that checkpoint (by
-//! `finish`, or by a newer checkpoint when an older one is restored) and the restored job writes
-//! their records again. The output directory therefore belongs to the job, as in Flink.
+//! numbered at or above the restored counter: they were committed after that checkpoint (by a
+//! newer checkpoint when an older one is restored because the newer one is unreadable, or by
+//! `finish` without checkpointing) and the restored job writes their records again. With
+//! checkpointing on and the newest checkpoint restored, nothing committed is ever removed. The output directory therefore belongs to the job, as in Flink.
 //! On a fresh start a directory that already holds committed parts of another job is refused
 //! (`.eddy-job-<id>` marks whose it is), so nothing is ever overwritten or mixed; moves never
 //! replace an existing file. After a rescale, subtask `i` of `p` takes care of the files and
@@ -73,6 +78,8 @@ struct Writing {
     run_token: String,
     /// Number of the next part this subtask opens.
     next_part: u64,
+    /// Checkpointing is on: only completed checkpoints commit, `finish` does not.
+    checkpointing: bool,
     current: Option<InProgress>,
     /// Parts rolled by size since the last barrier: pending, not yet in any checkpoint.
     rolled: Vec<ClosedPart>,
@@ -407,6 +414,7 @@ where
             parallelism,
             run_token: info.run_token.clone(),
             next_part: 0,
+            checkpointing: info.checkpointing,
             current: None,
             rolled: Vec::new(),
             staged: Vec::new(),
@@ -516,6 +524,10 @@ where
         };
         if let Some(part) = w.close_current()? {
             w.rolled.push(part);
+        }
+        if w.checkpointing {
+            // Pending now; the final checkpoint stages and commits it.
+            return w.sync_dir();
         }
         let subtask = w.subtask;
         let rolled = w.rolled.drain(..).map(|p| Committable {

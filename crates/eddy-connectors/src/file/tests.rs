@@ -314,6 +314,54 @@ fn finish_commits_everything_written() {
 }
 
 #[test]
+fn finish_without_checkpointing_commits_everything_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sink = open_sink(dir.path(), &task_info(0, 1), None);
+    write(&mut sink, 0..3);
+    sink.finish().unwrap();
+    assert_eq!(visible_lines(dir.path()), lines(0..3));
+}
+
+/// FLIP-147: with checkpointing, output written before and at the end of input (operators'
+/// `finish`) becomes visible only when the final checkpoint completes, and a restore from that
+/// checkpoint keeps every committed part.
+#[test]
+fn with_checkpointing_finish_commits_nothing_and_the_final_checkpoint_commits_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut info = task_info(0, 1);
+    info.checkpointing = true;
+    let mut sink = open_sink(dir.path(), &info, None);
+    write(&mut sink, 0..3);
+    snapshot_sink(&mut sink, 1);
+    sink.notify_checkpoint_complete(1).unwrap();
+    write(&mut sink, 3..6); // the last records, e.g. windows fired by the final watermark
+    sink.finish().unwrap();
+    assert_eq!(
+        visible(dir.path()),
+        vec!["part-0-0"],
+        "finish must not commit with checkpointing on"
+    );
+    let final_state = snapshot_sink(&mut sink, 2);
+    assert_eq!(visible(dir.path()), vec!["part-0-0"]);
+    sink.notify_checkpoint_complete(2).unwrap();
+    assert_eq!(visible(dir.path()), vec!["part-0-0", "part-0-1"]);
+    assert_eq!(visible_lines(dir.path()), lines(0..6));
+    sink.close();
+    // The job fails before it is FINISHED and restores the final checkpoint: nothing committed
+    // disappears, and finishing again (nothing more to write) adds nothing.
+    let mut again = FileSink::<u64>::new(dir.path());
+    let mut info2 = info.clone();
+    info2.attempt = 1;
+    info2.run_token = "run-second".into();
+    again.open(&info2, Some(&final_state)).unwrap();
+    assert_eq!(visible(dir.path()), vec!["part-0-0", "part-0-1"]);
+    again.finish().unwrap();
+    snapshot_sink(&mut again, 3);
+    again.notify_checkpoint_complete(3).unwrap();
+    assert_eq!(visible_lines(dir.path()), lines(0..6));
+}
+
+#[test]
 fn restore_recommits_staged_output_and_deletes_an_aborted_attempts_files() {
     let dir = tempfile::tempdir().unwrap();
     let info = task_info(0, 1);

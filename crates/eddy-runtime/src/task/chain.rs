@@ -23,8 +23,12 @@ pub trait Control {
     /// A checkpoint barrier: snapshot, then pass it on.
     fn barrier(&mut self, checkpoint_id: u64, snapshots: &mut ChainSnapshot) -> Result<()>;
     fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()>;
-    /// All input ended: finish operators, then pass the end on.
+    /// All input ended (end of data): finish operators, then pass end of data on. Barriers may
+    /// still follow (the final checkpoint).
     fn end_of_input(&mut self) -> Result<()>;
+    /// The task ends its output (after its final checkpoint completed, when checkpointing is
+    /// on): writers send `EndOfPartition`. Operators only pass it on.
+    fn end_of_partition(&mut self) -> Result<()>;
     /// Push partly filled buffers out (latency bound).
     fn flush(&mut self) -> Result<()>;
     fn close(&mut self);
@@ -131,6 +135,10 @@ impl<O: Operator> Control for OperatorLink<O> {
         self.next.end_of_input()
     }
 
+    fn end_of_partition(&mut self) -> Result<()> {
+        self.next.end_of_partition()
+    }
+
     fn flush(&mut self) -> Result<()> {
         self.next.flush()
     }
@@ -192,6 +200,9 @@ impl<T: Data> Control for FanOut<T> {
     fn end_of_input(&mut self) -> Result<()> {
         each!(self, end_of_input())
     }
+    fn end_of_partition(&mut self) -> Result<()> {
+        each!(self, end_of_partition())
+    }
     fn flush(&mut self) -> Result<()> {
         each!(self, flush())
     }
@@ -237,6 +248,9 @@ impl Control for Discard {
         Ok(())
     }
     fn end_of_input(&mut self) -> Result<()> {
+        Ok(())
+    }
+    fn end_of_partition(&mut self) -> Result<()> {
         Ok(())
     }
     fn flush(&mut self) -> Result<()> {

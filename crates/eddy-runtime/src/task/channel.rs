@@ -1,6 +1,7 @@
 //! Channels between subtasks, with credit-based flow control.
 //!
-//! Every event a producer sends on a channel (a batch, a watermark, a barrier, the end) costs one
+//! Every event a producer sends on a channel (a batch, a watermark, a barrier, end of data, the
+//! end) costs one
 //! credit; the consumer returns the credit after it processed the event. A channel starts with
 //! [`CHANNEL_CREDITS`] credits, so at most that many events are in flight per channel and a
 //! consumer's mailbox (sized to the sum of its channels' credits) can never overflow: slow
@@ -34,6 +35,9 @@ pub enum ChannelEvent {
     Batch(Payload),
     Watermark(i64),
     Barrier(u64),
+    /// The producer's input ended and its operators finished: no more records or watermarks on
+    /// this channel, but barriers still follow (the final checkpoint) until `EndOfPartition`.
+    EndOfData,
     /// The producer subtask finished: no more events on this channel.
     EndOfPartition,
 }
@@ -70,6 +74,11 @@ impl Credits {
         }
         *n -= 1;
         Ok(())
+    }
+
+    /// Credits available right now.
+    pub fn available(&self) -> u32 {
+        self.available.lock().map(|n| *n).unwrap_or(0)
     }
 
     pub fn grant(&self, count: u32) {

@@ -5,6 +5,11 @@
 //! input gate, control messages (checkpoint trigger/notify/abort, cancel) are handled between
 //! events. Partly filled output buffers are flushed whenever the mailbox runs empty or the
 //! buffer timeout passed. A task never shares operator state with another thread.
+//!
+//! End of a bounded input (FLIP-147): the source's chain finishes and sends end of data at once;
+//! the task ends its output (`EndOfPartition`) only after its final checkpoint — the first one
+//! after the end — completed. Tasks fed by channels do the same with the first checkpoint their
+//! gate aligns after every channel's data ended, so sinks commit only through checkpoints.
 
 pub mod chain;
 pub mod channel;
@@ -13,6 +18,9 @@ pub mod metrics;
 pub mod network;
 pub mod source_driver;
 pub mod writer;
+
+#[cfg(test)]
+mod tests;
 
 use crate::data::now_millis;
 use crate::error::{JobError, Result};
@@ -63,8 +71,9 @@ pub struct TaskDeployment {
     pub inputs: Vec<ChannelId>,
     pub outputs: Vec<OutputEdge>,
     pub exactly_once: bool,
-    /// Checkpointing is on: a bounded source waits for a checkpoint covering all its output
-    /// before it ends its output (so sinks commit everything exactly once).
+    /// Checkpointing is on: at the end of a bounded input every task waits for a checkpoint
+    /// covering all its output before it ends its output, and sinks commit only through
+    /// checkpoints (FLIP-147).
     pub checkpointing: bool,
     pub buffer_timeout_ms: u64,
     /// State to restore, by operator uid (from the checkpoint the job restarts from).
@@ -228,6 +237,7 @@ fn build_chain(
         max_parallelism: d.max_parallelism,
         attempt: d.attempt,
         run_token: run_token.to_string(),
+        checkpointing: d.checkpointing,
     };
     let tail = *vertex.nodes.last().ok_or("empty vertex")?;
     let mut outs: Vec<AnyEmit> = Vec::new();
@@ -385,9 +395,12 @@ fn run_source(
                 }
             }
             SourceStatus::Finished => {
+                // The final watermark went down the chain in `poll`; now the operators finish
+                // and end of data goes out, all ahead of the final checkpoint's barrier.
+                src.end_input()?;
                 src.chain().flush()?;
                 if !d.checkpointing {
-                    src.end_input()?;
+                    src.chain().end_of_partition()?;
                     src.chain().flush()?;
                     return Ok(ExecutionState::Finished);
                 }
@@ -398,8 +411,9 @@ fn run_source(
 }
 
 /// Handles a control message in a source task; `Some(state)` ends the task. A finished source
-/// (checkpointing on) still takes checkpoints; once one of them completes, everything it emitted
-/// is covered by a completed checkpoint and it ends its output.
+/// (checkpointing on: its data already ended, operators finished) still takes checkpoints; the
+/// first one after the end is its final checkpoint. Once that completes, everything it and its
+/// downstream emitted is committed, and it ends its output (`EndOfPartition`).
 fn source_control(
     d: &TaskDeployment,
     src: &mut dyn SourceDriver,
@@ -421,7 +435,7 @@ fn source_control(
         TaskControl::NotifyCheckpointComplete { checkpoint_id } => {
             src.notify_checkpoint_complete(checkpoint_id)?;
             if finished && final_barrier.is_some_and(|f| checkpoint_id >= f) {
-                src.end_input()?;
+                src.chain().end_of_partition()?;
                 src.chain().flush()?;
                 return Ok(Some(ExecutionState::Finished));
             }
@@ -432,6 +446,10 @@ fn source_control(
     Ok(None)
 }
 
+/// Runs a task fed by input channels. It ends when every channel ended and — with
+/// checkpointing on — the task's final checkpoint (the first one it aligned after its data
+/// ended) completed, so everything its sinks wrote is committed by a checkpoint, never by the end
+/// itself.
 fn run_input(
     d: &TaskDeployment,
     head: &mut dyn InputHandler,
@@ -442,6 +460,8 @@ fn run_input(
 ) -> Result<ExecutionState> {
     let mut gate = InputGate::new(d.inputs.len(), d.exactly_once);
     let mut last_flush = Instant::now();
+    // The newest checkpoint this task was notified of.
+    let mut notified: Option<u64> = None;
     loop {
         if cancel.load(Ordering::Relaxed) {
             return Ok(ExecutionState::Canceled);
@@ -478,27 +498,29 @@ fn run_input(
                 index,
                 event,
                 credit,
-            } => {
-                gate.on_event(index as usize, event, credit, head)?;
-                for (id, snaps) in gate.take_completed() {
-                    head.chain().flush()?;
-                    listener.checkpoint_acknowledged(d, id, snaps);
-                }
-                if gate.is_finished() {
-                    head.chain().flush()?;
-                    return Ok(ExecutionState::Finished);
-                }
-            }
+            } => gate.on_event(index as usize, event, credit, head)?,
             MailboxItem::Control(TaskControl::NotifyCheckpointComplete { checkpoint_id }) => {
+                notified = notified.max(Some(checkpoint_id));
                 head.chain().notify_checkpoint_complete(checkpoint_id)?
             }
             MailboxItem::Control(TaskControl::AbortCheckpoint { checkpoint_id }) => {
-                if gate.aligning() == Some(checkpoint_id) {
-                    gate.abandon_alignment(head)?;
-                }
+                gate.abort_checkpoint(checkpoint_id, head)?
             }
             MailboxItem::Control(TaskControl::Cancel) => return Ok(ExecutionState::Canceled),
             MailboxItem::Control(TaskControl::TriggerCheckpoint { .. }) => {}
+        }
+        for (id, snaps) in gate.take_completed() {
+            head.chain().flush()?;
+            listener.checkpoint_acknowledged(d, id, snaps);
+        }
+        let final_done = !d.checkpointing
+            || gate
+                .final_checkpoint()
+                .is_some_and(|f| notified.is_some_and(|n| n >= f));
+        if gate.is_finished() && final_done {
+            head.chain().end_of_partition()?;
+            head.chain().flush()?;
+            return Ok(ExecutionState::Finished);
         }
         tick(head.chain())?;
     }

@@ -3,7 +3,8 @@
 //! connection.
 //!
 //! Frame: `u32 length | u8 kind | u64 channel id | payload`. Producer → consumer: OPEN, BATCH
-//! (bincode `Vec<T>`), WATERMARK (i64), BARRIER (u64), END. Consumer → producer: CREDIT (u32).
+//! (bincode `Vec<T>`), WATERMARK (i64), BARRIER (u64), END_OF_DATA, END. Consumer → producer:
+//! CREDIT (u32).
 //! A producer opens a channel and waits for credits; the consumer grants the first credits only
 //! once the consuming task registered the channel, so nothing is ever sent into the void.
 //! Data for an unknown channel (an older deployment's) is dropped.
@@ -26,6 +27,7 @@ const WATERMARK: u8 = 3;
 const BARRIER: u8 = 4;
 const END: u8 = 5;
 const CREDIT: u8 = 6;
+const END_OF_DATA: u8 = 7;
 
 /// Largest frame accepted (a corrupt length must not allocate gigabytes).
 const MAX_FRAME: u32 = 256 << 20;
@@ -90,6 +92,7 @@ impl PeerConnection {
             }
             ChannelEvent::Watermark(wm) => self.write_frame(WATERMARK, id, &wm.to_le_bytes()),
             ChannelEvent::Barrier(c) => self.write_frame(BARRIER, id, &c.to_le_bytes()),
+            ChannelEvent::EndOfData => self.write_frame(END_OF_DATA, id, &[]),
             ChannelEvent::EndOfPartition => self.write_frame(END, id, &[]),
         }
     }
@@ -206,6 +209,7 @@ impl NetworkEnvironment {
                 BATCH => ChannelEvent::Batch(Payload::Bytes(payload.to_vec())),
                 WATERMARK => ChannelEvent::Watermark(le_u64(payload) as i64),
                 BARRIER => ChannelEvent::Barrier(le_u64(payload)),
+                END_OF_DATA => ChannelEvent::EndOfData,
                 END => ChannelEvent::EndOfPartition,
                 _ => continue,
             };

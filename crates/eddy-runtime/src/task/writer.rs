@@ -1,8 +1,9 @@
 //! The network end of a chain: partitions records over the consumer's channels into per-channel
 //! buffers and ships full buffers (local: the `Vec` itself; remote: bincode bytes).
 //!
-//! Watermarks, barriers and the end of input flush every buffer first and then go to every
-//! channel, so they stay behind the records that preceded them.
+//! Watermarks, barriers, end of data and the end of the partition flush every buffer first and
+//! then go to every channel, so they stay behind the records that preceded them. End of data
+//! always precedes the end of the partition.
 
 use crate::data::{Data, Timestamp};
 use crate::error::Result;
@@ -30,6 +31,7 @@ pub struct RecordWriter<T> {
     buffers: Vec<Vec<T>>,
     partitioner: Partitioner<T>,
     metrics: Arc<TaskMetrics>,
+    data_ended: bool,
     ended: bool,
 }
 
@@ -48,6 +50,7 @@ impl<T: Data> RecordWriter<T> {
             buffers,
             partitioner,
             metrics,
+            data_ended: false,
             ended: false,
         }
     }
@@ -91,9 +94,17 @@ impl<T: Data> Control for RecordWriter<T> {
         Ok(())
     }
     fn end_of_input(&mut self) -> Result<()> {
+        if self.data_ended {
+            return Ok(());
+        }
+        self.data_ended = true;
+        self.broadcast_event(|| ChannelEvent::EndOfData)
+    }
+    fn end_of_partition(&mut self) -> Result<()> {
         if self.ended {
             return Ok(());
         }
+        self.end_of_input()?;
         self.ended = true;
         self.broadcast_event(|| ChannelEvent::EndOfPartition)
     }

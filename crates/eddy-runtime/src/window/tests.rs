@@ -48,6 +48,7 @@ pub(crate) fn info(subtask: u32, parallelism: u32) -> TaskInfo {
         max_parallelism: 128,
         attempt: 0,
         run_token: "t".into(),
+        checkpointing: false,
     }
 }
 

@@ -1,6 +1,9 @@
 //! Helpers for end-to-end tests: run the real `eddy` binary with a time limit (killed by PID on
-//! timeout or when the test panics), and read committed output files.
+//! timeout or when the test panics), and read committed output files. `committed.rs` watches
+//! that committed output is never retracted.
 #![allow(dead_code)]
+
+pub mod committed;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
