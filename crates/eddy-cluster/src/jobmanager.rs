@@ -7,7 +7,10 @@
 
 use crate::ha::{Ha, LeaderAddress};
 use crate::jobmaster::{Command, JobMaster, JobMasterSettings, SlotRef};
-use crate::rpc::{read_message, write_message, FencingToken, JmMessage, TmMessage};
+use crate::rpc::{
+    read_message, rpc_limits, validate_registration, write_message, FencingToken, JmMessage,
+    TmMessage,
+};
 use crate::status::{JobDetails, JobStatus};
 use eddy_coordination::{LeaderSessionId, LeadershipEvent};
 use eddy_core::config::Config;
@@ -181,6 +184,7 @@ pub fn start_with(
         .to_string();
     let (tx, rx) = channel();
     let accept_tx = tx.clone();
+    let limits = rpc_limits(&config);
     std::thread::Builder::new()
         .name("jm-accept".into())
         .spawn(move || {
@@ -190,6 +194,12 @@ pub fn start_with(
                 let Ok(read_half) = stream.try_clone() else {
                     continue;
                 };
+                if read_half
+                    .set_read_timeout(Some(limits.socket_read_timeout()))
+                    .is_err()
+                {
+                    continue;
+                }
                 if accept_tx
                     .send(Event::Connected(conn_id, Arc::new(Mutex::new(stream))))
                     .is_err()
@@ -197,12 +207,13 @@ pub fn start_with(
                     return;
                 }
                 let tx = accept_tx.clone();
+                let limits = limits.clone();
                 let _ = std::thread::Builder::new()
                     .name("jm-rpc-in".into())
                     .spawn(move || {
                         let mut r = BufReader::new(read_half);
                         loop {
-                            match read_message::<TmMessage>(&mut r) {
+                            match read_message::<TmMessage>(&mut r, &limits) {
                                 Ok(m) => {
                                     if tx.send(Event::Message(conn_id, m)).is_err() {
                                         return;
@@ -342,6 +353,14 @@ impl JobManagerLoop {
                 let Some(conn) = self.unregistered.remove(&id) else {
                     return;
                 };
+                if let Err(reason) = validate_registration(&tm_id, &data_address, slots) {
+                    tracing::warn!("refused a TaskManager registration: {reason}");
+                    if let Ok(mut c) = conn.lock() {
+                        let _ = write_message(&mut *c, &JmMessage::Refused { reason });
+                        let _ = c.shutdown(std::net::Shutdown::Both);
+                    }
+                    return;
+                }
                 let Some(token) = self.token else {
                     let reply = JmMessage::Refused {
                         reason: "this JobManager is not the leader".into(),
