@@ -8,7 +8,9 @@
 use crate::ha::{Ha, LeaderAddress};
 use crate::jobmaster::{Command, JobMaster, JobMasterSettings, SlotRef};
 use crate::peer::Peer;
-use crate::rpc::{read_message, FencingToken, JmMessage, TmMessage};
+use crate::rpc::{
+    read_message, rpc_limits, validate_registration, FencingToken, JmMessage, TmMessage,
+};
 use crate::status::{JobDetails, JobStatus};
 use eddy_coordination::{LeaderSessionId, LeadershipEvent};
 use eddy_core::config::Config;
@@ -187,6 +189,7 @@ pub fn start_with(
     let accept_tx = tx.clone();
     // A TaskManager that does not read for this long is lost anyway (it cannot heartbeat).
     let write_timeout = config.heartbeat_timeout();
+    let limits = rpc_limits(&config);
     std::thread::Builder::new()
         .name("jm-accept".into())
         .spawn(move || {
@@ -196,6 +199,12 @@ pub fn start_with(
                 let Ok(read_half) = stream.try_clone() else {
                     continue;
                 };
+                if read_half
+                    .set_read_timeout(Some(limits.socket_read_timeout()))
+                    .is_err()
+                {
+                    continue;
+                }
                 let Ok(peer) = Peer::start(stream, write_timeout, "jm-rpc-out") else {
                     continue;
                 };
@@ -203,12 +212,13 @@ pub fn start_with(
                     return;
                 }
                 let tx = accept_tx.clone();
+                let limits = limits.clone();
                 let _ = std::thread::Builder::new()
                     .name("jm-rpc-in".into())
                     .spawn(move || {
                         let mut r = BufReader::new(read_half);
                         loop {
-                            match read_message::<TmMessage>(&mut r) {
+                            match read_message::<TmMessage>(&mut r, &limits) {
                                 Ok(m) => {
                                     if tx.send(Event::Message(conn_id, m)).is_err() {
                                         return;
@@ -371,6 +381,12 @@ impl JobManagerLoop {
                 let Some(conn) = self.unregistered.remove(&id) else {
                     return;
                 };
+                if let Err(reason) = validate_registration(&tm_id, &data_address, slots) {
+                    tracing::warn!("refused a TaskManager registration: {reason}");
+                    // Dropping the peer sends the refusal, then closes the connection.
+                    let _ = conn.send(JmMessage::Refused { reason });
+                    return;
+                }
                 let Some(token) = self.token else {
                     // Dropping the peer sends the refusal, then closes the connection.
                     let _ = conn.send(JmMessage::Refused {

@@ -100,10 +100,13 @@ mod tests {
         }
         drop(peer);
         let mut r = BufReader::new(b);
-        let got: Vec<u64> = (0..100).map(|_| read_message(&mut r).unwrap()).collect();
+        let limits = crate::rpc::rpc_limits(&eddy_core::config::Config::default());
+        let got: Vec<u64> = (0..100)
+            .map(|_| read_message(&mut r, &limits).unwrap())
+            .collect();
         assert_eq!(got, (0..100).collect::<Vec<_>>());
         assert!(
-            read_message::<u64>(&mut r).is_err(),
+            read_message::<u64>(&mut r, &limits).is_err(),
             "closed after draining"
         );
     }

@@ -10,19 +10,20 @@
 
 use crate::peer::Peer;
 use crate::rpc::{
-    read_message, write_message, ExecutionKey, FencingToken, JmMessage, RestoreSpec, TaskCounters,
-    TmMessage,
+    read_message, rpc_limits, write_message, ExecutionKey, FencingToken, JmMessage, RestoreSpec,
+    TaskCounters, TmMessage,
 };
 use eddy_core::config::Config;
 use eddy_core::ids::TaskManagerId;
 use eddy_core::JobId;
 use eddy_recovery::{CheckpointStorage, OperatorSubtaskState, TaskStateSnapshot};
 use eddy_runtime::error::JobError;
+use eddy_runtime::framing::FrameLimits;
 use eddy_runtime::registry::{BuiltJob, JobRegistry};
 use eddy_runtime::snapshot::OperatorSnapshot;
 use eddy_runtime::task::chain::ChainSnapshot;
 use eddy_runtime::task::channel::TaskControl;
-use eddy_runtime::task::network::NetworkEnvironment;
+use eddy_runtime::task::network::{frame_limits, NetworkEnvironment};
 use eddy_runtime::task::{spawn_task, ExecutionState, TaskDeployment, TaskHandle, TaskListener};
 use std::collections::HashMap;
 use std::io::BufReader;
@@ -251,8 +252,9 @@ struct Shared {
     token: Mutex<Option<FencingToken>>,
     stopped: AtomicBool,
     slots: u32,
-    /// No message from the JobManager for this long: it is considered lost.
-    heartbeat_timeout: Duration,
+    /// Bounds on what the JobManager sends (`pekko.framesize`); no message from it for
+    /// `heartbeat.timeout`: it is considered lost.
+    rpc_limits: FrameLimits,
 }
 
 /// A running TaskManager.
@@ -314,9 +316,12 @@ pub fn start_with(
     registry: Arc<JobRegistry>,
     target: JobManagerTarget,
 ) -> Result<TaskManagerHandle, String> {
-    let network =
-        NetworkEnvironment::start(&config.taskmanager_host(), config.taskmanager_data_port())
-            .map_err(|e| e.to_string())?;
+    let network = NetworkEnvironment::start(
+        &config.taskmanager_host(),
+        config.taskmanager_data_port(),
+        frame_limits(config.network_max_frame_size(), config.heartbeat_timeout()),
+    )
+    .map_err(|e| e.to_string())?;
     let writer: Writer = Arc::new(Mutex::new(None));
     let shared = Arc::new(Shared {
         id: TaskManagerId::random("tm"),
@@ -329,7 +334,7 @@ pub fn start_with(
         token: Mutex::new(None),
         stopped: AtomicBool::new(false),
         slots: config.slots_per_taskmanager(),
-        heartbeat_timeout: config.heartbeat_timeout(),
+        rpc_limits: rpc_limits(config),
     });
     let heartbeat = config.heartbeat_interval().min(Duration::from_millis(500));
     let s = shared.clone();
@@ -448,7 +453,7 @@ fn serve(shared: &Arc<Shared>, stream: TcpStream) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     // The JobManager answers every heartbeat: silence longer than heartbeat.timeout means it
     // is gone (paused, partitioned) even though the connection looks open.
-    stream.set_read_timeout(Some(shared.heartbeat_timeout))?;
+    stream.set_read_timeout(Some(shared.rpc_limits.socket_read_timeout()))?;
     let mut w = stream;
     write_message(
         &mut w,
@@ -459,7 +464,7 @@ fn serve(shared: &Arc<Shared>, stream: TcpStream) -> std::io::Result<()> {
             pid: std::process::id(),
         },
     )?;
-    let token = match read_message::<JmMessage>(&mut reader)? {
+    let token = match read_message::<JmMessage>(&mut reader, &shared.rpc_limits)? {
         JmMessage::Registered { token } => token,
         JmMessage::Refused { reason } => {
             return Err(std::io::Error::other(format!(
@@ -476,13 +481,13 @@ fn serve(shared: &Arc<Shared>, stream: TcpStream) -> std::io::Result<()> {
         *t = Some(token);
     }
     // A JobManager that stops reading is lost anyway after heartbeat.timeout.
-    let peer = Peer::start(w, shared.heartbeat_timeout, "tm-rpc-out")?;
+    let peer = Peer::start(w, shared.rpc_limits.frame_timeout, "tm-rpc-out")?;
     if let Ok(mut g) = shared.writer.lock() {
         *g = Some(Link { token, peer });
     }
     tracing::info!("TaskManager {} registered at the JobManager", shared.id);
     loop {
-        let msg = read_message::<JmMessage>(&mut reader)?;
+        let msg = read_message::<JmMessage>(&mut reader, &shared.rpc_limits)?;
         handle(shared, msg);
     }
 }

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod data;
 pub mod error;
+pub mod framing;
 pub mod graph;
 pub mod keyed;
 pub mod operator;

@@ -46,6 +46,13 @@ const NONNEG_INT: ValueType = ValueType::Int {
 };
 const PARALLELISM: ValueType = ValueType::Int { min: 1, max: 32768 };
 
+/// Most slots one TaskManager may offer; the JobManager refuses a registration above it.
+pub const MAX_TASK_SLOTS: u32 = 1024;
+/// Bounds of the frame-size keys (`pekko.framesize`, `taskmanager.network.max-frame-size`):
+/// below 64 KiB ordinary messages do not fit; a length prefix is 32 bits.
+pub const MIN_FRAME_SIZE: u64 = 64 << 10;
+pub const MAX_FRAME_SIZE: u64 = 1 << 30;
+
 pub const HA_TYPES: &[&[&str]] = &[&["none", "standalone"], &["zookeeper"]];
 pub const STATE_BACKENDS: &[&[&str]] = &[&["hashmap"], &["rocksdb"]];
 pub const FAILOVER_STRATEGIES: &[&[&str]] = &[&["region"], &["full"]];
@@ -71,7 +78,7 @@ pub static KEYS: &[KeySpec] = &[
     spec("jobmanager.rpc.port", &[], ValueType::Port, Some("6123"), "Port of the JobManager's RPC endpoint (without HA)."),
     spec("jobmanager.memory.process.size", &[], ValueType::Size, None, "Accepted for Flink compatibility and reported; not enforced."),
     spec("taskmanager.memory.process.size", &[], ValueType::Size, None, "Accepted for Flink compatibility and reported; not enforced."),
-    spec("taskmanager.numberOfTaskSlots", &[], POS_INT, Some("1"), "Slots each TaskManager offers."),
+    spec("taskmanager.numberOfTaskSlots", &[], ValueType::Int { min: 1, max: MAX_TASK_SLOTS as i64 }, Some("1"), "Slots each TaskManager offers."),
     spec("taskmanager.host", &[], ValueType::Host, Some("127.0.0.1"), "Address a TaskManager binds and advertises."),
     spec("taskmanager.data.port", &[], ValueType::Port, Some("0"), "TaskManager data-exchange port (0 = any free port)."),
     spec("taskmanager.registration.timeout", &[], POS_DUR, Some("5 min"), "Flink: a TaskManager that cannot register within this time exits. Refused (support.rs)."),
@@ -126,6 +133,7 @@ pub static KEYS: &[KeySpec] = &[
     spec("execution.checkpointing.tolerable-failed-checkpoints", &[], NONNEG_INT, Some("0"), "Consecutive failed checkpoints tolerated before the job fails over."),
     spec("execution.checkpointing.externalized-checkpoint-retention", &[], ValueType::Enum(RETENTIONS), Some("NO_EXTERNALIZED_CHECKPOINTS"), "Whether retained checkpoints survive cancellation."),
     // --- failure detection and timeouts
+    spec("pekko.framesize", &["akka.framesize"], ValueType::Size, Some("10485760b"), "Largest RPC message between JobManager and TaskManagers (64k..1g); a larger one closes the connection."),
     spec("heartbeat.interval", &[], POS_DUR, Some("10 s"), "Interval between heartbeats."),
     spec("heartbeat.timeout", &[], POS_DUR, Some("50 s"), "A peer silent for this long is considered dead."),
     spec("taskmanager.slot.timeout", &[], POS_DUR, Some("10 s"), "Flink: free slots of a JobMaster disconnected this long. Refused (support.rs)."),
@@ -140,6 +148,7 @@ pub static KEYS: &[KeySpec] = &[
     spec("rest.bind-address", &[], ValueType::Host, None, "Address the REST server binds (unset = all interfaces)."),
     // --- data plane
     spec("execution.buffer-timeout", &[], DUR, Some("100 ms"), "How long a partly filled output buffer may wait before it is sent."),
+    spec("taskmanager.network.max-frame-size", &[], ValueType::Size, Some("16m"), "Largest data frame (one buffer of records) between TaskManagers (64k..1g); a larger one fails the sending task."),
 ];
 
 /// The spec for a canonical name or an alias (exact, case-sensitive like Flink).

@@ -675,7 +675,8 @@ fn invalid_value_messages() {
         ("pipeline.max-parallelism", "0", "invalid value '0' for key 'pipeline.max-parallelism': expected an integer in 1..=32768"),
         ("pipeline.max-parallelism", "40000", "invalid value '40000' for key 'pipeline.max-parallelism': expected an integer in 1..=32768"),
         ("state.checkpoints.num-retained", "0", "invalid value '0' for key 'state.checkpoints.num-retained': expected an integer >= 1"),
-        ("taskmanager.numberOfTaskSlots", "four", "invalid value 'four' for key 'taskmanager.numberOfTaskSlots': expected an integer >= 1"),
+        ("taskmanager.numberOfTaskSlots", "four", "invalid value 'four' for key 'taskmanager.numberOfTaskSlots': expected an integer in 1..=1024"),
+        ("taskmanager.numberOfTaskSlots", "4294967295", "invalid value '4294967295' for key 'taskmanager.numberOfTaskSlots': expected an integer in 1..=1024"),
         ("restart-strategy.fixed-delay.attempts", "-1", "invalid value '-1' for key 'restart-strategy.fixed-delay.attempts': expected an integer >= 0 or 'unlimited'"),
         ("restart-strategy.exponential-delay.jitter-factor", "1.5", "invalid value '1.5' for key 'restart-strategy.exponential-delay.jitter-factor': expected a number in 0.0..=1.0"),
         ("restart-strategy.exponential-delay.backoff-multiplier", "0.5", "invalid value '0.5' for key 'restart-strategy.exponential-delay.backoff-multiplier': expected a number >= 1.0"),
@@ -1115,6 +1116,29 @@ fn checkpointing_settings() {
 }
 
 // ---------------------------------------------------------------- cross-key rules
+
+#[test]
+fn frame_sizes_default_to_flinks_rpc_frame_and_16m_and_stay_within_64k_to_1g() {
+    let c = cfg(&[]);
+    assert_eq!(c.rpc_frame_size(), 10 << 20);
+    assert_eq!(c.network_max_frame_size(), 16 << 20);
+    let c = cfg(&[
+        ("akka.framesize", "2m"),
+        ("taskmanager.network.max-frame-size", "1g"),
+    ]);
+    assert_eq!(
+        (c.rpc_frame_size(), c.network_max_frame_size()),
+        (2 << 20, 1 << 30)
+    );
+    assert_eq!(
+        err_of(&[("pekko.framesize", "2g")]),
+        "invalid value '2g' for key 'pekko.framesize': expected a size from 64k to 1g"
+    );
+    assert_eq!(
+        err_of(&[("taskmanager.network.max-frame-size", "100b")]),
+        "invalid value '100b' for key 'taskmanager.network.max-frame-size': expected a size from 64k to 1g"
+    );
+}
 
 #[test]
 fn heartbeat_timeout_must_exceed_interval() {

@@ -391,6 +391,10 @@ impl Config {
     pub fn exception_history_size(&self) -> usize {
         self.number("web.exception-history-size") as usize
     }
+    /// `pekko.framesize` in bytes: the largest RPC message (validated to fit a u32).
+    pub fn rpc_frame_size(&self) -> u32 {
+        self.frame_size("pekko.framesize")
+    }
 
     // --- REST and data plane
 
@@ -408,5 +412,13 @@ impl Config {
     }
     pub fn buffer_timeout(&self) -> Duration {
         self.duration("execution.buffer-timeout")
+    }
+    /// `taskmanager.network.max-frame-size` in bytes: the largest data-plane frame.
+    pub fn network_max_frame_size(&self) -> u32 {
+        self.frame_size("taskmanager.network.max-frame-size")
+    }
+    fn frame_size(&self, key: &str) -> u32 {
+        let bytes = self.get_size(key).unwrap_or(super::keys::MIN_FRAME_SIZE);
+        bytes.clamp(super::keys::MIN_FRAME_SIZE, super::keys::MAX_FRAME_SIZE) as u32
     }
 }

@@ -5,6 +5,7 @@
 use super::duration::format_duration;
 use super::error::ConfigError;
 use super::keys::{self, KeySpec};
+use super::size::format_size;
 use super::support;
 use super::typed::HaMode;
 use super::Config;
@@ -151,6 +152,20 @@ fn cross_check(config: &Config) -> Result<Vec<String>, ConfigError> {
             config.get(blamed).unwrap_or(""),
             expected,
         ));
+    }
+    for key in ["pekko.framesize", "taskmanager.network.max-frame-size"] {
+        let bytes = config.get_size(key).unwrap_or(keys::MIN_FRAME_SIZE);
+        if !(keys::MIN_FRAME_SIZE..=keys::MAX_FRAME_SIZE).contains(&bytes) {
+            return Err(ConfigError::invalid(
+                key,
+                config.get(key).unwrap_or(""),
+                format!(
+                    "a size from {} to {}",
+                    format_size(keys::MIN_FRAME_SIZE),
+                    format_size(keys::MAX_FRAME_SIZE)
+                ),
+            ));
+        }
     }
     if config.ha_mode() == HaMode::ZooKeeper {
         for key in [

@@ -83,8 +83,24 @@ impl Credits {
 
     pub fn grant(&self, count: u32) {
         if let Ok(mut n) = self.available.lock() {
-            *n += count;
+            *n = n.saturating_add(count);
             self.cv.notify_all();
+        }
+    }
+
+    /// Grants `count` unless that would make more than `max` available; `Err(available)` then
+    /// (a peer granting credits its channel cannot hold breaks the protocol).
+    pub fn grant_within(&self, count: u32, max: u32) -> std::result::Result<(), u32> {
+        let Ok(mut n) = self.available.lock() else {
+            return Ok(());
+        };
+        match n.checked_add(count) {
+            Some(total) if total <= max => {
+                *n = total;
+                self.cv.notify_all();
+                Ok(())
+            }
+            _ => Err(*n),
         }
     }
 }

@@ -53,7 +53,8 @@ impl<T: Data> InputHandler for Decoder<T> {
             Payload::Local(b) => *b
                 .downcast::<Vec<T>>()
                 .map_err(|_| JobError::new("internal: a local batch of the wrong record type"))?,
-            Payload::Bytes(bytes) => bincode::deserialize(&bytes).map_err(|e| {
+            // Bounded: a length inside the batch never allocates beyond the frame's bytes.
+            Payload::Bytes(bytes) => crate::framing::decode(&bytes).map_err(|e| {
                 JobError::new(format!("cannot decode a batch from the network: {e}"))
             })?,
         };

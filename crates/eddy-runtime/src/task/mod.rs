@@ -125,15 +125,20 @@ impl TaskHandle {
         if matches!(c, TaskControl::Cancel) {
             self.cancel.store(true, Ordering::Relaxed);
         }
-        let _ = self
-            .mailbox
-            .try_send(MailboxItem::Control(c.clone()))
-            .or_else(|e| match e {
-                std::sync::mpsc::TrySendError::Full(item) => {
-                    self.mailbox.send(item).map_err(|_| ())
-                }
-                std::sync::mpsc::TrySendError::Disconnected(_) => Err(()),
-            });
+        // Never blocks the caller (the TaskManager's RPC thread) on a task that does not drain
+        // its mailbox: a cancel is already signalled by the flag above, which the task checks
+        // also while it waits for credits; a checkpoint trigger, notification or abort that
+        // does not fit is dropped — the checkpoint then expires, and a later notification
+        // commits everything up to its id.
+        if let Err(std::sync::mpsc::TrySendError::Full(_)) =
+            self.mailbox.try_send(MailboxItem::Control(c.clone()))
+        {
+            tracing::debug!(
+                "task {}/{}: mailbox full, control message {c:?} dropped",
+                self.deployment.vertex,
+                self.deployment.subtask
+            );
+        }
     }
 }
 

@@ -8,8 +8,14 @@
 //! A producer opens a channel and waits for credits; the consumer grants the first credits only
 //! once the consuming task registered the channel, so nothing is ever sent into the void.
 //! Data for an unknown channel (an older deployment's) is dropped.
+//!
+//! Frames come from peers we do not trust: each is read with `framing::read_frame` (at most
+//! `taskmanager.network.max-frame-size` bytes, complete within `heartbeat.timeout` once begun) and
+//! checked by [`decode_frame`] (a known kind, the exact payload length of its kind, a credit of at
+//! most [`CHANNEL_CREDITS`]). Anything else closes the connection; it never panics.
 
 use crate::error::{JobError, Result};
+use crate::framing::{self, FrameLimits};
 use crate::task::channel::{
     ChannelEvent, ChannelId, ChannelWriter, CreditReturn, Credits, InputEndpoint, MailboxItem,
     Payload, CHANNEL_CREDITS,
@@ -29,12 +35,105 @@ const END: u8 = 5;
 const CREDIT: u8 = 6;
 const END_OF_DATA: u8 = 7;
 
-/// Largest frame accepted (a corrupt length must not allocate gigabytes).
-const MAX_FRAME: u32 = 256 << 20;
+/// Bytes of a frame before its payload: kind and channel id.
+const FRAME_HEAD: usize = 1 + 8;
+
+/// The configuration key that bounds a data frame, named in errors.
+pub const MAX_FRAME_KEY: &str = "taskmanager.network.max-frame-size";
+
+/// One frame of the data plane, checked: a known kind with the payload length of its kind.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DataFrame<'a> {
+    Open(ChannelId),
+    Batch(ChannelId, &'a [u8]),
+    Watermark(ChannelId, i64),
+    Barrier(ChannelId, u64),
+    /// FLIP-147: the producer's data ended (it finished); END follows after its final checkpoint.
+    EndOfData(ChannelId),
+    End(ChannelId),
+    /// `1..=CHANNEL_CREDITS` credits: a channel never holds more.
+    Credit(ChannelId, u32),
+}
+
+/// Checks a frame's body (everything after its length); the error says what was wrong.
+pub fn decode_frame(body: &[u8]) -> std::result::Result<DataFrame<'_>, String> {
+    if body.len() < FRAME_HEAD {
+        return Err(format!(
+            "a data frame of {} bytes is shorter than its {FRAME_HEAD}-byte header",
+            body.len()
+        ));
+    }
+    let kind = body[0];
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&body[1..FRAME_HEAD]);
+    let id = ChannelId::from_le_bytes(id);
+    let payload = &body[FRAME_HEAD..];
+    let fixed = |n: usize| -> std::result::Result<&[u8], String> {
+        if payload.len() == n {
+            Ok(payload)
+        } else {
+            Err(format!(
+                "a data frame of kind {kind} on channel {id} carries {} payload bytes, expected {n}",
+                payload.len()
+            ))
+        }
+    };
+    let le8 = |b: &[u8]| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        a
+    };
+    Ok(match kind {
+        OPEN => {
+            fixed(0)?;
+            DataFrame::Open(id)
+        }
+        BATCH => DataFrame::Batch(id, payload),
+        WATERMARK => DataFrame::Watermark(id, i64::from_le_bytes(le8(fixed(8)?))),
+        BARRIER => DataFrame::Barrier(id, u64::from_le_bytes(le8(fixed(8)?))),
+        END_OF_DATA => {
+            fixed(0)?;
+            DataFrame::EndOfData(id)
+        }
+        END => {
+            fixed(0)?;
+            DataFrame::End(id)
+        }
+        CREDIT => {
+            let b = fixed(4)?;
+            let n = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            if !(1..=CHANNEL_CREDITS).contains(&n) {
+                return Err(format!(
+                    "a credit of {n} on channel {id}: a channel holds 1 to {CHANNEL_CREDITS}"
+                ));
+            }
+            DataFrame::Credit(id, n)
+        }
+        other => {
+            return Err(format!(
+                "unknown data frame kind {other} on channel {id} (known: {OPEN} to {CREDIT})"
+            ))
+        }
+    })
+}
+
+/// How the data plane bounds what peers send: frame size (`taskmanager.network.max-frame-size`),
+/// and how long a begun frame may take (`heartbeat.timeout`: a peer that slow is lost anyway).
+/// Connections may be idle between frames for as long as they like.
+pub fn frame_limits(max_frame: u32, frame_timeout: Duration) -> FrameLimits {
+    FrameLimits {
+        max_len: max_frame,
+        key: MAX_FRAME_KEY,
+        frame_timeout,
+        idle_timeout: None,
+    }
+}
 
 /// One TCP connection to a peer TaskManager (either direction).
 pub struct PeerConnection {
     writer: Mutex<BufWriter<TcpStream>>,
+    /// Largest frame this side sends (the peer refuses larger ones).
+    max_frame: u32,
     /// Producer side: credits per channel, granted by the consumer.
     credits: Mutex<HashMap<ChannelId, Arc<Credits>>>,
     broken: AtomicBool,
@@ -42,7 +141,7 @@ pub struct PeerConnection {
 }
 
 impl PeerConnection {
-    fn new(stream: TcpStream) -> Result<Arc<Self>> {
+    fn new(stream: TcpStream, max_frame: u32) -> Result<Arc<Self>> {
         stream.set_nodelay(true)?;
         let peer = stream
             .peer_addr()
@@ -50,6 +149,7 @@ impl PeerConnection {
             .unwrap_or_default();
         Ok(Arc::new(PeerConnection {
             writer: Mutex::new(BufWriter::with_capacity(64 * 1024, stream)),
+            max_frame,
             credits: Mutex::new(HashMap::new()),
             broken: AtomicBool::new(false),
             peer,
@@ -63,11 +163,19 @@ impl PeerConnection {
                 self.peer
             )));
         }
+        let len = FRAME_HEAD + payload.len();
+        if len > self.max_frame as usize {
+            return Err(JobError::new(format!(
+                "a data frame of {len} bytes for channel {id} exceeds {MAX_FRAME_KEY} ({} bytes); \
+                 raise it on every TaskManager, or send smaller records",
+                self.max_frame
+            )));
+        }
+        let len = len as u32;
         let mut w = self
             .writer
             .lock()
             .map_err(|_| JobError::new("connection lock poisoned"))?;
-        let len = (1 + 8 + payload.len()) as u32;
         let r = (|| {
             w.write_all(&len.to_le_bytes())?;
             w.write_all(&[kind])?;
@@ -104,27 +212,6 @@ impl PeerConnection {
     }
 }
 
-fn read_frame(r: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<(u8, ChannelId)> {
-    let mut head = [0u8; 4];
-    r.read_exact(&mut head)?;
-    let len = u32::from_le_bytes(head);
-    if !(9..=MAX_FRAME).contains(&len) {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("bad frame length {len}"),
-        ));
-    }
-    buf.resize(len as usize, 0);
-    r.read_exact(buf)?;
-    let kind = buf[0];
-    let id = u64::from_le_bytes(buf[1..9].try_into().unwrap_or([0; 8]));
-    Ok((kind, id))
-}
-
-fn le_u64(b: &[u8]) -> u64 {
-    u64::from_le_bytes(b.get(..8).and_then(|s| s.try_into().ok()).unwrap_or([0; 8]))
-}
-
 /// A TaskManager's data plane: the listener, the registry of input channels, and the outgoing
 /// connections.
 pub struct NetworkEnvironment {
@@ -134,11 +221,13 @@ pub struct NetworkEnvironment {
     /// Remote producers that opened a channel before its consumer registered.
     pending_opens: Mutex<HashMap<ChannelId, Arc<PeerConnection>>>,
     peers: Mutex<HashMap<String, Arc<PeerConnection>>>,
+    limits: FrameLimits,
 }
 
 impl NetworkEnvironment {
-    /// Binds the data port (0 = any free port) and starts accepting producers.
-    pub fn start(host: &str, port: u16) -> Result<Arc<Self>> {
+    /// Binds the data port (0 = any free port) and starts accepting producers; `limits` bound
+    /// the frames of every connection ([`frame_limits`]).
+    pub fn start(host: &str, port: u16, limits: FrameLimits) -> Result<Arc<Self>> {
         let listener = TcpListener::bind((host, port))
             .map_err(|e| JobError::new(format!("cannot bind the data port {host}:{port}: {e}")))?;
         let address = listener.local_addr()?;
@@ -148,6 +237,7 @@ impl NetworkEnvironment {
             registered: Condvar::new(),
             pending_opens: Mutex::new(HashMap::new()),
             peers: Mutex::new(HashMap::new()),
+            limits,
         });
         let weak = Arc::downgrade(&env);
         std::thread::Builder::new()
@@ -169,32 +259,69 @@ impl NetworkEnvironment {
         self.address
     }
 
-    /// Reads one producer connection until it closes.
+    /// Reads one producer connection until it closes or breaks the protocol (then it is closed).
     fn serve_producer(self: Arc<Self>, stream: TcpStream) {
         let Ok(read_half) = stream.try_clone() else {
             return;
         };
-        let Ok(conn) = PeerConnection::new(stream) else {
+        if read_half
+            .set_read_timeout(Some(self.limits.socket_read_timeout()))
+            .is_err()
+        {
+            return;
+        }
+        let Ok(conn) = PeerConnection::new(stream, self.limits.max_len) else {
             return;
         };
         let mut reader = BufReader::with_capacity(64 * 1024, read_half);
+        let why = self.read_producer_frames(&mut reader, &conn);
+        tracing::warn!("closing the data connection from {}: {why}", conn.peer);
+        conn.broken.store(true, Ordering::Relaxed);
+        let _ = reader.get_ref().shutdown(std::net::Shutdown::Both);
+        if let Ok(mut p) = self.pending_opens.lock() {
+            p.retain(|_, c| !Arc::ptr_eq(c, &conn));
+        }
+    }
+
+    /// Hands a producer's frames to the consuming tasks; returns why it stopped.
+    fn read_producer_frames(&self, reader: &mut impl Read, conn: &Arc<PeerConnection>) -> String {
         let mut buf = Vec::new();
         // Cache of endpoints looked up on this connection.
         let mut cache: HashMap<ChannelId, InputEndpoint> = HashMap::new();
-        while let Ok((kind, id)) = read_frame(&mut reader, &mut buf) {
-            let payload = &buf[9..];
-            if kind == OPEN {
-                let ep = self.registry.lock().ok().and_then(|r| r.get(&id).cloned());
-                match ep {
-                    Some(_) => conn.send_credit(id, CHANNEL_CREDITS),
-                    None => {
-                        if let Ok(mut p) = self.pending_opens.lock() {
-                            p.insert(id, conn.clone());
-                        }
-                    }
-                }
-                continue;
+        loop {
+            if let Err(e) = framing::read_frame(reader, &mut buf, &self.limits) {
+                return e.to_string();
             }
+            let frame = match decode_frame(&buf) {
+                Ok(f) => f,
+                Err(e) => return e,
+            };
+            let (id, event) = match frame {
+                DataFrame::Open(id) => {
+                    // Under the registry lock, so a consumer registering meanwhile either is
+                    // seen here or finds the pending open (and grants its credits).
+                    let Ok(registry) = self.registry.lock() else {
+                        return "registry lock poisoned".into();
+                    };
+                    if registry.contains_key(&id) {
+                        drop(registry);
+                        conn.send_credit(id, CHANNEL_CREDITS);
+                    } else if let Ok(mut p) = self.pending_opens.lock() {
+                        p.insert(id, conn.clone());
+                    }
+                    continue;
+                }
+                DataFrame::Credit(id, _) => {
+                    return format!(
+                        "a producer sent a credit (channel {id}); credits flow from consumers"
+                    )
+                }
+                DataFrame::Batch(id, b) => (id, ChannelEvent::Batch(Payload::Bytes(b.to_vec()))),
+                DataFrame::Watermark(id, wm) => (id, ChannelEvent::Watermark(wm)),
+                DataFrame::Barrier(id, c) => (id, ChannelEvent::Barrier(c)),
+                DataFrame::EndOfData(id) => (id, ChannelEvent::EndOfData),
+                DataFrame::End(id) => (id, ChannelEvent::EndOfPartition),
+            };
             let ep = match cache.get(&id) {
                 Some(ep) => ep.clone(),
                 None => match self.registry.lock().ok().and_then(|r| r.get(&id).cloned()) {
@@ -204,14 +331,6 @@ impl NetworkEnvironment {
                     }
                     None => continue, // an older deployment's channel
                 },
-            };
-            let event = match kind {
-                BATCH => ChannelEvent::Batch(Payload::Bytes(payload.to_vec())),
-                WATERMARK => ChannelEvent::Watermark(le_u64(payload) as i64),
-                BARRIER => ChannelEvent::Barrier(le_u64(payload)),
-                END_OF_DATA => ChannelEvent::EndOfData,
-                END => ChannelEvent::EndOfPartition,
-                _ => continue,
             };
             let item = MailboxItem::Channel {
                 index: ep.index,
@@ -227,15 +346,17 @@ impl NetworkEnvironment {
     /// Registers a consuming task's input channel; a remote producer waiting on it gets its
     /// first credits now.
     pub fn register_input(&self, id: ChannelId, endpoint: InputEndpoint) {
-        if let Ok(mut r) = self.registry.lock() {
-            r.insert(id, endpoint);
-        }
+        let pending = match self.registry.lock() {
+            Ok(mut r) => {
+                r.insert(id, endpoint);
+                self.pending_opens
+                    .lock()
+                    .ok()
+                    .and_then(|mut p| p.remove(&id))
+            }
+            Err(_) => None,
+        };
         self.registered.notify_all();
-        let pending = self
-            .pending_opens
-            .lock()
-            .ok()
-            .and_then(|mut p| p.remove(&id));
         if let Some(conn) = pending {
             conn.send_credit(id, CHANNEL_CREDITS);
         }
@@ -320,28 +441,25 @@ impl NetworkEnvironment {
             ))
         })?;
         let read_half = stream.try_clone()?;
-        let conn = PeerConnection::new(stream)?;
+        read_half.set_read_timeout(Some(self.limits.socket_read_timeout()))?;
+        let conn = PeerConnection::new(stream, self.limits.max_len)?;
         let c2 = conn.clone();
+        let limits = self.limits.clone();
         std::thread::Builder::new()
             .name("data-credits".into())
             .spawn(move || {
                 let mut reader = BufReader::new(read_half);
-                let mut buf = Vec::new();
-                while let Ok((kind, id)) = read_frame(&mut reader, &mut buf) {
-                    if kind == CREDIT {
-                        let n = u32::from_le_bytes(buf[9..13].try_into().unwrap_or([0; 4]));
-                        let c = c2.credits.lock().ok().and_then(|m| m.get(&id).cloned());
-                        if let Some(c) = c {
-                            c.grant(n);
-                        }
-                    }
+                let why = read_credits(&mut reader, &c2, &limits);
+                if !c2.broken.load(Ordering::Relaxed) {
+                    tracing::warn!("closing the data connection to {}: {why}", c2.peer);
                 }
                 // Wake every producer waiting for credits: its next write fails with the broken
                 // connection instead of hanging until it is canceled.
                 c2.broken.store(true, Ordering::Relaxed);
+                let _ = reader.get_ref().shutdown(std::net::Shutdown::Both);
                 if let Ok(m) = c2.credits.lock() {
                     for c in m.values() {
-                        c.grant(u32::MAX / 2);
+                        c.grant(CHANNEL_CREDITS);
                     }
                 }
             })?;
@@ -360,5 +478,212 @@ impl NetworkEnvironment {
                 }
             }
         }
+    }
+}
+
+/// The producer side of a connection: applies the consumer's credits until it closes or breaks
+/// the protocol; returns why it stopped. A consumer never grants a channel more credits than it
+/// holds, so one that does is refused (the connection closes) instead of clamped into place.
+fn read_credits(reader: &mut impl Read, conn: &PeerConnection, limits: &FrameLimits) -> String {
+    let mut buf = Vec::new();
+    loop {
+        if let Err(e) = framing::read_frame(reader, &mut buf, limits) {
+            return e.to_string();
+        }
+        match decode_frame(&buf) {
+            Ok(DataFrame::Credit(id, n)) => {
+                let c = conn.credits.lock().ok().and_then(|m| m.get(&id).cloned());
+                if let Some(c) = c {
+                    if let Err(had) = c.grant_within(n, CHANNEL_CREDITS) {
+                        return format!(
+                            "a credit of {n} on channel {id}, which already has {had} of at most \
+                             {CHANNEL_CREDITS}"
+                        );
+                    }
+                }
+            }
+            Ok(other) => return format!("a consumer sent {other:?}; only credits flow back"),
+            Err(e) => return e,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::channel::Credits;
+    use std::sync::mpsc::{sync_channel, Receiver};
+
+    const MAX: u32 = 64 * 1024;
+
+    fn start_env() -> Arc<NetworkEnvironment> {
+        NetworkEnvironment::start(
+            "127.0.0.1",
+            0,
+            frame_limits(MAX, Duration::from_millis(300)),
+        )
+        .expect("start the data plane")
+    }
+
+    fn endpoint(index: u32) -> (InputEndpoint, Receiver<MailboxItem>) {
+        let (tx, rx) = sync_channel(64);
+        let ep = InputEndpoint {
+            mailbox: tx,
+            index,
+            local_credits: Credits::new(CHANNEL_CREDITS),
+        };
+        (ep, rx)
+    }
+
+    fn raw_frame(kind: u8, id: ChannelId, payload: &[u8]) -> Vec<u8> {
+        let mut f = ((FRAME_HEAD + payload.len()) as u32).to_le_bytes().to_vec();
+        f.push(kind);
+        f.extend_from_slice(&id.to_le_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+
+    /// Whether the peer closes `s` within 10 s (a bound on a hang, not a speed requirement),
+    /// discarding whatever it sends before.
+    fn closed_by_peer(s: &mut TcpStream) -> bool {
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("read timeout");
+        let mut b = [0u8; 256];
+        loop {
+            match s.read(&mut b) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// A consumer's channel 5 still gets a producer's watermark through `env`.
+    fn still_serves(env: &Arc<NetworkEnvironment>, producer: &Arc<NetworkEnvironment>, id: u64) {
+        let (ep, rx) = endpoint(0);
+        env.register_input(id, ep);
+        let w = producer
+            .remote_writer(
+                &env.address().to_string(),
+                id,
+                Arc::new(AtomicBool::new(false)),
+            )
+            .expect("a writer");
+        w.send(ChannelEvent::Watermark(77)).expect("send");
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(MailboxItem::Channel {
+                event: ChannelEvent::Watermark(77),
+                ..
+            }) => {}
+            _ => panic!("the watermark did not arrive"),
+        }
+    }
+
+    #[test]
+    fn malformed_frames_close_their_connection_and_the_port_keeps_serving() {
+        let env = start_env();
+        let producer = start_env();
+        let garbage: Vec<Vec<u8>> = vec![
+            raw_frame(99, 1, &[]),
+            raw_frame(CREDIT, 1, &u32::MAX.to_le_bytes()),
+            raw_frame(WATERMARK, 1, &[1]),
+            vec![3, 0, 0, 0, 1, 2, 3],
+            (500u32 << 20).to_le_bytes().to_vec(),
+            (MAX + 1).to_le_bytes().to_vec(),
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+        ];
+        for bytes in garbage {
+            let mut s = TcpStream::connect(env.address()).expect("connect");
+            s.write_all(&bytes).expect("send garbage");
+            assert!(closed_by_peer(&mut s), "{bytes:?} left the connection open");
+        }
+        still_serves(&env, &producer, 5);
+    }
+
+    #[test]
+    fn a_peer_that_sends_part_of_a_frame_and_stops_is_dropped() {
+        let env = start_env();
+        let frame = raw_frame(WATERMARK, 1, &5i64.to_le_bytes());
+        let mut s = TcpStream::connect(env.address()).expect("connect");
+        for b in &frame[..6] {
+            s.write_all(&[*b]).expect("send a byte");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            closed_by_peer(&mut s),
+            "a stalled frame kept its connection"
+        );
+    }
+
+    #[test]
+    fn an_idle_connection_between_frames_is_kept() {
+        let env = start_env();
+        let mut s = TcpStream::connect(env.address()).expect("connect");
+        s.write_all(&raw_frame(OPEN, 3, &[])).expect("open");
+        // Three frame timeouts of silence: a data connection may idle for as long as it likes.
+        std::thread::sleep(Duration::from_millis(900));
+        let (ep, rx) = endpoint(0);
+        env.register_input(3, ep);
+        let mut credit = [0u8; 4 + FRAME_HEAD + 4];
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        s.read_exact(&mut credit)
+            .expect("the pending open gets its credits");
+        assert_eq!(
+            decode_frame(&credit[4..]),
+            Ok(DataFrame::Credit(3, CHANNEL_CREDITS))
+        );
+        s.write_all(&raw_frame(BARRIER, 3, &9u64.to_le_bytes()))
+            .expect("barrier");
+        assert!(matches!(
+            rx.recv_timeout(Duration::from_secs(10)),
+            Ok(MailboxItem::Channel {
+                event: ChannelEvent::Barrier(9),
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_consumer_granting_more_credits_than_a_channel_holds_breaks_the_connection() {
+        let producer = start_env();
+        let consumer = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = consumer.local_addr().expect("address").to_string();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let w = producer.remote_writer(&addr, 4, cancel).expect("a writer");
+        let (mut s, _) = consumer.accept().expect("accept");
+        let mut open = [0u8; 4 + FRAME_HEAD];
+        s.read_exact(&mut open).expect("the OPEN frame");
+        s.write_all(&raw_frame(CREDIT, 4, &CHANNEL_CREDITS.to_le_bytes()))
+            .expect("credits");
+        s.write_all(&raw_frame(CREDIT, 4, &1u32.to_le_bytes()))
+            .expect("one credit too many");
+        assert!(
+            closed_by_peer(&mut s),
+            "the over-granting consumer stayed connected"
+        );
+        // The producer is not left waiting: its sends fail once the connection is broken.
+        let failed = (0..=CHANNEL_CREDITS + 1).any(|_| w.send(ChannelEvent::Watermark(1)).is_err());
+        assert!(failed, "sends on a broken connection kept succeeding");
+    }
+
+    #[test]
+    fn a_batch_above_the_frame_size_fails_the_sender_naming_the_key() {
+        let env = start_env();
+        let producer = start_env();
+        let (ep, _rx) = endpoint(0);
+        env.register_input(8, ep);
+        let w = producer
+            .remote_writer(
+                &env.address().to_string(),
+                8,
+                Arc::new(AtomicBool::new(false)),
+            )
+            .expect("a writer");
+        let e = w
+            .send(ChannelEvent::Batch(Payload::Bytes(vec![0; MAX as usize])))
+            .expect_err("too big");
+        assert!(e.to_string().contains(MAX_FRAME_KEY), "{e}");
     }
 }

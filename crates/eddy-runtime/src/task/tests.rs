@@ -692,7 +692,12 @@ mod bounded_end {
         let job_graph = Arc::new(JobGraph::from_stream_graph(&graph, 1, 128).expect("job graph"));
         assert_eq!(job_graph.vertices.len(), 2, "{job_graph:?}");
         let edge = &job_graph.edges[0];
-        let network = NetworkEnvironment::start("127.0.0.1", 0).expect("data port");
+        let network = NetworkEnvironment::start(
+            "127.0.0.1",
+            0,
+            crate::task::network::frame_limits(16 << 20, std::time::Duration::from_secs(10)),
+        )
+        .expect("data port");
         let deployment = |vertex: usize| TaskDeployment {
             job_id: eddy_core::JobId(1),
             job_name: "bounded-end".into(),
