@@ -123,14 +123,19 @@ pub static SUPPORT: &[(&str, Support)] = &[
     ("execution.checkpointing.min-pause", Support::Works),
     ("execution.checkpointing.tolerable-failed-checkpoints", Support::Works),
     ("execution.checkpointing.externalized-checkpoint-retention", Support::Works),
+    ("pekko.framesize", Support::Works),
     ("heartbeat.interval", Support::Works),
     ("heartbeat.timeout", Support::Works),
     ("taskmanager.slot.timeout", limited(never, UNSET, "(a TaskManager cancels the tasks of a disconnected JobMaster and frees their slots at once)")),
     ("slot.request.timeout", Support::Works),
+    ("jobstore.max-capacity", Support::Works),
+    ("jobstore.expiration-time", Support::Works),
+    ("web.exception-history-size", Support::Works),
     ("rest.address", Support::Works),
     ("rest.port", Support::Works),
     ("rest.bind-address", Support::Works),
     ("execution.buffer-timeout", Support::Works),
+    ("taskmanager.network.max-frame-size", Support::Works),
 ];
 
 /// The support row of a canonical key name.
