@@ -35,7 +35,11 @@ async fn closing_a_crashed_leaders_recorded_session_hands_leadership_over_at_onc
         .clone()
         .expect("the session's credentials were seen in the handshake");
     assert_eq!(creds.timeout_ms, SESSION.as_millis() as i32, "{creds:?}");
-    assert_eq!(creds.password.len(), 16, "ZooKeeper's passwords are 16 bytes");
+    assert_eq!(
+        creds.password.len(),
+        16,
+        "ZooKeeper's passwords are 16 bytes"
+    );
 
     // The relayed session works like any other: a leader is elected through it.
     let mut la = a.campaign("jm-a".into()).await.unwrap();
@@ -62,13 +66,18 @@ async fn closing_a_crashed_leaders_recorded_session_hands_leadership_over_at_onc
             .unwrap();
     assert_eq!(outcome, Ok(CloseOutcome::AlreadyEnded));
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert_eq!(lb.try_next_event(), None, "a wrong password ended the session");
+    assert_eq!(
+        lb.try_next_event(),
+        None,
+        "a wrong password ended the session"
+    );
 
     let t0 = Instant::now();
     let (q, c) = (zk.quorum(), creds.clone());
-    let outcome = tokio::task::spawn_blocking(move || close_session(&q, &c, Duration::from_secs(5)))
-        .await
-        .unwrap();
+    let outcome =
+        tokio::task::spawn_blocking(move || close_session(&q, &c, Duration::from_secs(5)))
+            .await
+            .unwrap();
     assert_eq!(outcome, Ok(CloseOutcome::Closed));
     granted(&mut lb, 10, "standby after the session was closed").await;
     let took = t0.elapsed();

@@ -300,7 +300,10 @@ impl ZooKeeperHaServices {
         Self::connect_with(config, true).await
     }
 
-    async fn connect_with(config: ZooKeeperHaConfig, record_session: bool) -> Result<Self, HaError> {
+    async fn connect_with(
+        config: ZooKeeperHaConfig,
+        record_session: bool,
+    ) -> Result<Self, HaError> {
         let paths = ZkPaths::new(&config.root, &config.cluster_id)?;
         let cluster_id = normalize_cluster_id(&config.cluster_id)?;
         let storage = config.storage_dir.join(&cluster_id);

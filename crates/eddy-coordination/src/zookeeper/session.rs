@@ -257,12 +257,12 @@ async fn relay(
     connect_timeout: Duration,
     creds: &watch::Sender<Option<SessionCredentials>>,
 ) {
-    let upstream = match tokio::time::timeout(connect_timeout, AsyncTcpStream::connect(server)).await
-    {
-        Ok(Ok(s)) => s,
-        // The client sees its connection close and tries again, as with a refused connect.
-        _ => return,
-    };
+    let upstream =
+        match tokio::time::timeout(connect_timeout, AsyncTcpStream::connect(server)).await {
+            Ok(Ok(s)) => s,
+            // The client sees its connection close and tries again, as with a refused connect.
+            _ => return,
+        };
     let _ = client.set_nodelay(true);
     let _ = upstream.set_nodelay(true);
     let (mut cr, mut cw) = client.into_split();
