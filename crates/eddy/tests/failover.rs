@@ -120,6 +120,26 @@ impl Cluster {
         session: Duration,
         extra: &[(&str, String)],
     ) -> Cluster {
+        let c = Cluster::configure(name, masters, workers, session, extra);
+        let out = c.cli(&["cluster", "start", "--conf", c.conf_str()]);
+        assert_eq!(
+            out.code,
+            0,
+            "cluster start: {}\n{}",
+            out.stderr,
+            c.log_tail()
+        );
+        c
+    }
+
+    /// The ZooKeeper and conf dir of [`Cluster::start`], without starting anything.
+    fn configure(
+        name: &str,
+        masters: usize,
+        workers: usize,
+        session: Duration,
+        extra: &[(&str, String)],
+    ) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix(&format!("eddy-failover-{name}-"))
             .tempdir()
@@ -182,22 +202,13 @@ impl Cluster {
         )
         .expect("masters");
         std::fs::write(conf.join("workers"), "127.0.0.1\n".repeat(workers)).expect("workers");
-        let c = Cluster {
+        Cluster {
             conf,
             log,
             masters,
             _zk: zk,
             dir,
-        };
-        let out = c.cli(&["cluster", "start", "--conf", c.conf_str()]);
-        assert_eq!(
-            out.code,
-            0,
-            "cluster start: {}\n{}",
-            out.stderr,
-            c.log_tail()
-        );
-        c
+        }
     }
 
     fn conf_str(&self) -> &str {
@@ -494,6 +505,122 @@ fn supervisor_never_closes_the_session_of_a_paused_leader() {
         "the supervisor of a paused JobManager did nothing\n{sup}"
     );
     assert_eq!(c.pid_of("jobmanager", leader), Some(pid), "not restarted");
+}
+
+/// A JobManager run by hand (as under systemd), SIGKILLed and reaped on drop.
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn jobmanager(c: &Cluster, index: usize, session_file: &Path) -> Daemon {
+    let port = c.masters[index].rsplit_once(':').expect("host:port").1;
+    std::fs::create_dir_all(&c.log).expect("log dir");
+    let log = std::fs::File::create(c.log.join(format!("eddy-jobmanager-{index}.log")))
+        .expect("log file");
+    Daemon(
+        Command::new(EDDY)
+            .args(["jobmanager", "--conf", c.conf_str(), "-D"])
+            .arg(format!("rest.port={port}"))
+            .arg("--zk-session-file")
+            .arg(session_file)
+            .env("EDDY_LOG", "info")
+            .env_remove("EDDY_CONF_DIR")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start eddy jobmanager"),
+    )
+}
+
+/// The systemd recipe of docs/ha.md: `eddy jobmanager --zk-session-file F`, and after the
+/// process exited `eddy cluster close-session --session-file F` (ExecStopPost). With a 60 s
+/// session the standby leads at once; the command refuses to touch a running JobManager's file.
+#[test]
+fn close_session_after_the_jobmanager_exited_hands_over_and_refuses_a_running_one() {
+    let session = Duration::from_secs(60);
+    let c = Cluster::configure("systemd", 2, 0, session, &[]);
+    let (file_a, file_b) = (
+        c.dir.path().join("a.zksession"),
+        c.dir.path().join("b.zksession"),
+    );
+    let mut a = jobmanager(&c, 0, &file_a);
+    c.wait_for("JobManager 0 to lead", JOB_LIMIT, || c.get(0, "/overview"));
+    let _b = jobmanager(&c, 1, &file_b);
+    c.wait_for("JobManager 1 to be a standby", JOB_LIMIT, || {
+        (c.is_standby(1) && file_b.exists()).then_some(())
+    });
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file_a)
+        .expect("session file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "only its owner reads the session file");
+
+    let refused = c.cli(&[
+        "cluster",
+        "close-session",
+        "--session-file",
+        file_b.to_str().unwrap(),
+    ]);
+    assert_eq!(refused.code, 1, "{}{}", refused.stdout, refused.stderr);
+    assert!(
+        refused.stderr.contains("still running"),
+        "{}",
+        refused.stderr
+    );
+    assert!(c.is_standby(1), "the refused command changed nothing");
+
+    let killed_at = Instant::now();
+    a.0.kill().expect("kill -9 JobManager 0");
+    a.0.wait().expect("reap JobManager 0");
+    let closed = c.cli(&[
+        "cluster",
+        "close-session",
+        "--session-file",
+        file_a.to_str().unwrap(),
+    ]);
+    assert_eq!(closed.code, 0, "{}\n{}", closed.stderr, c.log_tail());
+    assert!(
+        closed.stdout.contains("closed ZooKeeper session"),
+        "{}",
+        closed.stdout
+    );
+    c.wait_for("JobManager 1 to lead", JOB_LIMIT, || c.get(1, "/overview"));
+    let took = killed_at.elapsed();
+    assert!(
+        took < Duration::from_secs(20),
+        "the standby led {took:?} after the kill: that is the session expiry ({session:?})"
+    );
+    assert!(!file_a.exists(), "the closed session's file is removed");
+}
+
+#[test]
+fn zk_session_file_without_ha_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("jm.zksession");
+    let out = eddy(
+        &[
+            "jobmanager",
+            "-D",
+            "high-availability.type=none",
+            "--zk-session-file",
+            file.to_str().unwrap(),
+        ],
+        CLI_LIMIT,
+    );
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("--zk-session-file") && out.stderr.contains("high-availability.type"),
+        "{}",
+        out.stderr
+    );
+    assert!(!file.exists());
 }
 
 // ---------------------------------------------------------------------------------------------

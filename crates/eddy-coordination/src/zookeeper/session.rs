@@ -228,6 +228,8 @@ impl SessionRelay {
             tasks.push(tokio::spawn(async move {
                 loop {
                     let Ok((client, _)) = listener.accept().await else {
+                        // E.g. out of file descriptors: do not spin.
+                        tokio::time::sleep(Duration::from_millis(10)).await;
                         continue;
                     };
                     let (server, tx) = (server.clone(), tx.clone());
