@@ -22,6 +22,8 @@
 #
 # --supervisor on (default): cluster.jobmanager.restart-attempts 1000, so `eddy cluster`'s
 # supervisor restarts the killed JobManager and 3 JobManagers are back before the next kill.
+# The supervisor also closes the dead leader's ZooKeeper session (docs/ha.md), so the takeover
+# no longer waits for the session timeout; session_closed_ms is when its log says so.
 # --supervisor off: restart-attempts 0; this script restarts the killed JobManager itself
 # (`eddy jobmanager --conf DIR -D rest.port=...`, pid tracked) after the job recovered.
 #
@@ -63,9 +65,9 @@ if [ "$BUILD" = 1 ]; then
 elif [ -n "$EDDY_SRC" ]; then
   BUILT_FROM="the binary $EDDY_SRC of $(date -u -r "$EDDY_SRC" '+%Y-%m-%dT%H:%M:%SZ') (HEAD now $(git rev-parse --short HEAD))"
 else
-  BUILT_FROM="prebuilt target/release/eddy of $(date -u -r target/release/eddy '+%Y-%m-%dT%H:%M:%SZ') (HEAD now $(git rev-parse --short HEAD))"
+  BUILT_FROM="prebuilt ${CARGO_TARGET_DIR:-target}/release/eddy of $(date -u -r "${CARGO_TARGET_DIR:-$ROOT/target}/release/eddy" '+%Y-%m-%dT%H:%M:%SZ') (HEAD now $(git rev-parse --short HEAD))"
 fi
-EDDY_SRC=${EDDY_SRC:-$ROOT/target/release/eddy}
+EDDY_SRC=${EDDY_SRC:-${CARGO_TARGET_DIR:-$ROOT/target}/release/eddy}
 scripts/zookeeper.sh install >/dev/null
 mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/eddy-ha-bench.XXXXXX)
@@ -303,10 +305,11 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 STAMP_RE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?)Z")
 
 
-def log_event_ms(c, i, needle, after_ms):
-    """The first time (ms since epoch) at or after after_ms at which JobManager i logged needle."""
+def log_event_ms(c, i, needle, after_ms, role="jobmanager"):
+    """The first time (ms since epoch) at or after after_ms at which JobManager i (or its
+    supervisor, role="supervisor") logged needle."""
     import datetime as dt
-    for f in (f"eddy-jobmanager-{i}.log", f"eddy-jobmanager-{i}-restarted.log"):
+    for f in (f"eddy-{role}-{i}.log", f"eddy-{role}-{i}-restarted.log"):
         try:
             lines = open(os.path.join(c.log, f), errors="replace").read().splitlines()
         except OSError:
@@ -403,9 +406,11 @@ def run_session(session_s, kills):
             _, d = http(c.masters[new_leader], f"/jobs/{jid}/eddy-details", 1.0)
             ts = j["timestamps"]
             granted = log_event_ms(c, new_leader, "granted leadership", t_kill)
+            closed = log_event_ms(c, leader, "closed ZooKeeper session", t_kill, role="supervisor")
             row = {
                 "session_s": session_s, "supervisor": "on" if SUPERVISOR else "off", "kill": k,
                 "old_leader": leader, "new_leader": new_leader, "load1": la,
+                "session_closed_ms": round(closed - t_kill, 1) if closed else "",
                 "granted_ms": round(granted - t_kill, 1) if granted else "",
                 "rest_ms": round(t_rest - t_kill, 1),
                 "running_ms": round(ts["RUNNING"] - t_kill, 1),
@@ -416,7 +421,8 @@ def run_session(session_s, kills):
                 "restarts_before": restarts0, "restarts_after": j.get("restarts"),
             }
             rows.append(row)
-            print(f"  kill {k}: leader {leader} (pid {pid}) -> new leader {new_leader}: leadership granted (its log) at "
+            print(f"  kill {k}: leader {leader} (pid {pid}) -> new leader {new_leader}: session closed by the supervisor "
+                  f"(its log) at +{row['session_closed_ms']} ms, leadership granted (its log) at "
                   f"+{row['granted_ms']} ms, REST 200 at "
                   f"+{row['rest_ms']:.0f} ms, timestamps.RUNNING at +{row['running_ms']:.0f} ms, "
                   f"all tasks RUNNING seen at +{row['observed_ms']:.0f} ms, restored checkpoint {row['restored_checkpoint']}, "
@@ -445,18 +451,20 @@ for s in SESSIONS:
 
 emit("### JobManager leader kill -9 -> new leader serving REST, and -> job RUNNING with all tasks on it, ms")
 emit()
-emit("| session timeout | supervisor | kills | leadership granted (log) median | REST 200 median | REST 200 max | timestamps.RUNNING median | all tasks RUNNING median | min | max | load1 at kills (median, max) | HA `cluster start` |")
-emit("|---|---|---|---|---|---|---|---|---|---|---|---|")
+emit("| session timeout | supervisor | kills | session closed by the supervisor (log) median | leadership granted (log) median | REST 200 median | REST 200 max | timestamps.RUNNING median | all tasks RUNNING median | min | max | load1 at kills (median, max) | HA `cluster start` |")
+emit("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for name, rows, start_ms in results:
     if not rows:
-        emit(f"| {name} | - | 0 | - | - | - | - | - | - | - | - | - |")
+        emit(f"| {name} | - | 0 | - | - | - | - | - | - | - | - | - | - |")
         continue
     rest = [r["rest_ms"] for r in rows]
     tsr = [r["running_ms"] for r in rows]
     run = [r["observed_ms"] for r in rows]
     la = [r["load1"] for r in rows]
     gr = [r["granted_ms"] for r in rows if r["granted_ms"] != ""]
+    sc = [r["session_closed_ms"] for r in rows if r["session_closed_ms"] != ""]
     emit(f"| {rows[0]['session_s']} s | {rows[0]['supervisor']} | {len(rows)} | "
+         f"{(str(round(statistics.median(sc))) + ' (' + str(len(sc)) + ' of ' + str(len(rows)) + ')') if sc else '-'} | "
          f"{statistics.median(gr) if gr else float('nan'):.0f} | {statistics.median(rest):.0f} | "
          f"{max(rest):.0f} | {statistics.median(tsr):.0f} | {statistics.median(run):.0f} | {min(run):.0f} | {max(run):.0f} | "
          f"{statistics.median(la):.2f}, {max(la):.2f} | {start_ms:.0f} ms |")

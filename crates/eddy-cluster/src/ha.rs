@@ -6,13 +6,15 @@
 //! the JobManager's RPC and REST addresses.
 
 use eddy_coordination::{
-    create_ha_services, HaConfig, HaError, HaServices, LeaderInfo, LeaderSessionId,
-    LeadershipEvent, ZooKeeperHaConfig,
+    close_session, create_ha_services, CloseOutcome, HaConfig, HaError, HaServices, LeaderInfo,
+    LeaderSessionId, LeadershipEvent, SessionCredentials, ZooKeeperHaConfig, ZooKeeperHaServices,
 };
 use eddy_core::config::{Config, HaMode};
 use eddy_core::JobId;
 use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::runtime::Runtime;
 
 /// What a leading JobManager publishes: where TaskManagers and clients find it.
@@ -77,6 +79,24 @@ impl Ha {
     /// `None` when `high-availability.type` is `none`. A bad configuration (quorum unreachable,
     /// storage dir not writable) is a one-line error.
     pub fn connect(config: &Config) -> Result<Option<Arc<Ha>>, String> {
+        Ha::connect_with(config, None)
+    }
+
+    /// [`Ha::connect`], and the ZooKeeper session's id and password are kept in `session_file`
+    /// (mode 0600, replaced atomically whenever a new session replaces an expired one), for the
+    /// supervisor that closes the session once it saw this process die
+    /// ([`close_recorded_session`]). `None` without HA.
+    pub fn connect_recording_session(
+        config: &Config,
+        session_file: &Path,
+    ) -> Result<Option<Arc<Ha>>, String> {
+        Ha::connect_with(config, Some(session_file))
+    }
+
+    fn connect_with(
+        config: &Config,
+        session_file: Option<&Path>,
+    ) -> Result<Option<Arc<Ha>>, String> {
         if config.ha_mode() == HaMode::None {
             return Ok(None);
         }
@@ -87,9 +107,40 @@ impl Ha {
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the HA runtime: {e}"))?;
-        let services = rt
-            .block_on(create_ha_services(HaConfig::ZooKeeper(zk)))
-            .map_err(err)?;
+        let services: Arc<dyn HaServices> = match session_file {
+            None => rt
+                .block_on(create_ha_services(HaConfig::ZooKeeper(zk)))
+                .map_err(err)?,
+            Some(file) => {
+                let quorum = zk.quorum.clone();
+                let services = rt
+                    .block_on(ZooKeeperHaServices::connect_recording_session(zk))
+                    .map_err(err)?;
+                let mut creds = services
+                    .session_credentials()
+                    .ok_or("the ZooKeeper session is not recorded")?;
+                let record = SessionRecord::new(file, quorum);
+                // The first session exists once connect returned: write it before going on.
+                let first = creds.borrow_and_update().clone();
+                match first {
+                    Some(c) => record.write(&c)?,
+                    None => return Err("ZooKeeper granted a session whose id was not seen".into()),
+                }
+                rt.spawn(async move {
+                    while creds.changed().await.is_ok() {
+                        let Some(c) = creds.borrow_and_update().clone() else {
+                            continue;
+                        };
+                        let r = record.clone();
+                        let written = tokio::task::spawn_blocking(move || r.write(&c)).await;
+                        if let Ok(Err(e)) = written {
+                            tracing::error!("{e}");
+                        }
+                    }
+                });
+                Arc::new(services)
+            }
+        };
         Ok(Some(Arc::new(Ha {
             rt,
             services,
@@ -324,5 +375,152 @@ impl Ha {
             }
             Ok(done)
         })
+    }
+}
+
+/// Where a JobManager keeps its ZooKeeper session for its supervisor (see
+/// [`Ha::connect_recording_session`]).
+#[derive(Clone)]
+struct SessionRecord {
+    file: PathBuf,
+    quorum: String,
+}
+
+/// The content of a session file (JSON). The password is hex.
+#[derive(Serialize, Deserialize)]
+struct SessionFile {
+    pid: u32,
+    quorum: String,
+    session_id: String,
+    password: String,
+    timeout_ms: i32,
+}
+
+impl SessionRecord {
+    fn new(file: &Path, quorum: String) -> SessionRecord {
+        SessionRecord {
+            file: file.to_path_buf(),
+            quorum,
+        }
+    }
+
+    /// Replaces the file atomically: a temp file created with mode 0600, fsynced, renamed, and
+    /// the directory fsynced.
+    fn write(&self, c: &SessionCredentials) -> Result<(), String> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let content = SessionFile {
+            pid: std::process::id(),
+            quorum: self.quorum.clone(),
+            session_id: format!("{:#x}", c.id),
+            password: c.password.iter().map(|b| format!("{b:02x}")).collect(),
+            timeout_ms: c.timeout_ms,
+        };
+        let bytes = serde_json::to_vec(&content).map_err(|e| e.to_string())?;
+        let dir = self.file.parent().unwrap_or(Path::new("."));
+        let name = self
+            .file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        let fail = |what: &str, p: &Path, e: std::io::Error| {
+            format!(
+                "cannot {what} the ZooKeeper session file {}: {e}",
+                p.display()
+            )
+        };
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| fail("create", &tmp, e))?;
+        f.write_all(&bytes)
+            .and_then(|_| f.sync_all())
+            .map_err(|e| fail("write", &tmp, e))?;
+        drop(f);
+        std::fs::rename(&tmp, &self.file).map_err(|e| fail("rename into place", &self.file, e))?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| fail("fsync the directory of", &self.file, e))?;
+        tracing::info!(
+            "ZooKeeper session {:#x} recorded in {} for the supervisor",
+            c.id,
+            self.file.display()
+        );
+        Ok(())
+    }
+}
+
+fn parse_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// A session file as written by [`Ha::connect_recording_session`].
+pub struct RecordedSession {
+    /// The JobManager process that wrote it.
+    pub pid: u32,
+    pub quorum: String,
+    pub credentials: SessionCredentials,
+}
+
+impl RecordedSession {
+    pub fn read(file: &Path) -> Result<RecordedSession, String> {
+        let text = std::fs::read(file).map_err(|e| {
+            format!(
+                "cannot read the ZooKeeper session file {}: {e}",
+                file.display()
+            )
+        })?;
+        let bad = |why: String| {
+            format!(
+                "the ZooKeeper session file {} is not valid: {why}",
+                file.display()
+            )
+        };
+        let f: SessionFile = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
+        let id = f
+            .session_id
+            .strip_prefix("0x")
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+            .ok_or_else(|| bad(format!("session_id '{}' is not 0x<hex>", f.session_id)))?
+            as i64;
+        let password =
+            parse_hex(&f.password).ok_or_else(|| bad("password is not hex".to_string()))?;
+        Ok(RecordedSession {
+            pid: f.pid,
+            quorum: f.quorum,
+            credentials: SessionCredentials {
+                id,
+                password,
+                timeout_ms: f.timeout_ms,
+            },
+        })
+    }
+}
+
+/// Closes the ZooKeeper session recorded in `file`, whose JobManager is known dead (its
+/// supervisor saw it exit through `waitpid`, or systemd ran `ExecStopPost`). Returns what
+/// happened, for the log.
+pub fn close_recorded_session(file: &Path, timeout: Duration) -> Result<String, String> {
+    let r = RecordedSession::read(file)?;
+    let id = r.credentials.id;
+    match close_session(&r.quorum, &r.credentials, timeout)? {
+        CloseOutcome::Closed => Ok(format!(
+            "closed ZooKeeper session {id:#x} of the dead JobManager (pid {}): its leadership, if any, ends now",
+            r.pid
+        )),
+        CloseOutcome::AlreadyEnded => Ok(format!(
+            "ZooKeeper session {id:#x} of the dead JobManager (pid {}) had already ended",
+            r.pid
+        )),
     }
 }

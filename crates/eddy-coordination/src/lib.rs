@@ -28,6 +28,7 @@ pub use api::{
 };
 pub use error::HaError;
 pub use standalone::{StandaloneHaConfig, StandaloneHaServices};
+pub use zookeeper::session::{close_session, CloseOutcome, SessionCredentials};
 pub use zookeeper::{ZooKeeperHaConfig, ZooKeeperHaServices};
 
 use std::sync::Arc;

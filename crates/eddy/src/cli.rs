@@ -72,7 +72,7 @@ enum Command {
         json: bool,
     },
     /// Run a JobManager in the foreground (leader or standby).
-    Jobmanager(DaemonArgs),
+    Jobmanager(JobManagerArgs),
     /// Run a TaskManager in the foreground.
     Taskmanager(DaemonArgs),
     /// Start, stop or inspect a cluster on this host (from the configuration's masters and workers).
@@ -90,6 +90,17 @@ struct DaemonArgs {
     /// Set a configuration key (repeatable).
     #[arg(short = 'D', value_name = "KEY=VALUE")]
     define: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct JobManagerArgs {
+    #[command(flatten)]
+    daemon: DaemonArgs,
+    /// With high-availability: zookeeper, keep this JobManager's ZooKeeper session (id and
+    /// password) in FILE (mode 0600), so that whoever sees the process exit can end the session
+    /// at once with `eddy cluster close-session --session-file FILE` (docs/ha.md).
+    #[arg(long, value_name = "FILE")]
+    zk_session_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -115,6 +126,12 @@ enum ClusterAction {
         host: String,
         #[arg(long)]
         rest_port: u16,
+    },
+    /// End the ZooKeeper session a JobManager that has exited recorded with --zk-session-file,
+    /// so a standby takes over at once (e.g. systemd's ExecStopPost; docs/ha.md).
+    CloseSession {
+        #[arg(long, value_name = "FILE")]
+        session_file: PathBuf,
     },
     /// Roles, addresses, pids and states of the cluster's processes.
     Status {
@@ -291,7 +308,12 @@ pub fn main_with(registry: JobRegistry) -> i32 {
             jobmanager,
             conf,
         } => crate::remote::cancel(conf.as_deref(), jobmanager.as_deref(), &job),
-        Command::Jobmanager(a) => crate::daemon::run_jobmanager(registry, a.conf, a.define),
+        Command::Jobmanager(a) => crate::daemon::run_jobmanager(
+            registry,
+            a.daemon.conf,
+            a.daemon.define,
+            a.zk_session_file,
+        ),
         Command::Taskmanager(a) => crate::daemon::run_taskmanager(registry, a.conf, a.define),
         Command::Cluster { action } => {
             let dir = |c: Option<PathBuf>| {
@@ -302,6 +324,9 @@ pub fn main_with(registry: JobRegistry) -> i32 {
                 ClusterAction::Start { conf } => crate::cluster::start(&dir(conf)),
                 ClusterAction::Stop { conf } => crate::cluster::stop(&dir(conf)),
                 ClusterAction::Status { conf, json } => crate::cluster::status(&dir(conf), json),
+                ClusterAction::CloseSession { session_file } => {
+                    crate::cluster::close_session(&session_file)
+                }
                 ClusterAction::Supervise {
                     conf,
                     index,

@@ -4,9 +4,16 @@
 //!
 //! `start` waits until every TaskManager registered; if a process dies during start-up, the
 //! others are stopped again and its log's error is shown — never a half-started cluster.
+//!
+//! With HA, each JobManager's supervisor (`supervise`) hands it a session file
+//! (`eddy-jobmanager-<i>.zksession`, mode 0600) in which the JobManager keeps its ZooKeeper
+//! session's id and password. When `waitpid` reports the JobManager dead, the supervisor closes
+//! that session, so its leadership ends at once rather than after the session timeout. It never
+//! closes the session of a process that `waitpid` has not reported dead.
 
 use crate::cli::fail;
-use eddy_core::config::{self, Config, ResourceManagerMode};
+use eddy_cluster::ha;
+use eddy_core::config::{self, Config, HaMode, ResourceManagerMode};
 use eddy_rest::client;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -204,9 +211,56 @@ fn wait_for_pid_file(log_dir: &Path, index: usize) -> Result<Managed, String> {
     ))
 }
 
+/// The file in which supervised JobManager `index` keeps its ZooKeeper session.
+fn session_file(log_dir: &Path, index: usize) -> PathBuf {
+    log_dir.join(format!("eddy-jobmanager-{index}.zksession"))
+}
+
+/// Blocks until `waitpid` reports child `pid` ended; `Err` if it is not (or no longer) a child.
+fn wait_child(pid: u32) -> Result<String, String> {
+    let mut status = 0;
+    loop {
+        let r = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) };
+        if r == pid as libc::pid_t {
+            return Ok(if libc::WIFSIGNALED(status) {
+                format!("killed by signal {}", libc::WTERMSIG(status))
+            } else {
+                format!("exit code {}", libc::WEXITSTATUS(status))
+            });
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(format!("waitpid({pid}): {e}"));
+        }
+    }
+}
+
+/// After `waitpid` reported JobManager `pid` dead: ends the ZooKeeper session it recorded in
+/// `file` (if it recorded one), then removes the file.
+fn close_dead_session(file: &Path, pid: u32, timeout: Duration) {
+    match ha::RecordedSession::read(file) {
+        Err(_) if !file.exists() => {
+            tracing::info!("supervisor: JobManager pid {pid} recorded no ZooKeeper session")
+        }
+        Err(e) => tracing::warn!("supervisor: {e}; its session will expire by itself"),
+        Ok(r) if r.pid != pid => tracing::warn!(
+            "supervisor: {} names pid {}, not the dead JobManager {pid}; not closing it",
+            file.display(),
+            r.pid
+        ),
+        Ok(_) => match ha::close_recorded_session(file, timeout) {
+            Ok(msg) => tracing::info!("supervisor: {msg}"),
+            Err(e) => tracing::warn!("supervisor: {e}; the session will expire by itself"),
+        },
+    }
+    let _ = std::fs::remove_file(file);
+}
+
 /// `eddy cluster supervise` (started by `cluster start`): runs JobManager `index` and starts it
 /// again when it dies, up to `cluster.jobmanager.restart-attempts` times (the analog of
-/// `yarn.application-attempts`). SIGTERM stops the JobManager and the supervisor.
+/// `yarn.application-attempts`). With HA, once `waitpid` reported the JobManager dead, its
+/// ZooKeeper session is closed first (see the module doc). SIGTERM stops the JobManager and the
+/// supervisor.
 pub fn supervise(conf_dir: &Path, index: usize, host: &str, rest_port: u16) -> i32 {
     crate::local::init_logging("info");
     let config = match load(conf_dir) {
@@ -215,20 +269,33 @@ pub fn supervise(conf_dir: &Path, index: usize, host: &str, rest_port: u16) -> i
     };
     let log_dir = config.log_dir();
     let attempts = config.jobmanager_restart_attempts();
+    let ha = config.ha_mode() != HaMode::None;
+    let session = session_file(&log_dir, index);
+    let close_timeout = config.zk_connection_timeout();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let s = stop.clone();
     let _ = ctrlc::set_handler(move || s.store(true, std::sync::atomic::Ordering::SeqCst));
-    let extra = vec![
+    let mut args: Vec<String> = vec![
+        "jobmanager".into(),
+        "--conf".into(),
+        conf_dir.to_string_lossy().into_owned(),
+        "-D".into(),
         format!("rest.port={rest_port}"),
+        "-D".into(),
         format!("rest.address={host}"),
     ];
+    if ha {
+        args.push("--zk-session-file".into());
+        args.push(session.to_string_lossy().into_owned());
+    }
     let mut restarts = 0;
     loop {
-        let jm = match spawn(
+        // A previous incarnation's file was handled when it died; never hand it on.
+        let _ = std::fs::remove_file(&session);
+        let jm = match spawn_detached(
             "jobmanager",
             index,
-            conf_dir,
-            &extra,
+            &args,
             &log_dir,
             &format!("{host}:{rest_port}"),
         ) {
@@ -236,28 +303,80 @@ pub fn supervise(conf_dir: &Path, index: usize, host: &str, rest_port: u16) -> i
             Err(e) => return fail(&e, 1),
         };
         tracing::info!("supervisor: JobManager {index} running as pid {}", jm.pid);
-        while alive(jm.pid) && !stop.load(std::sync::atomic::Ordering::SeqCst) {
-            reap();
-            std::thread::sleep(Duration::from_millis(10));
+        let pid = jm.pid;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(wait_child(pid));
+        });
+        let died = loop {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(r) => break Some(r),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    break Some(Err("the waiting thread ended".into()))
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        break None;
+                    }
+                }
+            }
+        };
+        let how = match died {
+            Some(Ok(how)) => how,
+            Some(Err(e)) => {
+                // Not known dead: its session is left to expire.
+                tracing::error!("supervisor: lost track of JobManager {index} (pid {pid}): {e}");
+                return 1;
+            }
+            None => {
+                stop_processes(&[jm], &log_dir);
+                // Stopped (SIGTERM, or SIGKILL after the grace): reaped, so known dead.
+                if ha && matches!(rx.recv_timeout(Duration::from_secs(15)), Ok(Ok(_))) {
+                    close_dead_session(&session, pid, close_timeout);
+                }
+                return 0;
+            }
+        };
+        tracing::info!("supervisor: waitpid reports JobManager {index} (pid {pid}) ended: {how}");
+        if ha {
+            close_dead_session(&session, pid, close_timeout);
         }
-        if stop.load(std::sync::atomic::Ordering::SeqCst) {
-            stop_processes(&[jm], &log_dir);
-            return 0;
-        }
-        reap();
         if restarts >= attempts {
-            tracing::error!("supervisor: JobManager {index} (pid {}) died; all {attempts} restart attempts used", jm.pid);
+            tracing::error!("supervisor: JobManager {index} (pid {pid}) died; all {attempts} restart attempts used");
             let _ = std::fs::remove_file(pid_file(&log_dir, "jobmanager", index));
             return 1;
         }
         restarts += 1;
-        tracing::warn!("supervisor: JobManager {index} (pid {}) died; starting it again (attempt {restarts} of {attempts})", jm.pid);
+        tracing::warn!("supervisor: JobManager {index} (pid {pid}) died; starting it again (attempt {restarts} of {attempts})");
     }
 }
 
-/// Reaps exited children so a dead JobManager is not kept as a zombie.
-fn reap() {
-    unsafe { while libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) > 0 {} }
+/// `eddy cluster close-session --session-file FILE`: ends the ZooKeeper session that a
+/// JobManager which has exited recorded with `--zk-session-file` (for service managers:
+/// systemd's `ExecStopPost`). Refuses while the recorded process still runs.
+pub fn close_session(file: &Path) -> i32 {
+    let r = match ha::RecordedSession::read(file) {
+        Ok(r) => r,
+        Err(e) => return fail(&e, 2),
+    };
+    if alive(r.pid) {
+        return fail(
+            &format!(
+                "JobManager pid {} recorded in {} is still running: close-session ends only the session of a JobManager that has exited",
+                r.pid,
+                file.display()
+            ),
+            1,
+        );
+    }
+    match ha::close_recorded_session(file, Duration::from_secs(10)) {
+        Ok(msg) => {
+            let _ = std::fs::remove_file(file);
+            println!("{msg}");
+            0
+        }
+        Err(e) => fail(&e, 1),
+    }
 }
 
 /// The last error line of a process's log (for a one-line start-up failure).
@@ -294,6 +413,17 @@ fn stop_processes(procs: &[Managed], log_dir: &Path) {
         }
         let _ = std::fs::remove_file(pid_file(log_dir, p.role, p.index));
     }
+}
+
+/// Stops what a failed `start` launched, then whatever the pid files still name (TaskManagers an
+/// active-mode leader started meanwhile).
+fn abort_start(procs: &[Managed], log_dir: &Path) {
+    stop_processes(procs, log_dir);
+    let rest: Vec<Managed> = managed(log_dir)
+        .into_iter()
+        .filter(|p| alive(p.pid))
+        .collect();
+    stop_processes(&rest, log_dir);
 }
 
 fn load(conf_dir: &Path) -> Result<Config, String> {
@@ -384,7 +514,7 @@ pub fn start(conf_dir: &Path) -> i32 {
         match started {
             Ok(p) => procs.push(p),
             Err(e) => {
-                stop_processes(&procs, &log_dir);
+                abort_start(&procs, &log_dir);
                 return fail(&e, 1);
             }
         }
@@ -407,7 +537,7 @@ pub fn start(conf_dir: &Path) -> i32 {
         ) {
             Ok(p) => procs.push(p),
             Err(e) => {
-                stop_processes(&procs, &log_dir);
+                abort_start(&procs, &log_dir);
                 return fail(&e, 1);
             }
         }
@@ -421,7 +551,7 @@ pub fn start(conf_dir: &Path) -> i32 {
     loop {
         if let Some(dead) = procs.iter().find(|p| !alive(p.pid)) {
             let why = last_error(&log_dir, dead.role, dead.index);
-            stop_processes(&procs, &log_dir);
+            abort_start(&procs, &log_dir);
             return fail(
                 &format!(
                     "{} {} (pid {}) exited during start-up: {why}",
@@ -456,7 +586,7 @@ pub fn start(conf_dir: &Path) -> i32 {
             }
         }
         if Instant::now() > deadline {
-            stop_processes(&procs, &log_dir);
+            abort_start(&procs, &log_dir);
             return fail(
                 &format!(
                     "the cluster did not come up within {START_TIMEOUT:?}: see the logs in {}",
@@ -485,10 +615,21 @@ pub fn stop(conf_dir: &Path) -> i32 {
     let (sups, procs): (Vec<Managed>, Vec<Managed>) =
         procs.into_iter().partition(|p| p.role == "supervisor");
     stop_processes(&sups, &log_dir);
-    let (tms, jms): (Vec<Managed>, Vec<Managed>) =
+    let (mut tms, jms): (Vec<Managed>, Vec<Managed>) =
         procs.into_iter().partition(|p| p.role == "taskmanager");
-    stop_processes(&tms, &log_dir);
-    stop_processes(&jms, &log_dir);
+    if config.resource_manager_mode() == ResourceManagerMode::Active {
+        // The leader replaces a TaskManager that stops, so the JobManagers stop first; then
+        // every TaskManager the pid files name now (one may have been started meanwhile).
+        stop_processes(&jms, &log_dir);
+        tms = managed(&log_dir)
+            .into_iter()
+            .filter(|p| p.role == "taskmanager")
+            .collect();
+        stop_processes(&tms, &log_dir);
+    } else {
+        stop_processes(&tms, &log_dir);
+        stop_processes(&jms, &log_dir);
+    }
     println!(
         "Stopped {} TaskManager(s) and {} JobManager(s)",
         tms.len(),

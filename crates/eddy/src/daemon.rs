@@ -4,17 +4,19 @@
 //! The JobManager process holds the dispatcher, the resource manager and the job masters, its
 //! RPC endpoint (TaskManagers connect to `jobmanager.rpc.address:jobmanager.rpc.port`) and the
 //! REST API (`rest.bind-address:rest.port`). In active mode (`resourcemanager.mode: active`) the
-//! resource manager also starts `resourcemanager.active.taskmanagers` TaskManager processes on
-//! this host and starts a replacement as soon as one dies.
+//! leader's resource manager also keeps `resourcemanager.active.taskmanagers` TaskManager
+//! processes running on this host (`active.rs`).
+//!
+//! With `--zk-session-file` (HA only) the JobManager keeps its ZooKeeper session's id and
+//! password in that file, so that its supervisor can end the session once it saw the process die.
 
+use crate::active::{ActiveTaskManagers, WorkerSpec};
 use crate::cli::fail;
 use eddy_cluster::ha::Ha;
 use eddy_cluster::{jobmanager, taskmanager};
-use eddy_core::config::{self, Config, ResourceManagerMode};
+use eddy_core::config::{self, Config, HaMode, ResourceManagerMode};
 use eddy_runtime::registry::JobRegistry;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +47,7 @@ pub fn run_jobmanager(
     registry: JobRegistry,
     conf_dir: Option<PathBuf>,
     overrides: Vec<String>,
+    zk_session_file: Option<PathBuf>,
 ) -> i32 {
     crate::local::init_logging("info");
     let config = match load(conf_dir.as_deref(), &overrides) {
@@ -52,7 +55,20 @@ pub fn run_jobmanager(
         Err(code) => return code,
     };
     // With HA, a bad quorum or storage directory fails here, before anything is started.
-    let ha = match Ha::connect(&config) {
+    let ha = match &zk_session_file {
+        Some(f) if config.ha_mode() == HaMode::None => {
+            return fail(
+                &format!(
+                    "--zk-session-file {} needs high-availability.type: zookeeper (it is none): without HA there is no ZooKeeper session",
+                    f.display()
+                ),
+                2,
+            )
+        }
+        Some(f) => Ha::connect_recording_session(&config, f),
+        None => Ha::connect(&config),
+    };
+    let ha = match ha {
         Ok(ha) => ha,
         Err(e) => return fail(&e, 2),
     };
@@ -125,11 +141,16 @@ pub fn run_jobmanager(
     );
     let supervisor = (config.resource_manager_mode() == ResourceManagerMode::Active).then(|| {
         ActiveTaskManagers::start(
-            conf_dir.clone(),
-            overrides.clone(),
-            &jm.rpc_address,
-            config.active_taskmanagers(),
-            config.log_dir(),
+            jm.clone(),
+            WorkerSpec {
+                conf_dir: conf_dir.clone(),
+                overrides: overrides.clone(),
+                rpc_address: jm.rpc_address.clone(),
+                count: config.active_taskmanagers(),
+                log_dir: config.log_dir(),
+                ha: ha.is_some(),
+                adoption_grace: config.heartbeat_interval(),
+            },
         )
     });
     wait_for_signal();
@@ -185,108 +206,4 @@ pub fn run_taskmanager(
     tracing::info!("TaskManager {} shutting down", tm.id());
     tm.shutdown();
     0
-}
-
-/// Active mode: TaskManager child processes kept alive by the resource manager.
-struct ActiveTaskManagers {
-    stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl ActiveTaskManagers {
-    fn start(
-        conf_dir: Option<PathBuf>,
-        overrides: Vec<String>,
-        rpc_address: &str,
-        count: u32,
-        log_dir: PathBuf,
-    ) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        let (host, port) = rpc_address
-            .rsplit_once(':')
-            .map(|(h, p)| (h.to_string(), p.to_string()))
-            .unwrap_or_default();
-        let thread = std::thread::spawn(move || {
-            let _ = std::fs::create_dir_all(&log_dir);
-            let spawn = |n: u32| -> Option<Child> {
-                let exe = std::env::current_exe().ok()?;
-                let log = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(log_dir.join(format!("eddy-taskmanager-active-{n}.log")))
-                    .ok()?;
-                let mut cmd = Command::new(exe);
-                cmd.arg("taskmanager");
-                if let Some(d) = &conf_dir {
-                    cmd.arg("--conf").arg(d);
-                }
-                for o in &overrides {
-                    cmd.arg("-D").arg(o);
-                }
-                cmd.arg("-D")
-                    .arg(format!("jobmanager.rpc.address={host}"))
-                    .arg("-D")
-                    .arg(format!("jobmanager.rpc.port={port}"));
-                cmd.stdin(Stdio::null())
-                    .stdout(log.try_clone().ok()?)
-                    .stderr(log);
-                // The TaskManager dies with this JobManager process, even when it is SIGKILLed.
-                unsafe {
-                    cmd.pre_exec(|| {
-                        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                        Ok(())
-                    });
-                }
-                match cmd.spawn() {
-                    Ok(c) => {
-                        tracing::info!(
-                            "active resource manager started TaskManager process {} (#{n})",
-                            c.id()
-                        );
-                        Some(c)
-                    }
-                    Err(e) => {
-                        tracing::warn!(
-                            "active resource manager could not start a TaskManager: {e}"
-                        );
-                        None
-                    }
-                }
-            };
-            let mut children: Vec<Option<Child>> = (0..count).map(spawn).collect();
-            while !s.load(Ordering::SeqCst) {
-                for (n, slot) in children.iter_mut().enumerate() {
-                    let dead = match slot {
-                        Some(c) => match c.try_wait() {
-                            Ok(Some(status)) => {
-                                tracing::warn!("TaskManager process {} died ({status}); starting a replacement", c.id());
-                                true
-                            }
-                            _ => false,
-                        },
-                        None => true,
-                    };
-                    if dead {
-                        *slot = spawn(n as u32);
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            for c in children.iter_mut().flatten() {
-                unsafe {
-                    libc::kill(c.id() as i32, libc::SIGTERM);
-                }
-            }
-            for c in children.iter_mut().flatten() {
-                let _ = c.wait();
-            }
-        });
-        ActiveTaskManagers { stop, thread }
-    }
-
-    fn stop(self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = self.thread.join();
-    }
 }

@@ -7,6 +7,7 @@
 //! std::process::exit(eddy::cli::main_with(registry));
 //! ```
 
+mod active;
 pub mod cli;
 pub mod cluster;
 pub mod daemon;

@@ -9,6 +9,7 @@
 
 mod election;
 mod retrieval;
+pub mod session;
 mod stores;
 
 use crate::api::{
@@ -160,7 +161,11 @@ pub(crate) fn connection_idle_timeout(session: Duration, connection: Duration) -
 }
 
 /// Establishes a session within the connection timeout, retrying refused connections.
-pub(crate) async fn connect_client(cfg: &ZooKeeperHaConfig) -> Result<Client, HaError> {
+/// `connect_to` is the quorum itself, or the local relay's connect string (see `session`).
+pub(crate) async fn connect_client(
+    cfg: &ZooKeeperHaConfig,
+    connect_to: &str,
+) -> Result<Client, HaError> {
     let deadline = Instant::now() + cfg.connection_timeout;
     let unreachable = || HaError::QuorumUnreachable {
         quorum: cfg.quorum.clone(),
@@ -179,7 +184,7 @@ pub(crate) async fn connect_client(cfg: &ZooKeeperHaConfig) -> Result<Client, Ha
             ))
             .with_detached()
             .with_fail_eagerly()
-            .connect(&cfg.quorum);
+            .connect(connect_to);
         match tokio::time::timeout(deadline - now, attempt).await {
             Err(_) => return Err(unreachable()),
             Ok(Ok(client)) => return Ok(client),
@@ -215,6 +220,7 @@ fn map_state(s: SessionState) -> ConnectionState {
 /// back-off) until shut down.
 async fn run_connection_manager(
     cfg: ZooKeeperHaConfig,
+    connect_to: String,
     first: Client,
     conn_tx: watch::Sender<ConnSnapshot>,
     state_tx: watch::Sender<ConnectionState>,
@@ -255,7 +261,7 @@ async fn run_connection_manager(
         client = loop {
             let attempt = tokio::select! {
                 _ = shutdown.wait_for(|s| *s) => return,
-                r = connect_client(&cfg) => r,
+                r = connect_client(&cfg, &connect_to) => r,
             };
             match attempt {
                 Ok(c) => break c,
@@ -292,6 +298,8 @@ pub struct ZooKeeperHaServices {
     campaign_done: Mutex<Option<watch::Receiver<bool>>>,
     retrieval: tokio::sync::Mutex<Option<watch::Receiver<RetrievalState>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// With `connect_recording_session`: the relay that learns the session's credentials.
+    relay: Option<session::SessionRelay>,
 }
 
 impl ZooKeeperHaServices {
@@ -299,6 +307,20 @@ impl ZooKeeperHaServices {
     /// probe file), connects within the connection timeout and creates the root paths. A bad
     /// configuration fails here, before anything starts.
     pub async fn connect(config: ZooKeeperHaConfig) -> Result<Self, HaError> {
+        Self::connect_with(config, false).await
+    }
+
+    /// [`ZooKeeperHaServices::connect`], and every session this process establishes is published
+    /// with its id and password ([`ZooKeeperHaServices::session_credentials`]), so that the
+    /// process's supervisor can close it once it saw the process die (see `session`).
+    pub async fn connect_recording_session(config: ZooKeeperHaConfig) -> Result<Self, HaError> {
+        Self::connect_with(config, true).await
+    }
+
+    async fn connect_with(
+        config: ZooKeeperHaConfig,
+        record_session: bool,
+    ) -> Result<Self, HaError> {
         let paths = ZkPaths::new(&config.root, &config.cluster_id)?;
         let cluster_id = normalize_cluster_id(&config.cluster_id)?;
         let storage = config.storage_dir.join(&cluster_id);
@@ -315,7 +337,21 @@ impl ZooKeeperHaServices {
         })
         .await?;
 
-        let client = connect_client(&config).await?;
+        let relay = if record_session {
+            Some(
+                session::SessionRelay::start(&config.quorum, config.connection_timeout)
+                    .await
+                    .map_err(|e| {
+                        HaError::io("bind the ZooKeeper session relay on", "127.0.0.1", e)
+                    })?,
+            )
+        } else {
+            None
+        };
+        let connect_to = relay
+            .as_ref()
+            .map_or(config.quorum.clone(), |r| r.connect_string.clone());
+        let client = connect_client(&config, &connect_to).await?;
         let create_dirs = async {
             for dir in paths.static_dirs() {
                 client
@@ -352,6 +388,7 @@ impl ZooKeeperHaServices {
         let (shutdown, _) = watch::channel(false);
         let manager = tokio::spawn(run_connection_manager(
             config.clone(),
+            connect_to,
             client,
             conn_tx,
             state_tx,
@@ -374,7 +411,16 @@ impl ZooKeeperHaServices {
             campaign_done: Mutex::new(None),
             retrieval: tokio::sync::Mutex::new(None),
             tasks: Mutex::new(vec![manager]),
+            relay,
         })
+    }
+
+    /// With [`ZooKeeperHaServices::connect_recording_session`]: the credentials of the current
+    /// session (updated when a new session replaces an expired one); otherwise `None`.
+    pub fn session_credentials(
+        &self,
+    ) -> Option<watch::Receiver<Option<session::SessionCredentials>>> {
+        self.relay.as_ref().map(|r| r.credentials())
     }
 
     /// The ZooKeeper node under which this cluster's data lives (`<root>/<cluster-id>`).

@@ -1,0 +1,726 @@
+//! End-to-end tests of crash handover and of active-mode TaskManagers across JobManager
+//! failovers, with a real ZooKeeper and real processes (`eddy cluster start`):
+//!
+//! * a supervised leader killed with SIGKILL under a 60 s ZooKeeper session: its supervisor sees
+//!   it die (`waitpid`) and closes its session, so a standby runs the job long before 60 s, and
+//!   the exactly-once witness of `sequence` holds;
+//! * a supervised leader paused with SIGSTOP: nothing closes its session; a standby leads only
+//!   after the session expired;
+//! * active mode with three JobManagers: only the leader starts TaskManagers, as many as
+//!   `resourcemanager.active.taskmanagers` for the whole cluster; killing a standby kills none;
+//!   the TaskManagers outlive a leader's death and the new leader adopts them instead of
+//!   starting more; a TaskManager that dies is replaced by the leader; `cluster stop` leaves none.
+//!
+//! Every test has its own temp dir, ZooKeeper (`scripts/zookeeper.sh` on a free port) and conf
+//! dir on free 127.0.0.1 ports. [`Cluster`]'s drop runs `eddy cluster stop`, SIGKILLs whatever
+//! is left that mentions its conf dir, and stops its ZooKeeper by pid. Deadlines bound hangs; the
+//! one bound that is asserted (a takeover well under a 60 s session) is behaviour: without the
+//! supervisor's close the takeover cannot happen before the session expires.
+
+mod common;
+
+use common::*;
+use eddy_rest::client;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const EDDY: &str = env!("CARGO_BIN_EXE_eddy");
+const CLI_LIMIT: Duration = Duration::from_secs(90);
+const JOB_LIMIT: Duration = Duration::from_secs(180);
+const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
+const ZK_JAR: &str = "/usr/share/java/zookeeper.jar";
+
+fn signal(pid: u32, sig: libc::c_int) {
+    let rc = unsafe { libc::kill(pid as libc::pid_t, sig) };
+    assert_eq!(
+        rc,
+        0,
+        "kill -{sig} {pid}: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+fn script(args: &[&str], dir: Option<&Path>) {
+    let mut cmd = Command::new("bash");
+    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/zookeeper.sh"))
+        .args(args);
+    if let Some(d) = dir {
+        cmd.arg("--dir").arg(d);
+    }
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .expect("run scripts/zookeeper.sh");
+    assert!(
+        out.status.success(),
+        "zookeeper.sh {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// One test's ZooKeeper, stopped (by the pid in its dir) on drop.
+struct ZooKeeper {
+    port: u16,
+    dir: PathBuf,
+}
+
+impl ZooKeeper {
+    fn start(dir: PathBuf) -> ZooKeeper {
+        if !Path::new(ZK_JAR).exists() {
+            script(&["install"], None);
+        }
+        let port = free_ports(1)[0];
+        script(&["start", "--port", &port.to_string()], Some(&dir));
+        ZooKeeper { port, dir }
+    }
+}
+
+impl Drop for ZooKeeper {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/zookeeper.sh"))
+            .arg("stop")
+            .arg("--dir")
+            .arg(&self.dir)
+            .output();
+        if let Some(pid) = std::fs::read_to_string(self.dir.join("zookeeper.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok())
+        {
+            if alive(pid) && cmdline(pid).contains("zookeeper") {
+                unsafe {
+                    libc::kill(pid as libc::pid_t, libc::SIGKILL);
+                }
+            }
+        }
+    }
+}
+
+/// An HA session cluster of one test.
+struct Cluster {
+    conf: PathBuf,
+    log: PathBuf,
+    masters: Vec<String>,
+    /// Stopped after the cluster (drop order), before its data dir is removed.
+    _zk: ZooKeeper,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// `masters` supervised JobManagers (restart attempts 5), `workers` standalone TaskManagers of
+    /// 2 slots, a ZooKeeper session of `session`; `extra` keys replace or add to these.
+    fn start(
+        name: &str,
+        masters: usize,
+        workers: usize,
+        session: Duration,
+        extra: &[(&str, String)],
+    ) -> Cluster {
+        let c = Cluster::configure(name, masters, workers, session, extra);
+        let out = c.cli(&["cluster", "start", "--conf", c.conf_str()]);
+        assert_eq!(
+            out.code,
+            0,
+            "cluster start: {}\n{}",
+            out.stderr,
+            c.log_tail()
+        );
+        c
+    }
+
+    /// The ZooKeeper and conf dir of [`Cluster::start`], without starting anything.
+    fn configure(
+        name: &str,
+        masters: usize,
+        workers: usize,
+        session: Duration,
+        extra: &[(&str, String)],
+    ) -> Cluster {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("eddy-failover-{name}-"))
+            .tempdir()
+            .expect("temp dir");
+        let zk = ZooKeeper::start(dir.path().join("zk"));
+        let conf = dir.path().join("conf");
+        let log = dir.path().join("log");
+        std::fs::create_dir_all(&conf).expect("conf dir");
+        let rest_ports = free_ports(masters);
+        let path = |p: &str| dir.path().join(p).display().to_string();
+        let keys: Vec<(String, String)> = [
+            ("high-availability.type", "zookeeper".to_string()),
+            (
+                "high-availability.zookeeper.quorum",
+                format!("127.0.0.1:{}", zk.port),
+            ),
+            ("high-availability.storageDir", path("ha")),
+            ("high-availability.cluster-id", format!("/{name}")),
+            (
+                "high-availability.zookeeper.client.session-timeout",
+                format!("{} ms", session.as_millis()),
+            ),
+            (
+                "high-availability.zookeeper.client.connection-timeout",
+                "5 s".to_string(),
+            ),
+            ("high-availability.jobmanager.port", "0".to_string()),
+            ("cluster.jobmanager.restart-attempts", "5".to_string()),
+            ("jobmanager.rpc.address", "127.0.0.1".to_string()),
+            ("rest.address", "127.0.0.1".to_string()),
+            ("rest.bind-address", "127.0.0.1".to_string()),
+            ("rest.port", rest_ports[0].to_string()),
+            ("taskmanager.host", "127.0.0.1".to_string()),
+            ("taskmanager.numberOfTaskSlots", "2".to_string()),
+            ("parallelism.default", "2".to_string()),
+            ("execution.checkpointing.interval", "200 ms".to_string()),
+            ("execution.checkpointing.dir", path("checkpoints")),
+            ("state.checkpoints.num-retained", "2".to_string()),
+            ("restart-strategy.type", "fixed-delay".to_string()),
+            (
+                "restart-strategy.fixed-delay.attempts",
+                "unlimited".to_string(),
+            ),
+            ("restart-strategy.fixed-delay.delay", "50 ms".to_string()),
+            ("heartbeat.interval", "500 ms".to_string()),
+            ("heartbeat.timeout", "3 s".to_string()),
+            ("env.log.dir", log.display().to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        write_config_yaml(&conf, keys, extra);
+        let masters: Vec<String> = rest_ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        std::fs::write(
+            conf.join("masters"),
+            masters.iter().map(|m| format!("{m}\n")).collect::<String>(),
+        )
+        .expect("masters");
+        std::fs::write(conf.join("workers"), "127.0.0.1\n".repeat(workers)).expect("workers");
+        Cluster {
+            conf,
+            log,
+            masters,
+            _zk: zk,
+            dir,
+        }
+    }
+
+    fn conf_str(&self) -> &str {
+        self.conf.to_str().expect("UTF-8 temp path")
+    }
+
+    fn cli(&self, args: &[&str]) -> Outcome {
+        eddy_with_env(args, &[("EDDY_LOG", "info")], CLI_LIMIT)
+    }
+
+    fn get(&self, jm: usize, path: &str) -> Option<Value> {
+        match client::request(&self.masters[jm], "GET", path, None, HTTP_TIMEOUT) {
+            Ok((200, v)) => Some(v),
+            _ => None,
+        }
+    }
+
+    fn is_standby(&self, jm: usize) -> bool {
+        matches!(
+            client::request(&self.masters[jm], "GET", "/overview", None, HTTP_TIMEOUT),
+            Ok((503, _))
+        )
+    }
+
+    /// The JobManagers (not in `skip`) answering 200.
+    fn leaders(&self, skip: &[usize]) -> Vec<usize> {
+        (0..self.masters.len())
+            .filter(|i| !skip.contains(i) && self.get(*i, "/overview").is_some())
+            .collect()
+    }
+
+    fn leader(&self) -> usize {
+        self.wait_for("one leader", JOB_LIMIT, || {
+            let l = self.leaders(&[]);
+            (l.len() == 1).then(|| l[0])
+        })
+    }
+
+    fn pid_of(&self, role: &str, index: usize) -> Option<u32> {
+        std::fs::read_to_string(self.log.join(format!("eddy-{role}-{index}.pid")))
+            .ok()
+            .and_then(|t| t.lines().next()?.trim().parse().ok())
+    }
+
+    fn log_text(&self, role: &str, index: usize) -> String {
+        std::fs::read_to_string(self.log.join(format!("eddy-{role}-{index}.log")))
+            .unwrap_or_default()
+    }
+
+    /// Live `eddy taskmanager` processes of this cluster.
+    fn taskmanager_processes(&self) -> BTreeSet<u32> {
+        processes_mentioning(self.conf_str())
+            .into_iter()
+            .filter(|p| cmdline(*p).contains(" taskmanager "))
+            .collect()
+    }
+
+    /// The pids of the TaskManagers registered with JobManager `jm`.
+    fn registered(&self, jm: usize) -> Option<BTreeSet<u32>> {
+        let v = self.get(jm, "/taskmanagers")?;
+        Some(
+            v["taskmanagers"]
+                .as_array()?
+                .iter()
+                .filter_map(|t| t["pid"].as_u64().map(|p| p as u32))
+                .collect(),
+        )
+    }
+
+    fn wait_for<T>(&self, what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(v) = probe() {
+                return v;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "gave up after {limit:?} waiting for {what}\n{}",
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `eddy run sequence ... -d`; returns the job id once a leader runs all its tasks.
+    fn submit_sequence(&self, keys: u64, per_key: u64, rate: u64) -> (String, PathBuf) {
+        let output = self.dir.path().join("out");
+        let out = self.cli(&[
+            "run",
+            "sequence",
+            "--keys",
+            &keys.to_string(),
+            "--per-key",
+            &per_key.to_string(),
+            "--rate",
+            &rate.to_string(),
+            "--output",
+            &output.display().to_string(),
+            "-p",
+            "2",
+            "--conf",
+            self.conf_str(),
+            "-d",
+        ]);
+        assert_eq!(
+            out.code,
+            0,
+            "eddy run -d: {}\n{}",
+            out.stderr,
+            self.log_tail()
+        );
+        let id = out.stdout.trim().to_string();
+        self.wait_for("the job to run all its tasks", JOB_LIMIT, || {
+            self.running_on(&id, &[])
+        });
+        (id, output)
+    }
+
+    /// A leader (not in `skip`) on which `job` is RUNNING with every task RUNNING.
+    fn running_on(&self, job: &str, skip: &[usize]) -> Option<usize> {
+        self.leaders(skip).into_iter().find(|&l| {
+            self.get(l, &format!("/jobs/{job}/eddy-details"))
+                .is_some_and(|d| all_tasks_running(&d))
+        })
+    }
+
+    fn await_end(&self, job: &str) -> Value {
+        self.wait_for("the job to end", JOB_LIMIT, || {
+            self.leaders(&[]).into_iter().find_map(|l| {
+                self.get(l, &format!("/jobs/{job}/eddy-details"))
+                    .filter(|d| matches!(status(d), "FINISHED" | "FAILED" | "CANCELED"))
+            })
+        })
+    }
+
+    fn log_tail(&self) -> String {
+        let mut out = String::new();
+        let Ok(entries) = std::fs::read_dir(&self.log) else {
+            return String::new();
+        };
+        let mut files: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .collect();
+        files.sort();
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            out.push_str(&format!("--- {} (last 20 lines)\n", f.display()));
+            for l in &lines[lines.len().saturating_sub(20)..] {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for (_, pid) in pid_files(&self.log) {
+            if alive(pid) && cmdline(pid).contains("eddy") {
+                unsafe {
+                    libc::kill(pid as libc::pid_t, libc::SIGCONT);
+                }
+            }
+        }
+        let _ = Command::new(EDDY)
+            .args(["cluster", "stop", "--conf", self.conf_str()])
+            .env_remove("EDDY_CONF_DIR")
+            .output();
+        for (_, pid) in pid_files(&self.log) {
+            if alive(pid) && cmdline(pid).contains("eddy") {
+                unsafe {
+                    libc::kill(pid as libc::pid_t, libc::SIGKILL);
+                }
+            }
+        }
+        for pid in processes_mentioning(self.conf_str()) {
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+fn status(d: &Value) -> &str {
+    d["status"].as_str().unwrap_or("?")
+}
+
+fn all_tasks_running(d: &Value) -> bool {
+    status(d) == "RUNNING"
+        && d["vertices"].as_array().is_some_and(|vs| {
+            !vs.is_empty()
+                && vs
+                    .iter()
+                    .all(|v| v["tasks"]["RUNNING"].as_u64() == v["parallelism"].as_u64())
+        })
+}
+
+fn assert_witness(c: &Cluster, output: &Path, keys: u64, per_key: u64) {
+    let lines = committed_lines(output);
+    assert_eq!(
+        witness(&lines, keys, per_key),
+        (0, 0, 0),
+        "(missing, duplicates, wrong counts)\n{}",
+        c.log_tail()
+    );
+    assert_eq!(lines.len() as u64, keys * per_key);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Crash handover
+
+/// Issue 10: with Flink's default 60 s session, a crashed leader used to keep its leadership
+/// for 60 s. Its supervisor now closes the session as soon as `waitpid` reports the death.
+#[test]
+fn supervised_leader_killed_with_a_60s_session_a_standby_runs_the_job_long_before_60s() {
+    let session = Duration::from_secs(60);
+    let c = Cluster::start("kill60", 2, 2, session, &[]);
+    let (keys, per_key) = (10, 4000);
+    let (job, output) = c.submit_sequence(keys, per_key, 2000);
+    let leader = c.leader();
+    let pid = c.pid_of("jobmanager", leader).expect("leader pid file");
+    // Let it complete a checkpoint first, so the recovery restores state.
+    std::thread::sleep(Duration::from_millis(1000));
+
+    let killed_at = Instant::now();
+    signal(pid, libc::SIGKILL);
+    let new_leader = c.wait_for("another JobManager to run the job", JOB_LIMIT, || {
+        c.running_on(&job, &[leader])
+    });
+    let took = killed_at.elapsed();
+    assert_ne!(new_leader, leader);
+    assert!(
+        took < Duration::from_secs(20),
+        "a standby ran the job {took:?} after the leader was killed: that is the session expiry ({session:?}), not a handover\n{}",
+        c.log_tail()
+    );
+    let sup = c.log_text("supervisor", leader);
+    assert!(
+        sup.contains("closed ZooKeeper session") && sup.contains(&format!("(pid {pid})")),
+        "the supervisor logs that it closed the dead leader's session\n{sup}"
+    );
+
+    let end = c.await_end(&job);
+    assert_eq!(status(&end), "FINISHED", "{end}\n{}", c.log_tail());
+    assert_witness(&c, &output, keys, per_key);
+}
+
+/// Issue 10 item 2: a paused leader is alive; its supervisor must not close its session, so it
+/// loses leadership only when ZooKeeper expires the session.
+#[test]
+fn supervisor_never_closes_the_session_of_a_paused_leader() {
+    let session = Duration::from_secs(4);
+    let c = Cluster::start("sigstop", 2, 1, session, &[]);
+    let leader = c.leader();
+    let standby = 1 - leader;
+    let pid = c.pid_of("jobmanager", leader).expect("leader pid file");
+
+    let stopped_at = Instant::now();
+    signal(pid, libc::SIGSTOP);
+    // Well inside the session: nothing may have ended it.
+    while stopped_at.elapsed() < session / 2 {
+        assert!(
+            c.is_standby(standby),
+            "JobManager {standby} leads {:?} after the leader was paused: its live session was ended\n{}",
+            stopped_at.elapsed(),
+            c.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c.wait_for(
+        "the standby to lead after the session expired",
+        JOB_LIMIT,
+        || c.get(standby, "/overview"),
+    );
+    assert!(
+        stopped_at.elapsed() >= session,
+        "took over after {:?}, before the {session:?} session could expire",
+        stopped_at.elapsed()
+    );
+    signal(pid, libc::SIGCONT);
+    c.wait_for(
+        "the resumed JobManager to answer as a standby",
+        JOB_LIMIT,
+        || c.is_standby(leader).then_some(()),
+    );
+    let sup = c.log_text("supervisor", leader);
+    assert!(
+        !sup.contains("closed ZooKeeper session") && !sup.contains("waitpid reports"),
+        "the supervisor of a paused JobManager did nothing\n{sup}"
+    );
+    assert_eq!(c.pid_of("jobmanager", leader), Some(pid), "not restarted");
+}
+
+/// A JobManager run by hand (as under systemd), SIGKILLed and reaped on drop.
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn jobmanager(c: &Cluster, index: usize, session_file: &Path) -> Daemon {
+    let port = c.masters[index].rsplit_once(':').expect("host:port").1;
+    std::fs::create_dir_all(&c.log).expect("log dir");
+    let log = std::fs::File::create(c.log.join(format!("eddy-jobmanager-{index}.log")))
+        .expect("log file");
+    Daemon(
+        Command::new(EDDY)
+            .args(["jobmanager", "--conf", c.conf_str(), "-D"])
+            .arg(format!("rest.port={port}"))
+            .arg("--zk-session-file")
+            .arg(session_file)
+            .env("EDDY_LOG", "info")
+            .env_remove("EDDY_CONF_DIR")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start eddy jobmanager"),
+    )
+}
+
+/// The systemd recipe of docs/ha.md: `eddy jobmanager --zk-session-file F`, and after the
+/// process exited `eddy cluster close-session --session-file F` (ExecStopPost). With a 60 s
+/// session the standby leads at once; the command refuses to touch a running JobManager's file.
+#[test]
+fn close_session_after_the_jobmanager_exited_hands_over_and_refuses_a_running_one() {
+    let session = Duration::from_secs(60);
+    let c = Cluster::configure("systemd", 2, 0, session, &[]);
+    let (file_a, file_b) = (
+        c.dir.path().join("a.zksession"),
+        c.dir.path().join("b.zksession"),
+    );
+    let mut a = jobmanager(&c, 0, &file_a);
+    c.wait_for("JobManager 0 to lead", JOB_LIMIT, || c.get(0, "/overview"));
+    let _b = jobmanager(&c, 1, &file_b);
+    c.wait_for("JobManager 1 to be a standby", JOB_LIMIT, || {
+        (c.is_standby(1) && file_b.exists()).then_some(())
+    });
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file_a)
+        .expect("session file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "only its owner reads the session file");
+
+    let refused = c.cli(&[
+        "cluster",
+        "close-session",
+        "--session-file",
+        file_b.to_str().unwrap(),
+    ]);
+    assert_eq!(refused.code, 1, "{}{}", refused.stdout, refused.stderr);
+    assert!(
+        refused.stderr.contains("still running"),
+        "{}",
+        refused.stderr
+    );
+    assert!(c.is_standby(1), "the refused command changed nothing");
+
+    let killed_at = Instant::now();
+    a.0.kill().expect("kill -9 JobManager 0");
+    a.0.wait().expect("reap JobManager 0");
+    let closed = c.cli(&[
+        "cluster",
+        "close-session",
+        "--session-file",
+        file_a.to_str().unwrap(),
+    ]);
+    assert_eq!(closed.code, 0, "{}\n{}", closed.stderr, c.log_tail());
+    assert!(
+        closed.stdout.contains("closed ZooKeeper session"),
+        "{}",
+        closed.stdout
+    );
+    c.wait_for("JobManager 1 to lead", JOB_LIMIT, || c.get(1, "/overview"));
+    let took = killed_at.elapsed();
+    assert!(
+        took < Duration::from_secs(20),
+        "the standby led {took:?} after the kill: that is the session expiry ({session:?})"
+    );
+    assert!(!file_a.exists(), "the closed session's file is removed");
+}
+
+#[test]
+fn zk_session_file_without_ha_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("jm.zksession");
+    let out = eddy(
+        &[
+            "jobmanager",
+            "-D",
+            "high-availability.type=none",
+            "--zk-session-file",
+            file.to_str().unwrap(),
+        ],
+        CLI_LIMIT,
+    );
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("--zk-session-file") && out.stderr.contains("high-availability.type"),
+        "{}",
+        out.stderr
+    );
+    assert!(!file.exists());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Active mode across failovers (issue 17, F2)
+
+fn active(count: u32) -> Vec<(&'static str, String)> {
+    vec![
+        ("resourcemanager.mode", "active".to_string()),
+        ("resourcemanager.active.taskmanagers", count.to_string()),
+    ]
+}
+
+/// Waits until exactly `n` TaskManager processes run and all are registered with the leader;
+/// returns the leader and their pids.
+fn settled(c: &Cluster, n: usize) -> (usize, BTreeSet<u32>) {
+    c.wait_for(
+        &format!("{n} TaskManager processes, all registered with the leader"),
+        JOB_LIMIT,
+        || {
+            let procs = c.taskmanager_processes();
+            let l = c.leaders(&[]);
+            if l.len() != 1 || procs.len() != n {
+                return None;
+            }
+            (c.registered(l[0])? == procs).then(|| (l[0], procs))
+        },
+    )
+}
+
+#[test]
+fn active_mode_only_the_leader_starts_taskmanagers_and_killing_a_standby_kills_none() {
+    let c = Cluster::start("active-standby", 3, 0, Duration::from_secs(2), &active(2));
+    let (leader, tms) = settled(&c, 2);
+    // Give the standbys time to do what they used to do (start their own).
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        c.taskmanager_processes(),
+        tms,
+        "3 JobManagers, resourcemanager.active.taskmanagers: 2 → 2 TaskManagers in the cluster\n{}",
+        c.log_tail()
+    );
+    let standby = (0..3).find(|i| *i != leader).expect("a standby");
+    let pid = c.pid_of("jobmanager", standby).expect("standby pid");
+    signal(pid, libc::SIGKILL);
+    c.wait_for("the standby to be restarted", JOB_LIMIT, || {
+        c.pid_of("jobmanager", standby)
+            .filter(|p| *p != pid && alive(*p))
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        c.taskmanager_processes(),
+        tms,
+        "killing a standby JobManager kills no TaskManager and starts none"
+    );
+    assert_eq!(c.registered(leader), Some(tms));
+
+    let out = c.cli(&["cluster", "stop", "--conf", c.conf_str()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        processes_mentioning(c.conf_str()),
+        Vec::<u32>::new(),
+        "cluster stop leaves no process"
+    );
+}
+
+#[test]
+fn active_mode_taskmanagers_outlive_a_leader_the_new_leader_adopts_them_and_replaces_a_dead_one() {
+    let c = Cluster::start("active-adopt", 2, 0, Duration::from_secs(2), &active(2));
+    let (leader, tms) = settled(&c, 2);
+    let (keys, per_key) = (10, 3000);
+    let (job, output) = c.submit_sequence(keys, per_key, 2000);
+    std::thread::sleep(Duration::from_millis(500));
+
+    let pid = c.pid_of("jobmanager", leader).expect("leader pid");
+    signal(pid, libc::SIGKILL);
+    let new_leader = c.wait_for("the other JobManager to run the job", JOB_LIMIT, || {
+        c.running_on(&job, &[leader])
+    });
+    // Past the adoption grace (heartbeat.interval 500 ms): nothing new was started.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        c.taskmanager_processes(),
+        tms,
+        "the TaskManagers outlived the leader and no others were started\n{}",
+        c.log_tail()
+    );
+    assert_eq!(
+        c.registered(new_leader),
+        Some(tms.clone()),
+        "the new leader adopted the running TaskManagers"
+    );
+
+    // A TaskManager the new leader did not start dies: the leader replaces it.
+    let victim = *tms.iter().next().expect("a TaskManager");
+    signal(victim, libc::SIGKILL);
+    let (_, now) = settled(&c, 2);
+    assert!(!now.contains(&victim), "{now:?}");
+    assert_eq!(now.len(), 2);
+
+    let end = c.await_end(&job);
+    assert_eq!(status(&end), "FINISHED", "{end}\n{}", c.log_tail());
+    assert_witness(&c, &output, keys, per_key);
+}
