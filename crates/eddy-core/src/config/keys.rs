@@ -85,7 +85,7 @@ pub static KEYS: &[KeySpec] = &[
     spec("parallelism.default", &[], PARALLELISM, Some("1"), "Parallelism of jobs submitted without -p."),
     spec("pipeline.max-parallelism", &[], PARALLELISM, Some("128"), "Number of key groups: upper bound for rescaling keyed state."),
     spec("resourcemanager.mode", &[], ValueType::Enum(RM_MODES), Some("standalone"), "standalone: TaskManagers are started externally; active: the ResourceManager starts replacements."),
-    spec("resourcemanager.active.taskmanagers", &[], POS_INT, Some("1"), "Active mode: how many TaskManager processes the ResourceManager keeps running on this host."),
+    spec("resourcemanager.active.taskmanagers", &[], POS_INT, Some("1"), "Active mode: how many TaskManager processes the leader's ResourceManager keeps running in the cluster."),
     spec("cluster.jobmanager.restart-attempts", &[], NONNEG_INT, Some("0"), "How often `eddy cluster` restarts a dead JobManager process (like yarn.application-attempts)."),
     spec("env.log.dir", &[], ValueType::LocalPath, Some("./log"), "Directory for log and pid files of background processes."),
     // --- high availability
