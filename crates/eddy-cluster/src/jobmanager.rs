@@ -5,6 +5,7 @@
 //! All decisions live in `jobmaster.rs`; this file owns sockets, threads and the clock. One
 //! thread runs the loop, so no job state is ever shared between threads.
 
+use crate::archive::JobArchive;
 use crate::ha::{Ha, LeaderAddress};
 use crate::jobmaster::{Command, JobMaster, JobMasterSettings, SlotRef};
 use crate::peer::Peer;
@@ -235,6 +236,10 @@ pub fn start_with(
         })
         .map_err(|e| e.to_string())?;
     let view = Arc::new(Mutex::new(LeaderView::default()));
+    let archive = JobArchive::new(
+        config.jobstore_max_capacity(),
+        config.jobstore_expiration().as_millis() as i64,
+    );
     let mut jm = JobManagerLoop {
         config,
         registry,
@@ -248,7 +253,7 @@ pub fn start_with(
         waiting: Vec::new(),
         recovering: BTreeMap::new(),
         unrecorded: BTreeMap::new(),
-        archive: BTreeMap::new(),
+        archive,
         elected_at: 0,
     };
     std::thread::Builder::new()
@@ -286,7 +291,7 @@ struct JobManagerLoop {
     /// `jobstore.max-capacity` and `jobstore.expiration-time`. With HA it is rebuilt from the
     /// job result store by every new leader, so a client polling for the end of its job learns
     /// it also after a failover.
-    archive: BTreeMap<JobId, JobDetails>,
+    archive: JobArchive,
     /// When this JobManager last gained leadership (the start of a recovered job's timeline).
     elected_at: i64,
 }
@@ -485,10 +490,9 @@ impl JobManagerLoop {
                         .get("details")
                         .and_then(|d| serde_json::from_value::<JobDetails>(d.clone()).ok())
                     {
-                        self.archive.insert(id, d);
+                        self.archive.insert(id, d, now);
                     }
                 }
-                self.evict_archive(now);
             }
             Err(e) => tracing::warn!("cannot read the archive of ended jobs: {e}"),
         }
@@ -679,9 +683,11 @@ impl JobManagerLoop {
             }
             Request::Cancel(id, reply) => {
                 let res = match self.jobs.get_mut(&id) {
-                    None if self.archive.contains_key(&id) => Err(format!(
+                    None if self.archive.get(&id).is_some() => Err(format!(
                         "job {id} already ended ({})",
-                        self.archive[&id].status
+                        self.archive
+                            .get(&id)
+                            .map_or(JobStatus::Finished, |d| d.status)
                     )),
                     None => Err(format!("unknown job {id}")),
                     Some(jm) if jm.status().is_globally_terminal() => {
@@ -709,7 +715,7 @@ impl JobManagerLoop {
             }
             Request::List(reply) => {
                 let _ = reply.send(self.leader_only().map(|_| {
-                    let mut all: Vec<JobDetails> = self.archive.values().cloned().collect();
+                    let mut all: Vec<JobDetails> = self.archive.jobs().cloned().collect();
                     all.extend(self.jobs.values().map(|j| j.details(now)));
                     all
                 }));
@@ -1304,7 +1310,7 @@ impl JobManagerLoop {
         self.execute_commands(job, cmds);
     }
 
-    /// Moves ended jobs whose clean-up is done into the archive, then evicts from it.
+    /// Moves ended jobs whose clean-up is done into the archive (which evicts by its bounds).
     fn archive_ended(&mut self, now: i64) {
         let ended: Vec<JobId> = self
             .jobs
@@ -1316,27 +1322,7 @@ impl JobManagerLoop {
             .collect();
         for id in ended {
             if let Some(jm) = self.jobs.remove(&id) {
-                self.archive.insert(id, jm.details(now));
-            }
-        }
-        self.evict_archive(now);
-    }
-
-    /// `jobstore.expiration-time` and `jobstore.max-capacity` (the oldest ended go first).
-    fn evict_archive(&mut self, now: i64) {
-        let ttl = self.config.jobstore_expiration().as_millis() as i64;
-        self.archive
-            .retain(|_, d| d.end_time < 0 || now - d.end_time <= ttl);
-        let cap = self.config.jobstore_max_capacity();
-        if self.archive.len() > cap {
-            let mut by_end: Vec<(i64, JobId)> = self
-                .archive
-                .iter()
-                .map(|(id, d)| (d.end_time, *id))
-                .collect();
-            by_end.sort();
-            for (_, id) in by_end.into_iter().take(self.archive.len() - cap) {
-                self.archive.remove(&id);
+                self.archive.insert(id, jm.details(now), now);
             }
         }
     }

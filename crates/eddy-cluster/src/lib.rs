@@ -2,6 +2,7 @@
 //! the TaskManager, and the RPC protocol between them. `eddy local` runs the very same
 //! components in one process.
 
+pub mod archive;
 pub mod ha;
 pub mod jobmanager;
 pub mod jobmaster;
