@@ -12,6 +12,7 @@ use crate::peer::Peer;
 use crate::rpc::{
     read_message, rpc_limits, validate_registration, FencingToken, JmMessage, TmMessage,
 };
+use crate::slots::SlotPool;
 use crate::status::{JobDetails, JobStatus};
 use eddy_coordination::{LeaderSessionId, LeadershipEvent};
 use eddy_core::config::Config;
@@ -31,8 +32,6 @@ struct TaskManagerEntry {
     conn: Peer<JmMessage>,
     conn_id: u64,
     data_address: String,
-    /// Per slot: the job holding it.
-    slots: Vec<Option<JobId>>,
     last_heartbeat: i64,
     pid: u32,
 }
@@ -247,6 +246,7 @@ pub fn start_with(
         ha: ha.clone(),
         view: view.clone(),
         tms: BTreeMap::new(),
+        slots: SlotPool::default(),
         conns: HashMap::new(),
         unregistered: HashMap::new(),
         jobs: BTreeMap::new(),
@@ -276,7 +276,10 @@ struct JobManagerLoop {
     token: Option<FencingToken>,
     ha: Option<Arc<Ha>>,
     view: Arc<Mutex<LeaderView>>,
+    /// Registered TaskManagers: connection, heartbeat, pid.
     tms: BTreeMap<String, TaskManagerEntry>,
+    /// Their slots and which job holds each (the resource manager's core).
+    slots: SlotPool,
     conns: HashMap<u64, String>,
     unregistered: HashMap<u64, Peer<JmMessage>>,
     jobs: BTreeMap<JobId, JobMaster>,
@@ -406,13 +409,13 @@ impl JobManagerLoop {
                     "TaskManager {tm_id} registered with {slots} slots (data {data_address})"
                 );
                 self.conns.insert(id, tm_id.clone());
+                self.slots.add_taskmanager(&tm_id, &data_address, slots);
                 self.tms.insert(
                     tm_id,
                     TaskManagerEntry {
                         conn,
                         conn_id: id,
                         data_address,
-                        slots: vec![None; slots as usize],
                         last_heartbeat: now,
                         pid,
                     },
@@ -594,6 +597,7 @@ impl JobManagerLoop {
         self.archive.clear();
         // Dropping the peers sends what is queued (the cancels), then closes the connections.
         self.tms.clear();
+        self.slots.clear();
         self.conns.clear();
     }
 
@@ -654,15 +658,13 @@ impl JobManagerLoop {
     }
 
     fn lose_taskmanager(&mut self, tm_id: &str, reason: &str, now: i64) {
-        let affects_jobs = self
-            .tms
-            .get(tm_id)
-            .is_some_and(|t| t.slots.iter().any(|s| s.is_some()));
+        let affects_jobs = self.slots.holds_any_job(tm_id);
         if affects_jobs {
             tracing::warn!("TaskManager {tm_id} lost: {reason}");
         } else {
             tracing::info!("TaskManager {tm_id} gone (it held no job's slots): {reason}");
         }
+        self.slots.remove_taskmanager(tm_id);
         if self.tms.remove(tm_id).is_none() {
             return;
         }
@@ -724,12 +726,15 @@ impl JobManagerLoop {
                 let _ = reply.send(self.leader_only().map(|_| {
                     self.tms
                         .iter()
-                        .map(|(id, t)| TaskManagerInfo {
-                            id: id.clone(),
-                            data_address: t.data_address.clone(),
-                            slots_total: t.slots.len() as u32,
-                            slots_free: t.slots.iter().filter(|s| s.is_none()).count() as u32,
-                            pid: t.pid,
+                        .map(|(id, t)| {
+                            let (slots_total, slots_free) = self.slots.counts(id);
+                            TaskManagerInfo {
+                                id: id.clone(),
+                                data_address: t.data_address.clone(),
+                                slots_total,
+                                slots_free,
+                                pid: t.pid,
+                            }
                         })
                         .collect()
                 }));
@@ -866,10 +871,7 @@ impl JobManagerLoop {
     }
 
     fn free_slots(&self) -> usize {
-        self.tms
-            .values()
-            .map(|t| t.slots.iter().filter(|s| s.is_none()).count())
-            .sum()
+        self.slots.free()
     }
 
     /// Hands slots to waiting jobs, spreading each job's slots over TaskManagers round-robin.
@@ -886,25 +888,10 @@ impl JobManagerLoop {
             {
                 continue;
             }
-            if self.free_slots() < need {
+            let Some(picked) = self.slots.allocate(id, need) else {
                 self.waiting.push(id);
                 continue;
-            }
-            let mut picked: Vec<SlotRef> = Vec::new();
-            while picked.len() < need {
-                for (tm_id, tm) in self.tms.iter_mut() {
-                    if picked.len() == need {
-                        break;
-                    }
-                    if let Some(slot) = tm.slots.iter_mut().find(|s| s.is_none()) {
-                        *slot = Some(id);
-                        picked.push(SlotRef {
-                            tm_id: tm_id.clone(),
-                            data_address: tm.data_address.clone(),
-                        });
-                    }
-                }
-            }
+            };
             if let Some(jm) = self.jobs.get_mut(&id) {
                 let cmds = jm.assign_slots(picked, now);
                 self.execute(id, cmds);
@@ -921,24 +908,9 @@ impl JobManagerLoop {
             return;
         }
         let need = jm.slots_on(lost_tm);
-        if self.free_slots() < need {
+        let Some(fresh) = self.slots.allocate(job, need) else {
             return; // retried when the restart is due
-        }
-        let mut fresh = Vec::new();
-        while fresh.len() < need {
-            for (tm_id, tm) in self.tms.iter_mut() {
-                if fresh.len() == need {
-                    break;
-                }
-                if let Some(slot) = tm.slots.iter_mut().find(|s| s.is_none()) {
-                    *slot = Some(job);
-                    fresh.push(SlotRef {
-                        tm_id: tm_id.clone(),
-                        data_address: tm.data_address.clone(),
-                    });
-                }
-            }
-        }
+        };
         if let Some(jm) = self.jobs.get_mut(&job) {
             jm.replace_slots(lost_tm, fresh);
         }
@@ -1264,13 +1236,7 @@ impl JobManagerLoop {
     }
 
     fn free_job_slots(&mut self, job: JobId) {
-        for tm in self.tms.values_mut() {
-            for s in tm.slots.iter_mut() {
-                if *s == Some(job) {
-                    *s = None;
-                }
-            }
-        }
+        self.slots.release(job);
     }
 
     /// Retries what could not be done earlier: recovering jobs, recording results.
