@@ -7,7 +7,12 @@ if [ -x scripts/zookeeper.sh ] && [ ! -f /usr/share/java/zookeeper.jar ]; then
   scripts/zookeeper.sh install
 fi
 if cargo nextest --version >/dev/null 2>&1; then
-  exec cargo nextest run --workspace --no-fail-fast "$@"
+  cargo nextest run --workspace --no-fail-fast "$@"
 else
-  exec cargo test --workspace --no-fail-fast "$@"
+  cargo test --workspace --no-fail-fast "$@"
+fi
+# The short chaos campaign (docs/chaos.md): 30 faults, about 3 minutes, on the debug binary the
+# tests just built. Skipped when a test filter was given.
+if [ $# -eq 0 ]; then
+  EDDY_BIN="${CARGO_TARGET_DIR:-target}/debug/eddy" scripts/chaos.sh --faults 30 --seed 1
 fi

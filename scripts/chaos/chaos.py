@@ -39,7 +39,7 @@ TSW_RATE = 400           # events/s of the windowed job
 TSW_WINDOW_MS = 1000
 PARALLELISM = 2
 POLL_S = 0.2
-CYCLE_ESTIMATE_S = 5.0   # a fault + its recovery + the gap, to size the jobs of a run
+CYCLE_ESTIMATE_S = 7.0   # a fault + its recovery + the gap, to size the jobs of a run
 
 
 def now_text(t=None):

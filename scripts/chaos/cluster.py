@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -72,6 +73,8 @@ class Cluster:
         self.zk_port = zk_port
         self.masters = [f"127.0.0.1:{p}" for p in rest]
         self.own_tms = []  # TaskManagers this tool started (standalone replacements)
+        self.stopping = False
+        self.lock = threading.Lock()  # orders TaskManager replacements before stop
         self.tm_counter = 0
         self.slots = 2 if mode == "standalone" else 3
         self.workers = 3 if mode == "standalone" else 2
@@ -211,6 +214,12 @@ class Cluster:
 
     def start_taskmanager(self):
         """Standalone mode: what an orchestrator does when a TaskManager died, start another."""
+        with self.lock:
+            if self.stopping:
+                return None
+            return self._start_taskmanager()
+
+    def _start_taskmanager(self):
         self.tm_counter += 1
         path = os.path.join(self.logdir, f"chaos-taskmanager-{self.tm_counter}.log")
         env = dict(os.environ, EDDY_LOG="info")
@@ -244,6 +253,8 @@ class Cluster:
         """Stops everything; returns the descriptions of processes that outlived a clean stop
         (and were then killed with SIGKILL): a non-empty list is a finding."""
         left = []
+        with self.lock:
+            self.stopping = True
         for pid in procs.mentioning(self.conf):
             procs.send(pid, signal.SIGCONT)
         for p in self.own_tms:

@@ -35,6 +35,8 @@ WEIGHTS = {"multi": 2, "tm_kill": 2, "leader_kill": 2}
 # Kinds a `multi` fault combines (several at once on different targets).
 MULTI_PARTS = ["tm_kill", "leader_kill", "standby_kill", "tm_stop", "leader_stop", "zk_restart",
                "partition_tm_jm", "ckpt_readonly"]
+# At most one of these in a `multi` fault: they all act on the leader.
+LEADER_FAULTS = {"leader_kill", "leader_stop", "partition_leader_zk"}
 # After a TaskManager kill in standalone mode, the tool (as an orchestrator would) starts a new one.
 TM_REPLACEMENT_DELAY_S = 1.0
 
@@ -46,7 +48,11 @@ def draw(rng, kinds):
     if kind == "multi":
         parts = [k for k in MULTI_PARTS if k in kinds]
         n = rng.choice([2, 2, 3])
-        return kind, {"parts": [(k, _params(rng, k)) for k in rng.sample(parts, min(n, len(parts)))]}
+        chosen = []
+        for k in rng.sample(parts, len(parts)):
+            if len(chosen) < n and not any({k, c} <= LEADER_FAULTS for c in chosen):
+                chosen.append(k)
+        return kind, {"parts": [(k, _params(rng, k)) for k in chosen]}
     return kind, _params(rng, kind)
 
 
@@ -114,9 +120,16 @@ class Injector:
             procs.kill9(pid)
         part["healed"] = time.time()
         if self.c.mode == "standalone":
-            time.sleep(TM_REPLACEMENT_DELAY_S)
-            new = self.c.start_taskmanager()
-            part["target"] += f" (replacement pid {new} started {TM_REPLACEMENT_DELAY_S} s later)"
+            part["target"] += f" (a replacement starts {TM_REPLACEMENT_DELAY_S} s later)"
+            t = threading.Thread(target=self._replace_tm, daemon=True)
+            t.start()
+            self.pending.append(t)
+
+    def _replace_tm(self):
+        time.sleep(TM_REPLACEMENT_DELAY_S)
+        pid = self.c.start_taskmanager()
+        if pid:
+            self.log(f"replacement TaskManager started: pid {pid}")
 
     def _leader_kill(self, p, part):
         i, pid = self._leader_pid()
