@@ -39,7 +39,9 @@ TSW_RATE = 400           # events/s of the windowed job
 TSW_WINDOW_MS = 1000
 PARALLELISM = 2
 POLL_S = 0.2
-CYCLE_ESTIMATE_S = 7.0   # a fault + its recovery + the gap, to size the jobs of a run
+# Slowest detection bound (heartbeat timeout, session) + 2 s: longer without a new checkpoint is stuck.
+STUCK_BOUND_S = cl.DETECTION_BOUND_S + 2.0
+CYCLE_ESTIMATE_S = 6.0   # a fault + its recovery + the gap, to size the jobs of a run
 
 
 def now_text(t=None):
@@ -143,6 +145,7 @@ class Run:
         self.stop_poll = threading.Event()
         self.pauses = []     # (jm index, stop time, cont time)
         self.rest_dual = 0
+        self.quiet_since = None  # when the last fault recovered; None while a fault is active
 
     def log(self, text):
         line = f"{now_text()} {text}"
@@ -190,8 +193,21 @@ class Run:
                     if status in ("FAILED", "CANCELED"):
                         j["bad_end"] = status
                 j["all_running"] = all_running
-                j["last_ckpt_end"] = max(j.get("last_ckpt_end", 0), end_ms / 1000.0) if all_running else j.get("last_ckpt_end", 0)
-                j["seen"] = t
+                prev = j.get("last_ckpt_end", 0)
+                j["last_ckpt_end"] = max(prev, end_ms / 1000.0) if all_running else prev
+                if j["last_ckpt_end"] > prev:
+                    j["progress_t"] = t
+                # Between faults (none active, the last one recovered): no new checkpoint for
+                # longer than the bound is a stuck period.
+                quiet = self.quiet_since
+                if quiet is not None and not self.ended(j):
+                    since = max(quiet, j.get("progress_t", quiet))
+                    if t - since > STUCK_BOUND_S and j.get("stuck_reported") != since:
+                        j["stuck_reported"] = since
+                        text = (f"job {name}: no checkpoint completed for {t - since:.1f} s between faults "
+                                f"(since {now_text(since)}; status {status}, all tasks RUNNING: {all_running})")
+                        self.log(text)
+                        self.stuck.append(text)
 
     def ended(self, j):
         return j["status"] in ("FINISHED", "FAILED", "CANCELED")
@@ -242,11 +258,12 @@ class Run:
             for k in range(self.nfaults):
                 kind, params = fl.draw(rng, kinds)
                 gap = rng.uniform(*a.gap)
-                if any(self.ended(j) for j in self.jobs.values()):
-                    self.log(f"a job ended; {self.nfaults - k} scheduled faults not injected")
+                if all(self.ended(j) for j in self.jobs.values()):
+                    self.log(f"the jobs ended; {self.nfaults - k} scheduled faults not injected")
                     break
                 time.sleep(gap)
                 self.log(f"fault {k + 1}/{self.nfaults}: {kind} {json.dumps(params)}")
+                self.quiet_since = None
                 rec = inj.apply(kind, params)
                 for p in rec["parts"]:
                     for pid in p.get("stopped", []):
@@ -256,6 +273,7 @@ class Run:
                 self.log(f"fault {k + 1} applied at {now_text(rec['start'])}, healed at {now_text(rec['healed'])}: {rec['target']}")
                 ok = self.wait_until(lambda: self.healthy_after(rec["healed"]), a.recovery_limit)
                 t = time.time()
+                self.quiet_since = t if ok else None
                 rec["recovered"] = t if ok else None
                 rec["recovery_ms"] = round((t - rec["start"]) * 1000) if ok else None
                 rec["after_heal_ms"] = round((t - rec["healed"]) * 1000) if ok else None
@@ -267,8 +285,7 @@ class Run:
                     self.findings.append(f"fault {k + 1} ({kind}: {rec['target']}): jobs not RUNNING with a completed "
                                          f"checkpoint within {a.recovery_limit} s after it healed; states: {self.job_states()}")
                     return
-                bound = cl.DETECTION_BOUND_S + 2.0
-                if rec["after_heal_ms"] / 1000 > bound:
+                if rec["after_heal_ms"] / 1000 > STUCK_BOUND_S:
                     text = (f"fault {k + 1} ({kind}: {rec['target']}): stuck {rec['after_heal_ms'] / 1000:.1f} s after it "
                             f"healed (bound: slowest detection bound {cl.DETECTION_BOUND_S:.0f} s + 2 s)")
                     self.stuck.append(text)
