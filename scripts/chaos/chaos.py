@@ -41,7 +41,7 @@ PARALLELISM = 2
 POLL_S = 0.2
 # Slowest detection bound (heartbeat timeout, session) + 2 s: longer without a new checkpoint is stuck.
 STUCK_BOUND_S = cl.DETECTION_BOUND_S + 2.0
-CYCLE_ESTIMATE_S = 6.0   # a fault + its recovery + the gap, to size the jobs of a run
+CYCLE_ESTIMATE_S = 4.5   # a fault + its recovery + the gap, to size the jobs of a run
 
 
 def now_text(t=None):
@@ -390,8 +390,9 @@ def report(cp, wall_s):
         rec = [f["recovery_ms"] for f in fs if f.get("recovery_ms") is not None]
         aft = [f["after_heal_ms"] for f in fs if f.get("after_heal_ms") is not None]
         cell = lambda v: "-" if v is None else str(v)  # noqa: E731
-        lines.append(f"| {kind} | {len(fs)} | {cell(statistics.median(rec) if rec else None)} | {cell(pct(rec, 0.99))} | "
-                     f"{cell(max(rec) if rec else None)} | {cell(statistics.median(aft) if aft else None)} | {cell(max(aft) if aft else None)} |")
+        med = lambda v: round(statistics.median(v)) if v else None  # noqa: E731
+        lines.append(f"| {kind} | {len(fs)} | {cell(med(rec))} | {cell(pct(rec, 0.99))} | "
+                     f"{cell(max(rec) if rec else None)} | {cell(med(aft))} | {cell(max(aft) if aft else None)} |")
     lines.append("")
     lines.append("Recovery: from the fault (its start) until every job runs all its tasks and completed a checkpoint "
                  "after the fault healed. After heal: the same, from the end of the fault.")
