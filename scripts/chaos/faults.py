@@ -110,7 +110,8 @@ class Injector:
         part.setdefault("healed", time.time())
 
     def _leader_pid(self):
-        i = self.c.leader()
+        """The leader (waiting up to 15 s for one, e.g. right after a failover)."""
+        i = self.c.wait_leader(15)
         return (i, self.c.jobmanager_pid(i)) if i is not None else (None, None)
 
     def _tm_kill(self, p, part):
