@@ -123,6 +123,10 @@ class Campaign:
                 f"--gap-ms {int(self.a.gap[0] * 1000)}:{int(self.a.gap[1] * 1000)}")
 
 
+class RunOver(Exception):
+    """A run ends early (a finding made going on pointless); it is still judged."""
+
+
 class Run:
     """One run: a fresh cluster, two jobs, `nfaults` seeded faults, then the oracles."""
 
@@ -253,7 +257,7 @@ class Run:
             poller.start()
             if not self.wait_until(lambda: self.healthy_after(started), 60):
                 self.findings.append("the jobs did not run (all tasks RUNNING, a checkpoint completed) within 60 s of submission")
-                return
+                raise RunOver()
             inj = fl.Injector(c, self.log)
             for k in range(self.nfaults):
                 kind, params = fl.draw(rng, kinds)
@@ -284,7 +288,7 @@ class Run:
                 if not ok:
                     self.findings.append(f"fault {k + 1} ({kind}: {rec['target']}): jobs not RUNNING with a completed "
                                          f"checkpoint within {a.recovery_limit} s after it healed; states: {self.job_states()}")
-                    return
+                    raise RunOver()
                 if rec["after_heal_ms"] / 1000 > STUCK_BOUND_S:
                     text = (f"fault {k + 1} ({kind}: {rec['target']}): stuck {rec['after_heal_ms'] / 1000:.1f} s after it "
                             f"healed (bound: slowest detection bound {cl.DETECTION_BOUND_S:.0f} s + 2 s)")
@@ -293,6 +297,8 @@ class Run:
             remaining = max(60.0, dur * 2)
             if not self.wait_until(lambda: all(self.ended(j) for j in self.jobs.values()), remaining):
                 self.findings.append(f"the jobs did not end within {remaining:.0f} s after the last fault: {self.job_states()}")
+        except RunOver:
+            pass  # the finding is recorded; the oracles below judge what the run left
         except Exception as e:
             self.findings.append(f"the run could not go on: {e}")
         finally:
