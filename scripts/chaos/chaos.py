@@ -188,7 +188,8 @@ class Run:
             all_running = status == "RUNNING" and bool(vs) and all(
                 (v.get("tasks") or {}).get("RUNNING") == v.get("parallelism") for v in vs)
             _, ck = cl.http(m, "GET", f"/jobs/{j['id']}/checkpoints")
-            latest = ((ck or {}).get("latest") or {}).get("completed") or {}
+            ck = ck if isinstance(ck, dict) else {}
+            latest = (ck.get("latest") or {}).get("completed") or {}
             end_ms = latest.get("end_timestamp") or 0
             with self.state_lock:
                 if status != j["status"]:
