@@ -353,8 +353,12 @@ class Run:
             if lost or dup:
                 self.findings.append(f"windowed output differs from the fault-free run: {detail}")
         if files:
+            groups = {}
             for path, what, lines in files.violations:
-                self.findings.append(f"committed file {path} {what} ({lines} lines)")
+                groups.setdefault((os.path.dirname(path), what), []).append((os.path.basename(path), lines))
+            for (d, what), items in sorted(groups.items()):
+                names = ", ".join(n for n, _ in sorted(items)[:3]) + (", ..." if len(items) > 3 else "")
+                self.findings.append(f"{len(items)} committed file(s) in {d} {what} ({sum(l for _, l in items)} lines): {names}")
             self.retracted = files.retracted()
         if left:
             self.findings.append(f"{len(left)} process(es) left behind after cluster stop: {'; '.join(left)}")
