@@ -6,7 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/zookeeper.sh install
 if cargo nextest --version >/dev/null 2>&1; then
-  exec cargo nextest run --workspace --no-fail-fast "$@"
+  cargo nextest run --workspace --no-fail-fast "$@"
 else
-  exec cargo test --workspace --no-fail-fast "$@"
+  cargo test --workspace --no-fail-fast "$@"
+fi
+# The short chaos campaign (docs/chaos.md): 30 faults, 3-4 minutes, on the debug binary the
+# tests just built. Skipped when a test filter was given.
+if [ $# -eq 0 ]; then
+  EDDY_BIN="${CARGO_TARGET_DIR:-target}/debug/eddy" scripts/chaos.sh --faults 30 --seed 1 --gap-ms 200:500
 fi
