@@ -7,7 +7,7 @@
 
 use crate::archive::JobArchive;
 use crate::ha::{Ha, LeaderAddress};
-use crate::jobmaster::{Command, JobMaster, JobMasterSettings, SlotRef};
+use crate::jobmaster::{Command, JobMaster, JobMasterSettings};
 use crate::peer::Peer;
 use crate::rpc::{
     read_message, rpc_limits, validate_registration, FencingToken, JmMessage, TmMessage,
