@@ -255,6 +255,7 @@ pub fn start_with(
         unrecorded: BTreeMap::new(),
         archive,
         elected_at: 0,
+        iteration_start: std::time::Instant::now(),
     };
     std::thread::Builder::new()
         .name("jobmanager".into())
@@ -297,6 +298,8 @@ struct JobManagerLoop {
     archive: JobArchive,
     /// When this JobManager last gained leadership (the start of a recovered job's timeline).
     elected_at: i64,
+    /// When the current loop iteration began (after its stall check).
+    iteration_start: std::time::Instant,
 }
 
 /// A job whose recovery is retried.
@@ -317,6 +320,7 @@ impl JobManagerLoop {
             if last.elapsed() > STALL_BEFORE_RECHECK {
                 self.confirm_leadership(now_millis());
             }
+            self.iteration_start = std::time::Instant::now();
             match event {
                 Ok(Event::Request(Request::Shutdown)) => return,
                 Ok(ev) => self.handle(ev),
@@ -1022,6 +1026,15 @@ impl JobManagerLoop {
             let now = now_millis();
             match c {
                 Command::WriteMetadata { metadata } => {
+                    // Paused since this iteration began (the stall check at its top could not
+                    // see it): confirm leadership before writing anything.
+                    if self.iteration_start.elapsed() > STALL_BEFORE_RECHECK {
+                        self.confirm_leadership(now);
+                        self.iteration_start = std::time::Instant::now();
+                        if self.token.is_none() {
+                            return;
+                        }
+                    }
                     let Some(jm) = self.jobs.get_mut(&job) else {
                         continue;
                     };
