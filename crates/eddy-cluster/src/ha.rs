@@ -148,6 +148,36 @@ impl Ha {
         })))
     }
 
+    /// Without HA (`high-availability.type: none`) but with `high-availability.storageDir`: a
+    /// JobManager's job graphs, checkpoint pointers, id counters and job results on local disk
+    /// (the `none` backend, `StandaloneHaServices`), so a JobManager restarted by its supervisor
+    /// recovers its jobs from their latest checkpoints (Flink cannot). Leadership is granted at
+    /// once: there is one JobManager. `None` without a storage directory or with ZooKeeper.
+    pub fn connect_local(config: &Config) -> Result<Option<Arc<Ha>>, String> {
+        let (HaMode::None, Some(dir)) = (config.ha_mode(), config.ha_storage_dir()) else {
+            return Ok(None);
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("ha")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the HA runtime: {e}"))?;
+        let mut local = eddy_coordination::StandaloneHaConfig::new(Some(dir));
+        let cluster_id = config.ha_cluster_id().trim_start_matches('/').to_string();
+        if !cluster_id.is_empty() {
+            local.cluster_id = cluster_id;
+        }
+        let services = rt
+            .block_on(create_ha_services(HaConfig::None(local)))
+            .map_err(err)?;
+        Ok(Some(Arc::new(Ha {
+            rt,
+            services,
+            rejoin: std::sync::Mutex::new(None),
+        })))
+    }
+
     /// Joins the leader election; `on_event` is called (on the HA runtime) for every grant and
     /// revocation. [`Ha::rejoin`] resigns and campaigns again.
     pub fn campaign(

@@ -72,6 +72,13 @@ pub fn run_jobmanager(
         Ok(ha) => ha,
         Err(e) => return fail(&e, 2),
     };
+    // Without HA, a storage directory keeps the JobManager's jobs on local disk, so a restart by
+    // its supervisor recovers them (`Ha::connect_local`).
+    let local = match ha.is_none().then(|| Ha::connect_local(&config)) {
+        Some(Ok(l)) => l,
+        Some(Err(e)) => return fail(&e, 2),
+        None => None,
+    };
     let rpc_host = config.jobmanager_rpc_address();
     // With HA, several JobManagers may share a host: the RPC port comes from
     // high-availability.jobmanager.port (0 = any) and is published through ZooKeeper.
@@ -85,7 +92,7 @@ pub fn run_jobmanager(
         Arc::new(registry),
         &rpc_host,
         rpc_port,
-        ha.clone(),
+        ha.clone().or(local),
     ) {
         Ok(jm) => jm,
         Err(e) => return fail(&e, 1),

@@ -1120,3 +1120,48 @@ fn tm_killed_after_the_bounded_source_ended_output_equals_a_fault_free_run_and_s
     assert_eq!(lines.len(), expected.len(), "number of window results");
     assert!(lines == expected, "output differs from the fault-free run");
 }
+
+/// Issue 8 (structure): without HA, `high-availability.storageDir` keeps the JobManager's job
+/// graphs, checkpoint pointers and results on local disk (`StandaloneHaServices`), so a
+/// JobManager killed with SIGKILL and restarted by its supervisor recovers the running job from
+/// its latest checkpoint — Flink cannot. Before, the restarted JobManager knew no job: the job
+/// was gone and its TaskManagers' tasks were cancelled.
+#[test]
+fn non_ha_jobmanager_restarted_by_its_supervisor_recovers_its_job_from_local_disk() {
+    let ha_dir = tempfile::tempdir().expect("temp dir");
+    let storage = ha_dir.path().display().to_string();
+    let c = Cluster::start(
+        2,
+        2,
+        &[
+            ("high-availability.storageDir", storage.as_str()),
+            ("cluster.jobmanager.restart-attempts", "2"),
+        ],
+    );
+    let job = c.submit_sequence(8, 6000, 4000, 2);
+    c.wait_for_checkpoints(&job.id, "two completed checkpoints", |n| {
+        n["completed"].as_u64() >= Some(2)
+    });
+    let old = c.jobmanager_pid();
+    sigkill(old);
+    c.wait_for(
+        "the supervisor to restart the JobManager",
+        JOB_LIMIT,
+        || {
+            std::fs::read_to_string(c.log.join("eddy-jobmanager-0.pid"))
+                .ok()
+                .and_then(|t| t.lines().next()?.trim().parse::<u32>().ok())
+                .filter(|p| *p != old && alive(*p))
+        },
+    );
+    let end = c.await_end(&job.id);
+    assert_eq!(state(&end), "FINISHED", "{end}\n{}", c.log_tail());
+    let chk = c
+        .get(&format!("/jobs/{}/checkpoints", job.id))
+        .expect("checkpoints");
+    assert!(
+        chk["counts"]["restored"].as_u64() >= Some(1) || chk["latest"]["restored"].is_object(),
+        "the recovered job restored a checkpoint: {chk}"
+    );
+    job.assert_witness_holds(&c);
+}
