@@ -470,6 +470,13 @@ fn supervisor_never_closes_the_session_of_a_paused_leader() {
     let leader = c.leader();
     let standby = 1 - leader;
     let pid = c.pid_of("jobmanager", leader).expect("leader pid file");
+    // The standby must be up (answering 503) before the pause: a standby still starting (its
+    // REST not yet listening) would read as "not a standby" below.
+    c.wait_for(
+        "the other JobManager to answer as a standby",
+        JOB_LIMIT,
+        || c.is_standby(standby).then_some(()),
+    );
 
     let stopped_at = Instant::now();
     signal(pid, libc::SIGSTOP);
