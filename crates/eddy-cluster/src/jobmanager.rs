@@ -1162,7 +1162,6 @@ impl JobManagerLoop {
                             if restore.as_ref().map(|c| c.checkpoint_id) != hint {
                                 tracing::info!("job {job}: restoring from checkpoint {:?} (latest completed: {hint:?})", restore.as_ref().map(|c| c.checkpoint_id));
                             }
-                            eddy_core::faultpoint::hit("jm.restore.before-deploy");
                             jm.deploy_restarted(restore, skipped, now)
                         }
                         Err(RestoreProblem::Unavailable(why)) => {
@@ -1273,20 +1272,15 @@ impl JobManagerLoop {
             }
             match self.record_result(job) {
                 ResultRecord::Recorded => {
+                    // The discards that waited for the result, then the HA clean-up.
                     let mut cmds = self.unrecorded.remove(&job).unwrap_or_default();
                     cmds.push(Command::ReleaseSlots);
-                    self.execute_cleanup(job, cmds);
+                    self.execute_commands(job, cmds);
                 }
                 ResultRecord::Fenced => return,
                 ResultRecord::Failed => {}
             }
         }
-    }
-
-    /// Runs the clean-up of an ended job whose result is recorded now: the checkpoint
-    /// discards that waited for it, then the HA clean-up.
-    fn execute_cleanup(&mut self, job: JobId, cmds: Vec<Command>) {
-        self.execute_commands(job, cmds);
     }
 
     /// Moves ended jobs whose clean-up is done into the archive (which evicts by its bounds).

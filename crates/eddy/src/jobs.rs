@@ -269,14 +269,17 @@ impl FailureInjector {
     }
 }
 
-/// Passes records through; each snapshot sleeps first (a test hook for checkpoints in flight).
-struct SlowSnapshot {
-    delay: Duration,
+/// The `sequence` job's test hooks after the source, passing records through: each snapshot
+/// sleeps `snapshot_delay` first (checkpoints in flight), and the task takes `stop_delay` longer
+/// to stop (it sleeps when dropped, before it reports CANCELED or FINISHED).
+struct SourceTestHooks {
+    snapshot_delay: Duration,
     /// Snapshots still to slow down (per subtask attempt).
-    remaining: u64,
+    slow_snapshots: u64,
+    stop_delay: Duration,
 }
 
-impl Operator for SlowSnapshot {
+impl Operator for SourceTestHooks {
     type In = (u64, u64);
     type Out = (u64, u64);
 
@@ -290,37 +293,17 @@ impl Operator for SlowSnapshot {
     }
 
     fn snapshot_state(&mut self, _checkpoint_id: u64, _writer: &mut SnapshotWriter) -> Result<()> {
-        if self.remaining > 0 {
-            self.remaining -= 1;
-            std::thread::sleep(self.delay);
+        if self.slow_snapshots > 0 && !self.snapshot_delay.is_zero() {
+            self.slow_snapshots -= 1;
+            std::thread::sleep(self.snapshot_delay);
         }
         Ok(())
     }
 }
 
-/// Test hook: a pass-through operator whose task takes `delay` longer to stop (it sleeps when
-/// dropped, before the task reports CANCELED or FINISHED).
-struct SlowCancel {
-    delay: Duration,
-}
-
-impl Operator for SlowCancel {
-    type In = (u64, u64);
-    type Out = (u64, u64);
-
-    fn process_batch(
-        &mut self,
-        input: &mut Vec<(u64, u64)>,
-        out: &mut Output<(u64, u64)>,
-    ) -> Result<()> {
-        out.records.append(input);
-        Ok(())
-    }
-}
-
-impl Drop for SlowCancel {
+impl Drop for SourceTestHooks {
     fn drop(&mut self) {
-        std::thread::sleep(self.delay);
+        std::thread::sleep(self.stop_delay);
     }
 }
 
@@ -423,15 +406,11 @@ fn sequence(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
     let mut source = env
         .add_source("Sequence", move || SequenceSource::new(keys, per_key, rate))
         .uid("sequence-source");
-    if cancel_delay > 0 {
-        let delay = Duration::from_millis(cancel_delay);
-        source = source.transform("SlowCancel", move || SlowCancel { delay });
-    }
-    if snapshot_delay > 0 {
-        let delay = Duration::from_millis(snapshot_delay);
-        source = source.transform("SlowSnapshot", move || SlowSnapshot {
-            delay,
-            remaining: slow_snapshots,
+    if snapshot_delay > 0 || cancel_delay > 0 {
+        source = source.transform("TestHooks", move || SourceTestHooks {
+            snapshot_delay: Duration::from_millis(snapshot_delay),
+            slow_snapshots,
+            stop_delay: Duration::from_millis(cancel_delay),
         });
     }
     let counted = if forward {

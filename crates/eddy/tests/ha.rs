@@ -1346,19 +1346,11 @@ impl HaCluster {
     }
 }
 
-/// The leader dies after the job FINISHED, its result was recorded (dirty) and its checkpoints
-/// were discarded, before the result is marked clean — the moment at which the old order (discard
-/// first, record after) left a job graph with neither result nor checkpoints, and the next leader
-/// ran the job again from nothing while the file sink deleted its committed output. Now the next
-/// leader finds the dirty result, finishes the clean-up and never runs the job again.
-#[test]
-fn leader_dying_between_result_and_cleanup_never_reruns_the_finished_job() {
-    let c = HaCluster::start_with_env(
-        "dirty-result",
-        2,
-        2,
-        &[("EDDY_FAULT_POINTS", "jm.job-result.before-clean")],
-    );
+/// Two JobManagers armed with the fault point `point`; a short `sequence` job runs to its end,
+/// where the leader crashes at `point`. Returns the cluster, the job, the crashed leader and
+/// the JobManager that leads after it.
+fn crash_at_job_end(name: &str, point: &str) -> (HaCluster, Sequence, usize) {
+    let c = HaCluster::start_with_env(name, 2, 2, &[("EDDY_FAULT_POINTS", point)]);
     let first = c.await_leader(&[]);
     let first_pid = c.jobmanager_pid(first).expect("the leader's pid file");
     let job = c.submit_sequence(4, 2000, 4000, 2);
@@ -1367,17 +1359,28 @@ fn leader_dying_between_result_and_cleanup_never_reruns_the_finished_job() {
     });
     assert!(
         c.log_text("jobmanager", first)
-            .contains("fault point 'jm.job-result.before-clean' reached"),
+            .contains(&format!("fault point '{point}' reached")),
         "the leader crashed at the fault point\n{}",
         c.log_tail()
     );
+    (c, job, first)
+}
+
+/// The leader dies after the job FINISHED, its result was recorded (dirty) and its checkpoints
+/// were discarded, before the result is marked clean — the moment at which the old order (discard
+/// first, record after) left a job graph with neither result nor checkpoints, and the next leader
+/// ran the job again from nothing while the file sink deleted its committed output. Now the next
+/// leader finds the dirty result, finishes the clean-up and never runs the job again.
+#[test]
+fn leader_dying_between_result_and_cleanup_never_reruns_the_finished_job() {
+    let (c, job, first) = crash_at_job_end("dirty-result", "jm.job-result.before-clean");
+    let new = c.await_leader(&[first]);
     let committed_before = committed_lines(&job.output);
     assert_eq!(
         committed_before.len() as u64,
         job.keys * job.per_key,
         "everything was committed before the crash"
     );
-    let new = c.await_leader(&[first]);
     let result = c.wait_for("the dirty result to be cleaned", JOB_LIMIT, || {
         c.zk.get_json(&format!("{}/job-results/{}", c.base, job.id))
             .filter(|r| r["state"] == "clean")
@@ -1416,18 +1419,7 @@ fn leader_dying_between_result_and_cleanup_never_reruns_the_finished_job() {
 /// was discarded. The next leader deletes the registered checkpoints itself and marks it clean.
 #[test]
 fn leader_dying_right_after_recording_the_result_leaves_the_cleanup_to_the_next_leader() {
-    let c = HaCluster::start_with_env(
-        "after-dirty",
-        2,
-        2,
-        &[("EDDY_FAULT_POINTS", "jm.job-result.after-dirty")],
-    );
-    let first = c.await_leader(&[]);
-    let first_pid = c.jobmanager_pid(first).expect("the leader's pid file");
-    let job = c.submit_sequence(4, 2000, 4000, 2);
-    c.wait_for("the leader to crash at the fault point", JOB_LIMIT, || {
-        (!alive(first_pid)).then_some(())
-    });
+    let (c, job, first) = crash_at_job_end("after-dirty", "jm.job-result.after-dirty");
     assert!(
         !c.metadata_files(&job.id).is_empty(),
         "the crash came before any checkpoint was discarded"
@@ -1447,6 +1439,45 @@ fn leader_dying_right_after_recording_the_result_leaves_the_cleanup_to_the_next_
         0,
         "job re-run\n{}",
         c.log_tail()
+    );
+    job.assert_witness_holds(&c);
+}
+
+/// The crash one step earlier still: the job ended but its result is not recorded, and nothing
+/// was cleaned up. The next leader recovers the job from its final checkpoint (everything was
+/// committed by it), the job ends again at once, and nothing is emitted twice or retracted.
+#[test]
+fn leader_dying_before_recording_the_result_recovers_the_job_from_its_final_checkpoint() {
+    let (c, job, first) = crash_at_job_end("before-dirty", "jm.job-result.before-dirty");
+    let committed_before = committed_lines(&job.output);
+    assert_eq!(committed_before.len() as u64, job.keys * job.per_key);
+    // Every JobManager is armed: the next leader crashes at the same point once it ran the job
+    // to its end again, so what it did is read from its log.
+    let new = 1 - first;
+    let finished = format!("({}) switched from RUNNING to FINISHED", job.id);
+    let log = c.wait_for(
+        "the next leader to run the job to its end again",
+        JOB_LIMIT,
+        || {
+            let log = c.log_text("jobmanager", new);
+            log.contains(&finished).then_some(log)
+        },
+    );
+    assert_eq!(
+        c.recoveries(new, &job.id),
+        1,
+        "recovered once\n{}",
+        c.log_tail()
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&job.id) && l.contains("restoring from Some(")),
+        "restored from a checkpoint, not from nothing\n{log}"
+    );
+    assert_eq!(
+        committed_lines(&job.output),
+        committed_before,
+        "committed output unchanged"
     );
     job.assert_witness_holds(&c);
 }
