@@ -145,7 +145,7 @@ pub static KEYS: &[KeySpec] = &[
     // --- REST
     spec("rest.address", &[], ValueType::Host, Some("localhost"), "Address clients use to reach the REST endpoint."),
     spec("rest.port", &[], ValueType::Port, Some("8081"), "REST port."),
-    spec("rest.bind-address", &[], ValueType::Host, None, "Address the REST server binds (unset = all interfaces)."),
+    spec("rest.bind-address", &[], ValueType::Host, Some("127.0.0.1"), "Address the REST server binds (default: loopback only; 0.0.0.0 = all interfaces)."),
     // --- data plane
     spec("execution.buffer-timeout", &[], DUR, Some("100 ms"), "How long a partly filled output buffer may wait before it is sent."),
     spec("taskmanager.network.max-frame-size", &[], ValueType::Size, Some("16m"), "Largest data frame (one buffer of records) between TaskManagers (64k..1g); a larger one fails the sending task."),

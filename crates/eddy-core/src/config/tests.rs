@@ -871,7 +871,7 @@ fn defaults() {
     assert_eq!(c.taskmanager_registration_timeout(), secs(300));
     assert_eq!(c.rest_address(), "localhost");
     assert_eq!(c.rest_port(), 8081);
-    assert_eq!(c.rest_bind_address(), "0.0.0.0");
+    assert_eq!(c.rest_bind_address(), "127.0.0.1");
     assert_eq!(c.resource_manager_mode(), ResourceManagerMode::Standalone);
     assert_eq!(c.log_dir(), PathBuf::from("./log"));
     assert_eq!(c.jobmanager_restart_attempts(), 0);

@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Where the REST server binds when `rest.bind-address` is unset: loopback only.
+pub const DEFAULT_REST_BIND_ADDRESS: &str = "127.0.0.1";
+
 /// `high-availability.type`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HaMode {
@@ -405,10 +408,11 @@ impl Config {
     pub fn rest_port(&self) -> u16 {
         self.port("rest.port")
     }
-    /// `rest.bind-address`, or `0.0.0.0` (all interfaces) when unset.
+    /// `rest.bind-address`, or the loopback address `127.0.0.1` when unset: a REST endpoint
+    /// reachable from other machines is opted into, never a default.
     pub fn rest_bind_address(&self) -> String {
         self.text("rest.bind-address")
-            .unwrap_or_else(|| "0.0.0.0".into())
+            .unwrap_or_else(|| DEFAULT_REST_BIND_ADDRESS.into())
     }
     pub fn buffer_timeout(&self) -> Duration {
         self.duration("execution.buffer-timeout")
