@@ -240,7 +240,7 @@ suite_recovery() {
     EDDY_LOG=info run recovery fail-every-"$REC_FAIL_EVERY" "$i" "$records" 0 "count_lines $OUT/rec-out $records" -- \
       "$EDDY" local sequence --keys "$REC_KEYS" --per-key "$REC_PER_KEY" --rate "$REC_RATE" \
       --fail-every "$REC_FAIL_EVERY" --fail-subtask 0 --output "$OUT/rec-out" -p 2 --taskmanagers 2 --slots 1 \
-      -D execution.checkpointing.interval=1s -D "execution.checkpointing.dir=$OUT/ckpt" \
+      -D eddy.test-hooks.enabled=true -D execution.checkpointing.interval=1s -D "execution.checkpointing.dir=$OUT/ckpt" \
       -D restart-strategy.type=fixed-delay -D restart-strategy.fixed-delay.attempts=unlimited \
       -D restart-strategy.fixed-delay.delay=0ms --json
     rm -rf "$OUT/rec-out" "$OUT/ckpt"

@@ -6,11 +6,13 @@
 //!   and flushing nothing, like a crash between two steps;
 //! - `sleep-<ms>`: the calling thread sleeps that long, to widen a window in a test.
 //!
-//! This is a test hook: it is read from the environment only (never from configuration or
-//! REST), so nothing outside the machine can arm it. Every point is listed in
-//! docs/architecture.md ("Fault points").
+//! This is a test hook: it is read from the environment only (never from REST), and it works
+//! only in a process whose configuration sets `eddy.test-hooks.enabled: true` ([`enable`]); a
+//! process started with the variable set but the key off refuses to start. Every point is
+//! listed in docs/architecture.md ("Fault points").
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -45,8 +47,35 @@ fn armed() -> &'static HashMap<String, Action> {
     ARMED.get_or_init(|| std::env::var(ENV).map(|s| parse(&s)).unwrap_or_default())
 }
 
-/// Passes the fault point `name`: crashes or sleeps when the environment armed it.
+/// The configuration key that allows fault points (and the other test hooks).
+pub const KEY: &str = "eddy.test-hooks.enabled";
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Decides, once at process start, whether this process's fault points may be armed:
+/// `test_hooks_enabled` is the configuration's `eddy.test-hooks.enabled`. Without it, points
+/// stay disarmed, and a set `EDDY_FAULT_POINTS` is an error (the caller refuses to start), so a
+/// hook is never silently ignored either.
+pub fn enable(test_hooks_enabled: bool) -> Result<(), String> {
+    if test_hooks_enabled {
+        ENABLED.store(true, Ordering::SeqCst);
+        return Ok(());
+    }
+    match std::env::var(ENV) {
+        Ok(spec) if !spec.trim().is_empty() => Err(format!(
+            "{ENV}='{}' is a test hook and test hooks are off: set {KEY}: true in the configuration to arm fault points, or unset {ENV}",
+            spec.replace(['\n', '\r'], " ")
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Passes the fault point `name`: crashes or sleeps when the environment armed it (and
+/// [`enable`] allowed it).
 pub fn hit(name: &str) {
+    if !ENABLED.load(Ordering::Relaxed) {
+        return;
+    }
     match armed().get(name) {
         None => {}
         Some(Action::Exit) => {

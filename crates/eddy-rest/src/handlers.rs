@@ -202,6 +202,11 @@ pub(crate) async fn cancel_job(
     Path(jobid): Path<String>,
     q: Result<Query<BTreeMap<String, String>>, QueryRejection>,
 ) -> Answer {
+    if !s.config.web_cancel_enabled() {
+        return Err(ApiError::forbidden(
+            "cancelling jobs over REST is disabled: web.cancel.enable is false in the cluster's configuration",
+        ));
+    }
     let params = query_params(q)?;
     match params
         .get("mode")
@@ -244,8 +249,22 @@ pub(crate) async fn submit_job(
     State(s): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
-    let body =
-        body.map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+    if !s.config.web_submit_enabled() {
+        return Err(ApiError::forbidden(
+            "submitting jobs over REST is disabled: web.submit.enable is false in the cluster's configuration",
+        ));
+    }
+    // 413 for a body over rest.server.max-content-length (the router's limit), else 400.
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the request body is larger than rest.server.max-content-length ({} bytes)",
+                s.config.rest_max_content_length()
+            ),
+        ),
+        _ => ApiError::bad_request(format!("cannot read the request body: {e}")),
+    })?;
     let (spec, warnings) =
         submit::job_spec_from_body(&body, &s.config).map_err(ApiError::bad_request)?;
     for w in &warnings {
@@ -278,6 +297,29 @@ pub(crate) async fn not_found(uri: Uri) -> ApiError {
 /// Known path, unknown method → 405.
 pub(crate) async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError::method_not_allowed(format!("method {method} is not allowed on {}", uri.path()))
+}
+
+/// Middleware: a request announcing a body over `rest.server.max-content-length` is answered
+/// 413 at once, without waiting for the body (the extractors' limit catches bodies that do not
+/// announce their length).
+pub(crate) async fn content_length_guard(
+    State(limit): State<usize>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match announced {
+        Some(n) if n > limit as u64 => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body ({n} bytes) is larger than rest.server.max-content-length ({limit} bytes)"),
+        )
+        .into_response(),
+        _ => next.run(req).await,
+    }
 }
 
 /// Middleware: a standby JobManager answers every request with 503 and the leader's address.

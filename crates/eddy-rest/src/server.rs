@@ -7,6 +7,7 @@
 
 use crate::handlers::{self, AppState};
 use crate::leader::LeaderState;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::Router;
 use eddy_cluster::JobManagerHandle;
@@ -87,6 +88,7 @@ impl std::fmt::Debug for RestServer {
 }
 
 fn router(state: AppState, leader: LeaderState) -> Router {
+    let body_limit = state.config.rest_max_content_length();
     Router::new()
         .route("/overview", get(handlers::overview))
         .route("/config", get(handlers::dashboard_config))
@@ -109,6 +111,12 @@ fn router(state: AppState, leader: LeaderState) -> Router {
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .with_state(state)
+        // Bodies over rest.server.max-content-length are refused (413) before they are read.
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            body_limit,
+            handlers::content_length_guard,
+        ))
         // Outermost: a standby answers before any handler runs (unknown paths included).
         .layer(axum::middleware::from_fn_with_state(
             leader,

@@ -65,6 +65,15 @@ pub fn job_spec(req: SubmitRequest, cluster: &Config) -> Result<(JobSpec, Vec<St
             }
         };
         top.try_set(key, &text).map_err(|e| e.to_string())?;
+        // Only what one job decides for itself; addresses, ports, HA, storage directories and
+        // the REST / test-hook switches are the cluster's (docs/security.md).
+        let canonical = eddy_core::config::lookup_key(key).map_or(key.as_str(), |s| s.key);
+        if !eddy_core::config::is_job_key(canonical) {
+            return Err(format!(
+                "configuration key '{key}' cannot be set by a submitted job: it is a cluster setting (set it in the cluster's configuration); a job may set {}",
+                job_keys_list()
+            ));
+        }
     }
     // Until savepoints exist (issue 11), a job asked to resume is refused rather than started
     // from scratch; `null` / `false` describe what Eddy does and stay accepted.
@@ -97,6 +106,15 @@ pub fn job_spec(req: SubmitRequest, cluster: &Config) -> Result<(JobSpec, Vec<St
     Ok((spec, warnings))
 }
 
+/// The keys a submitted job may set, for error messages.
+fn job_keys_list() -> String {
+    let prefixes = eddy_core::config::JOB_KEY_PREFIXES
+        .iter()
+        .map(|p| format!("{p}*"));
+    let keys = eddy_core::config::JOB_KEYS.iter().map(|k| k.to_string());
+    prefixes.chain(keys).collect::<Vec<_>>().join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,15 +130,57 @@ mod tests {
     #[test]
     fn body_config_overlays_the_cluster_config() {
         let body = br#"{"job": "sequence", "args": ["--keys", "10"], "parallelism": 2,
-            "config": {"taskmanager.numberOfTaskSlots": 8, "pipeline.max-parallelism": "256"},
+            "config": {"restart-strategy.type": "none", "pipeline.max-parallelism": "256"},
             "savepointPath": null, "allowNonRestoredState": false}"#;
         let (spec, _) = job_spec_from_body(body, &cluster()).unwrap();
         assert_eq!(spec.name, "sequence");
         assert_eq!(spec.args, vec!["--keys", "10"]);
         assert_eq!(spec.parallelism, 2);
-        assert_eq!(spec.config.get("taskmanager.numberOfTaskSlots"), Some("8"));
+        assert_eq!(spec.config.get("restart-strategy.type"), Some("none"));
+        assert_eq!(spec.config.get("taskmanager.numberOfTaskSlots"), Some("4"));
         assert_eq!(spec.config.get("pipeline.max-parallelism"), Some("256"));
         assert_eq!(spec.config.get("execution.state-recovery.path"), None);
+    }
+
+    #[test]
+    fn a_job_may_set_job_keys_only_never_cluster_settings() {
+        let refused = [
+            "high-availability.storageDir",
+            "high-availability.type",
+            "high-availability.zookeeper.quorum",
+            "execution.checkpointing.dir",
+            "state.checkpoints.dir",
+            "env.log.dir",
+            "rest.port",
+            "rest.bind-address",
+            "jobmanager.rpc.port",
+            "taskmanager.data.port",
+            "taskmanager.numberOfTaskSlots",
+            "eddy.test-hooks.enabled",
+            "web.submit.enable",
+            "web.cancel.enable",
+        ];
+        for key in refused {
+            let spec = eddy_core::config::lookup_key(key).unwrap();
+            let value = spec.default.unwrap_or(match key {
+                "high-availability.zookeeper.quorum" => "zk:2181",
+                _ => "/tmp/x",
+            });
+            let body = serde_json::json!({"job": "sequence", "config": {key: value}}).to_string();
+            let e = job_spec_from_body(body.as_bytes(), &cluster()).unwrap_err();
+            assert!(
+                e.starts_with(&format!(
+                    "configuration key '{key}' cannot be set by a submitted job"
+                )) && e.contains("restart-strategy.*")
+                    && !e.contains('\n'),
+                "{key}: {e}"
+            );
+        }
+        let allowed = serde_json::json!({"job": "sequence", "config": {
+            "parallelism.default": 2, "execution.checkpointing.interval": "1 s",
+            "state.checkpoints.num-retained": 3, "restart-strategy.fixed-delay.attempts": 5,
+            "execution.buffer-timeout": "10 ms", "state.backend.type": "hashmap"}});
+        job_spec_from_body(allowed.to_string().as_bytes(), &cluster()).unwrap();
     }
 
     #[test]

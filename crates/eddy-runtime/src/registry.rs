@@ -69,6 +69,7 @@ impl JobRegistry {
         let def = self.lookup(&spec.name)?;
         let env = StreamEnv::new(spec.config.clone());
         let mut args = JobArgs::new(def.name, &spec.args)?;
+        args.test_hooks_enabled = spec.config.test_hooks_enabled();
         (def.build)(&env, &mut args)?;
         args.finish()?;
         let graph = env.into_graph();
@@ -99,6 +100,8 @@ pub struct JobArgs {
     job: String,
     values: BTreeMap<String, String>,
     used: BTreeSet<String>,
+    /// The job's `eddy.test-hooks.enabled` (see [`JobArgs::test_hooks`]).
+    test_hooks_enabled: bool,
 }
 
 impl JobArgs {
@@ -130,12 +133,30 @@ impl JobArgs {
             job: job.to_string(),
             values,
             used: BTreeSet::new(),
+            test_hooks_enabled: false,
         })
     }
 
     fn take(&mut self, name: &str) -> Option<String> {
         self.used.insert(name.to_string());
         self.values.get(name).cloned()
+    }
+
+    /// Declares the arguments `names` as test hooks (failure injection, artificial delays):
+    /// given while the configuration does not set `eddy.test-hooks.enabled: true`, the first
+    /// one is a one-line error naming it and the key. Call it before the builder has any effect.
+    pub fn test_hooks(&self, names: &[&str]) -> Result<()> {
+        if self.test_hooks_enabled {
+            return Ok(());
+        }
+        match names.iter().find(|n| self.values.contains_key(**n)) {
+            None => Ok(()),
+            Some(name) => Err(JobError::new(format!(
+                "job '{}': --{name} is a test hook and test hooks are off: the cluster's configuration must set {}: true",
+                self.job,
+                eddy_core::faultpoint::KEY
+            ))),
+        }
     }
 
     pub fn required(&mut self, name: &str) -> Result<String> {
@@ -145,6 +166,24 @@ impl JobArgs {
                 self.job
             ))
         })
+    }
+
+    /// A required file or directory argument. Refuses a path with a `..` component or a
+    /// control character (a job submitted over REST must not climb out of the directory it
+    /// names, docs/security.md); any other path is the submitter's choice.
+    pub fn required_path(&mut self, name: &str) -> Result<String> {
+        let path = self.required(name)?;
+        let climbs = std::path::Path::new(&path)
+            .components()
+            .any(|c| c == std::path::Component::ParentDir);
+        if climbs || path.chars().any(char::is_control) {
+            return Err(JobError::new(format!(
+                "job '{}': invalid path '{}' for --{name}: a path may not contain '..' components or control characters",
+                self.job,
+                path.escape_default()
+            )));
+        }
+        Ok(path)
     }
 
     pub fn optional(&mut self, name: &str) -> Option<String> {

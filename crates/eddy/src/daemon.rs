@@ -37,6 +37,9 @@ fn load(conf_dir: Option<&Path>, overrides: &[String]) -> Result<Config, i32> {
             for w in &l.warnings {
                 tracing::warn!("{w}");
             }
+            // Fault points (EDDY_FAULT_POINTS) are armed only with eddy.test-hooks.enabled.
+            eddy_core::faultpoint::enable(l.config.test_hooks_enabled())
+                .map_err(|e| fail(&e, 2))?;
             Ok(l.config)
         }
         Err(e) => Err(fail(&e.to_string(), 2)),

@@ -106,8 +106,8 @@ fn required_number(args: &mut JobArgs, name: &str, min: u64) -> Result<u64> {
 }
 
 fn word_count(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
-    let input = args.required("input")?;
-    let output = args.required("output")?;
+    let input = args.required_path("input")?;
+    let output = args.required_path("output")?;
     FileSource::check(&input).map_err(JobError::new)?;
     let path = input.clone();
     let counts = env
@@ -381,11 +381,25 @@ impl Operator for ForwardCounter {
     }
 }
 
+/// The `sequence` arguments that inject failures or delays: refused unless test hooks are on.
+const SEQUENCE_TEST_HOOKS: &[&str] = &[
+    "fail-every",
+    "fail-probability",
+    "seed",
+    "fail-subtask",
+    "fail-on-file",
+    "snapshot-delay-ms",
+    "slow-snapshots",
+    "cancel-delay-ms",
+];
+
 fn sequence(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
+    // First, so a refused job has no effect (no output directory, no trigger file touched).
+    args.test_hooks(SEQUENCE_TEST_HOOKS)?;
     let keys = required_number(args, "keys", 1)?;
     let per_key = required_number(args, "per-key", 1)?;
     let rate: f64 = args.number("rate", 0.0, 0.0, f64::MAX)?;
-    let output = args.required("output")?;
+    let output = args.required_path("output")?;
     let failures = FailureInjector {
         every: args.number("fail-every", 0, 0, u64::MAX)?,
         probability: args.number("fail-probability", 0.0, 0.0, 1.0)?,
@@ -442,7 +456,7 @@ fn top_speed_windowing(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
     let rate: f64 = args.number("rate", 2000.0, 0.0, f64::MAX)?;
     let events: u64 = args.number("events", 20_000, 0, u64::MAX)?;
     let window_ms: u64 = args.number("window-ms", 10_000, 1, u64::MAX)?;
-    let output = args.required("output")?;
+    let output = args.required_path("output")?;
     let top = env
         .add_source("Cars", move || CarSource::new(cars as u32, rate, events))
         .uid("cars")

@@ -33,6 +33,10 @@ pub fn run(registry: JobRegistry, opts: JobOptions) -> i32 {
         eprintln!("warning: {w}");
     }
     let mut config = loaded.config;
+    // The same rule as a cluster: test hooks need eddy.test-hooks.enabled (docs/security.md).
+    if let Err(e) = eddy_core::faultpoint::enable(config.test_hooks_enabled()) {
+        return fail(&e, 2);
+    }
     let parallelism = opts
         .parallelism
         .unwrap_or_else(|| config.default_parallelism());

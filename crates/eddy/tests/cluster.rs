@@ -194,6 +194,8 @@ impl Cluster {
             ("heartbeat.interval", "200 ms".to_string()),
             ("heartbeat.timeout", "2 s".to_string()),
             ("env.log.dir", log.display().to_string()),
+            // Tests submit `sequence` with test hooks (--snapshot-delay-ms, ...).
+            ("eddy.test-hooks.enabled", "true".to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))

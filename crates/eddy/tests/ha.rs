@@ -438,6 +438,8 @@ impl HaCluster {
             ("heartbeat.interval", "500 ms".to_string()),
             ("heartbeat.timeout", "3 s".to_string()),
             ("env.log.dir", log.display().to_string()),
+            // Tests arm fault points (EDDY_FAULT_POINTS) and use job test hooks.
+            ("eddy.test-hooks.enabled", "true".to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))

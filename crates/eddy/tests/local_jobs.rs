@@ -111,6 +111,8 @@ fn a_failing_operator_fails_the_job_and_shows_the_error() {
             out.to_str().unwrap(),
             "-p",
             "2",
+            "-D",
+            "eddy.test-hooks.enabled=true",
         ],
         LIMIT,
     );

@@ -44,6 +44,9 @@ fn run_sequence(
         "execution.checkpointing.interval=200ms",
         "-D",
         "restart-strategy.fixed-delay.delay=50ms",
+        // The failure and delay arguments are test hooks (docs/security.md).
+        "-D",
+        "eddy.test-hooks.enabled=true",
     ];
     let dir_arg = format!("execution.checkpointing.dir={}", ckpt.display());
     args.extend(["-D", &dir_arg, "--json"]);
@@ -254,6 +257,7 @@ fn corrupted_latest_metadata_restores_from_the_previous_checkpoint() {
             "state.checkpoints.num-retained=3",
         ])
         .args(["-D", "restart-strategy.fixed-delay.delay=50ms"])
+        .args(["-D", "eddy.test-hooks.enabled=true"])
         .arg("-D")
         .arg(format!("execution.checkpointing.dir={}", ckpt.display()))
         .env("EDDY_LOG", "warn")

@@ -77,8 +77,12 @@ impl Jm {
     }
 
     fn spawn(&mut self, role: &str) {
-        let log = std::fs::File::create(self.dir.path().join(format!("{role}-{}.log", self.procs.len())))
-            .expect("log file");
+        let log = std::fs::File::create(
+            self.dir
+                .path()
+                .join(format!("{role}-{}.log", self.procs.len())),
+        )
+        .expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_eddy"))
             .args([role, "--conf", self.conf.to_str().expect("UTF-8 path")])
             .env("EDDY_LOG", "info")
@@ -210,4 +214,191 @@ fn by_default_rest_listens_on_loopback_only_and_bind_address_opens_it() {
     for ip in &others {
         assert!(reachable(*ip, jm.rest_port), "{ip}:{}", jm.rest_port);
     }
+}
+
+/// The `POST /jobs` body of a `sequence` job writing to `output` with `args` appended.
+fn sequence_body(output: &Path, args: &[&str], config: Value) -> Value {
+    let mut all = vec![
+        "--keys".to_string(),
+        "2".into(),
+        "--per-key".into(),
+        "1000000".into(),
+        "--rate".into(),
+        "200".into(),
+        "--output".into(),
+        output.display().to_string(),
+    ];
+    all.extend(args.iter().map(|a| a.to_string()));
+    json!({"job": "sequence", "args": all, "parallelism": 1, "config": config})
+}
+
+fn first_error(v: &Value) -> String {
+    v["errors"][0].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn a_rest_submitted_test_hook_is_refused_unless_the_cluster_enables_hooks() {
+    let jm = Jm::start(&[]);
+    let trigger = jm.dir.path().join("precious");
+    std::fs::write(&trigger, "keep me").unwrap();
+    let output = jm.dir.path().join("out");
+    let t = trigger.display().to_string();
+    // Every hook of `sequence`, alone.
+    for hook in [
+        &["--fail-on-file", t.as_str()][..],
+        &["--fail-every", "5"],
+        &["--fail-probability", "0.5"],
+        &["--fail-subtask", "0"],
+        &["--snapshot-delay-ms", "100"],
+        &["--slow-snapshots", "1"],
+        &["--cancel-delay-ms", "100"],
+    ] {
+        let (code, v) = jm
+            .call(
+                "POST",
+                "/jobs",
+                Some(&sequence_body(&output, hook, json!({}))),
+            )
+            .expect("POST /jobs");
+        let e = first_error(&v);
+        assert_eq!(code, 400, "{hook:?}: {v}");
+        assert!(
+            e.contains(hook[0]) && e.contains("eddy.test-hooks.enabled") && !e.contains('\n'),
+            "{hook:?}: {e}"
+        );
+    }
+    // A submitted job cannot switch hooks on for itself.
+    let body = sequence_body(
+        &output,
+        &["--fail-on-file", &t],
+        json!({"eddy.test-hooks.enabled": "true"}),
+    );
+    let (code, v) = jm.call("POST", "/jobs", Some(&body)).unwrap();
+    assert_eq!(code, 400, "{v}");
+    assert!(
+        first_error(&v).starts_with(
+            "configuration key 'eddy.test-hooks.enabled' cannot be set by a submitted job"
+        ),
+        "{v}"
+    );
+    // Path arguments may not climb with '..' (nor carry control characters).
+    let climbing = jm
+        .dir
+        .path()
+        .join("out")
+        .join("..")
+        .join("..")
+        .join("escaped");
+    let (code, v) = jm
+        .call(
+            "POST",
+            "/jobs",
+            Some(&sequence_body(&climbing, &[], json!({}))),
+        )
+        .unwrap();
+    assert_eq!(code, 400, "{v}");
+    assert!(first_error(&v).contains("may not contain '..'"), "{v}");
+    let body = json!({"job": "word-count", "args": ["--input", "/tmp/../etc/passwd", "--output", output.display().to_string()]});
+    let (code, v) = jm.call("POST", "/jobs", Some(&body)).unwrap();
+    assert_eq!(code, 400, "{v}");
+    assert!(first_error(&v).contains("--input"), "{v}");
+    assert!(!jm.dir.path().parent().unwrap().join("escaped").exists());
+    // No side effect: the file is untouched, no output directory, no job.
+    assert_eq!(std::fs::read_to_string(&trigger).unwrap(), "keep me");
+    assert!(
+        !output.exists(),
+        "a refused job created its output directory"
+    );
+    let (_, jobs) = jm.call("GET", "/jobs", None).unwrap();
+    assert_eq!(jobs["jobs"], json!([]), "{jobs}");
+}
+
+#[test]
+fn with_test_hooks_enabled_the_same_hook_works() {
+    // The control of the test above: the hook is refused because of the key, not the body.
+    let mut jm = Jm::start(&[("eddy.test-hooks.enabled", "true")]);
+    jm.spawn("taskmanager");
+    let trigger = jm.dir.path().join("fail-now");
+    std::fs::write(&trigger, "").unwrap();
+    let output = jm.dir.path().join("out");
+    let t = trigger.display().to_string();
+    let body = sequence_body(&output, &["--fail-on-file", &t], json!({}));
+    let (code, v) = jm.call("POST", "/jobs", Some(&body)).unwrap();
+    assert_eq!(code, 202, "{v}\n{}", jm.log());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while trigger.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the job never consumed --fail-on-file\n{}",
+            jm.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn fault_points_need_the_key_or_the_process_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = free_ports(2);
+    let rest = format!("rest.port={}", ports[0]);
+    let rpc = format!("jobmanager.rpc.port={}", ports[1]);
+    let env = [
+        ("EDDY_FAULT_POINTS", "jm.job-result.before-dirty"),
+        ("EDDY_LOG", "warn"),
+    ];
+    let args = [
+        "jobmanager",
+        "-D",
+        &rest,
+        "-D",
+        &rpc,
+        "-D",
+        "jobmanager.rpc.address=127.0.0.1",
+    ];
+    let out = eddy_with_env(&args, &env, Duration::from_secs(30));
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("EDDY_FAULT_POINTS"))
+        .unwrap_or_default();
+    assert!(line.contains("eddy.test-hooks.enabled"), "{}", out.stderr);
+    // `eddy local` follows the same rule, for fault points and for job hooks.
+    let output = dir.path().join("out");
+    let o = output.to_str().unwrap();
+    let local = [
+        "local",
+        "sequence",
+        "--keys",
+        "1",
+        "--per-key",
+        "10",
+        "--output",
+        o,
+    ];
+    let out = eddy_with_env(&local, &env, Duration::from_secs(30));
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("eddy.test-hooks.enabled"),
+        "{}",
+        out.stderr
+    );
+    let mut hooked = local.to_vec();
+    hooked.extend(["--fail-every", "5"]);
+    let out = eddy(&hooked, Duration::from_secs(30));
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("--fail-every is a test hook")
+            && out.stderr.contains("eddy.test-hooks.enabled"),
+        "{}",
+        out.stderr
+    );
+    assert!(!output.exists());
+    // With the key, both are accepted and the job runs to its end (that fault points then fire
+    // is what the HA tests' crashes show).
+    let mut enabled = local.to_vec();
+    enabled.extend(["--fail-subtask", "0", "-D", "eddy.test-hooks.enabled=true"]);
+    let out = eddy_with_env(&enabled, &env, Duration::from_secs(60));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert_eq!(witness(&committed_lines(&output), 1, 10), (0, 0, 0));
 }

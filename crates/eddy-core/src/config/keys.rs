@@ -146,10 +146,44 @@ pub static KEYS: &[KeySpec] = &[
     spec("rest.address", &[], ValueType::Host, Some("localhost"), "Address clients use to reach the REST endpoint."),
     spec("rest.port", &[], ValueType::Port, Some("8081"), "REST port."),
     spec("rest.bind-address", &[], ValueType::Host, Some("127.0.0.1"), "Address the REST server binds (default: loopback only; 0.0.0.0 = all interfaces)."),
+    spec("rest.server.max-content-length", &[], ValueType::Size, Some("1m"), "Largest request body the REST server reads; a larger one is answered 413."),
+    spec("web.submit.enable", &[], ValueType::Bool, Some("true"), "Whether jobs may be submitted over REST (POST /jobs); false = 403."),
+    spec("web.cancel.enable", &[], ValueType::Bool, Some("true"), "Whether jobs may be cancelled over REST (PATCH /jobs/:id); false = 403."),
+    // --- test hooks (Eddy's own key)
+    spec("eddy.test-hooks.enabled", &[], ValueType::Bool, Some("false"), "Eddy: allow test hooks (the built-in jobs' failure and delay arguments, EDDY_FAULT_POINTS); false = refused."),
     // --- data plane
     spec("execution.buffer-timeout", &[], DUR, Some("100 ms"), "How long a partly filled output buffer may wait before it is sent."),
     spec("taskmanager.network.max-frame-size", &[], ValueType::Size, Some("16m"), "Largest data frame (one buffer of records) between TaskManagers (64k..1g); a larger one fails the sending task."),
 ];
+
+/// Keys a submitted job may set (`POST /jobs` `config`, `eddy run -D`): what one job decides for
+/// itself. Every other key (addresses, ports, HA, storage directories, REST and test-hook
+/// switches) belongs to the cluster's configuration and is refused in a submission.
+pub const JOB_KEY_PREFIXES: &[&str] = &["restart-strategy."];
+/// The job-level keys that are not under a prefix of [`JOB_KEY_PREFIXES`].
+pub const JOB_KEYS: &[&str] = &[
+    "parallelism.default",
+    "pipeline.max-parallelism",
+    "jobmanager.execution.failover-strategy",
+    "state.backend.type",
+    "execution.checkpointing.interval",
+    "execution.checkpointing.mode",
+    "execution.checkpointing.timeout",
+    "execution.checkpointing.max-concurrent-checkpoints",
+    "execution.checkpointing.min-pause",
+    "execution.checkpointing.tolerable-failed-checkpoints",
+    "execution.checkpointing.externalized-checkpoint-retention",
+    "execution.checkpointing.num-retained",
+    "execution.checkpointing.incremental",
+    "execution.state-recovery.from-local",
+    "execution.state-recovery.ignore-unclaimed-state",
+    "execution.buffer-timeout",
+];
+
+/// Whether a submitted job may set `canonical` (see [`JOB_KEYS`]).
+pub fn is_job_key(canonical: &str) -> bool {
+    JOB_KEYS.contains(&canonical) || JOB_KEY_PREFIXES.iter().any(|p| canonical.starts_with(p))
+}
 
 /// The spec for a canonical name or an alias (exact, case-sensitive like Flink).
 pub fn lookup(name: &str) -> Option<&'static KeySpec> {

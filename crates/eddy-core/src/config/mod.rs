@@ -24,8 +24,8 @@ pub use conf_dir::{
 pub use duration::{format_duration, parse_duration};
 pub use error::ConfigError;
 pub use keys::{
-    lookup as lookup_key, suggest as suggest_key, KeySpec, KEYS, MAX_FRAME_SIZE, MAX_TASK_SLOTS,
-    MIN_FRAME_SIZE,
+    is_job_key, lookup as lookup_key, suggest as suggest_key, KeySpec, JOB_KEYS, JOB_KEY_PREFIXES,
+    KEYS, MAX_FRAME_SIZE, MAX_TASK_SLOTS, MIN_FRAME_SIZE,
 };
 pub use size::{format_size, parse_size};
 pub use support::{support_of, Support, SAVEPOINTS_ISSUE, SUPPORT};

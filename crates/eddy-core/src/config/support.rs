@@ -134,6 +134,10 @@ pub static SUPPORT: &[(&str, Support)] = &[
     ("rest.address", Support::Works),
     ("rest.port", Support::Works),
     ("rest.bind-address", Support::Works),
+    ("rest.server.max-content-length", Support::Works),
+    ("web.submit.enable", Support::Works),
+    ("web.cancel.enable", Support::Works),
+    ("eddy.test-hooks.enabled", Support::Works),
     ("execution.buffer-timeout", Support::Works),
     ("taskmanager.network.max-frame-size", Support::Works),
 ];

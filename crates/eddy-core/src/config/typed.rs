@@ -414,6 +414,24 @@ impl Config {
         self.text("rest.bind-address")
             .unwrap_or_else(|| DEFAULT_REST_BIND_ADDRESS.into())
     }
+    /// `rest.server.max-content-length` in bytes: the largest REST request body read.
+    pub fn rest_max_content_length(&self) -> usize {
+        self.get_size("rest.server.max-content-length")
+            .map_or(1 << 20, |b| usize::try_from(b).unwrap_or(usize::MAX))
+    }
+    /// `web.submit.enable`: jobs may be submitted over REST.
+    pub fn web_submit_enabled(&self) -> bool {
+        self.flag("web.submit.enable")
+    }
+    /// `web.cancel.enable`: jobs may be cancelled over REST.
+    pub fn web_cancel_enabled(&self) -> bool {
+        self.flag("web.cancel.enable")
+    }
+    /// `eddy.test-hooks.enabled`: test hooks (failure and delay job arguments, fault points)
+    /// are allowed. Off by default.
+    pub fn test_hooks_enabled(&self) -> bool {
+        self.flag("eddy.test-hooks.enabled")
+    }
     pub fn buffer_timeout(&self) -> Duration {
         self.duration("execution.buffer-timeout")
     }
