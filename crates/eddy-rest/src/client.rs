@@ -14,16 +14,41 @@ use std::time::{Duration, Instant};
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 const MAX_HEADER_BYTES: usize = 64 * 1024;
 
+/// The bearer token [`request`] sends (`eddy.rest.auth.token-file`), set once by the CLI after
+/// it loaded its configuration.
+static BEARER_TOKEN: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Makes every later [`request`] of this process send `Authorization: Bearer <token>`.
+pub fn set_bearer_token(token: Option<String>) {
+    if let Ok(mut t) = BEARER_TOKEN.lock() {
+        *t = token;
+    }
+}
+
 /// Sends `method path` to the REST endpoint at `base` (`http://host:port` or `host:port`) with
 /// an optional JSON body, and returns the status code and the response body: parsed JSON,
 /// `Value::Null` when empty, or `Value::String` when it is not JSON (e.g. `/metrics`).
-/// `timeout` bounds the whole exchange (connect, send, receive).
+/// `timeout` bounds the whole exchange (connect, send, receive). Sends the process's bearer
+/// token ([`set_bearer_token`]), if any.
 pub fn request(
     base: &str,
     method: &str,
     path: &str,
     body: Option<&Value>,
     timeout: Duration,
+) -> Result<(u16, Value), String> {
+    let token = BEARER_TOKEN.lock().ok().and_then(|t| t.clone());
+    request_with_token(base, method, path, body, timeout, token.as_deref())
+}
+
+/// [`request`] with an explicit bearer token (`None`: no `Authorization` header).
+pub fn request_with_token(
+    base: &str,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    timeout: Duration,
+    token: Option<&str>,
 ) -> Result<(u16, Value), String> {
     let endpoint = Endpoint::parse(base)?;
     let path = if path.starts_with('/') {
@@ -46,6 +71,9 @@ pub fn request(
         endpoint.authority,
         env!("CARGO_PKG_VERSION")
     );
+    if let Some(t) = token {
+        head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
     match &payload {
         Some(p) => head.push_str(&format!(
             "Content-Type: application/json\r\nContent-Length: {}\r\n",

@@ -12,11 +12,13 @@
 //! - `submit.rs`: `POST /jobs` body → validated `JobSpec`.
 //! - `leader.rs`: [`LeaderState`], the HA standby switch.
 //! - `error.rs`: [`ApiError`], the `{"errors": [...]}` answers.
+//! - `auth.rs`: the bearer token (`eddy.rest.auth.token-file`) and its 401 middleware.
 //! - `client.rs`: [`client::request`], blocking HTTP/1.1 over `std::net::TcpStream`.
 //!
 //! This crate must never hold job state of its own: every answer is computed from the
 //! JobManager at request time, so a restarted REST server can never show stale jobs.
 
+pub mod auth;
 pub mod checkpoints;
 pub mod client;
 mod error;

@@ -87,9 +87,9 @@ impl std::fmt::Debug for RestServer {
     }
 }
 
-fn router(state: AppState, leader: LeaderState) -> Router {
+fn router(state: AppState, leader: LeaderState, token: Option<String>) -> Router {
     let body_limit = state.config.rest_max_content_length();
-    Router::new()
+    let router = Router::new()
         .route("/overview", get(handlers::overview))
         .route("/config", get(handlers::dashboard_config))
         .route("/jobmanager/config", get(handlers::jobmanager_config))
@@ -121,7 +121,15 @@ fn router(state: AppState, leader: LeaderState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             leader,
             handlers::standby_guard,
-        ))
+        ));
+    match token {
+        // Outermost of all: without the token nothing is answered but 401.
+        Some(t) => router.layer(axum::middleware::from_fn_with_state(
+            Arc::new(t),
+            crate::auth::bearer_guard,
+        )),
+        None => router,
+    }
 }
 
 /// Starts the REST server for `handle` on `bind_address:port` (port 0 = any free port).
@@ -133,6 +141,7 @@ pub fn start(
     bind_address: &str,
     port: u16,
 ) -> Result<RestServer, String> {
+    let token = crate::auth::read_token(&config)?;
     let listener = std::net::TcpListener::bind((bind_address, port))
         .map_err(|e| format!("cannot bind the REST server to {bind_address}:{port}: {e}"))?;
     let address = listener.local_addr().map_err(|e| {
@@ -159,6 +168,7 @@ pub fn start(
             config: Arc::new(config),
         },
         leader.clone(),
+        token,
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     let thread = std::thread::Builder::new()

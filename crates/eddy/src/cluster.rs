@@ -431,6 +431,8 @@ fn load(conf_dir: &Path) -> Result<Config, String> {
     for w in &l.warnings {
         eprintln!("warning: {w}");
     }
+    // Every REST call of this command sends the cluster's bearer token, if it has one.
+    client::set_bearer_token(eddy_rest::auth::read_token(&l.config)?);
     Ok(l.config)
 }
 

@@ -37,6 +37,11 @@ impl Jm {
     /// Writes config.yaml with free RPC and REST ports plus `extra`, and starts `eddy jobmanager`.
     /// `rest.bind-address` is left to `extra`: its default is what the tests look at.
     fn start(extra: &[(&str, &str)]) -> Jm {
+        Self::start_with_token(extra, "")
+    }
+
+    /// [`Jm::start`] for a JobManager whose REST API needs `token` (empty: none).
+    fn start_with_token(extra: &[(&str, &str)], token: &str) -> Jm {
         let dir = tempfile::tempdir().expect("temp dir");
         let conf = dir.path().join("conf");
         std::fs::create_dir_all(&conf).expect("conf dir");
@@ -64,7 +69,11 @@ impl Jm {
         };
         jm.spawn("jobmanager");
         let deadline = Instant::now() + START_LIMIT;
-        while !matches!(jm.call("GET", "/overview", None), Ok((200, _))) {
+        let t = (!token.is_empty()).then_some(token);
+        while !matches!(
+            client::request_with_token(&jm.rest(), "GET", "/overview", None, HTTP_TIMEOUT, t),
+            Ok((200, _))
+        ) {
             assert!(
                 Instant::now() < deadline,
                 "the JobManager did not answer on {}: {}",
@@ -401,4 +410,75 @@ fn fault_points_need_the_key_or_the_process_refuses_to_start() {
     let out = eddy_with_env(&enabled, &env, Duration::from_secs(60));
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert_eq!(witness(&committed_lines(&output), 1, 10), (0, 0, 0));
+}
+
+#[test]
+fn rest_needs_the_bearer_token_and_the_cli_sends_it_from_its_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("rest.token");
+    std::fs::write(&token_file, "s3cret-Token_1\n").unwrap();
+    let tf = token_file.display().to_string();
+    let jm = Jm::start_with_token(&[("eddy.rest.auth.token-file", &tf)], "s3cret-Token_1");
+    let call = |method: &str, path: &str, body: Option<&Value>, token: Option<&str>| {
+        client::request_with_token(&jm.rest(), method, path, body, HTTP_TIMEOUT, token)
+            .expect("request")
+    };
+    for path in [
+        "/overview",
+        "/jobs",
+        "/jobmanager/config",
+        "/metrics",
+        "/no/such/path",
+    ] {
+        for token in [None, Some("wrong"), Some("s3cret-Token_")] {
+            let (code, v) = call("GET", path, None, token);
+            assert_eq!(code, 401, "{path} with {token:?}: {v}");
+            assert!(
+                !first_error(&v).is_empty() && !first_error(&v).contains('\n'),
+                "{v}"
+            );
+        }
+    }
+    let output = jm.dir.path().join("out");
+    let (code, _) = call(
+        "POST",
+        "/jobs",
+        Some(&sequence_body(&output, &[], json!({}))),
+        None,
+    );
+    assert_eq!(code, 401);
+    let (code, v) = call("GET", "/jobs", None, Some("s3cret-Token_1"));
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(
+        v["jobs"],
+        json!([]),
+        "an unauthenticated POST started a job"
+    );
+    assert!(!output.exists());
+
+    // The CLI reads the token file from its configuration ...
+    let out = eddy(
+        &[
+            "list",
+            "--conf",
+            jm.conf.to_str().unwrap(),
+            "-m",
+            &jm.rest(),
+        ],
+        HTTP_TIMEOUT,
+    );
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("No running or scheduled jobs."),
+        "{}",
+        out.stdout
+    );
+    // ... and without it is refused with the server's line.
+    let out = eddy(&["list", "-m", &jm.rest()], HTTP_TIMEOUT);
+    assert_ne!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("Authorization: Bearer"),
+        "{}",
+        out.stderr
+    );
 }

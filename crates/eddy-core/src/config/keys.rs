@@ -149,6 +149,7 @@ pub static KEYS: &[KeySpec] = &[
     spec("rest.server.max-content-length", &[], ValueType::Size, Some("1m"), "Largest request body the REST server reads; a larger one is answered 413."),
     spec("web.submit.enable", &[], ValueType::Bool, Some("true"), "Whether jobs may be submitted over REST (POST /jobs); false = 403."),
     spec("web.cancel.enable", &[], ValueType::Bool, Some("true"), "Whether jobs may be cancelled over REST (PATCH /jobs/:id); false = 403."),
+    spec("eddy.rest.auth.token-file", &[], ValueType::LocalPath, None, "Eddy: a file holding the REST bearer token; set = every request needs `Authorization: Bearer <token>` (401 otherwise)."),
     // --- test hooks (Eddy's own key)
     spec("eddy.test-hooks.enabled", &[], ValueType::Bool, Some("false"), "Eddy: allow test hooks (the built-in jobs' failure and delay arguments, EDDY_FAULT_POINTS); false = refused."),
     // --- data plane

@@ -137,6 +137,7 @@ pub static SUPPORT: &[(&str, Support)] = &[
     ("rest.server.max-content-length", Support::Works),
     ("web.submit.enable", Support::Works),
     ("web.cancel.enable", Support::Works),
+    ("eddy.rest.auth.token-file", Support::Works),
     ("eddy.test-hooks.enabled", Support::Works),
     ("execution.buffer-timeout", Support::Works),
     ("taskmanager.network.max-frame-size", Support::Works),

@@ -427,6 +427,10 @@ impl Config {
     pub fn web_cancel_enabled(&self) -> bool {
         self.flag("web.cancel.enable")
     }
+    /// `eddy.rest.auth.token-file`: the file holding the REST bearer token, if any.
+    pub fn rest_auth_token_file(&self) -> Option<PathBuf> {
+        self.path("eddy.rest.auth.token-file")
+    }
     /// `eddy.test-hooks.enabled`: test hooks (failure and delay job arguments, fault points)
     /// are allowed. Off by default.
     pub fn test_hooks_enabled(&self) -> bool {
