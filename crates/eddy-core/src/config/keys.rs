@@ -150,6 +150,19 @@ pub static KEYS: &[KeySpec] = &[
     spec("web.submit.enable", &[], ValueType::Bool, Some("true"), "Whether jobs may be submitted over REST (POST /jobs); false = 403."),
     spec("web.cancel.enable", &[], ValueType::Bool, Some("true"), "Whether jobs may be cancelled over REST (PATCH /jobs/:id); false = 403."),
     spec("eddy.rest.auth.token-file", &[], ValueType::LocalPath, None, "Eddy: a file holding the REST bearer token; set = every request needs `Authorization: Bearer <token>` (401 otherwise)."),
+    // --- TLS (Flink's keys; TLS is not built yet: only values that describe no TLS are accepted)
+    spec("security.ssl.internal.enabled", &["security.ssl.enabled"], ValueType::Bool, Some("false"), "TLS with mutual authentication for RPC and data connections; true is refused until Eddy's TLS is built."),
+    spec("security.ssl.rest.enabled", &[], ValueType::Bool, Some("false"), "TLS for the REST endpoint; true is refused until Eddy's TLS is built."),
+    spec("security.ssl.internal.keystore", &[], ValueType::LocalPath, None, "Flink: a Java keystore. Refused: Eddy reads PEM files."),
+    spec("security.ssl.internal.truststore", &[], ValueType::LocalPath, None, "Flink: a Java truststore. Refused: Eddy reads PEM files."),
+    spec("security.ssl.internal.keystore-password", &[], ValueType::Text, None, "Flink: a Java keystore password. Refused: Eddy reads PEM files."),
+    spec("security.ssl.internal.key-password", &[], ValueType::Text, None, "Flink: a Java keystore password. Refused: Eddy reads PEM files."),
+    spec("security.ssl.internal.truststore-password", &[], ValueType::Text, None, "Flink: a Java keystore password. Refused: Eddy reads PEM files."),
+    spec("security.ssl.rest.keystore", &[], ValueType::LocalPath, None, "Flink: a Java keystore. Refused: Eddy reads PEM files."),
+    spec("security.ssl.rest.truststore", &[], ValueType::LocalPath, None, "Flink: a Java truststore. Refused: Eddy reads PEM files."),
+    spec("security.ssl.rest.keystore-password", &[], ValueType::Text, None, "Flink: a Java keystore password. Refused: Eddy reads PEM files."),
+    spec("security.ssl.rest.key-password", &[], ValueType::Text, None, "Flink: a Java keystore password. Refused: Eddy reads PEM files."),
+    spec("security.ssl.rest.truststore-password", &[], ValueType::Text, None, "Flink: a Java keystore password. Refused: Eddy reads PEM files."),
     // --- test hooks (Eddy's own key)
     spec("eddy.test-hooks.enabled", &[], ValueType::Bool, Some("false"), "Eddy: allow test hooks (the built-in jobs' failure and delay arguments, EDDY_FAULT_POINTS); false = refused."),
     // --- data plane
