@@ -111,13 +111,14 @@ fn router(state: AppState, leader: LeaderState, token: Option<String>) -> Router
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .with_state(state)
-        // Bodies over rest.server.max-content-length are refused (413) before they are read.
+        // Bodies over rest.server.max-content-length are refused (413) once the limit is passed.
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(
             body_limit,
             handlers::content_length_guard,
         ))
-        // Outermost: a standby answers before any handler runs (unknown paths included).
+        // A standby answers before any handler runs (unknown paths included); only the bearer
+        // token check (below) comes first.
         .layer(axum::middleware::from_fn_with_state(
             leader,
             handlers::standby_guard,
