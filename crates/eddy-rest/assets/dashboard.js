@@ -73,10 +73,10 @@ function jobmanager() {
     ];
     Object.keys(ha).filter(function (k) { return k !== "type"; }).forEach(function (k) { rows.push(kv("HA " + esc(k), esc(ha[k]))); });
     return "<h1>JobManager</h1>" + table(["", ""], rows, "jobmanager") +
+      "<h2>Log (tail)</h2><pre class=\"log\" id=\"log\">" + esc(a[1]) + "</pre>" +
       "<h2>Effective configuration</h2>" + table(["Key", "Value", "Source"], i["effective-configuration"].map(function (e) {
         return [td(esc(e.key)), td(esc(e.value)), td('<span class="muted">' + esc(e.source) + "</span>")];
-      }), "config") +
-      "<h2>Log (tail)</h2><pre class=\"log\" id=\"log\">" + esc(a[1]) + "</pre>";
+      }), "config");
   });
 }
 
@@ -161,7 +161,7 @@ function job(id) {
     d.vertices.forEach(function (v) {
       (v.subtasks || []).forEach(function (s) {
         srows.push([td(esc(v.name) + " (" + (s.subtask + 1) + "/" + v.parallelism + ")"), td(state(s.state)), td(esc(s.taskmanager)),
-          td(s.attempt, "num"), td(s.records_in, "num"), td(s.records_out, "num"), td(time(s.deployed_at))]);
+          td((v.subtask_deployments || [])[s.subtask], "num"), td(s.records_in, "num"), td(s.records_out, "num"), td(time(s.deployed_at))]);
       });
     });
     var crows = cp.history.map(function (c) {
@@ -178,7 +178,7 @@ function job(id) {
       '<p class="muted">' + esc(j.jid) + " · started " + time(j["start-time"]) + " · " + dur(j.duration) + " · " + j.restarts + " restarts</p>" +
       (ended ? "" : '<button class="danger" id="cancel">Cancel job</button>') +
       "<h2>Vertices</h2>" + table(["Vertex", "Parallelism", "State", "Records in", "In rate", "Records out", "Out rate"], vrows, "vertices") +
-      "<h2>Subtasks</h2>" + table(["Subtask", "State", "TaskManager", "Attempt", "Records in", "Records out", "Deployed"], srows, "subtasks") +
+      "<h2>Subtasks</h2>" + table(["Subtask", "State", "TaskManager", "Deployments", "Records in", "Records out", "Deployed"], srows, "subtasks") +
       "<h2>Recoveries</h2>" + recoveryTimeline(rec) +
       table(["#", "Detected", "Decision", "Restore + deploy", "Deploy → RUNNING", "Total", "Checkpoint", "Cause"], rrows, "recoveries") +
       "<h2>Checkpoints</h2>" + '<p id="checkpoint-counts">' + esc(cp.counts.completed) + " completed, " + esc(cp.counts.failed) + " failed</p>" +
@@ -206,6 +206,8 @@ function render() {
   var page = pages[route[0]] || overview;
   page().then(function (html) {
     document.getElementById("page").innerHTML = html;
+    var log = document.getElementById("log");
+    if (log) log.scrollTop = log.scrollHeight; // the newest lines
     bindActions(route);
   }).catch(function (e) {
     document.getElementById("page").innerHTML = '<p class="error">' + esc(e.message) + '</p><p>If this JobManager became a standby, <a href="/">its start page</a> links to the leader.</p>';

@@ -72,12 +72,12 @@ pub(crate) fn standby_page(leader_url: Option<&str>) -> Response {
             format!(
                 "<p>This JobManager is a <b>standby</b>. The leader's dashboard is at \
                  <a id=\"leader\" href=\"{url}/\">{url}</a>.</p>\
-                 <script>setTimeout(function(){{location.reload()}},3000)</script>"
+                 <script>setTimeout(function(){{location.reload()}},10000)</script>"
             )
         }
         None => {
             "<p>This JobManager is a <b>standby</b>; no leader is known yet. This page \
-                 reloads itself.</p><script>setTimeout(function(){location.reload()},3000)</script>"
+                 reloads itself.</p><script>setTimeout(function(){location.reload()},10000)</script>"
                 .to_string()
         }
     };
@@ -138,7 +138,7 @@ fn log_tail(max: u64) -> Result<String, String> {
 
 /// The end of the regular file `path`, at most `max` bytes, starting at a whole line.
 fn tail_file(path: &std::path::Path, max: u64) -> Result<String, String> {
-    let mut file = std::fs::File::open(&path)
+    let mut file = std::fs::File::open(path)
         .ok()
         .filter(|f| f.metadata().is_ok_and(|m| m.is_file()))
         .ok_or_else(|| {
