@@ -12,8 +12,8 @@
 #
 # Starting again with the same D keeps the data in D/data (a "ZooKeeper restarted" scenario).
 # Prerequisites: bash (its /dev/tcp probes the server; no nc needed), java, Debian's ZooKeeper jar,
-# setsid. `install` is idempotent and cheap when everything is there, so scripts/test.sh and
-# .ci/run always run it.
+# setsid, and chromium for the dashboard test. `install` is idempotent and cheap when everything is
+# there, so scripts/test.sh and .ci/run always run it.
 set -euo pipefail
 
 ZK_JAR=/usr/share/java/zookeeper.jar
@@ -97,6 +97,9 @@ missing_prerequisites() {
     [ -f "$ZK_JAR" ] || echo "$ZK_JAR:zookeeper"
     command -v java >/dev/null 2>&1 || echo "java:default-jre-headless"
     command -v setsid >/dev/null 2>&1 || echo "setsid:util-linux"
+    # Not ZooKeeper's, but installed with the rest: the dashboard's end-to-end test
+    # (crates/eddy/tests/dashboard.rs) drives a headless Chromium.
+    command -v chromium >/dev/null 2>&1 || echo "chromium:chromium"
     return 0
 }
 
@@ -104,7 +107,7 @@ cmd_check() {
     local missing
     missing="$(missing_prerequisites)"
     if [ -z "$missing" ]; then
-        echo "zookeeper prerequisites present (java, setsid, $ZK_JAR)"
+        echo "zookeeper prerequisites present (java, setsid, chromium, $ZK_JAR)"
         return 0
     fi
     echo "zookeeper.sh: missing: $(echo "$missing" | cut -d: -f1 | tr '\n' ' ')(run 'scripts/zookeeper.sh install')" >&2
@@ -115,7 +118,7 @@ cmd_install() {
     local missing packages
     missing="$(missing_prerequisites)"
     if [ -z "$missing" ]; then
-        echo "zookeeper prerequisites present (java, setsid, $ZK_JAR)"
+        echo "zookeeper prerequisites present (java, setsid, chromium, $ZK_JAR)"
         return 0
     fi
     packages="$(echo "$missing" | cut -d: -f2 | sort -u | tr '\n' ' ')"

@@ -34,7 +34,12 @@ struct TaskManagerEntry {
     data_address: String,
     last_heartbeat: i64,
     pid: u32,
+    /// When it registered with this JobManager (ms since epoch).
+    registered_at: i64,
 }
+
+/// How many lost TaskManagers the JobManager remembers for the dashboard and REST.
+const LOST_TASKMANAGERS_KEPT: usize = 16;
 
 /// A TaskManager as shown by `eddy cluster status` and REST `/taskmanagers`.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -44,6 +49,17 @@ pub struct TaskManagerInfo {
     pub slots_total: u32,
     pub slots_free: u32,
     pub pid: u32,
+    /// When it registered with this JobManager (ms since epoch; 0 if not known).
+    #[serde(default)]
+    pub registered_at: i64,
+    /// The last message (heartbeat or report) received from it (ms since epoch; 0 if not known).
+    #[serde(default)]
+    pub last_heartbeat: i64,
+    /// When this JobManager declared it lost, and why; `None` while registered.
+    #[serde(default)]
+    pub lost_at: Option<i64>,
+    #[serde(default)]
+    pub lost_reason: Option<String>,
 }
 
 enum Event {
@@ -68,6 +84,8 @@ pub struct LeaderView {
     pub leader_rest: Option<String>,
     /// This JobManager's own published REST address (never named as leader while standby).
     pub own_rest: Option<String>,
+    /// The leader session id (fencing token) while this JobManager leads.
+    pub session: Option<u128>,
 }
 
 /// Requests from the dispatcher's clients (CLI, REST, `eddy local`).
@@ -77,6 +95,8 @@ pub enum Request {
     Details(JobId, Sender<Result<Option<JobDetails>, String>>),
     List(Sender<Result<Vec<JobDetails>, String>>),
     TaskManagers(Sender<Result<Vec<TaskManagerInfo>, String>>),
+    /// The most recently lost TaskManagers, oldest first (at most 16).
+    LostTaskManagers(Sender<Result<Vec<TaskManagerInfo>, String>>),
     Shutdown,
 }
 
@@ -117,6 +137,11 @@ impl JobManagerHandle {
 
     pub fn taskmanagers(&self) -> Result<Vec<TaskManagerInfo>, String> {
         self.ask(Request::TaskManagers)?
+    }
+
+    /// TaskManagers this JobManager lost recently (at most 16, oldest first), with when and why.
+    pub fn lost_taskmanagers(&self) -> Result<Vec<TaskManagerInfo>, String> {
+        self.ask(Request::LostTaskManagers)?
     }
 
     pub fn shutdown(&self) {
@@ -246,6 +271,7 @@ pub fn start_with(
         ha: ha.clone(),
         view: view.clone(),
         tms: BTreeMap::new(),
+        lost_tms: std::collections::VecDeque::new(),
         slots: SlotPool::default(),
         conns: HashMap::new(),
         unregistered: HashMap::new(),
@@ -279,6 +305,8 @@ struct JobManagerLoop {
     view: Arc<Mutex<LeaderView>>,
     /// Registered TaskManagers: connection, heartbeat, pid.
     tms: BTreeMap<String, TaskManagerEntry>,
+    /// Recently lost TaskManagers, oldest first (at most `LOST_TASKMANAGERS_KEPT`).
+    lost_tms: std::collections::VecDeque<TaskManagerInfo>,
     /// Their slots and which job holds each (the resource manager's core).
     slots: SlotPool,
     conns: HashMap<u64, String>,
@@ -422,6 +450,7 @@ impl JobManagerLoop {
                         data_address,
                         last_heartbeat: now,
                         pid,
+                        registered_at: now,
                     },
                 );
                 // New slots: a restart waiting for slots may proceed now.
@@ -481,6 +510,7 @@ impl JobManagerLoop {
         self.elected_at = now;
         if let Ok(mut v) = self.view.lock() {
             v.is_leader = true;
+            v.session = Some(session);
         }
         let Some(ha) = self.ha.clone() else { return };
         match ha.cleanup_dirty(session) {
@@ -590,6 +620,7 @@ impl JobManagerLoop {
         self.token = None;
         if let Ok(mut v) = self.view.lock() {
             v.is_leader = false;
+            v.session = None;
             if v.leader_rest == v.own_rest {
                 v.leader_rest = None;
             }
@@ -668,9 +699,24 @@ impl JobManagerLoop {
         } else {
             tracing::info!("TaskManager {tm_id} gone (it held no job's slots): {reason}");
         }
+        let (slots_total, _) = self.slots.counts(tm_id);
         self.slots.remove_taskmanager(tm_id);
-        if self.tms.remove(tm_id).is_none() {
+        let Some(entry) = self.tms.remove(tm_id) else {
             return;
+        };
+        self.lost_tms.push_back(TaskManagerInfo {
+            id: tm_id.to_string(),
+            data_address: entry.data_address.clone(),
+            slots_total,
+            slots_free: 0,
+            pid: entry.pid,
+            registered_at: entry.registered_at,
+            last_heartbeat: entry.last_heartbeat,
+            lost_at: Some(now),
+            lost_reason: Some(reason.to_string()),
+        });
+        while self.lost_tms.len() > LOST_TASKMANAGERS_KEPT {
+            self.lost_tms.pop_front();
         }
         let ids: Vec<JobId> = self.jobs.keys().copied().collect();
         for id in ids {
@@ -738,10 +784,20 @@ impl JobManagerLoop {
                                 slots_total,
                                 slots_free,
                                 pid: t.pid,
+                                registered_at: t.registered_at,
+                                last_heartbeat: t.last_heartbeat,
+                                lost_at: None,
+                                lost_reason: None,
                             }
                         })
                         .collect()
                 }));
+            }
+            Request::LostTaskManagers(reply) => {
+                let _ = reply.send(
+                    self.leader_only()
+                        .map(|_| self.lost_tms.iter().cloned().collect()),
+                );
             }
             Request::Shutdown => {}
         }

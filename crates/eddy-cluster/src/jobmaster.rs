@@ -14,7 +14,9 @@
 //! Concurrent failures while a restart is pending join that restart (one attempt).
 
 use crate::rpc::{ExecutionKey, FencingToken, JmMessage, RestoreSpec};
-use crate::status::{ExceptionEntry, JobDetails, JobStatus, RecoveryRecord, VertexDetails};
+use crate::status::{
+    ExceptionEntry, JobDetails, JobStatus, RecoveryRecord, SubtaskDetails, VertexDetails,
+};
 use eddy_core::settings::{CheckpointingSettings, FailoverStrategyKind, RestartStrategyConfig};
 use eddy_core::JobId;
 use eddy_recovery::{
@@ -1235,9 +1237,19 @@ impl JobMaster {
                 let mut tasks: BTreeMap<String, u32> = BTreeMap::new();
                 let (mut rin, mut rout) = (0, 0);
                 let mut deployments = Vec::new();
+                let mut subtasks = Vec::new();
                 for s in 0..v.parallelism {
                     match self.executions.get(&(v.id, s)) {
                         Some(e) => {
+                            subtasks.push(SubtaskDetails {
+                                subtask: s,
+                                attempt: e.attempt,
+                                state: format!("{:?}", e.state).to_uppercase(),
+                                taskmanager: e.tm_id.clone(),
+                                records_in: e.records_in,
+                                records_out: e.records_out,
+                                deployed_at: e.deployed_at,
+                            });
                             *tasks
                                 .entry(format!("{:?}", e.state).to_uppercase())
                                 .or_default() += 1;
@@ -1267,6 +1279,7 @@ impl JobMaster {
                     records_out: rout,
                     tasks,
                     subtask_deployments: deployments,
+                    subtasks,
                 }
             })
             .collect();

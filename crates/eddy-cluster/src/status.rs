@@ -98,6 +98,23 @@ pub struct VertexDetails {
     pub tasks: BTreeMap<String, u32>,
     /// How often each subtask was deployed (1 = never restarted).
     pub subtask_deployments: Vec<u32>,
+    /// Each subtask's current attempt (empty when not deployed yet).
+    #[serde(default)]
+    pub subtasks: Vec<SubtaskDetails>,
+}
+
+/// A subtask's current attempt: where it runs and what it did.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SubtaskDetails {
+    pub subtask: u32,
+    pub attempt: u64,
+    /// Execution state name (e.g. RUNNING).
+    pub state: String,
+    pub taskmanager: String,
+    pub records_in: u64,
+    pub records_out: u64,
+    /// When this attempt was deployed (ms since epoch).
+    pub deployed_at: i64,
 }
 
 /// What `eddy list`, the progress display and the REST API read about a job.

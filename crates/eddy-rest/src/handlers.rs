@@ -157,8 +157,8 @@ pub(crate) async fn job_checkpoints(
 
 /// `GET /taskmanagers`
 pub(crate) async fn taskmanagers(State(s): State<AppState>) -> Answer {
-    let tms = ask(&s, |h| h.taskmanagers()).await?;
-    ok(views::taskmanagers_json(&tms))
+    let (tms, lost) = ask(&s, |h| Ok((h.taskmanagers()?, h.lost_taskmanagers()?))).await?;
+    ok(views::taskmanagers_json(&tms, &lost, now_millis()))
 }
 
 /// `GET /metrics`: Prometheus text format.
@@ -330,6 +330,10 @@ pub(crate) async fn standby_guard(
 ) -> Response {
     match leader.get() {
         Leadership::Leader => next.run(req).await,
+        // The dashboard's root on a standby: a page that links to the leader's.
+        Leadership::Standby { leader_url } if req.uri().path() == "/" => {
+            crate::dashboard::standby_page(leader_url.as_deref())
+        }
         Leadership::Standby { leader_url } => {
             let message = match &leader_url {
                 Some(url) => format!("this JobManager is a standby; the leader is at {url}"),

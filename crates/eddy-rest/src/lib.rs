@@ -8,6 +8,9 @@
 //! - `handlers.rs`: one async function per endpoint; they only ask the JobManager and render.
 //! - `views.rs`: pure JSON renderings of `JobDetails` / `TaskManagerInfo` (Flink field names).
 //! - `checkpoints.rs`: the `/jobs/:id/checkpoints` shape, kept apart so it can grow.
+//! - `dashboard.rs`: the embedded web dashboard (`/`, `assets/`) and the Eddy endpoints it
+//!   reads (`/jobs/:id/recoveries`, `/jobmanager/log`, `/jobmanager/eddy-info`).
+//! - `recoveries.rs`: the `/jobs/:id/recoveries` shape.
 //! - `metrics.rs`: the metric names (the only place that defines them) and the text format.
 //! - `submit.rs`: `POST /jobs` body → validated `JobSpec`.
 //! - `leader.rs`: [`LeaderState`], the HA standby switch.
@@ -21,10 +24,12 @@
 pub mod auth;
 pub mod checkpoints;
 pub mod client;
+mod dashboard;
 mod error;
 mod handlers;
 mod leader;
 pub mod metrics;
+pub mod recoveries;
 mod server;
 pub mod submit;
 pub mod views;

@@ -288,17 +288,30 @@ fn exception_name(exception: &str) -> &str {
     exception.lines().next().unwrap_or("").trim()
 }
 
-/// `GET /taskmanagers`. Heartbeat age and hardware are not reported by Eddy's TaskManagers yet:
-/// they are `null`.
-pub fn taskmanagers_json(tms: &[TaskManagerInfo]) -> Value {
-    let list: Vec<Value> = tms
+/// `GET /taskmanagers`. Hardware is not reported by Eddy's TaskManagers yet: it is `null`.
+/// `lost` (Eddy's own `lost-taskmanagers`) are the TaskManagers this JobManager lost recently.
+pub fn taskmanagers_json(tms: &[TaskManagerInfo], lost: &[TaskManagerInfo], now: i64) -> Value {
+    let list: Vec<Value> = tms.iter().map(|t| taskmanager_json(t, now)).collect();
+    let lost: Vec<Value> = lost
         .iter()
         .map(|t| {
-            json!({
+            let mut v = taskmanager_json(t, now);
+            v["lostAt"] = json!(t.lost_at);
+            v["lostReason"] = json!(t.lost_reason);
+            v
+        })
+        .collect();
+    json!({ "taskmanagers": list, "lost-taskmanagers": lost })
+}
+
+fn taskmanager_json(t: &TaskManagerInfo, now: i64) -> Value {
+    // 0: not known (an entry from an older JobManager): Flink's "unknown" is null here.
+    let known = |ms: i64| (ms > 0).then_some(ms);
+    json!({
                 "id": t.id,
                 "path": t.data_address,
                 "dataPort": data_port(&t.data_address),
-                "timeSinceLastHeartbeat": null,
+                "timeSinceLastHeartbeat": known(t.last_heartbeat).map(|h| now - h),
                 "slotsNumber": t.slots_total,
                 "freeSlots": t.slots_free,
                 "hardware": {
@@ -307,12 +320,11 @@ pub fn taskmanagers_json(tms: &[TaskManagerInfo]) -> Value {
                     "freeMemory": null,
                     "managedMemory": null,
                 },
-                // Eddy's own field.
+                // Eddy's own fields.
                 "pid": t.pid,
-            })
-        })
-        .collect();
-    json!({ "taskmanagers": list })
+                "registeredSince": known(t.registered_at),
+                "lastHeartbeat": known(t.last_heartbeat),
+    })
 }
 
 /// The port of a `host:port` (or `[v6]:port`) address; `null` if there is none.
@@ -350,6 +362,7 @@ pub(crate) mod tests {
                 records_out: 42,
                 tasks,
                 subtask_deployments: vec![1, 2],
+                subtasks: Vec::new(),
             }],
             restarts: 1,
             completed_checkpoints: 0,
@@ -388,6 +401,10 @@ pub(crate) mod tests {
             slots_total: 4,
             slots_free: 1,
             pid: 7,
+            registered_at: 500,
+            last_heartbeat: 900,
+            lost_at: None,
+            lost_reason: None,
         }];
         let o = overview_json(&jobs, &tms);
         assert_eq!(o["taskmanagers"], 1);
@@ -442,6 +459,35 @@ pub(crate) mod tests {
             1
         );
         assert_eq!(t["exceptionHistory"]["truncated"], true);
+    }
+
+    #[test]
+    fn taskmanagers_show_heartbeat_age_and_the_recently_lost_ones() {
+        let tm = TaskManagerInfo {
+            id: "tm-1".into(),
+            data_address: "127.0.0.1:4000".into(),
+            slots_total: 2,
+            slots_free: 0,
+            pid: 7,
+            registered_at: 1_000,
+            last_heartbeat: 4_000,
+            lost_at: None,
+            lost_reason: None,
+        };
+        let mut gone = tm.clone();
+        gone.id = "tm-2".into();
+        gone.lost_at = Some(4_500);
+        gone.lost_reason = Some("heartbeat timed out".into());
+        let v = taskmanagers_json(&[tm], &[gone], 5_000);
+        assert_eq!(v["taskmanagers"][0]["timeSinceLastHeartbeat"], 1_000);
+        assert_eq!(v["taskmanagers"][0]["registeredSince"], 1_000);
+        assert!(v["taskmanagers"][0].get("lostAt").is_none());
+        assert_eq!(v["lost-taskmanagers"][0]["id"], "tm-2");
+        assert_eq!(v["lost-taskmanagers"][0]["lostAt"], 4_500);
+        assert_eq!(
+            v["lost-taskmanagers"][0]["lostReason"],
+            "heartbeat timed out"
+        );
     }
 
     #[test]

@@ -508,3 +508,118 @@ fn binding_a_taken_port_names_address_and_port_and_shutdown_frees_it() {
     let e = client::request(&url, "GET", "/jobs", None, Duration::from_secs(2)).unwrap_err();
     assert!(e.contains(url.trim_start_matches("http://")), "{e}");
 }
+
+#[test]
+fn the_dashboard_is_served_from_the_binary_and_a_standby_links_to_the_leader() {
+    let c = Cluster::start(0);
+    let (status, page) = c.call("GET", "/", None);
+    assert_eq!(status, 200);
+    let page = page.as_str().unwrap();
+    assert!(page.contains("/assets/dashboard.js") && page.contains("/assets/dashboard.css"));
+    let (status, js) = c.call("GET", "/assets/dashboard.js", None);
+    assert_eq!(status, 200);
+    assert!(js.as_str().unwrap().contains("recovery-timeline"));
+    // Every fetch of the dashboard goes to this JobManager: no absolute URL in the assets.
+    assert!(
+        !js.as_str().unwrap().contains("http://") && !js.as_str().unwrap().contains("https://")
+    );
+    assert_eq!(c.call("GET", "/assets/dashboard.css", None).0, 200);
+
+    c.rest().set_standby(Some("10.1.2.3:8081"));
+    let (status, page) = c.call("GET", "/", None);
+    assert_eq!(status, 503);
+    assert!(
+        page.as_str()
+            .unwrap()
+            .contains("<a id=\"leader\" href=\"http://10.1.2.3:8081/\">"),
+        "{page}"
+    );
+    // Everything else stays refused on a standby.
+    assert_eq!(c.call("GET", "/jobmanager/eddy-info", None).0, 503);
+    c.rest().set_leader();
+}
+
+#[test]
+fn recoveries_show_each_restart_with_its_timeline() {
+    let c = Cluster::start(1);
+    let id = c.submit(json!({
+        "job": "count", "args": ["--fail", "true"], "parallelism": 1,
+        "config": {
+            "restart-strategy.type": "fixed-delay",
+            "restart-strategy.fixed-delay.attempts": "2",
+            "restart-strategy.fixed-delay.delay": "10 ms",
+        },
+    }));
+    c.wait_for_state(&id, "FAILED");
+    let r = c.get(&format!("/jobs/{id}/recoveries"));
+    assert_eq!(r["jid"], id.as_str());
+    let list = r["recoveries"].as_array().unwrap();
+    assert_eq!(list.len(), 2, "{r}");
+    for rec in list {
+        assert!(
+            rec["cause"].as_str().unwrap().contains("injected failure"),
+            "{rec}"
+        );
+        assert_eq!(rec["restart-delay"], 10);
+        let (detected, decided) = (
+            rec["detected"].as_i64().unwrap(),
+            rec["decided"].as_i64().unwrap(),
+        );
+        assert!(detected <= decided);
+        assert_eq!(
+            rec["durations"]["decision"].as_i64(),
+            Some(decided - detected)
+        );
+        assert!(rec["deployed"].as_i64().unwrap() >= decided, "{rec}");
+    }
+    let (status, v) = c.call(
+        "GET",
+        "/jobs/0123456789abcdef0123456789abcdef/recoveries",
+        None,
+    );
+    assert_eq!(status, 404);
+    assert_error(&v, "not found");
+}
+
+#[test]
+fn jobmanager_info_names_leadership_ha_and_the_effective_configuration() {
+    let c = Cluster::start(0);
+    let i = c.get("/jobmanager/eddy-info");
+    assert_eq!(i["leader"], true);
+    assert_eq!(i["leader-session-id"].as_str().unwrap().len(), 32, "{i}");
+    assert_eq!(i["high-availability"]["type"], "none");
+    assert_eq!(i["pid"], std::process::id());
+    assert!(i["uptime"].as_i64().unwrap() >= 0);
+    let config = i["effective-configuration"].as_array().unwrap();
+    let slots = config
+        .iter()
+        .find(|e| e["key"] == "taskmanager.numberOfTaskSlots")
+        .unwrap();
+    assert_eq!(slots["value"], "2");
+    assert_eq!(slots["source"], "configured");
+    assert!(config
+        .iter()
+        .any(|e| e["key"] == "rest.port" && e["source"] == "default"));
+}
+
+#[test]
+fn a_lost_taskmanager_stays_listed_as_lost_with_its_heartbeat_age() {
+    let c = Cluster::start(2);
+    let before = c.get("/taskmanagers");
+    assert_eq!(before["taskmanagers"].as_array().unwrap().len(), 2);
+    assert_eq!(before["lost-taskmanagers"], json!([]));
+    let tm = &before["taskmanagers"][0];
+    assert!(tm["timeSinceLastHeartbeat"].as_i64().unwrap() >= 0, "{tm}");
+    assert!(tm["registeredSince"].as_i64().unwrap() > 0, "{tm}");
+    c.tms[0].shutdown();
+    let after = c.wait_until("/taskmanagers", |v| {
+        v["lost-taskmanagers"]
+            .as_array()
+            .is_some_and(|l| l.len() == 1)
+    });
+    assert_eq!(after["taskmanagers"].as_array().unwrap().len(), 1);
+    let lost = &after["lost-taskmanagers"][0];
+    assert!(lost["lostAt"].as_i64().unwrap() > 0, "{lost}");
+    assert!(!lost["lostReason"].as_str().unwrap().is_empty(), "{lost}");
+    assert_ne!(lost["id"], after["taskmanagers"][0]["id"]);
+}

@@ -215,6 +215,7 @@ pub fn summarize(d: &JobDetails, json: bool, canceled_by_user: bool) -> i32 {
                 "job_id": d.job_id, "name": d.name, "status": d.status.name(), "duration_ms": d.duration_ms,
                 "restarts": d.restarts, "completed_checkpoints": d.completed_checkpoints,
                 "failed_checkpoints": d.failed_checkpoints, "failure": failure, "checkpoints": d.checkpoints,
+                "recoveries": d.recoveries.iter().map(eddy_rest::recoveries::recovery_json).collect::<Vec<_>>(),
                 "vertices": d.vertices.iter().map(|v| serde_json::json!({
                     "name": v.name, "parallelism": v.parallelism, "subtask_deployments": v.subtask_deployments,
                 })).collect::<Vec<_>>(),

@@ -69,6 +69,27 @@ fn exactly_once_under_repeated_failures(p: &str, fail_every: &str) {
     assert!(s["restarts"].as_u64().unwrap() >= 3, "restarts: {s}");
     assert!(s["completed_checkpoints"].as_u64().unwrap() >= 1, "{s}");
     assert_eq!(witness(&lines, 20, 3000), (0, 0, 0));
+    // The `--json` summary carries each recovery's timeline (as `/jobs/:id/recoveries`), its
+    // phases in order; a recovery cut short by the next failure has no RUNNING time.
+    let recoveries = s["recoveries"].as_array().expect("recoveries in --json");
+    assert!(!recoveries.is_empty(), "{s}");
+    let mut complete = 0;
+    for rec in recoveries {
+        let t = |k: &str| rec[k].as_i64().unwrap_or_else(|| panic!("{k} in {rec}"));
+        assert!(t("detected") <= t("decided"), "{rec}");
+        if let Some(running) = rec["running"].as_i64() {
+            assert!(
+                t("decided") <= t("deployed") && t("deployed") <= running,
+                "{rec}"
+            );
+            assert_eq!(
+                rec["durations"]["total"].as_i64(),
+                Some(running - t("detected"))
+            );
+            complete += 1;
+        }
+    }
+    assert!(complete >= 1, "{s}");
     assert!(
         r.stderr.contains("checkpoint") && r.stderr.contains("! failure"),
         "progress shows checkpoints and failures: {}",
