@@ -30,8 +30,21 @@ function table(headers, rows, id) {
       : '<tr><td colspan="' + headers.length + '" class="muted">none</td></tr>') + "</table>";
 }
 function td(v, cls) { return "<td" + (cls ? ' class="' + cls + '"' : "") + ">" + v + "</td>"; }
+// With eddy.rest.auth.token-file set, every API call needs the bearer token: asked once on
+// the first 401, kept in this tab's sessionStorage, sent with every call.
+function authHeaders() {
+  var t = sessionStorage.getItem("eddy-token");
+  return t ? { Authorization: "Bearer " + t } : {};
+}
+function askToken(r) {
+  if (r.status !== 401) return false;
+  var t = window.prompt("This Eddy cluster needs its REST token (eddy.rest.auth.token-file):");
+  if (t) sessionStorage.setItem("eddy-token", t.trim());
+  return !!t;
+}
 function get(path) {
-  return fetch(path, { cache: "no-store" }).then(function (r) {
+  return fetch(path, { cache: "no-store", headers: authHeaders() }).then(function (r) {
+    if (askToken(r)) return get(path);
     var ct = r.headers.get("content-type") || "";
     var body = ct.indexOf("json") >= 0 ? r.json() : r.text();
     return body.then(function (b) {
@@ -192,7 +205,7 @@ function bindActions(route) {
   if (!b) return;
   b.onclick = function () {
     if (!window.confirm("Cancel job " + route[1] + "?")) return;
-    fetch("/jobs/" + encodeURIComponent(route[1]) + "?mode=cancel", { method: "PATCH" }).then(function (r) {
+    fetch("/jobs/" + encodeURIComponent(route[1]) + "?mode=cancel", { method: "PATCH", headers: authHeaders() }).then(function (r) {
       if (!r.ok) return r.json().then(function (b) { alert("Cancel failed: " + (b.errors || []).join("; ")); });
       render();
     });

@@ -41,13 +41,22 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
+/// The dashboard's static files: the same bytes for everyone (the page, its script and style),
+/// no job or cluster data. They are served without the token so a browser can load the page,
+/// which then asks for the token and sends it with every API call it makes.
+pub(crate) const PUBLIC_ASSETS: [&str; 3] = ["/", "/assets/dashboard.js", "/assets/dashboard.css"];
+
 /// Middleware: without `Authorization: Bearer <token>`, 401 with a one-line error and
-/// `WWW-Authenticate: Bearer`. Runs before everything else (a standby's answer included).
+/// `WWW-Authenticate: Bearer`. Runs before everything else (a standby's answer included);
+/// only a GET of one of [`PUBLIC_ASSETS`] passes without it.
 pub(crate) async fn bearer_guard(
     State(token): State<Arc<String>>,
     req: Request,
     next: Next,
 ) -> Response {
+    if req.method() == axum::http::Method::GET && PUBLIC_ASSETS.contains(&req.uri().path()) {
+        return next.run(req).await;
+    }
     let given = req
         .headers()
         .get(header::AUTHORIZATION)

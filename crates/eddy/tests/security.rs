@@ -428,6 +428,9 @@ fn rest_needs_the_bearer_token_and_the_cli_sends_it_from_its_configuration() {
         "/jobs",
         "/jobmanager/config",
         "/metrics",
+        "/jobmanager/eddy-info",
+        "/jobmanager/log",
+        "/jobs/00000000000000000000000000000000/recoveries",
         "/no/such/path",
     ] {
         for token in [None, Some("wrong"), Some("s3cret-Token_")] {
@@ -439,6 +442,15 @@ fn rest_needs_the_bearer_token_and_the_cli_sends_it_from_its_configuration() {
             );
         }
     }
+    // The dashboard's static files carry no data and load without the token (the page then
+    // asks for it); nothing else does, not even another method on the same path.
+    for path in ["/", "/assets/dashboard.js", "/assets/dashboard.css"] {
+        let (code, v) = call("GET", path, None, None);
+        assert_eq!(code, 200, "{path}: {v}");
+        assert!(v.as_str().is_some_and(|t| !t.is_empty()), "{path}: {v}");
+    }
+    let (code, _) = call("POST", "/", None, None);
+    assert_eq!(code, 401, "POST / without the token");
     let output = jm.dir.path().join("out");
     let (code, _) = call(
         "POST",
