@@ -57,8 +57,10 @@ const HEAL_BOUND_MS: i64 = 600_000;
 pub struct Sabotage {
     /// The simulated ZooKeeper accepts writes without the latch check.
     pub unfenced_writes: bool,
-    /// A resumed JobManager does not confirm its leadership.
-    pub skip_confirm_leadership: bool,
+    /// Sinks commit their staged transactions when a checkpoint is aborted.
+    pub commit_on_abort: bool,
+    /// The shell restores restarted tasks from nothing instead of the newest checkpoint.
+    pub restore_from_nothing: bool,
 }
 
 /// What one seed did.
@@ -1308,7 +1310,7 @@ impl World {
     fn gain_leadership(&mut self, j: usize, token: u128) {
         if token == 0 {
             // A resumed process: the shell confirms its leadership before acting.
-            if self.jms[j].token.is_some() && !self.sabotage.skip_confirm_leadership {
+            if self.jms[j].token.is_some() {
                 let confirmed = self.zk_read(j).is_ok()
                     && self
                         .zk
@@ -1888,6 +1890,9 @@ impl World {
         if self.zk_read(j).is_err() {
             return Err(Some(RestoreProblem::Unavailable));
         }
+        if self.sabotage.restore_from_nothing {
+            return Ok((None, Vec::new()));
+        }
         let mut skipped = Vec::new();
         for id in self.zk.checkpoints.keys().rev() {
             match self.metadata.get(id) {
@@ -2286,7 +2291,26 @@ impl World {
                 }
             }
             // Staged transactions wait for a later completed checkpoint, which covers them.
-            ToTm::Abort(key, id) => self.log(|_| format!("tm{tm}: {key:?} drops checkpoint {id}")),
+            ToTm::Abort(key, id) => {
+                self.log(|_| format!("tm{tm}: {key:?} drops checkpoint {id}"));
+                if !self.sabotage.commit_on_abort {
+                    return;
+                }
+                let Some(Task {
+                    kind: Kind::Sink { staged, .. },
+                    ..
+                }) = self.tms[tm].tasks.get_mut(&key)
+                else {
+                    return;
+                };
+                let due: Vec<u64> = staged.range(..=id).copied().collect();
+                for cid in &due {
+                    staged.remove(cid);
+                }
+                for cid in due {
+                    self.commit(key.subtask, cid, id, &format!("abort {id} to {key:?}"));
+                }
+            }
         }
     }
 
