@@ -1389,7 +1389,7 @@ fn with_retries<T>(
 }
 
 /// Whether `c` sends the barrier trigger of checkpoint `id`.
-fn is_trigger_of(c: &Command, id: u64) -> bool {
+pub fn is_trigger_of(c: &Command, id: u64) -> bool {
     matches!(c, Command::Send { msg: JmMessage::TriggerCheckpoint { checkpoint_id, .. }, .. } if *checkpoint_id == id)
 }
 

@@ -28,6 +28,7 @@
 //!    checkpoints are registered.
 
 use crate::zk::{Zk, ZkError};
+use eddy_cluster::jobmanager::is_trigger_of;
 use eddy_cluster::jobmaster::{Command, JobMaster, JobMasterSettings, SlotRef};
 use eddy_cluster::rpc::{ExecutionKey, JmMessage};
 use eddy_cluster::JobStatus;
@@ -71,6 +72,10 @@ pub struct Outcome {
     pub final_status: &'static str,
     pub completed_checkpoints: usize,
     pub leaders: u64,
+    /// Fenced writes refused (a deposed leader tried to write).
+    pub fenced: u64,
+    /// Deployments that restored a checkpoint.
+    pub restores: u64,
     pub virtual_ms: i64,
 }
 
@@ -250,6 +255,12 @@ enum Ev {
         jinc: u64,
         tm: usize,
         tinc: u64,
+        attempt: u64,
+    },
+    RegisterTimeout {
+        tm: usize,
+        tinc: u64,
+        attempt: u64,
     },
     Refused {
         tm: usize,
@@ -387,7 +398,9 @@ struct Tm {
     alive: bool,
     inc: u64,
     conn: Option<Conn>,
-    connecting: bool,
+    /// A registration in flight (its attempt number): the TaskManager waits for the reply at
+    /// most `heartbeat.timeout`, then tries again.
+    connecting: Option<u64>,
     tasks: BTreeMap<ExecutionKey, Task>,
 }
 
@@ -440,6 +453,8 @@ pub struct World {
     last_fault_at: i64,
     faults_injected: u32,
     leaders: u64,
+    fenced: u64,
+    restores: u64,
     events: u64,
     trace: Option<Vec<String>>,
     violation: Option<String>,
@@ -517,7 +532,7 @@ impl World {
                     alive: true,
                     inc: 0,
                     conn: None,
-                    connecting: false,
+                    connecting: None,
                     tasks: BTreeMap::new(),
                 })
                 .collect(),
@@ -536,6 +551,8 @@ impl World {
             last_fault_at: 0,
             faults_injected: 0,
             leaders: 0,
+            fenced: 0,
+            restores: 0,
             events: 0,
             trace: trace.then(Vec::new),
             violation: None,
@@ -654,6 +671,8 @@ impl World {
             final_status: self.zk.result.as_ref().map_or("none", |r| r.status),
             completed_checkpoints: self.completed.len(),
             leaders: self.leaders,
+            fenced: self.fenced,
+            restores: self.restores,
             virtual_ms: self.now,
         })
     }
@@ -779,7 +798,19 @@ impl World {
                 self.tm_on_message(tm, token, msg);
             }
             Ev::TmConnect { tm, tinc } => self.tm_connect(tm, tinc),
-            Ev::Register { jm, jinc, tm, tinc } => {
+            Ev::Register {
+                jm,
+                jinc,
+                tm,
+                tinc,
+                attempt,
+            } => {
+                let t = &self.tms[tm];
+                let wanted =
+                    t.alive && t.inc == tinc && t.conn.is_none() && t.connecting == Some(attempt);
+                if !wanted {
+                    return; // the TaskManager gave up on this connection
+                }
                 if !self.jms[jm].alive || self.jms[jm].inc != jinc {
                     let d = self.delay();
                     self.at(d, Ev::Refused { tm, tinc });
@@ -787,12 +818,19 @@ impl World {
                 }
                 if self.jm_paused(jm) {
                     let until = self.jms[jm].paused_until - self.now;
-                    self.at(until, Ev::Register { jm, jinc, tm, tinc });
+                    self.at(
+                        until,
+                        Ev::Register {
+                            jm,
+                            jinc,
+                            tm,
+                            tinc,
+                            attempt,
+                        },
+                    );
                     return;
                 }
                 let d = self.delay();
-                let t = &self.tms[tm];
-                let wanted = t.alive && t.inc == tinc && t.conn.is_none();
                 match self.jms[jm].token {
                     None => self.at(d, Ev::Refused { tm, tinc }),
                     Some(_) if !wanted => {}
@@ -802,7 +840,7 @@ impl World {
                         self.next_epoch += 1;
                         self.jms[jm].tms.insert(tm, epoch);
                         let t = &mut self.tms[tm];
-                        t.connecting = false;
+                        t.connecting = None;
                         t.conn = Some(Conn {
                             jm,
                             jinc,
@@ -820,10 +858,18 @@ impl World {
                     }
                 }
             }
+            Ev::RegisterTimeout { tm, tinc, attempt } => {
+                let t = &mut self.tms[tm];
+                if t.alive && t.inc == tinc && t.conn.is_none() && t.connecting == Some(attempt) {
+                    t.connecting = None;
+                    self.log(|_| format!("tm{tm}: no answer to its registration, trying again"));
+                    self.at(10, Ev::TmConnect { tm, tinc });
+                }
+            }
             Ev::Refused { tm, tinc } => {
                 let t = &mut self.tms[tm];
                 if t.alive && t.inc == tinc && t.conn.is_none() {
-                    t.connecting = false;
+                    t.connecting = None;
                     let d = self.rng.gen_range(20..200);
                     self.at(d, Ev::TmConnect { tm, tinc });
                 }
@@ -975,7 +1021,7 @@ impl World {
                 let t = &mut self.tms[tm];
                 t.alive = false;
                 t.tasks.clear();
-                t.connecting = false;
+                t.connecting = None;
                 if let Some(c) = t.conn.take() {
                     let d = self.rng.gen_range(1..20);
                     self.at(
@@ -1270,12 +1316,17 @@ impl World {
         let token = m.token.unwrap_or(0);
         // The stores fence on the held leadership of this token (zookeeper/stores.rs `fence`).
         let held = m.held.filter(|h| h.0 == token);
-        self.zk.check_fence(
+        let checked = self.zk.check_fence(
             m.zk_link,
             held.map(|h| h.2),
             held.map(|h| h.1),
             self.sabotage.unfenced_writes,
-        )?;
+        );
+        if checked == Err(ZkError::Fenced) {
+            self.fenced += 1;
+            self.log(|_| format!("jm{j}: '{what}' fenced"));
+        }
+        checked?;
         // Invariant 3: only the current leader's writes are accepted, epochs never go back.
         let leader = self.zk.leader;
         let epoch = self.zk.epochs.get(&token).copied().unwrap_or(0);
@@ -1775,9 +1826,8 @@ impl World {
                             return;
                         }
                         Err(ZkError::Unavailable) => {
-                            queue.retain(|c| {
-                                !matches!(c, Command::Send { msg: JmMessage::TriggerCheckpoint { checkpoint_id, .. }, .. } if *checkpoint_id == id)
-                            });
+                            // jobmanager.rs: the barriers queued right behind are not sent.
+                            queue.retain(|c| !is_trigger_of(c, id));
                             if let Some(job) = self.jms[j].job.as_mut() {
                                 queue.extend(job.checkpoint_trigger_failed(
                                     id,
@@ -2113,14 +2163,16 @@ impl World {
 
     fn tm_connect(&mut self, tm: usize, tinc: u64) {
         let t = &self.tms[tm];
-        if !t.alive || t.inc != tinc || t.conn.is_some() || t.connecting {
+        if !t.alive || t.inc != tinc || t.conn.is_some() || t.connecting.is_some() {
             return;
         }
         // Leader retrieval: leader-info in ZooKeeper.
         let leader = if self.zk.up { self.zk.leader } else { None };
         match leader {
             Some(l) if self.jms[l.jm].alive => {
-                self.tms[tm].connecting = true;
+                self.seq += 1;
+                let attempt = self.seq;
+                self.tms[tm].connecting = Some(attempt);
                 let jinc = self.jms[l.jm].inc;
                 let d = self.delay();
                 self.at(
@@ -2130,8 +2182,11 @@ impl World {
                         jinc,
                         tm,
                         tinc,
+                        attempt,
                     },
                 );
+                let hb = self.p.hb_timeout;
+                self.at(hb, Ev::RegisterTimeout { tm, tinc, attempt });
             }
             _ => {
                 let d = self.rng.gen_range(50..300);
@@ -2183,6 +2238,7 @@ impl World {
                     return; // a duplicate
                 }
                 let values = state.as_ref().map(inline_u64).unwrap_or_default();
+                self.restores += u64::from(restored.is_some());
                 let kind = if key.vertex == SRC {
                     Kind::Source {
                         pos: values.first().copied().unwrap_or(0),

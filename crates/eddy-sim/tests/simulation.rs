@@ -35,19 +35,24 @@ fn simulation() {
     let base = env_u64("EDDY_SIM_BASE_SEED").unwrap_or(0);
     let started = std::time::Instant::now();
     let (mut events, mut faults, mut finished) = (0u64, 0u64, 0u64);
+    let (mut leaders, mut fenced, mut restores, mut checkpoints) = (0u64, 0u64, 0u64, 0u64);
     for seed in base..base + count {
         match run_seed(seed) {
             Ok(o) => {
                 events += o.events;
                 faults += u64::from(o.faults);
                 finished += u64::from(o.final_status == "FINISHED");
+                leaders += o.leaders;
+                fenced += o.fenced;
+                restores += o.restores;
+                checkpoints += o.completed_checkpoints as u64;
             }
             Err(f) => panic!("{}", report(&f)),
         }
     }
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "simulation: seeds={count} base={base} events={events} faults={faults} finished={finished} seconds={secs:.2} seeds_per_second={:.0}",
+        "simulation: seeds={count} base={base} events={events} faults={faults} finished={finished} leaders={leaders} fenced_writes={fenced} restored_deployments={restores} completed_checkpoints={checkpoints} seconds={secs:.2} seeds_per_second={:.0}",
         count as f64 / secs.max(1e-9)
     );
 }
