@@ -99,6 +99,8 @@ struct Params {
     failover: FailoverStrategyKind,
     session_timeout: i64,
     hb_timeout: i64,
+    /// `slot.request.timeout`: how long a restart waits for replacement slots.
+    slot_timeout: i64,
     drop_p: f64,
     dup_p: f64,
     max_delay: i64,
@@ -167,6 +169,7 @@ impl Params {
             },
             session_timeout: rng.gen_range(300..2_000),
             hb_timeout: rng.gen_range(200..1_500),
+            slot_timeout: rng.gen_range(300..10_000),
             drop_p: if rng.gen_bool(0.5) {
                 0.0
             } else {
@@ -1054,7 +1057,6 @@ impl World {
                         self.zk.end_session(s);
                     }
                 }
-                let jinc = self.jms[jm].inc;
                 let tms: Vec<(usize, u64)> =
                     self.jms[jm].tms.iter().map(|(k, v)| (*k, *v)).collect();
                 for (tm, epoch) in tms {
@@ -1062,7 +1064,6 @@ impl World {
                     let tinc = self.tms[tm].inc;
                     self.at(d, Ev::TmDisconnected { tm, tinc, epoch });
                 }
-                let _ = jinc;
                 let d = self.rng.gen_range(50..2_000);
                 self.at(d, Ev::RestartJm(jm));
             }
@@ -1247,6 +1248,13 @@ impl World {
                     }
                 }
             }
+            // The held leadership's latch is gone (session ended, latch deleted): revoke.
+            if let Some((_, latch, session)) = self.jms[j].held {
+                if !self.zk.session_alive(session) || !self.zk.latches.contains_key(&latch) {
+                    self.jms[j].held = None;
+                    self.election_event(j, Election::Revoked);
+                }
+            }
             if self.jms[j].session.is_none() {
                 let s = self.zk.create_session(j, now);
                 let l = self.zk.create_latch(s);
@@ -1268,7 +1276,9 @@ impl World {
             let current = self.zk.leader.map(|l| l.latch);
             if let Some(j) = owner {
                 let m = &self.jms[j];
-                if current != Some(latch) && m.alive && m.paused_until <= now && m.zk_link {
+                // The latch of a dead incarnation (its session not yet expired) elects nobody.
+                let own = m.session == Some(session);
+                if current != Some(latch) && own && m.alive && m.paused_until <= now && m.zk_link {
                     let token = loop {
                         let t: u128 = self.rng.gen();
                         if t != 0 {
@@ -1462,7 +1472,7 @@ impl World {
             .unwrap_or(1)
             .max(self.zk.counter);
         let settings = JobMasterSettings {
-            slot_request_timeout_ms: 300_000,
+            slot_request_timeout_ms: self.p.slot_timeout,
             buffer_timeout_ms: 100,
             checkpointing: self.p.checkpointing.clone(),
             restart: self.p.restart.clone(),
@@ -1509,7 +1519,11 @@ impl World {
 
     fn clean_up_ended_job(&mut self, j: usize) -> Result<(), ZkError> {
         if self.zk.result.is_none() {
-            self.violate("clean-up of a job without a recorded result".into());
+            // `cleanup_job` refuses (NoJobResult); the job-end order was broken already.
+            self.violate(
+                "job-end order: clean-up of a job whose result was never recorded (its checkpoints are discarded, its graph stays: the next leader runs it again from nothing)".into(),
+            );
+            return Err(ZkError::Unavailable);
         }
         self.fenced_write(j, "remove job graph, checkpoints, counter", |w| {
             w.zk.graph = false;
