@@ -1170,6 +1170,12 @@ impl JobManagerLoop {
                         }
                         Err(RestoreProblem::Unreadable(why)) => jm.fail_job(why, now),
                     };
+                    // Failing here ends the job at once (its tasks are terminal already): its
+                    // result is recorded before its clean-up runs, as for every other end.
+                    if jm.status().is_globally_terminal() {
+                        self.execute(job, more);
+                        continue;
+                    }
                     queue.extend(more);
                 }
                 Command::Send { tm_id, msg } => {

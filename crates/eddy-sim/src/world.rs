@@ -1919,6 +1919,16 @@ impl World {
                             job.fail_job("registered checkpoints unreadable".into(), now)
                         }
                     };
+                    // jobmanager.rs: a job that fails here ends at once; its result is recorded
+                    // before its clean-up (`execute`).
+                    let ended = self.jms[j]
+                        .job
+                        .as_ref()
+                        .is_some_and(|job| job.status().is_globally_terminal());
+                    if ended {
+                        self.execute(j, more);
+                        continue;
+                    }
                     queue.extend(more);
                 }
                 Command::Send { tm_id, msg } => {
