@@ -1154,7 +1154,12 @@ impl JobManagerLoop {
                             now,
                             "waiting for free slots to replace those of a lost TaskManager",
                         );
-                        queue.extend(more);
+                        // Past slot.request.timeout the job fails here: see below.
+                        if jm.status().is_globally_terminal() {
+                            self.execute(job, more);
+                        } else {
+                            queue.extend(more);
+                        }
                         continue;
                     }
                     let more = match Self::select_restore(jm, self.ha.as_deref(), hint) {
