@@ -2198,7 +2198,11 @@ impl World {
                 let attempt = self.seq;
                 self.tms[tm].connecting = Some(attempt);
                 let jinc = self.jms[l.jm].inc;
-                let d = self.delay();
+                // The TaskManager learned of this leader from leader-info, which the campaign
+                // publishes after queueing its earlier leadership events (a revoke first): the
+                // registration reaches the main loop after them.
+                let after = self.jms[l.jm].last_election_ev + 1 - self.now;
+                let d = self.delay().max(after);
                 self.at(
                     d,
                     Ev::Register {
