@@ -1210,7 +1210,12 @@ impl JobManagerLoop {
                             now,
                             "waiting for free slots to replace those of a lost TaskManager",
                         );
-                        queue.extend(more);
+                        // Past slot.request.timeout the job fails here: see below.
+                        if jm.status().is_globally_terminal() {
+                            self.execute(job, more);
+                        } else {
+                            queue.extend(more);
+                        }
                         continue;
                     }
                     let more = match Self::select_restore(jm, self.ha.as_deref(), hint) {
@@ -1226,6 +1231,12 @@ impl JobManagerLoop {
                         }
                         Err(RestoreProblem::Unreadable(why)) => jm.fail_job(why, now),
                     };
+                    // Failing here ends the job at once (its tasks are terminal already): its
+                    // result is recorded before its clean-up runs, as for every other end.
+                    if jm.status().is_globally_terminal() {
+                        self.execute(job, more);
+                        continue;
+                    }
                     queue.extend(more);
                 }
                 Command::Send { tm_id, msg } => {
@@ -1445,7 +1456,7 @@ fn with_retries<T>(
 }
 
 /// Whether `c` sends the barrier trigger of checkpoint `id`.
-fn is_trigger_of(c: &Command, id: u64) -> bool {
+pub fn is_trigger_of(c: &Command, id: u64) -> bool {
     matches!(c, Command::Send { msg: JmMessage::TriggerCheckpoint { checkpoint_id, .. }, .. } if *checkpoint_id == id)
 }
 

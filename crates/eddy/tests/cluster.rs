@@ -1167,3 +1167,58 @@ fn non_ha_jobmanager_restarted_by_its_supervisor_recovers_its_job_from_local_dis
     );
     job.assert_witness_holds(&c);
 }
+
+/// Found by the simulation (`eddy-sim`, seed 125): a restart that waits for replacement slots
+/// past `slot.request.timeout` fails the job while its restore is handled. That end must record
+/// the job's result before its clean-up, like every other end. Before, its checkpoints were
+/// discarded and its result never recorded, so a restarted JobManager recovered the FAILED job
+/// from its job graph and ran it again, from nothing.
+#[test]
+fn a_job_failed_waiting_for_restart_slots_is_not_run_again_by_a_restarted_jobmanager() {
+    let ha_dir = tempfile::tempdir().expect("temp dir");
+    let storage = ha_dir.path().display().to_string();
+    let c = Cluster::start(
+        1,
+        2,
+        &[
+            ("high-availability.storageDir", storage.as_str()),
+            ("cluster.jobmanager.restart-attempts", "2"),
+            ("slot.request.timeout", "2 s"),
+        ],
+    );
+    let job = c.submit_sequence(2, 1_000_000, 1_000, 2);
+    c.wait_for_checkpoints(&job.id, "a completed checkpoint", |n| {
+        n["completed"].as_u64() >= Some(1)
+    });
+    // The only TaskManager dies and nothing replaces it: the restart waits for slots, then fails.
+    let tm = c.busy_taskmanager();
+    c.kill_taskmanager(&tm);
+    let end = c.await_end(&job.id);
+    assert_eq!(state(&end), "FAILED", "{end}\n{}", c.log_tail());
+    let old = c.jobmanager_pid();
+    sigkill(old);
+    c.wait_for(
+        "the supervisor to restart the JobManager",
+        JOB_LIMIT,
+        || {
+            std::fs::read_to_string(c.log.join("eddy-jobmanager-0.pid"))
+                .ok()
+                .and_then(|t| t.lines().next()?.trim().parse::<u32>().ok())
+                .filter(|p| *p != old && alive(*p))
+        },
+    );
+    // The restarted JobManager knows the job from its recorded result, FAILED from its first
+    // answer on, and never recovers it.
+    let after = c.wait_for(
+        "the restarted JobManager to answer for the job",
+        JOB_LIMIT,
+        || c.get(&format!("/jobs/{}", job.id)),
+    );
+    assert_eq!(state(&after), "FAILED", "{after}\n{}", c.log_tail());
+    let log = std::fs::read_to_string(c.log.join("eddy-jobmanager-0.log")).unwrap_or_default();
+    assert!(
+        !log.contains(&format!("Recovered JobGraph of job {}", job.id)),
+        "the restarted JobManager recovered the FAILED job:\n{}",
+        c.log_tail()
+    );
+}
