@@ -23,6 +23,7 @@ mod error;
 mod handlers;
 mod leader;
 pub mod metrics;
+mod savepoints;
 mod server;
 pub mod submit;
 pub mod views;

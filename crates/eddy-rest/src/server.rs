@@ -87,7 +87,7 @@ impl std::fmt::Debug for RestServer {
 }
 
 fn router(state: AppState, leader: LeaderState) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/overview", get(handlers::overview))
         .route("/config", get(handlers::dashboard_config))
         .route("/jobmanager/config", get(handlers::jobmanager_config))
@@ -105,7 +105,8 @@ fn router(state: AppState, leader: LeaderState) -> Router {
         .route("/jobs/{jobid}/exceptions", get(handlers::job_exceptions))
         .route("/jobs/{jobid}/checkpoints", get(handlers::job_checkpoints))
         .route("/taskmanagers", get(handlers::taskmanagers))
-        .route("/metrics", get(handlers::prometheus))
+        .route("/metrics", get(handlers::prometheus));
+    crate::savepoints::routes(router)
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .with_state(state)
