@@ -69,6 +69,11 @@ fn used_slots(tm: &Value) -> u64 {
     tm["slotsNumber"].as_u64().unwrap_or(0) - tm["freeSlots"].as_u64().unwrap_or(0)
 }
 
+fn sigkill(pid: u32) {
+    let rc = unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    assert_eq!(rc, 0, "kill -9 {pid}: {}", std::io::Error::last_os_error());
+}
+
 fn pid_of(tm: &Value) -> u32 {
     tm["pid"].as_u64().expect("TaskManager pid") as u32
 }
@@ -637,4 +642,66 @@ fn bad_resumes_are_one_line_errors() {
         &c.rest,
     ]);
     one_line(&o, &["drain"]);
+}
+
+#[test]
+fn a_savepoint_during_a_taskmanager_kill_fails_cleanly_and_the_job_recovers() {
+    let c = Cluster::start(3, 2, &[]);
+    let out = c.dir.path().join("out");
+    let (keys, per_key) = (6, 4000);
+    // Slow snapshots hold the savepoint open long enough to kill a TaskManager under it.
+    let job = c.run_sequence(
+        &out,
+        keys,
+        per_key,
+        2000,
+        2,
+        &["--snapshot-delay-ms", "1500"],
+    );
+    c.wait_for_checkpoints(&job, "a completed checkpoint", |n| {
+        n["completed"].as_u64() >= Some(1)
+    });
+    let sp = c.dir.path().join("sp").display().to_string();
+    let body = serde_json::json!({ "target-directory": sp, "cancel-job": false });
+    let (code, answer) = client::request(
+        &c.rest,
+        "POST",
+        &format!("/v1/jobs/{job}/savepoints"),
+        Some(&body),
+        HTTP_TIMEOUT,
+    )
+    .expect("trigger a savepoint");
+    assert_eq!(code, 202, "{answer}");
+    let trigger = answer["request-id"]
+        .as_str()
+        .expect("request-id")
+        .to_string();
+    let tm = c.busy_taskmanager();
+    sigkill(pid_of(&tm));
+    let status = c.wait_for("the savepoint operation to end", JOB_LIMIT, || {
+        c.get(&format!("/jobs/{job}/savepoints/{trigger}"))
+            .filter(|s| s["status"]["id"] == "COMPLETED")
+    });
+    let cause = status["operation"]["failure-cause"]["stack-trace"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the savepoint must fail: {status}"));
+    assert!(!cause.contains('\n') && cause.contains("failed"), "{cause}");
+    assert!(status["operation"]["location"].is_null(), "{status}");
+    // Nothing half-written is left to be mistaken for a savepoint.
+    let leftovers: Vec<PathBuf> = std::fs::read_dir(&sp)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(
+        leftovers.iter().all(|p| !p.join("_metadata").exists()),
+        "{leftovers:?}"
+    );
+    // The job recovers on the spare TaskManager and ends with exactly-once output.
+    let end = c.await_end(&job);
+    assert_eq!(state(&end), "FINISHED", "{end}\n{}", c.log_tail());
+    assert_eq!(
+        witness_of(&out, keys, per_key),
+        (0, 0, 0),
+        "{}",
+        c.log_tail()
+    );
 }
