@@ -952,7 +952,24 @@ impl JobManagerLoop {
             deploy_timeout_ms: self.config.heartbeat_timeout().as_millis() as i64,
             exception_history_size: self.config.exception_history_size(),
         };
-        let resume = crate::savepoints::resume_plan(&spec, &built.job_graph)?;
+        let resume = match crate::savepoints::resume_plan(&spec, &built.job_graph) {
+            Ok(r) => r,
+            // A recovered job with checkpoints of its own no longer needs the savepoint it
+            // started from (the user may have disposed of it, as NO_CLAIM allows).
+            Err(e)
+                if recovered
+                    && (!retained.is_empty()
+                        || settings.checkpoints_dir.as_ref().is_some_and(|d| {
+                            CheckpointStorage::new(d, id)
+                                .list_retained()
+                                .is_ok_and(|l| !l.is_empty())
+                        })) =>
+            {
+                tracing::warn!("job {id}: restoring from its own checkpoints; the savepoint it started from is unusable: {e}");
+                None
+            }
+            Err(e) => return Err(e),
+        };
         let mut jm = JobMaster::new(id, spec, built.job_graph, token, settings, now)?;
         if let Some((dir, snapshot, allow)) = resume {
             jm.resume_from(&snapshot, dir, allow)?;
