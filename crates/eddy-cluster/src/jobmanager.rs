@@ -12,6 +12,7 @@ use crate::peer::Peer;
 use crate::rpc::{
     read_message, rpc_limits, validate_registration, FencingToken, JmMessage, TmMessage,
 };
+use crate::savepoints::{OperationStatus, SavepointMode, SavepointOperations};
 use crate::slots::SlotPool;
 use crate::status::{JobDetails, JobStatus};
 use eddy_coordination::{LeaderSessionId, LeadershipEvent};
@@ -97,6 +98,20 @@ pub enum Request {
     TaskManagers(Sender<Result<Vec<TaskManagerInfo>, String>>),
     /// The most recently lost TaskManagers, oldest first (at most 16).
     LostTaskManagers(Sender<Result<Vec<TaskManagerInfo>, String>>),
+    /// Trigger a savepoint (or stop-with-savepoint) of a job into a directory (`None`:
+    /// `state.savepoints.dir`); answers the trigger id.
+    TriggerSavepoint {
+        job: JobId,
+        dir: Option<String>,
+        mode: SavepointMode,
+        reply: Sender<Result<String, String>>,
+    },
+    /// The status of a savepoint operation (`None`: unknown trigger id).
+    SavepointStatus {
+        job: JobId,
+        trigger: String,
+        reply: Sender<Result<Option<OperationStatus>, String>>,
+    },
     Shutdown,
 }
 
@@ -142,6 +157,34 @@ impl JobManagerHandle {
     /// TaskManagers this JobManager lost recently (at most 16, oldest first), with when and why.
     pub fn lost_taskmanagers(&self) -> Result<Vec<TaskManagerInfo>, String> {
         self.ask(Request::LostTaskManagers)?
+    }
+
+    /// Triggers a savepoint or stop-with-savepoint; returns the trigger id.
+    pub fn trigger_savepoint(
+        &self,
+        job: JobId,
+        dir: Option<String>,
+        mode: SavepointMode,
+    ) -> Result<String, String> {
+        self.ask(|reply| Request::TriggerSavepoint {
+            job,
+            dir,
+            mode,
+            reply,
+        })?
+    }
+
+    /// The status of savepoint operation `trigger` of `job` (`None`: unknown trigger id).
+    pub fn savepoint_status(
+        &self,
+        job: JobId,
+        trigger: String,
+    ) -> Result<Option<OperationStatus>, String> {
+        self.ask(|reply| Request::SavepointStatus {
+            job,
+            trigger,
+            reply,
+        })?
     }
 
     pub fn shutdown(&self) {
@@ -280,6 +323,7 @@ pub fn start_with(
         recovering: BTreeMap::new(),
         unrecorded: BTreeMap::new(),
         archive,
+        savepoints: SavepointOperations::default(),
         elected_at: 0,
         iteration_start: std::time::Instant::now(),
     };
@@ -324,6 +368,8 @@ struct JobManagerLoop {
     /// job result store by every new leader, so a client polling for the end of its job learns
     /// it also after a failover.
     archive: JobArchive,
+    /// Savepoint operations by trigger id (`savepoints.rs`).
+    savepoints: SavepointOperations,
     /// When this JobManager last gained leadership (the start of a recovered job's timeline).
     elected_at: i64,
     /// When the current loop iteration began (after its stall check).
@@ -799,8 +845,56 @@ impl JobManagerLoop {
                         .map(|_| self.lost_tms.iter().cloned().collect()),
                 );
             }
+            Request::TriggerSavepoint {
+                job,
+                dir,
+                mode,
+                reply,
+            } => {
+                let res = self.trigger_savepoint(job, dir, mode, now);
+                let _ = reply.send(res);
+            }
+            Request::SavepointStatus {
+                job,
+                trigger,
+                reply,
+            } => {
+                let res = self
+                    .leader_only()
+                    .map(|_| self.savepoints.status(job, &trigger, &self.jobs));
+                let _ = reply.send(res);
+            }
             Request::Shutdown => {}
         }
+    }
+
+    fn trigger_savepoint(
+        &mut self,
+        job: JobId,
+        dir: Option<String>,
+        mode: SavepointMode,
+        now: i64,
+    ) -> Result<String, String> {
+        self.leader_only()?;
+        let Some(jm) = self.jobs.get_mut(&job) else {
+            return Err(match self.archive.get(&job) {
+                Some(d) => format!("job {job} already ended ({})", d.status),
+                None => format!("unknown job {job}"),
+            });
+        };
+        let target = crate::savepoints::target_dir(dir.as_deref(), &jm.spec.config, job)?;
+        let (id, cmds) = jm.trigger_savepoint(
+            target.to_string_lossy().into_owned(),
+            mode == SavepointMode::Stop,
+            now,
+        )?;
+        tracing::info!(
+            "job {job}: savepoint {id} triggered into {}",
+            target.display()
+        );
+        let trigger = self.savepoints.started(job, id, &target, mode);
+        self.execute(job, cmds);
+        Ok(trigger)
     }
 
     fn submit(&mut self, mut spec: JobSpec, now: i64) -> Result<JobId, String> {
@@ -816,6 +910,8 @@ impl JobManagerLoop {
             ));
         };
         let built = self.registry.build(&spec).map_err(|e| e.to_string())?;
+        // Resuming (-s): the snapshot must read and map onto the job before it is accepted.
+        crate::savepoints::resume_plan(&spec, &built.job_graph)?;
         let id = JobId::random();
         // Checkpointing without a directory: a directory under the system temp dir (Flink would
         // keep state in JobManager memory; files keep TaskManager and JobManager symmetric).
@@ -912,7 +1008,28 @@ impl JobManagerLoop {
             deploy_timeout_ms: self.config.heartbeat_timeout().as_millis() as i64,
             exception_history_size: self.config.exception_history_size(),
         };
+        let resume = match crate::savepoints::resume_plan(&spec, &built.job_graph) {
+            Ok(r) => r,
+            // A recovered job with checkpoints of its own no longer needs the savepoint it
+            // started from (the user may have disposed of it, as NO_CLAIM allows).
+            Err(e)
+                if recovered
+                    && (!retained.is_empty()
+                        || settings.checkpoints_dir.as_ref().is_some_and(|d| {
+                            CheckpointStorage::new(d, id)
+                                .list_retained()
+                                .is_ok_and(|l| !l.is_empty())
+                        })) =>
+            {
+                tracing::warn!("job {id}: restoring from its own checkpoints; the savepoint it started from is unusable: {e}");
+                None
+            }
+            Err(e) => return Err(e),
+        };
         let mut jm = JobMaster::new(id, spec, built.job_graph, token, settings, now)?;
+        if let Some((dir, snapshot, allow)) = resume {
+            jm.resume_from(&snapshot, dir, allow)?;
+        }
         if recovered {
             // Checkpoints are registered but none can be read: starting empty would re-run
             // the job from the beginning. Fail it, naming where the checkpoints should be.
@@ -1081,7 +1198,52 @@ impl JobManagerLoop {
         while let Some(c) = queue.pop_front() {
             let now = now_millis();
             match c {
-                Command::WriteMetadata { metadata } => {
+                Command::WriteMetadata {
+                    metadata,
+                    savepoint_dir: Some(dir),
+                } => {
+                    let Some(jm) = self.jobs.get_mut(&job) else {
+                        continue;
+                    };
+                    let id = metadata.checkpoint_id;
+                    let storage = jm.checkpoints_dir().map(|d| CheckpointStorage::new(d, job));
+                    let written = match &storage {
+                        Some(s) => eddy_recovery::savepoint::finalize_savepoint(
+                            &s.checkpoint_dir(id),
+                            std::path::Path::new(&dir),
+                            &metadata,
+                        )
+                        .map_err(|e| e.to_string()),
+                        None => Err("no checkpoint directory".into()),
+                    };
+                    let more = match written {
+                        Ok(_) => {
+                            tracing::info!("job {job}: savepoint {id} written to {dir}");
+                            // The task files are linked into the savepoint: chk-<id> goes.
+                            if let Some(s) = &storage {
+                                if let Err(e) = s.discard(id) {
+                                    tracing::warn!("job {job}: cannot remove the staging directory of savepoint {id}: {e}");
+                                }
+                            }
+                            let cancel =
+                                self.savepoints.written(job, id, std::path::Path::new(&dir));
+                            let mut more = jm.metadata_written(id, now);
+                            if cancel {
+                                more.extend(jm.cancel(now));
+                            }
+                            more
+                        }
+                        Err(e) => {
+                            tracing::warn!("job {job}: savepoint {id} failed: {e}");
+                            jm.metadata_write_failed(id, e, now)
+                        }
+                    };
+                    queue.extend(more);
+                }
+                Command::WriteMetadata {
+                    metadata,
+                    savepoint_dir: None,
+                } => {
                     // Paused since this iteration began (the stall check at its top could not
                     // see it): confirm leadership before writing anything.
                     if self.iteration_start.elapsed() > STALL_BEFORE_RECHECK {

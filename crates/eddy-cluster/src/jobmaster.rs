@@ -32,6 +32,9 @@ use std::sync::Arc;
 
 type Task = (usize, u32);
 
+/// Between a stop-with-savepoint's completion (sinks told to commit) and stopping the tasks.
+const STOP_GRACE_MS: i64 = 500;
+
 /// One slot offered to a job.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SlotRef {
@@ -52,6 +55,8 @@ pub enum Command {
     /// `metadata_write_failed`).
     WriteMetadata {
         metadata: Box<CompletedCheckpoint>,
+        /// A savepoint: make it self-contained in this directory (no HA registration).
+        savepoint_dir: Option<String>,
     },
     /// Delete a checkpoint's directory (retention, abort) and the shared files no longer used.
     DiscardCheckpoint {
@@ -144,6 +149,12 @@ pub struct JobMaster {
     pending_restart: Option<PendingRestart>,
     /// A recovered job's first deployment restores from this checkpoint.
     initial_restore: Option<CompletedCheckpoint>,
+    /// The savepoint (or retained checkpoint of another job) this job was started from, already
+    /// mapped onto this job's subtasks, and the directory its files are in. Restored whenever
+    /// the job has no completed checkpoint of its own.
+    resumed_from: Option<(CompletedCheckpoint, String)>,
+    /// Stop-with-savepoint: the savepoint's id, and once it completed, when to stop the tasks.
+    stop_with_savepoint: Option<(u64, Option<i64>)>,
     /// The timeline of each recovery, newest last (bounded like the exception history).
     recoveries: Vec<RecoveryRecord>,
 }
@@ -239,6 +250,8 @@ impl JobMaster {
             failover,
             pending_restart: None,
             initial_restore: None,
+            resumed_from: None,
+            stop_with_savepoint: None,
             recoveries: Vec::new(),
         };
         jm.timestamps.insert(JobStatus::Created.name().into(), now);
@@ -385,6 +398,7 @@ impl JobMaster {
             cmds.extend(self.coordinator_commands(out, now));
         }
         cmds.extend(self.check_deployments(now));
+        cmds.extend(self.check_stop(now));
         if let Some(p) = self.pending_restart.as_mut() {
             let ready = !p.requested
                 && now >= p.at
@@ -405,6 +419,40 @@ impl JobMaster {
             }
         }
         cmds
+    }
+
+    /// Stop-with-savepoint: a failed savepoint leaves the job running; a completed one stops
+    /// the tasks once the grace for the sinks' commit passed (the job then ends FINISHED).
+    fn check_stop(&mut self, now: i64) -> Vec<Command> {
+        let Some((id, at)) = self.stop_with_savepoint else {
+            return Vec::new();
+        };
+        match at {
+            None => {
+                if let Some(Err(why)) = self.savepoint_outcome(id) {
+                    tracing::warn!(
+                        "job {}: stop-with-savepoint {id} failed, the job goes on: {why}",
+                        self.job_id
+                    );
+                    self.stop_with_savepoint = None;
+                }
+                Vec::new()
+            }
+            Some(due) if due != i64::MAX && now >= due && self.status == JobStatus::Running => {
+                self.stop_with_savepoint = Some((id, Some(i64::MAX)));
+                self.pending_restart = None;
+                let all: BTreeSet<Task> = self.executions.keys().copied().collect();
+                let mut cmds = self.cancel_tasks(&all);
+                cmds.extend(self.check_progress(now));
+                cmds
+            }
+            Some(_) => Vec::new(),
+        }
+    }
+
+    /// The job was stopped with a savepoint and its tasks are being (or were) stopped.
+    fn stopped_with_savepoint(&self) -> bool {
+        matches!(self.stop_with_savepoint, Some((_, Some(i64::MAX))))
     }
 
     /// A subtask stuck in DEPLOYING beyond `deploy_timeout_ms` (outside a restart, which
@@ -455,7 +503,10 @@ impl JobMaster {
             .iter()
             .flat_map(|v| (0..v.parallelism).map(move |s| (v.id, s)))
             .collect();
-        let restore = self.initial_restore.take();
+        let restore = self
+            .initial_restore
+            .take()
+            .or_else(|| self.resumed_from.as_ref().map(|r| r.0.clone()));
         if let (Some(c), Some(cp)) = (self.coordinator.as_mut(), restore.as_ref()) {
             c.note_restored(cp.checkpoint_id, now as u64);
         }
@@ -521,7 +572,7 @@ impl JobMaster {
             let slot = &self.slots[s as usize];
             let restore_spec = restore.and_then(|cp| {
                 cp.task_state(evid((v, s))).map(|state| RestoreSpec {
-                    checkpoints_dir: self.settings.checkpoints_dir.clone().unwrap_or_default(),
+                    state_dir: self.state_dir_of(cp),
                     checkpoint_id: cp.checkpoint_id,
                     state: state.clone(),
                 })
@@ -570,6 +621,124 @@ impl JobMaster {
             c.tasks_redeployed(tasks.iter().map(|t| evid(*t)));
         }
         cmds
+    }
+
+    /// Where the state files of `cp` are: its own `chk-<id>/`, or the directory of the savepoint
+    /// (another job's snapshot) this job resumed from.
+    fn state_dir_of(&self, cp: &CompletedCheckpoint) -> String {
+        match &self.resumed_from {
+            Some((r, dir)) if cp.job_id != self.job_id && r.checkpoint_id == cp.checkpoint_id => {
+                dir.clone()
+            }
+            _ => eddy_recovery::CheckpointStorage::new(
+                self.settings.checkpoints_dir.clone().unwrap_or_default(),
+                self.job_id,
+            )
+            .checkpoint_dir(cp.checkpoint_id)
+            .to_string_lossy()
+            .into_owned(),
+        }
+    }
+
+    /// Starts this job from a savepoint or another job's retained checkpoint (`-s`): `snapshot`
+    /// read from `dir`, mapped onto this job's operators by uid (see
+    /// [`eddy_recovery::savepoint::assign_to_graph`]). Before the first deployment.
+    pub fn resume_from(
+        &mut self,
+        snapshot: &CompletedCheckpoint,
+        dir: String,
+        allow_non_restored_state: bool,
+    ) -> Result<(), String> {
+        let shapes: Vec<eddy_recovery::savepoint::VertexShape> = self
+            .graph
+            .vertices
+            .iter()
+            .map(|v| eddy_recovery::savepoint::VertexShape {
+                vertex: v.id as u32,
+                operator_uids: v.operator_uids.clone(),
+                parallelism: v.parallelism,
+                max_parallelism: v.max_parallelism,
+            })
+            .collect();
+        let mapped =
+            eddy_recovery::savepoint::assign_to_graph(snapshot, &shapes, allow_non_restored_state)?;
+        self.resumed_from = Some((mapped, dir));
+        Ok(())
+    }
+
+    /// The operators of this job, for the metadata of its checkpoints and savepoints.
+    fn operator_infos(&self) -> Vec<eddy_recovery::OperatorInfo> {
+        self.graph
+            .vertices
+            .iter()
+            .flat_map(|v| {
+                v.operator_uids
+                    .iter()
+                    .map(|uid| eddy_recovery::OperatorInfo {
+                        uid: uid.clone(),
+                        parallelism: v.parallelism,
+                        max_parallelism: v.max_parallelism,
+                    })
+            })
+            .collect()
+    }
+
+    /// Triggers a savepoint into the fresh directory `dir` (the shell made it unique); with
+    /// `stop`, stop-with-savepoint: once it completed, the sinks are told to commit and the job
+    /// stops and ends FINISHED. Returns the savepoint's id.
+    pub fn trigger_savepoint(
+        &mut self,
+        dir: String,
+        stop: bool,
+        now: i64,
+    ) -> Result<(u64, Vec<Command>), String> {
+        if self.status != JobStatus::Running {
+            return Err(format!(
+                "cannot trigger a savepoint: job {} is {}, not RUNNING",
+                self.job_id, self.status
+            ));
+        }
+        if self.stop_with_savepoint.is_some() {
+            return Err(format!(
+                "cannot trigger a savepoint: job {} is stopping with a savepoint",
+                self.job_id
+            ));
+        }
+        let Some(c) = self.coordinator.as_mut() else {
+            return Err(format!(
+                "cannot trigger a savepoint: job {} runs without checkpointing; allowed: jobs with execution.checkpointing.interval set",
+                self.job_id
+            ));
+        };
+        let triggered = if stop {
+            c.trigger_stop_with_savepoint(now as u64, dir)
+        } else {
+            c.trigger_savepoint(now as u64, dir)
+        };
+        let (id, out) = triggered.map_err(|e| e.to_string())?;
+        if stop {
+            self.stop_with_savepoint = Some((id, None));
+        }
+        Ok((id, self.coordinator_commands(out, now)))
+    }
+
+    /// How savepoint `id` went: `None` while in progress, `Some(Ok(()))` when completed,
+    /// `Some(Err(why))` when it failed. `Some(Err)` too when it is no longer known.
+    pub fn savepoint_outcome(&self, id: u64) -> Option<Result<(), String>> {
+        let Some(c) = self.coordinator.as_ref() else {
+            return Some(Err("the job has no checkpoint coordinator".into()));
+        };
+        let entry = c.stats().history.iter().find(|s| s.id == id);
+        match entry.map(|s| s.status) {
+            Some(eddy_recovery::coordinator::CheckpointStatus::InProgress) => None,
+            Some(eddy_recovery::coordinator::CheckpointStatus::Completed) => Some(Ok(())),
+            Some(eddy_recovery::coordinator::CheckpointStatus::Failed) => Some(Err(entry
+                .and_then(|s| s.failure.clone())
+                .unwrap_or_else(|| "failed".into()))),
+            None => Some(Err(format!(
+                "savepoint {id} is no longer in the checkpoint history"
+            ))),
+        }
     }
 
     /// A job recovered by a new leader: the retained checkpoints from the HA store (the newest
@@ -652,6 +821,7 @@ impl JobMaster {
                 exception: msg,
             });
         }
+        let restore = restore.or_else(|| self.resumed_from.as_ref().map(|r| r.0.clone()));
         if let (Some(c), Some(cp)) = (self.coordinator.as_mut(), restore.as_ref()) {
             c.note_restored(cp.checkpoint_id, now as u64);
         }
@@ -873,6 +1043,10 @@ impl JobMaster {
         tm: Option<String>,
         now: i64,
     ) -> Vec<Command> {
+        if self.stopped_with_savepoint() {
+            // Stopped after its savepoint: a task failing while it stops changes nothing.
+            return Vec::new();
+        }
         let task_name = task.map(|t| self.task_name(t));
         self.push_exception(ExceptionEntry {
             timestamp: now,
@@ -1010,6 +1184,11 @@ impl JobMaster {
             }
         };
         match self.status {
+            JobStatus::Running if self.stopped_with_savepoint() && all_terminal => {
+                self.transition(JobStatus::Finished, now);
+                shutdown(self, JobShutdownStatus::Finished, &mut cmds);
+                cmds.push(Command::ReleaseSlots);
+            }
             JobStatus::Running | JobStatus::Restarting
                 if self.pending_restart.is_none()
                     && self
@@ -1104,6 +1283,15 @@ impl JobMaster {
             return Vec::new();
         };
         let out = c.metadata_written(id, now as u64);
+        if let Some((sp, at)) = self.stop_with_savepoint.as_mut() {
+            if *sp == id && at.is_none() {
+                // The sinks commit on the notification sent below; the tasks stop a moment
+                // later (a cancel would overtake the notification in their mailboxes). A sink
+                // that has not committed by then is re-committed by a job resuming from it.
+                *at = Some(now + STOP_GRACE_MS);
+                tracing::info!("job {}: stop-with-savepoint {id} completed", self.job_id);
+            }
+        }
         // A checkpoint aborted while its metadata was written is discarded, not completed.
         if let Some(l) = c.latest_completed().filter(|l| l.checkpoint_id == id) {
             let duration = l
@@ -1204,9 +1392,17 @@ impl JobMaster {
                         &mut cmds,
                     );
                 }
-                C::WriteMetadataAndComplete { metadata, .. } => cmds.push(Command::WriteMetadata {
-                    metadata: Box::new(metadata),
-                }),
+                C::WriteMetadataAndComplete {
+                    mut metadata,
+                    target,
+                    ..
+                } => {
+                    metadata.operators = self.operator_infos();
+                    cmds.push(Command::WriteMetadata {
+                        metadata: Box::new(metadata),
+                        savepoint_dir: target.savepoint_dir().map(str::to_string),
+                    })
+                }
                 C::DiscardCheckpoint {
                     id, shared_files, ..
                 } => cmds.push(Command::DiscardCheckpoint { id, shared_files }),

@@ -8,6 +8,7 @@ pub mod jobmanager;
 pub mod jobmaster;
 pub mod peer;
 pub mod rpc;
+pub mod savepoints;
 pub mod slots;
 pub mod status;
 pub mod taskmanager;

@@ -116,7 +116,9 @@ pub enum JmMessage {
 /// `checkpoint_id`, or inline bytes.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RestoreSpec {
-    pub checkpoints_dir: String,
+    /// The directory holding the snapshot's `_metadata`: handle paths are relative to it
+    /// (`chk-<n>/` of the job's checkpoint directory, or a savepoint directory).
+    pub state_dir: String,
     pub checkpoint_id: u64,
     pub state: TaskStateSnapshot,
 }

@@ -131,20 +131,19 @@ fn load_state(
     spec: &RestoreSpec,
     job_id: JobId,
 ) -> Result<HashMap<String, OperatorSnapshot>, String> {
-    let storage = CheckpointStorage::new(&spec.checkpoints_dir, job_id);
-    let mut out = HashMap::new();
+    let _ = job_id;
+    let dir = std::path::Path::new(&spec.state_dir);
+    let mut out: HashMap<String, OperatorSnapshot> = HashMap::new();
     for op in &spec.state.operators {
-        let mut snap = OperatorSnapshot::default();
+        // After a rescale several old subtasks' states of one operator arrive: merged (keyed
+        // state by key group, operator state as the union).
+        let snap = out.entry(op.operator_uid.clone()).or_default();
         let mut blobs = Vec::new();
         if !op.inline.is_empty() {
             blobs.push(op.inline.clone());
         }
         for f in &op.files {
-            blobs.push(
-                storage
-                    .read_state_file(spec.checkpoint_id, f)
-                    .map_err(|e| e.to_string())?,
-            );
+            blobs.push(eddy_recovery::storage::read_state_file(dir, f).map_err(|e| e.to_string())?);
         }
         for b in blobs {
             let part: OperatorSnapshot = bincode::deserialize(&b).map_err(|e| {
@@ -156,7 +155,6 @@ fn load_state(
             snap.operator_state.extend(part.operator_state);
             snap.keyed_state.extend(part.keyed_state);
         }
-        out.insert(op.operator_uid.clone(), snap);
     }
     Ok(out)
 }

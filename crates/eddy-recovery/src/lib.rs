@@ -13,6 +13,7 @@ pub mod failover;
 pub mod ids;
 pub mod metadata;
 pub mod restart;
+pub mod savepoint;
 pub mod storage;
 
 pub use coordinator::{
@@ -25,8 +26,8 @@ pub use failover::{
 };
 pub use ids::{CheckpointId, ExecutionVertexId};
 pub use metadata::{
-    CheckpointKind, CompletedCheckpoint, OperatorSubtaskState, StateFileHandle, TaskState,
-    TaskStateSnapshot,
+    CheckpointKind, CompletedCheckpoint, OperatorInfo, OperatorSubtaskState, StateFileHandle,
+    TaskState, TaskStateSnapshot,
 };
 pub use restart::{RestartBackoff, RestartDecision};
 pub use storage::{

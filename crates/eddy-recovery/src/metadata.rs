@@ -119,6 +119,19 @@ pub struct CompletedCheckpoint {
     pub completion_timestamp_ms: u64,
     /// One entry per task, sorted by task.
     pub tasks: Vec<TaskState>,
+    /// The operators of the job that wrote it, with their parallelism and max parallelism (the
+    /// JobMaster fills this in before `_metadata` is written; a restore checks max parallelism
+    /// against it). Empty in metadata of older builds.
+    #[serde(default)]
+    pub operators: Vec<OperatorInfo>,
+}
+
+/// One operator of the job that wrote a checkpoint or savepoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorInfo {
+    pub uid: String,
+    pub parallelism: u32,
+    pub max_parallelism: u32,
 }
 
 impl CompletedCheckpoint {
@@ -177,6 +190,7 @@ mod tests {
     #[test]
     fn metadata_round_trips_through_json_with_job_id_as_hex() {
         let cp = CompletedCheckpoint {
+            operators: Vec::new(),
             job_id: JobId(u128::MAX - 7),
             checkpoint_id: 9,
             kind: CheckpointKind::Checkpoint,

@@ -30,6 +30,7 @@ mod handlers;
 mod leader;
 pub mod metrics;
 pub mod recoveries;
+mod savepoints;
 mod server;
 pub mod submit;
 pub mod views;

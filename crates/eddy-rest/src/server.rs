@@ -108,7 +108,8 @@ fn router(state: AppState, leader: LeaderState, token: Option<String>) -> Router
         .route("/jobs/{jobid}/checkpoints", get(handlers::job_checkpoints))
         .route("/taskmanagers", get(handlers::taskmanagers))
         .route("/metrics", get(handlers::prometheus))
-        .merge(crate::dashboard::routes())
+        .merge(crate::dashboard::routes());
+    let router = crate::savepoints::routes(router)
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .with_state(state)

@@ -75,19 +75,17 @@ pub fn job_spec(req: SubmitRequest, cluster: &Config) -> Result<(JobSpec, Vec<St
             ));
         }
     }
-    // Until savepoints exist (issue 11), a job asked to resume is refused rather than started
-    // from scratch; `null` / `false` describe what Eddy does and stay accepted.
-    let why = eddy_core::config::SAVEPOINTS_ISSUE;
-    if let Some(path) = &req.savepoint_path {
-        return Err(format!(
-            "savepointPath: '{}' is not supported {why}; allowed: null or no field",
-            path.replace(['\n', '\r'], " ")
-        ));
+    // Resuming: Flink's keys, which the JobManager reads when it creates the job.
+    if let Some(path) = req.savepoint_path.as_deref().filter(|p| !p.is_empty()) {
+        top.try_set("execution.state-recovery.path", path)
+            .map_err(|e| format!("savepointPath: {e}"))?;
     }
-    if req.allow_non_restored_state == Some(true) {
-        return Err(format!(
-            "allowNonRestoredState: 'true' is not supported {why}; allowed: false"
-        ));
+    if let Some(allow) = req.allow_non_restored_state {
+        top.try_set(
+            "execution.state-recovery.ignore-unclaimed-state",
+            &allow.to_string(),
+        )
+        .map_err(|e| e.to_string())?;
     }
     let config = cluster.overlay(&top);
     let warnings = config.validate().map_err(|e| e.to_string())?;
@@ -184,15 +182,25 @@ mod tests {
     }
 
     #[test]
+    fn savepoint_path_and_allow_non_restored_state_become_the_recovery_keys() {
+        let (spec, _) = job_spec_from_body(
+            br#"{"job": "sequence", "savepointPath": "/tmp/sp-1", "allowNonRestoredState": true}"#,
+            &cluster(),
+        )
+        .unwrap();
+        assert_eq!(
+            spec.config.savepoint_restore_path(),
+            Some(std::path::PathBuf::from("/tmp/sp-1"))
+        );
+        assert!(spec.config.allow_non_restored_state());
+    }
+
+    #[test]
     fn what_eddy_cannot_do_yet_is_refused_not_ignored() {
-        let cases: [(&[u8], &str); 4] = [
+        let cases: [(&[u8], &str); 3] = [
             (
-                br#"{"job": "sequence", "savepointPath": "/tmp/sp-1"}"#,
-                "savepointPath: '/tmp/sp-1' is not supported yet",
-            ),
-            (
-                br#"{"job": "sequence", "allowNonRestoredState": true}"#,
-                "allowNonRestoredState: 'true' is not supported yet",
+                br#"{"job": "sequence", "savepointPath": "s3://b/sp-1"}"#,
+                "savepointPath: execution.state-recovery.path: 's3://b/sp-1' is not supported yet",
             ),
             (
                 br#"{"job": "sequence", "config": {"state.backend": "rocksdb"}}"#,

@@ -1796,7 +1796,7 @@ impl World {
             }
             let now = self.now;
             match c {
-                Command::WriteMetadata { metadata } => {
+                Command::WriteMetadata { metadata, .. } => {
                     let id = metadata.checkpoint_id;
                     self.check_metadata(&metadata);
                     let written = if self.disk_ok {

@@ -65,6 +65,40 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         conf: Option<PathBuf>,
     },
+    /// Trigger a savepoint of a running job and print its path (the job keeps running), or
+    /// dispose of a savepoint with --dispose PATH.
+    ///
+    /// Usage: eddy savepoint JOBID [DIR]   |   eddy savepoint --dispose PATH
+    Savepoint {
+        #[arg(value_name = "JOBID", required_unless_present = "dispose")]
+        job: Option<String>,
+        /// Target directory (default: state.savepoints.dir of the cluster).
+        #[arg(value_name = "DIR")]
+        dir: Option<String>,
+        /// Delete the savepoint at PATH instead.
+        #[arg(long, value_name = "PATH", conflicts_with = "job")]
+        dispose: Option<String>,
+        #[arg(short = 'm', long = "jobmanager", value_name = "HOST:PORT")]
+        jobmanager: Option<String>,
+        #[arg(long, value_name = "DIR")]
+        conf: Option<PathBuf>,
+    },
+    /// Stop a job with a savepoint (sources stop, final savepoint, sinks commit, FINISHED) and
+    /// print the savepoint's path.
+    Stop {
+        #[arg(value_name = "JOBID")]
+        job: String,
+        /// Target directory (default: state.savepoints.dir of the cluster).
+        #[arg(short = 'p', long = "savepoint-path", value_name = "DIR")]
+        savepoint_path: Option<String>,
+        /// Advance event time to the end first: refused (not built yet).
+        #[arg(short = 'd', long)]
+        drain: bool,
+        #[arg(short = 'm', long = "jobmanager", value_name = "HOST:PORT")]
+        jobmanager: Option<String>,
+        #[arg(long, value_name = "DIR")]
+        conf: Option<PathBuf>,
+    },
     /// List the jobs this binary can run, with their arguments.
     Jobs {
         /// Print JSON.
@@ -162,10 +196,11 @@ pub struct JobOptions {
     pub allow_non_restored_state: bool,
 }
 
-/// Refuses the savepoint options of `eddy run` / `eddy local` until savepoints exist (issue 11):
-/// a job must never start from scratch when its user asked it to resume.
+/// Refuses the savepoint options of `eddy local` (its cluster ends with the job, so it neither
+/// takes nor resumes savepoints; `eddy run -s` against a cluster does): a job must never start
+/// from scratch when its user asked it to resume.
 pub fn refuse_savepoint_options(o: &JobOptions) -> Result<(), String> {
-    let why = eddy_core::config::SAVEPOINTS_ISSUE;
+    let why = "by `eddy local` (use `eddy run -s PATH` against a cluster)";
     if let Some(path) = &o.savepoint {
         return Err(format!(
             "-s/--fromSavepoint: '{path}' is not supported {why}; allowed: omit the option"
@@ -240,8 +275,10 @@ Options (anywhere after JOB):
   -m, --jobmanager HOST:PORT  the JobManager's REST address (default: rest.address:rest.port
                               of the configuration)
   -p, --parallelism N         default parallelism (default: the cluster's parallelism.default)
-  -s, --fromSavepoint PATH    restore from a savepoint: refused until savepoints exist (issue 11)
-  --allow-non-restored-state  refused until savepoints exist (issue 11)
+  -s, --fromSavepoint PATH    resume from a savepoint directory, a retained checkpoint
+                              directory, or its _metadata (operators matched by uid; another
+                              parallelism rescales)
+  --allow-non-restored-state  skip state of operators the job no longer has
   -d, --detached              print the job id and return
   -D key=value                set a configuration key for this job (repeatable)
   --conf DIR                  configuration directory (default: $EDDY_CONF_DIR)
@@ -292,9 +329,6 @@ pub fn main_with(registry: JobRegistry) -> i32 {
             if opts.taskmanagers.is_some() || opts.slots.is_some() {
                 return fail("options --taskmanagers and --slots belong to `eddy local`; a cluster's TaskManagers come from its configuration", 2);
             }
-            if let Err(e) = refuse_savepoint_options(&opts) {
-                return fail(&e, 2);
-            }
             crate::remote::run(opts)
         }
         Command::List {
@@ -308,6 +342,40 @@ pub fn main_with(registry: JobRegistry) -> i32 {
             jobmanager,
             conf,
         } => crate::remote::cancel(conf.as_deref(), jobmanager.as_deref(), &job),
+        Command::Savepoint {
+            job,
+            dir,
+            dispose,
+            jobmanager,
+            conf,
+        } => match (dispose, job) {
+            (Some(path), _) => {
+                crate::remote::dispose_savepoint(conf.as_deref(), jobmanager.as_deref(), &path)
+            }
+            (None, Some(job)) => crate::remote::savepoint(
+                conf.as_deref(),
+                jobmanager.as_deref(),
+                &job,
+                dir.as_deref(),
+                false,
+                false,
+            ),
+            (None, None) => fail("eddy savepoint needs a JOBID (or --dispose PATH)", 2),
+        },
+        Command::Stop {
+            job,
+            savepoint_path,
+            drain,
+            jobmanager,
+            conf,
+        } => crate::remote::savepoint(
+            conf.as_deref(),
+            jobmanager.as_deref(),
+            &job,
+            savepoint_path.as_deref(),
+            true,
+            drain,
+        ),
         Command::Jobmanager(a) => crate::daemon::run_jobmanager(
             registry,
             a.daemon.conf,
@@ -401,14 +469,14 @@ mod tests {
         let o = parse_job_args(&s(&["sequence", "-s", "/tmp/sp-1"])).unwrap();
         let e = refuse_savepoint_options(&o).unwrap_err();
         assert!(
-            e.contains("-s/--fromSavepoint: '/tmp/sp-1' is not supported yet"),
+            e.contains("-s/--fromSavepoint: '/tmp/sp-1' is not supported by `eddy local`"),
             "{e}"
         );
-        assert!(e.contains("issue 11") && !e.contains('\n'), "{e}");
+        assert!(e.contains("eddy run -s") && !e.contains('\n'), "{e}");
         let o = parse_job_args(&s(&["sequence", "--allow-non-restored-state"])).unwrap();
         let e = refuse_savepoint_options(&o).unwrap_err();
         assert!(
-            e.starts_with("--allow-non-restored-state is not supported yet"),
+            e.starts_with("--allow-non-restored-state is not supported by `eddy local`"),
             "{e}"
         );
         let o = parse_job_args(&s(&["sequence", "--keys", "3"])).unwrap();

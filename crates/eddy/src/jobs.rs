@@ -44,6 +44,7 @@ pub fn register_builtin(r: &mut JobRegistry) {
             "--snapshot-delay-ms D    every checkpoint snapshot of the source chain takes D ms longer (widens the trigger-to-complete window for tests)",
             "--slow-snapshots N       ... only the first N snapshots of each subtask attempt (default: all)",
             "--cancel-delay-ms D      every source subtask takes D ms longer to stop (a task slow to cancel, for tests)",
+            "--counter-uid UID        the counting operator's uid (default counter): another one does not match its state in a savepoint",
         ],
         build: sequence,
     });
@@ -417,6 +418,9 @@ fn sequence(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
     let snapshot_delay: u64 = args.number("snapshot-delay-ms", 0, 0, 60_000)?;
     let slow_snapshots: u64 = args.number("slow-snapshots", u64::MAX, 0, u64::MAX)?;
     let cancel_delay: u64 = args.number("cancel-delay-ms", 0, 0, 60_000)?;
+    let counter_uid = args
+        .optional("counter-uid")
+        .unwrap_or_else(|| "counter".to_string());
     let mut source = env
         .add_source("Sequence", move || SequenceSource::new(keys, per_key, rate))
         .uid("sequence-source");
@@ -434,7 +438,7 @@ fn sequence(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
                 counts: HashMap::new(),
                 failures: f.clone(),
             })
-            .uid("counter")
+            .uid(&counter_uid)
     } else {
         source
             .key_by(|r: &(u64, u64)| r.0)
@@ -443,7 +447,7 @@ fn sequence(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
                 failures,
             })
             .name("Count")
-            .uid("counter")
+            .uid(&counter_uid)
     };
     sink_lines(&counted, &output, |r: &(u64, u64, u64), s| {
         use std::fmt::Write;

@@ -124,7 +124,9 @@ pub fn run(o: JobOptions) -> i32 {
         body["parallelism"] = json!(p);
     }
     if let Some(s) = &o.savepoint {
-        body["savepointPath"] = json!(s);
+        // The JobManager runs elsewhere: a relative path means this shell's directory.
+        let path = std::path::absolute(s).unwrap_or_else(|_| s.into());
+        body["savepointPath"] = json!(path.to_string_lossy());
     }
     if o.allow_non_restored_state {
         body["allowNonRestoredState"] = json!(true);
@@ -225,6 +227,118 @@ pub fn cancel(conf_dir: Option<&Path>, m: Option<&str>, job: &str) -> i32 {
             println!("Cancellation of job {job} requested.");
             0
         }
+        Err(e) => fail(&e, 1),
+    }
+}
+
+/// `eddy savepoint JOBID [DIR]` and `eddy stop JOBID [--savepoint-path DIR] [--drain]`: triggers
+/// the operation over REST, polls it until it completes, prints the savepoint's path.
+pub fn savepoint(
+    conf_dir: Option<&Path>,
+    m: Option<&str>,
+    job: &str,
+    dir: Option<&str>,
+    stop: bool,
+    drain: bool,
+) -> i32 {
+    if let Err(e) = eddy_core::JobId::parse(job) {
+        return fail(&e, 2);
+    }
+    let config = match load(conf_dir, &[]) {
+        Ok(c) => c,
+        Err(e) => return fail(&e, 2),
+    };
+    let jm = match jobmanager(m, &config) {
+        Ok(jm) => jm,
+        Err(e) => return fail(&e, 1),
+    };
+    // The JobManager runs elsewhere: a relative directory means this shell's.
+    let dir = dir.map(|d| {
+        std::path::absolute(d)
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| d.to_string())
+    });
+    let (path, body) = if stop {
+        (
+            format!("/jobs/{job}/stop"),
+            json!({ "targetDirectory": dir, "drain": drain }),
+        )
+    } else {
+        (
+            format!("/jobs/{job}/savepoints"),
+            json!({ "target-directory": dir, "cancel-job": false }),
+        )
+    };
+    let trigger = match call(&jm, "POST", &path, Some(&body)) {
+        Ok(v) => match v["request-id"].as_str() {
+            Some(t) => t.to_string(),
+            None => return fail(&format!("the JobManager at {jm} returned no request id"), 1),
+        },
+        Err(e) => return fail(&e, 1),
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    loop {
+        match call(
+            &jm,
+            "GET",
+            &format!("/jobs/{job}/savepoints/{trigger}"),
+            None,
+        ) {
+            Ok(v) if v["status"]["id"] == "COMPLETED" => {
+                if let Some(location) = v["operation"]["location"].as_str() {
+                    println!("{location}");
+                    return 0;
+                }
+                let cause = v["operation"]["failure-cause"]["stack-trace"]
+                    .as_str()
+                    .unwrap_or("unknown cause");
+                return fail(&format!("the savepoint of job {job} failed: {cause}"), 1);
+            }
+            Ok(_) => {}
+            Err(e) => return fail(&e, 1),
+        }
+        if std::time::Instant::now() > deadline {
+            return fail(
+                &format!(
+                    "the savepoint of job {job} did not complete within 600 s (trigger {trigger})"
+                ),
+                1,
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// `eddy savepoint --dispose PATH`.
+pub fn dispose_savepoint(conf_dir: Option<&Path>, m: Option<&str>, path: &str) -> i32 {
+    let config = match load(conf_dir, &[]) {
+        Ok(c) => c,
+        Err(e) => return fail(&e, 2),
+    };
+    let jm = match jobmanager(m, &config) {
+        Ok(jm) => jm,
+        Err(e) => return fail(&e, 1),
+    };
+    let path = std::path::absolute(path)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| path.to_string());
+    let trigger = match call(
+        &jm,
+        "POST",
+        "/savepoint-disposal",
+        Some(&json!({ "savepoint-path": path })),
+    ) {
+        Ok(v) => v["request-id"].as_str().unwrap_or_default().to_string(),
+        Err(e) => return fail(&e, 1),
+    };
+    match call(&jm, "GET", &format!("/savepoint-disposal/{trigger}"), None) {
+        Ok(v) => match v["operation"]["failure-cause"]["stack-trace"].as_str() {
+            Some(cause) => fail(cause, 1),
+            None => {
+                println!("Disposed of savepoint {path}.");
+                0
+            }
+        },
         Err(e) => fail(&e, 1),
     }
 }

@@ -61,18 +61,6 @@ impl Drop for Daemon {
 /// The refused flags and `-D` values of `eddy run` and `eddy local`, with the start of the line.
 const REFUSED: &[(&[&str], &str)] = &[
     (
-        &["-s", "/tmp/sp-1"],
-        "-s/--fromSavepoint: '/tmp/sp-1' is not supported yet",
-    ),
-    (
-        &["--fromSavepoint", "/tmp/sp-2"],
-        "-s/--fromSavepoint: '/tmp/sp-2' is not supported yet",
-    ),
-    (
-        &["--allow-non-restored-state"],
-        "--allow-non-restored-state is not supported yet",
-    ),
-    (
         &["-D", "state.backend.type=rocksdb"],
         "state.backend.type: 'rocksdb' is not supported yet",
     ),
@@ -101,16 +89,16 @@ const REFUSED: &[(&[&str], &str)] = &[
         "taskmanager.state.local.root-dirs: '/tmp/local' is not supported yet",
     ),
     (
-        &["-D", "state.savepoints.dir=/tmp/sp"],
-        "state.savepoints.dir: '/tmp/sp' is not supported yet",
+        &["-D", "state.savepoints.dir=s3://bucket/sp"],
+        "state.savepoints.dir: 's3://bucket/sp' is not supported yet",
     ),
     (
-        &["-D", "execution.savepoint.path=/tmp/sp-3"],
-        "execution.savepoint.path: '/tmp/sp-3' is not supported yet",
+        &["-D", "execution.savepoint.path=s3://bucket/sp-3"],
+        "execution.savepoint.path: 's3://bucket/sp-3' is not supported yet",
     ),
     (
-        &["-D", "execution.state-recovery.ignore-unclaimed-state=true"],
-        "execution.state-recovery.ignore-unclaimed-state: 'true' is not supported yet",
+        &["-D", "execution.state-recovery.claim-mode=CLAIM"],
+        "execution.state-recovery.claim-mode: 'CLAIM' is not supported",
     ),
     (
         &["-D", "state.checkpoints.dir=s3://bucket/chk"],
@@ -268,8 +256,8 @@ fn daemons_refuse_unsupported_keys_at_configuration_load() {
             "state.backend.local-recovery: 'true' is not supported yet",
         ),
         (
-            "state.savepoints.dir: /tmp/sp\n",
-            "state.savepoints.dir: '/tmp/sp' is not supported yet",
+            "execution.state-recovery.claim-mode: CLAIM\n",
+            "execution.state-recovery.claim-mode: 'CLAIM' is not supported",
         ),
     ];
     for (yaml, start) in cases {
@@ -312,12 +300,12 @@ fn rest_submit_refuses_what_eddy_cannot_do_with_400_and_one_line() {
     let output = dir.path().join("out").display().to_string();
     let cases = [
         (
-            serde_json::json!({"job": "sequence", "args": ["--output", output], "savepointPath": "/tmp/sp-1"}),
-            "savepointPath: '/tmp/sp-1' is not supported yet",
+            serde_json::json!({"job": "sequence", "args": ["--output", output], "savepointPath": "s3://bucket/sp-1"}),
+            "savepointPath: execution.state-recovery.path: 's3://bucket/sp-1' is not supported yet",
         ),
         (
-            serde_json::json!({"job": "sequence", "args": ["--output", output], "allowNonRestoredState": true}),
-            "allowNonRestoredState: 'true' is not supported yet",
+            serde_json::json!({"job": "sequence", "args": ["--output", output], "config": {"execution.state-recovery.claim-mode": "CLAIM"}}),
+            "execution.state-recovery.claim-mode: 'CLAIM' is not supported",
         ),
         (
             serde_json::json!({"job": "sequence", "args": ["--output", output], "config": {"state.backend.type": "rocksdb"}}),
@@ -677,4 +665,28 @@ fn zookeeper_script_runs_without_nc_and_names_missing_prerequisites() {
     let out = zookeeper_sh(&["start", "--port", "1", "--dir", &zk_dir], Some(&no_java));
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
     assert!(out.stderr.contains("missing: java"), "{}", out.stderr);
+}
+
+#[test]
+fn eddy_local_refuses_the_savepoint_options_of_eddy_run() {
+    // `eddy local`'s cluster ends with its job: it neither takes nor resumes savepoints.
+    let out_dir = tempfile::tempdir().expect("temp dir");
+    let output = out_dir.path().join("out").display().to_string();
+    let cases: [(&[&str], &str); 2] = [
+        (
+            &["-s", "/tmp/sp-1"],
+            "-s/--fromSavepoint: '/tmp/sp-1' is not supported by `eddy local`",
+        ),
+        (
+            &["--allow-non-restored-state"],
+            "--allow-non-restored-state is not supported by `eddy local`",
+        ),
+    ];
+    for (flags, start) in cases {
+        let mut args = vec!["local", "sequence", "--keys", "2", "--per-key", "5"];
+        args.extend_from_slice(&["--output", &output]);
+        args.extend_from_slice(flags);
+        let out = eddy(&args, LIMIT);
+        assert_refused(&format!("eddy local {flags:?}"), &out, start);
+    }
 }

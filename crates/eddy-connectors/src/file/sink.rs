@@ -24,6 +24,10 @@
 //! newer checkpoint when an older one is restored because the newer one is unreadable, or by
 //! `finish` without checkpointing) and the restored job writes their records again. With
 //! checkpointing on and the newest checkpoint restored, nothing committed is ever removed. The output directory therefore belongs to the job, as in Flink.
+//! A job *resumed* from another job's savepoint (the state names another job id) never removes
+//! or overwrites a committed part: parts the earlier job committed after its savepoint are kept
+//! and this job's part numbers move above them; staged parts that are not in this directory
+//! (the job resumed into another output directory) are left to the earlier job's directory.
 //! On a fresh start a directory that already holds committed parts of another job is refused
 //! (`.eddy-job-<id>` marks whose it is), so nothing is ever overwritten or mixed; moves never
 //! replace an existing file. After a rescale, subtask `i` of `p` takes care of the files and
@@ -76,6 +80,7 @@ struct Writing {
     subtask: u32,
     parallelism: u32,
     run_token: String,
+    job_id: String,
     /// Number of the next part this subtask opens.
     next_part: u64,
     /// Checkpointing is on: only completed checkpoints commit, `finish` does not.
@@ -123,6 +128,9 @@ struct FileSinkState {
     next_part: u64,
     committables: Vec<Committable>,
     counters: Vec<(u32, u64)>,
+    /// The job that wrote this state: another job's (a resume from a savepoint) means parts
+    /// committed after the savepoint belong to that earlier run and are kept.
+    job_id: String,
 }
 
 impl Tagged for FileSinkState {
@@ -281,6 +289,13 @@ impl Writing {
         }
     }
 
+    /// Neither the pending nor the committed file of `c` is in this directory.
+    fn staged_elsewhere(&self, c: &Committable) -> Result<bool> {
+        let pending = self.path(&naming::pending_name(c.subtask, c.part));
+        let committed = self.path(&naming::committed_name(c.subtask, c.part));
+        Ok(file_len(&pending)?.is_none() && file_len(&committed)?.is_none())
+    }
+
     fn sync_dir(&mut self) -> Result<()> {
         if self.dir_dirty {
             fsync_dir(&self.dir)?;
@@ -355,11 +370,25 @@ impl Writing {
     }
 
     /// Restore: re-commit, then clean up and roll back what the restored state does not cover.
-    fn recover(&mut self, committables: &[Committable]) -> Result<()> {
+    /// `resumed`: the state is another job's (a savepoint): committed parts it does not cover
+    /// were committed by that earlier run after the savepoint; they are kept, never overwritten
+    /// (this subtask's counters move above them).
+    fn recover(&mut self, committables: &[Committable], resumed: bool) -> Result<()> {
         for c in committables {
-            if self.responsible_for(c.subtask) {
-                self.commit(c)?;
+            if !self.responsible_for(c.subtask) {
+                continue;
             }
+            if resumed && self.staged_elsewhere(c)? {
+                // Resumed into another output directory: the earlier job's staged part is in
+                // its own directory (committed there by its stop-with-savepoint or its next
+                // checkpoint); it is not this directory's to commit.
+                tracing::warn!(
+                    part = %naming::committed_name(c.subtask, c.part),
+                    "a part staged by the earlier job is not in this output directory: not committed here"
+                );
+                continue;
+            }
+            self.commit(c)?;
         }
         for (name, part) in list_parts(&self.dir)? {
             if !self.responsible_for(part.subtask()) {
@@ -367,6 +396,18 @@ impl Writing {
             }
             let stale = match part {
                 PartFile::InProgress { .. } | PartFile::Pending { .. } => true,
+                PartFile::Committed { subtask, part } if resumed => {
+                    let path = self.path(&name);
+                    let next = self.counters.entry(subtask).or_insert(0);
+                    if part >= *next {
+                        tracing::info!(
+                            file = %path.display(),
+                            "keeping a part the earlier job committed after the savepoint"
+                        );
+                        *next = part + 1;
+                    }
+                    false
+                }
                 PartFile::Committed { subtask, part } => {
                     let covered = self.counters.get(&subtask).copied().unwrap_or(0);
                     if part >= covered {
@@ -393,6 +434,7 @@ impl Writing {
             next_part: self.next_part,
             committables: self.staged.clone(),
             counters: self.counters.iter().map(|(&j, &n)| (j, n)).collect(),
+            job_id: self.job_id.clone(),
         }
     }
 }
@@ -413,6 +455,7 @@ where
             subtask: info.subtask_index,
             parallelism,
             run_token: info.run_token.clone(),
+            job_id: info.job_id.clone(),
             next_part: 0,
             checkpointing: info.checkpointing,
             current: None,
@@ -452,7 +495,8 @@ where
         }
         committables.sort_by_key(|c| (c.subtask, c.part));
         committables.dedup_by_key(|c| (c.subtask, c.part));
-        w.recover(&committables)?;
+        let resumed = entries.iter().any(|e| e.job_id != info.job_id);
+        w.recover(&committables, resumed)?;
         w.next_part = w.counters.get(&w.subtask).copied().unwrap_or(0);
         self.writing = Some(w);
         Ok(())

@@ -55,6 +55,7 @@ pub const MAX_FRAME_SIZE: u64 = 1 << 30;
 
 pub const HA_TYPES: &[&[&str]] = &[&["none", "standalone"], &["zookeeper"]];
 pub const STATE_BACKENDS: &[&[&str]] = &[&["hashmap"], &["rocksdb"]];
+pub const CLAIM_MODES: &[&[&str]] = &[&["NO_CLAIM"], &["CLAIM"], &["LEGACY"]];
 pub const FAILOVER_STRATEGIES: &[&[&str]] = &[&["region"], &["full"]];
 pub const RESTART_STRATEGIES: &[&[&str]] = &[
     &["none", "off", "disable"],
@@ -103,13 +104,14 @@ pub static KEYS: &[KeySpec] = &[
     // --- state, checkpoint storage, recovery
     spec("state.backend.type", &["state.backend"], ValueType::Enum(STATE_BACKENDS), Some("hashmap"), "hashmap (heap, full snapshots); rocksdb is refused until issue 12."),
     spec("execution.checkpointing.dir", &["state.checkpoints.dir"], ValueType::StoragePath, None, "Checkpoint root directory, reachable by all processes."),
-    spec("execution.checkpointing.savepoint-dir", &["state.savepoints.dir"], ValueType::StoragePath, None, "Default savepoint target directory. Refused until issue 11."),
+    spec("execution.checkpointing.savepoint-dir", &["state.savepoints.dir"], ValueType::StoragePath, None, "Default savepoint target directory (savepoint-<job>-<random> is created under it)."),
     spec("execution.checkpointing.incremental", &["state.backend.incremental"], ValueType::Bool, Some("false"), "Incremental checkpoints (rocksdb only); true is refused until issue 12."),
     spec("execution.checkpointing.num-retained", &["state.checkpoints.num-retained"], POS_INT, Some("1"), "Completed checkpoints kept."),
     spec("execution.state-recovery.from-local", &["state.backend.local-recovery"], ValueType::Bool, Some("false"), "Task-local recovery; true is refused until issue 12."),
     spec("execution.checkpointing.local-backup.dirs", &["taskmanager.state.local.root-dirs"], ValueType::LocalPathList, None, "Root directories of the local state copy. Refused until issue 12."),
-    spec("execution.state-recovery.path", &["execution.savepoint.path"], ValueType::StoragePath, None, "Savepoint a submitted job restores from (-s). Refused until issue 11."),
-    spec("execution.state-recovery.ignore-unclaimed-state", &["execution.savepoint.ignore-unclaimed-state"], ValueType::Bool, Some("false"), "--allow-non-restored-state; true is refused until issue 11."),
+    spec("execution.state-recovery.path", &["execution.savepoint.path"], ValueType::StoragePath, None, "Savepoint or retained checkpoint a submitted job restores from (-s)."),
+    spec("execution.state-recovery.ignore-unclaimed-state", &["execution.savepoint.ignore-unclaimed-state"], ValueType::Bool, Some("false"), "--allow-non-restored-state: skip state of operators the job no longer has."),
+    spec("execution.state-recovery.claim-mode", &["execution.savepoint-restore-mode"], ValueType::Enum(CLAIM_MODES), Some("NO_CLAIM"), "Who owns a restored snapshot: NO_CLAIM (the user; it is never deleted); CLAIM refused."),
     // --- failover and restart
     spec("jobmanager.execution.failover-strategy", &[], ValueType::Enum(FAILOVER_STRATEGIES), Some("region"), "region: restart the failed pipelined region(s); full: restart every task."),
     spec("restart-strategy.type", &["restart-strategy"], ValueType::Enum(RESTART_STRATEGIES), None, "Restart strategy; unset: none without checkpointing, fixed-delay (unlimited) with it."),

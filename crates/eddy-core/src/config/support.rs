@@ -41,12 +41,16 @@ const UNSET: &str = "leave the key unset";
 const TLS_NOT_BUILT: &str =
     "yet (Eddy has no TLS yet; docs/security.md says how to keep the ports private until then)";
 const PEM_NOT_JKS: &str = "(Eddy will read PEM files, not Java keystores; docs/security.md)";
+const CLAIM_REFUSED: &str = "(Eddy never takes ownership of a restored snapshot: it restores in NO_CLAIM mode and never deletes it)";
 
 fn never(_: &Value) -> bool {
     false
 }
 fn is_false(v: &Value) -> bool {
     *v == Value::Bool(false)
+}
+fn is_no_claim(v: &Value) -> bool {
+    *v == Value::Enum("NO_CLAIM")
 }
 fn is_hashmap(v: &Value) -> bool {
     *v == Value::Enum("hashmap")
@@ -100,13 +104,14 @@ pub static SUPPORT: &[(&str, Support)] = &[
     ("high-availability.jobmanager.port", Support::Works),
     ("state.backend.type", limited(is_hashmap, "hashmap", ROCKSDB_ISSUE)),
     ("execution.checkpointing.dir", limited(not_s3, "a local or shared path, or a file:// URI", S3_ISSUE)),
-    ("execution.checkpointing.savepoint-dir", limited(never, UNSET, SAVEPOINTS_ISSUE)),
+    ("execution.checkpointing.savepoint-dir", limited(not_s3, "a local or shared path, or a file:// URI", S3_ISSUE)),
     ("execution.checkpointing.incremental", limited(is_false, "false", INCREMENTAL_ISSUE)),
     ("execution.checkpointing.num-retained", Support::Works),
     ("execution.state-recovery.from-local", limited(is_false, "false", LOCAL_RECOVERY_ISSUE)),
     ("execution.checkpointing.local-backup.dirs", limited(never, UNSET, LOCAL_RECOVERY_ISSUE)),
-    ("execution.state-recovery.path", limited(never, UNSET, SAVEPOINTS_ISSUE)),
-    ("execution.state-recovery.ignore-unclaimed-state", limited(is_false, "false", SAVEPOINTS_ISSUE)),
+    ("execution.state-recovery.path", limited(not_s3, "a local or shared path, or a file:// URI", S3_ISSUE)),
+    ("execution.state-recovery.ignore-unclaimed-state", Support::Works),
+    ("execution.state-recovery.claim-mode", limited(is_no_claim, "NO_CLAIM", CLAIM_REFUSED)),
     ("jobmanager.execution.failover-strategy", Support::Works),
     ("restart-strategy.type", Support::Works),
     ("restart-strategy.fixed-delay.attempts", Support::Works),

@@ -150,6 +150,9 @@ pub struct CheckpointCoordinator {
     finished: BTreeMap<ExecutionVertexId, TaskStateSnapshot>,
     /// The trigger set as configured, to re-add finished tasks that are deployed again.
     all_triggered: BTreeSet<ExecutionVertexId>,
+    /// A stop-with-savepoint is in flight or completed: no periodic checkpoint may follow it
+    /// (one would commit output beyond the savepoint). Cleared if that savepoint fails.
+    stopping: Option<CheckpointId>,
 }
 
 impl CheckpointCoordinator {
@@ -170,6 +173,7 @@ impl CheckpointCoordinator {
             last_end_ms: None,
             consecutive_failures: 0,
             stats: CheckpointStats::default(),
+            stopping: None,
         }
     }
 
@@ -312,10 +316,12 @@ impl CheckpointCoordinator {
         now_ms: u64,
         dir: impl Into<String>,
     ) -> Result<(CheckpointId, Vec<Command>), TriggerError> {
-        self.trigger_user(
+        let (id, out) = self.trigger_user(
             CheckpointTarget::StopWithSavepoint { dir: dir.into() },
             now_ms,
-        )
+        )?;
+        self.stopping = Some(id);
+        Ok((id, out))
     }
 
     /// The shell could not reserve the id or send the barriers of checkpoint `id`.
@@ -541,7 +547,8 @@ impl CheckpointCoordinator {
     /// When the next periodic checkpoint may be triggered, if triggering is possible at all.
     fn trigger_due_at(&self) -> Option<u64> {
         let interval = self.settings.interval?;
-        if !self.running
+        if self.stopping.is_some()
+            || !self.running
             || self.shut_down
             || self.in_flight() >= self.max_concurrent()
             || self.tasks_to_trigger.is_empty()
@@ -613,6 +620,7 @@ impl CheckpointCoordinator {
             acks.entry(*task).or_insert_with(|| state.clone());
         }
         let metadata = CompletedCheckpoint {
+            operators: Vec::new(),
             job_id,
             checkpoint_id: id,
             kind: p.target.kind(),
@@ -742,6 +750,9 @@ impl CheckpointCoordinator {
             }
         }
         self.last_end_ms = Some(now_ms);
+        if self.stopping == Some(id) {
+            self.stopping = None;
+        }
         self.stats.failed(id, now_ms, reason.to_string());
         // Savepoint failures never fail the job (Flink).
         if kind == CheckpointKind::Checkpoint && reason.counts_against_tolerance() {

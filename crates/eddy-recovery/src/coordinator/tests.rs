@@ -485,6 +485,7 @@ fn checkpoint_ids_strictly_increase_and_never_repeat() {
         .latest_completed()
         .cloned()
         .unwrap_or_else(|| CompletedCheckpoint {
+            operators: Vec::new(),
             job_id: JobId(0xabc),
             checkpoint_id: 0,
             kind: CheckpointKind::Checkpoint,
@@ -680,6 +681,21 @@ fn stop_with_savepoint_notifies_tasks_on_completion() {
 }
 
 #[test]
+fn no_periodic_checkpoint_follows_a_stop_with_savepoint_unless_it_failed() {
+    // A checkpoint after the stop savepoint would commit output beyond it.
+    let mut c = running(settings());
+    let (id, _) = c.trigger_stop_with_savepoint(S, "/sp/stop").unwrap();
+    ack_all(&mut c, id, 2 * S);
+    c.metadata_written(id, 3 * S);
+    assert_eq!(triggered(&c.tick(100 * S)), Vec::<CheckpointId>::new());
+    // A failed stop savepoint leaves the job running: periodic checkpoints resume.
+    let mut c = running(settings());
+    let (id, _) = c.trigger_stop_with_savepoint(S, "/sp/stop").unwrap();
+    c.decline(id, ev(0, 0), DeclineReason::Other("no".into()), 2 * S);
+    assert_eq!(triggered(&c.tick(100 * S)).len(), 1);
+}
+
+#[test]
 fn failed_savepoint_does_not_count_towards_tolerable_failures() {
     let mut c = running(settings());
     let (id, _) = c.trigger_savepoint(S, "/sp/x").unwrap();
@@ -786,6 +802,7 @@ fn restored_checkpoints_beyond_num_retained_are_discarded() {
         ..settings()
     });
     let cp = |id| CompletedCheckpoint {
+        operators: Vec::new(),
         job_id: JobId(0xabc),
         checkpoint_id: id,
         kind: CheckpointKind::Checkpoint,

@@ -41,6 +41,7 @@ fn write_state_files(s: &CheckpointStorage, id: CheckpointId) -> CompletedCheckp
         });
     }
     CompletedCheckpoint {
+        operators: Vec::new(),
         job_id: job(),
         checkpoint_id: id,
         kind: CheckpointKind::Checkpoint,
@@ -455,6 +456,7 @@ fn savepoint_directory_is_relocatable() {
     let sp = dir.path().join("savepoint-123456-abcdef");
     let file = write_state_file(&sp, "src", 0, &mut &b"offsets"[..]).unwrap();
     let cp = CompletedCheckpoint {
+        operators: Vec::new(),
         job_id: job(),
         checkpoint_id: 12,
         kind: CheckpointKind::Savepoint,

@@ -1,0 +1,709 @@
+//! End-to-end tests of savepoints with real processes: stop-with-savepoint and resume at other
+//! parallelisms (the exactly-once witness over the committed output of every run), a plain
+//! savepoint then cancel then resume, a moved savepoint directory, operators matched by uid
+//! (`--allow-non-restored-state`), and the one-line errors of bad savepoint paths.
+//!
+//! Every test gets its own temp dir with a generated conf dir on free 127.0.0.1 ports; the
+//! cluster is stopped (and SIGKILLed) on drop, also when the test fails.
+#![allow(dead_code)]
+
+mod common;
+
+use common::*;
+use eddy_rest::client;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const EDDY: &str = env!("CARGO_BIN_EXE_eddy");
+
+const CLI_LIMIT: Duration = Duration::from_secs(60);
+const JOB_LIMIT: Duration = Duration::from_secs(120);
+const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn free_port() -> u16 {
+    free_ports(1)[0]
+}
+
+fn run_quietly(args: &[&str], limit: Duration) {
+    let Ok(mut child) = Command::new(EDDY)
+        .args(args)
+        .env_remove("EDDY_CONF_DIR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        return;
+    };
+    let deadline = Instant::now() + limit;
+    while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// One stderr line, `error: ...`, and nothing else.
+fn state(job: &Value) -> &str {
+    job["state"].as_str().unwrap_or("?")
+}
+
+fn is_terminal(job: &Value) -> bool {
+    matches!(state(job), "FINISHED" | "FAILED" | "CANCELED")
+}
+
+/// RUNNING, with every subtask of every vertex RUNNING (from `GET /jobs/:id`).
+fn all_tasks_running(job: &Value) -> bool {
+    state(job) == "RUNNING"
+        && job["vertices"].as_array().is_some_and(|vs| {
+            !vs.is_empty()
+                && vs
+                    .iter()
+                    .all(|v| v["tasks"]["RUNNING"].as_u64() == v["parallelism"].as_u64())
+        })
+}
+
+fn used_slots(tm: &Value) -> u64 {
+    tm["slotsNumber"].as_u64().unwrap_or(0) - tm["freeSlots"].as_u64().unwrap_or(0)
+}
+
+fn sigkill(pid: u32) {
+    let rc = unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    assert_eq!(rc, 0, "kill -9 {pid}: {}", std::io::Error::last_os_error());
+}
+
+fn pid_of(tm: &Value) -> u32 {
+    tm["pid"].as_u64().expect("TaskManager pid") as u32
+}
+
+/// A killed TaskManager, as the cluster knew it.
+/// A cluster's conf dir (config.yaml, masters, workers) in a temp dir of its own, and the
+/// processes started from it. Dropping it stops them all, by `eddy cluster stop` and then SIGKILL.
+struct Cluster {
+    dir: tempfile::TempDir,
+    conf: PathBuf,
+    log: PathBuf,
+    /// The JobManager's REST address, `127.0.0.1:port`.
+    rest: String,
+    workers: usize,
+}
+
+impl Cluster {
+    /// Writes a conf dir: one JobManager, `workers` TaskManagers of `slots` slots, fast heartbeats,
+    /// checkpoints and restarts; `extra` keys replace or add to the generated ones.
+    fn configure(workers: usize, slots: u32, extra: &[(&str, &str)]) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let conf = dir.path().join("conf");
+        let log = dir.path().join("log");
+        std::fs::create_dir_all(&conf).expect("create conf dir");
+        let ports = free_ports(2);
+        let (rest_port, rpc_port) = (ports[0], ports[1]);
+        let keys: Vec<(String, String)> = [
+            ("jobmanager.rpc.address", "127.0.0.1".to_string()),
+            ("jobmanager.rpc.port", rpc_port.to_string()),
+            ("rest.address", "127.0.0.1".to_string()),
+            ("rest.bind-address", "127.0.0.1".to_string()),
+            ("rest.port", rest_port.to_string()),
+            ("taskmanager.host", "127.0.0.1".to_string()),
+            ("taskmanager.numberOfTaskSlots", slots.to_string()),
+            ("parallelism.default", "2".to_string()),
+            ("execution.checkpointing.interval", "200 ms".to_string()),
+            (
+                "execution.checkpointing.dir",
+                dir.path().join("checkpoints").display().to_string(),
+            ),
+            ("state.checkpoints.num-retained", "2".to_string()),
+            ("restart-strategy.type", "fixed-delay".to_string()),
+            (
+                "restart-strategy.fixed-delay.attempts",
+                "unlimited".to_string(),
+            ),
+            ("restart-strategy.fixed-delay.delay", "50 ms".to_string()),
+            ("heartbeat.interval", "200 ms".to_string()),
+            ("heartbeat.timeout", "2 s".to_string()),
+            ("env.log.dir", log.display().to_string()),
+            // One test slows snapshots down (`--snapshot-delay-ms`), a test hook.
+            ("eddy.test-hooks.enabled", "true".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        // `{dir}` in a value: this cluster's temp dir.
+        let base = dir.path().display().to_string();
+        let extra: Vec<(&str, String)> = extra
+            .iter()
+            .map(|(k, v)| (*k, v.replace("{dir}", &base)))
+            .collect();
+        write_config_yaml(&conf, keys, &extra);
+        std::fs::write(conf.join("masters"), format!("127.0.0.1:{rest_port}\n"))
+            .expect("write masters");
+        std::fs::write(conf.join("workers"), "127.0.0.1\n".repeat(workers)).expect("write workers");
+        Cluster {
+            dir,
+            conf,
+            log,
+            rest: format!("127.0.0.1:{rest_port}"),
+            workers,
+        }
+    }
+
+    /// [`Cluster::configure`], then `eddy cluster start`, which returns once every TaskManager
+    /// registered.
+    fn start(workers: usize, slots: u32, extra: &[(&str, &str)]) -> Cluster {
+        let c = Cluster::configure(workers, slots, extra);
+        let out = c.cli(&["cluster", "start", "--conf", c.conf_str()]);
+        assert_eq!(
+            out.code,
+            0,
+            "cluster start failed: {}\n{}",
+            out.stderr,
+            c.log_tail()
+        );
+        c
+    }
+
+    fn conf_str(&self) -> &str {
+        self.conf.to_str().expect("UTF-8 temp path")
+    }
+
+    /// Runs `eddy ARGS`; processes it starts in the background log at info level.
+    fn cli(&self, args: &[&str]) -> Outcome {
+        eddy_with_env(args, &[("EDDY_LOG", "info")], CLI_LIMIT)
+    }
+
+    fn request(&self, method: &str, path: &str) -> Result<(u16, Value), String> {
+        client::request(&self.rest, method, path, None, HTTP_TIMEOUT)
+    }
+
+    /// `GET path` when it answers 200.
+    fn get(&self, path: &str) -> Option<Value> {
+        match self.request("GET", path) {
+            Ok((200, v)) => Some(v),
+            _ => None,
+        }
+    }
+
+    fn taskmanagers(&self) -> Vec<Value> {
+        self.get("/taskmanagers")
+            .and_then(|v| v["taskmanagers"].as_array().cloned())
+            .unwrap_or_default()
+    }
+
+    fn jobmanager_pid(&self) -> u32 {
+        std::fs::read_to_string(self.log.join("eddy-jobmanager-0.pid"))
+            .ok()
+            .and_then(|t| t.lines().next()?.trim().parse().ok())
+            .expect("the JobManager's pid file")
+    }
+
+    /// Polls `probe` every 20 ms until it gives a value; panics with the logs after `limit`.
+    fn wait_for<T>(&self, what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(v) = probe() {
+                return v;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "gave up after {limit:?} waiting for {what}\n{}",
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until the job's checkpoint counts satisfy `ok`; returns its checkpoint statistics.
+    /// Panics if the job ends first.
+    fn wait_for_checkpoints(&self, job: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+        self.wait_for(what, JOB_LIMIT, || {
+            let stats = self.get(&format!("/jobs/{job}/checkpoints"));
+            if let Some(s) = stats.filter(|s| ok(&s["counts"])) {
+                return Some(s);
+            }
+            if let Some(j) = self.get(&format!("/jobs/{job}")).filter(is_terminal) {
+                panic!("job {job} ended before {what}: {j}\n{}", self.log_tail());
+            }
+            None
+        })
+    }
+
+    /// Polls `GET /jobs/:id` until the job is FINISHED, FAILED or CANCELED.
+    fn await_end(&self, job: &str) -> Value {
+        self.wait_for(&format!("job {job} to end"), JOB_LIMIT, || {
+            self.get(&format!("/jobs/{job}")).filter(is_terminal)
+        })
+    }
+
+    /// A TaskManager that holds slots of a job (slot sharing: one per subtask index).
+    fn busy_taskmanager(&self) -> Value {
+        self.wait_for("a TaskManager with allocated slots", JOB_LIMIT, || {
+            self.taskmanagers().into_iter().find(|t| used_slots(t) > 0)
+        })
+    }
+
+    /// The end of every log file, for failure messages.
+    fn log_tail(&self) -> String {
+        let mut out = String::new();
+        let Ok(entries) = std::fs::read_dir(&self.log) else {
+            return format!("(no log dir {})", self.log.display());
+        };
+        let mut files: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .collect();
+        files.sort();
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            out.push_str(&format!("--- {} (last 30 lines)\n", f.display()));
+            for l in &lines[lines.len().saturating_sub(30)..] {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let mut pids: Vec<u32> = pid_files(&self.log).into_iter().map(|(_, p)| p).collect();
+        run_quietly(
+            &[
+                "cluster",
+                "stop",
+                "--conf",
+                &self.conf.display().to_string(),
+            ],
+            Duration::from_secs(30),
+        );
+        pids.extend(pid_files(&self.log).into_iter().map(|(_, p)| p));
+        for pid in pids {
+            // A pid file may outlive its process; never kill a stranger that reused the pid.
+            if alive(pid) && cmdline(pid).contains("eddy") {
+                unsafe {
+                    libc::kill(pid as libc::pid_t, libc::SIGKILL);
+                }
+            }
+        }
+        // Processes no pid file knows: active-mode TaskManagers, a test's own daemons.
+        for pid in processes_mentioning(&self.conf.display().to_string()) {
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Cluster {
+    /// `eddy run sequence ... -d` into `output` with extra CLI arguments (e.g. `-s PATH`);
+    /// returns the job id once every task runs.
+    fn run_sequence(
+        &self,
+        output: &Path,
+        keys: u64,
+        per_key: u64,
+        rate: u64,
+        p: u32,
+        extra: &[&str],
+    ) -> String {
+        let (k, n, r, p) = (
+            keys.to_string(),
+            per_key.to_string(),
+            rate.to_string(),
+            p.to_string(),
+        );
+        let out_arg = output.display().to_string();
+        let mut args = vec![
+            "run",
+            "sequence",
+            "--keys",
+            &k,
+            "--per-key",
+            &n,
+            "--rate",
+            &r,
+            "--output",
+            &out_arg,
+            "-p",
+            &p,
+            "-m",
+            &self.rest,
+            "-d",
+        ];
+        args.extend_from_slice(extra);
+        let out = self.cli(&args);
+        assert_eq!(
+            out.code,
+            0,
+            "eddy run -d: {}\n{}",
+            out.stderr,
+            self.log_tail()
+        );
+        let id = out.stdout.trim().to_string();
+        self.wait_for(&format!("job {id} to run all its tasks"), JOB_LIMIT, || {
+            self.get(&format!("/jobs/{id}"))
+                .filter(|j| all_tasks_running(j) || is_terminal(j))
+        });
+        id
+    }
+
+    /// `eddy stop JOB --savepoint-path DIR`: the printed savepoint path, once the job FINISHED.
+    fn stop_with_savepoint(&self, job: &str, dir: &Path) -> PathBuf {
+        let d = dir.display().to_string();
+        let out = self.cli(&["stop", job, "--savepoint-path", &d, "-m", &self.rest]);
+        assert_eq!(
+            out.code,
+            0,
+            "eddy stop: {}\n{}",
+            out.stderr,
+            self.log_tail()
+        );
+        let path = PathBuf::from(out.stdout.trim());
+        assert!(path.starts_with(dir), "{path:?}");
+        assert!(path.join("_metadata").is_file(), "{path:?}");
+        let end = self.await_end(job);
+        assert_eq!(state(&end), "FINISHED", "{end}");
+        path
+    }
+}
+
+fn witness_of(output: &Path, keys: u64, per_key: u64) -> (u64, u64, u64) {
+    witness(&committed_lines(output), keys, per_key)
+}
+
+#[test]
+fn stop_with_savepoint_and_resume_at_other_parallelisms_keeps_exactly_once() {
+    let c = Cluster::start(2, 2, &[]);
+    let out = c.dir.path().join("out");
+    let sp = c.dir.path().join("savepoints");
+    let (keys, per_key) = (12, 3000);
+    let watch = common::committed::CommittedWatch::start(&out);
+    // Run 1 at -p 2: stopped mid-run.
+    let a = c.run_sequence(&out, keys, per_key, 1500, 2, &[]);
+    c.wait_for_checkpoints(&a, "a completed checkpoint", |n| {
+        n["completed"].as_u64() >= Some(2)
+    });
+    let sp1 = c.stop_with_savepoint(&a, &sp);
+    let (missing, _, _) = witness_of(&out, keys, per_key);
+    assert!(missing > 0, "run 1 was stopped before its end");
+    // Run 2 at -p 4 from that savepoint, stopped again.
+    let sp1_arg = sp1.display().to_string();
+    let b = c.run_sequence(&out, keys, per_key, 1500, 4, &["-s", &sp1_arg]);
+    c.wait_for_checkpoints(&b, "a completed checkpoint", |n| {
+        n["completed"].as_u64() >= Some(2)
+    });
+    let sp2 = c.stop_with_savepoint(&b, &sp);
+    // Run 3 at -p 1 to the end.
+    let sp2_arg = sp2.display().to_string();
+    let d = c.run_sequence(&out, keys, per_key, 100_000, 1, &["-s", &sp2_arg]);
+    let end = c.await_end(&d);
+    assert_eq!(state(&end), "FINISHED", "{end}\n{}", c.log_tail());
+    assert_eq!(
+        witness_of(&out, keys, per_key),
+        (0, 0, 0),
+        "(missing, duplicates, wrong counts) over the three runs\n{}",
+        c.log_tail()
+    );
+    watch.assert_nothing_retracted();
+    // The savepoints are the user's: still there.
+    assert!(sp1.join("_metadata").is_file() && sp2.join("_metadata").is_file());
+}
+
+#[test]
+fn plain_savepoint_moved_then_restored_continues_every_key_and_keeps_earlier_output() {
+    let c = Cluster::start(2, 2, &[("state.savepoints.dir", "{dir}/sp-default")]);
+    let out1 = c.dir.path().join("out1");
+    let (keys, per_key) = (8, 4000);
+    let a = c.run_sequence(&out1, keys, per_key, 1000, 2, &[]);
+    c.wait_for_checkpoints(&a, "a completed checkpoint", |n| {
+        n["completed"].as_u64() >= Some(1)
+    });
+    // No directory given: state.savepoints.dir.
+    let out = c.cli(&["savepoint", &a, "-m", &c.rest]);
+    assert_eq!(
+        out.code,
+        0,
+        "eddy savepoint: {}\n{}",
+        out.stderr,
+        c.log_tail()
+    );
+    let sp = PathBuf::from(out.stdout.trim());
+    assert!(sp.starts_with(c.dir.path().join("sp-default")), "{sp:?}");
+    // It shows in the job's checkpoint history with its type.
+    let stats = c
+        .get(&format!("/jobs/{a}/checkpoints"))
+        .expect("checkpoint stats");
+    let history = stats["history"].as_array().cloned().unwrap_or_default();
+    assert!(
+        history
+            .iter()
+            .any(|h| h["checkpoint_type"] == "SAVEPOINT" && h["status"] == "COMPLETED"),
+        "{stats}"
+    );
+    // The job goes on, then is cancelled; the savepoint moves elsewhere.
+    std::thread::sleep(Duration::from_millis(500));
+    let cancel = c.cli(&["cancel", &a, "-m", &c.rest]);
+    assert_eq!(cancel.code, 0, "{}", cancel.stderr);
+    c.await_end(&a);
+    let moved = c.dir.path().join("moved-savepoint");
+    std::fs::rename(&sp, &moved).expect("move the savepoint");
+    // Resumed into the same output directory: committed files of run 1 stay, none is
+    // overwritten; every key continues from the savepoint's position.
+    let before: Vec<(String, Vec<u8>)> = committed_files(&out1);
+    let moved_arg = moved.display().to_string();
+    let b = c.run_sequence(&out1, keys, per_key, 100_000, 3, &["-s", &moved_arg]);
+    let end = c.await_end(&b);
+    assert_eq!(state(&end), "FINISHED", "{end}\n{}", c.log_tail());
+    for (name, bytes) in &before {
+        assert_eq!(
+            std::fs::read(out1.join(name)).ok().as_ref(),
+            Some(bytes),
+            "committed file {name} of the earlier run was changed or deleted"
+        );
+    }
+    let (missing, _dups, wrong) = witness_of(&out1, keys, per_key);
+    assert_eq!(
+        (missing, wrong),
+        (0, 0),
+        "nothing missing, count == seq on every line\n{}",
+        c.log_tail()
+    );
+    // Disposal removes it; a second disposal is a one-line error.
+    let out = c.cli(&["savepoint", "--dispose", &moved_arg, "-m", &c.rest]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!moved.exists());
+    let out = c.cli(&["savepoint", "--dispose", &moved_arg, "-m", &c.rest]);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.trim().lines().count() == 1 && out.stderr.contains("moved-savepoint"),
+        "{}",
+        out.stderr
+    );
+}
+
+fn committed_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(dir).expect("read output dir").flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with('.') {
+            v.push((name, std::fs::read(e.path()).expect("read part")));
+        }
+    }
+    v
+}
+
+#[test]
+fn bad_resumes_are_one_line_errors() {
+    let c = Cluster::start(1, 2, &[]);
+    let out = c.dir.path().join("out");
+    let a = c.run_sequence(&out, 4, 100_000, 500, 2, &[]);
+    c.wait_for_checkpoints(&a, "a completed checkpoint", |n| {
+        n["completed"].as_u64() >= Some(1)
+    });
+    let sp_dir = c.dir.path().join("sp");
+    let sp = c.stop_with_savepoint(&a, &sp_dir);
+    let sp_arg = sp.display().to_string();
+    let out2 = c.dir.path().join("out2").display().to_string();
+    let run = |args: &[&str]| {
+        let mut all = vec!["run"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["-m", &c.rest, "-d"]);
+        c.cli(&all)
+    };
+    let one_line = |o: &Outcome, needles: &[&str]| {
+        assert_ne!(o.code, 0, "{}", o.stdout);
+        let err = o.stderr.trim();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        for n in needles {
+            assert!(err.contains(n), "{err} lacks {n}");
+        }
+    };
+    // Missing path.
+    let missing = c.dir.path().join("nope").display().to_string();
+    one_line(
+        &run(&[
+            "sequence",
+            "--keys",
+            "4",
+            "--per-key",
+            "100000",
+            "--output",
+            &out2,
+            "-s",
+            &missing,
+        ]),
+        &["nope"],
+    );
+    // Corrupt _metadata.
+    let corrupt = c.dir.path().join("corrupt");
+    std::fs::create_dir_all(&corrupt).unwrap();
+    std::fs::write(corrupt.join("_metadata"), b"{not json").unwrap();
+    one_line(
+        &run(&[
+            "sequence",
+            "--keys",
+            "4",
+            "--per-key",
+            "100000",
+            "--output",
+            &out2,
+            "-s",
+            &corrupt.display().to_string(),
+        ]),
+        &["corrupt checkpoint metadata"],
+    );
+    // Another job's graph: word-count has none of sequence's operators (its sink excepted).
+    let input = c.dir.path().join("in.txt");
+    std::fs::write(&input, "a b c\n").unwrap();
+    one_line(
+        &run(&[
+            "word-count",
+            "--input",
+            &input.display().to_string(),
+            "--output",
+            &out2,
+            "-s",
+            &sp_arg,
+        ]),
+        &[
+            "operator uid",
+            "sequence-source",
+            "--allow-non-restored-state",
+        ],
+    );
+    // The counting operator's uid changed: refused naming it ...
+    let renamed = [
+        "sequence",
+        "--keys",
+        "4",
+        "--per-key",
+        "3000",
+        "--output",
+        &out2,
+        "--counter-uid",
+        "counter-v2",
+        "-s",
+        &sp_arg,
+    ];
+    one_line(
+        &run(&renamed),
+        &["operator uid 'counter'", "--allow-non-restored-state"],
+    );
+    // ... and accepted with --allow-non-restored-state: the renamed operator starts empty, the
+    // source continues from the savepoint (no key starts over at seq 1).
+    let mut allowed = renamed.to_vec();
+    allowed.push("--allow-non-restored-state");
+    let ok = run(&allowed);
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    let id = ok.stdout.trim().to_string();
+    assert_eq!(state(&c.await_end(&id)), "FINISHED", "{}", c.log_tail());
+    let lines = committed_lines(Path::new(&out2));
+    assert!(!lines.is_empty());
+    for l in &lines {
+        let f: Vec<u64> = l.split(',').map(|x| x.parse().unwrap()).collect();
+        assert!(
+            f[1] > 1 && f[2] < f[1],
+            "the source resumed, the counter started empty: {l}"
+        );
+    }
+    // Max parallelism changed.
+    let out3 = c.dir.path().join("out3").display().to_string();
+    one_line(
+        &run(&[
+            "sequence",
+            "--keys",
+            "4",
+            "--per-key",
+            "100000",
+            "--output",
+            &out3,
+            "-s",
+            &sp_arg,
+            "-D",
+            "pipeline.max-parallelism=64",
+        ]),
+        &["max parallelism 128", "has 64"],
+    );
+    // No target directory and no state.savepoints.dir.
+    let b = c.run_sequence(&c.dir.path().join("out4"), 4, 100_000, 500, 2, &[]);
+    let o = c.cli(&["savepoint", &b, "-m", &c.rest]);
+    one_line(&o, &["state.savepoints.dir"]);
+    // --drain is refused, not ignored.
+    let o = c.cli(&[
+        "stop",
+        &b,
+        "--drain",
+        "--savepoint-path",
+        &sp_dir.display().to_string(),
+        "-m",
+        &c.rest,
+    ]);
+    one_line(&o, &["drain"]);
+}
+
+#[test]
+fn a_savepoint_during_a_taskmanager_kill_fails_cleanly_and_the_job_recovers() {
+    let c = Cluster::start(3, 2, &[]);
+    let out = c.dir.path().join("out");
+    let (keys, per_key) = (6, 4000);
+    // Slow snapshots hold the savepoint open long enough to kill a TaskManager under it.
+    let job = c.run_sequence(
+        &out,
+        keys,
+        per_key,
+        2000,
+        2,
+        &["--snapshot-delay-ms", "1500"],
+    );
+    c.wait_for_checkpoints(&job, "a completed checkpoint", |n| {
+        n["completed"].as_u64() >= Some(1)
+    });
+    let sp = c.dir.path().join("sp").display().to_string();
+    let body = serde_json::json!({ "target-directory": sp, "cancel-job": false });
+    let (code, answer) = client::request(
+        &c.rest,
+        "POST",
+        &format!("/v1/jobs/{job}/savepoints"),
+        Some(&body),
+        HTTP_TIMEOUT,
+    )
+    .expect("trigger a savepoint");
+    assert_eq!(code, 202, "{answer}");
+    let trigger = answer["request-id"]
+        .as_str()
+        .expect("request-id")
+        .to_string();
+    let tm = c.busy_taskmanager();
+    sigkill(pid_of(&tm));
+    let status = c.wait_for("the savepoint operation to end", JOB_LIMIT, || {
+        c.get(&format!("/jobs/{job}/savepoints/{trigger}"))
+            .filter(|s| s["status"]["id"] == "COMPLETED")
+    });
+    let cause = status["operation"]["failure-cause"]["stack-trace"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the savepoint must fail: {status}"));
+    assert!(!cause.contains('\n') && cause.contains("failed"), "{cause}");
+    assert!(status["operation"]["location"].is_null(), "{status}");
+    // Nothing half-written is left to be mistaken for a savepoint.
+    let leftovers: Vec<PathBuf> = std::fs::read_dir(&sp)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(
+        leftovers.iter().all(|p| !p.join("_metadata").exists()),
+        "{leftovers:?}"
+    );
+    // The job recovers on the spare TaskManager and ends with exactly-once output.
+    let end = c.await_end(&job);
+    assert_eq!(state(&end), "FINISHED", "{end}\n{}", c.log_tail());
+    assert_eq!(
+        witness_of(&out, keys, per_key),
+        (0, 0, 0),
+        "{}",
+        c.log_tail()
+    );
+}
