@@ -9,6 +9,7 @@ pub mod jobmaster;
 pub mod peer;
 pub mod rpc;
 pub mod slots;
+pub mod standby;
 pub mod status;
 pub mod taskmanager;
 
