@@ -250,6 +250,9 @@ struct Shared {
     writer: Writer,
     uploads: Mutex<Sender<Upload>>,
     token: Mutex<Option<FencingToken>>,
+    /// The connection being registered (before it becomes the [`Link`]), so a leader change
+    /// can end a registration that waits for an answer from a paused JobManager.
+    registering: Mutex<Option<TcpStream>>,
     stopped: AtomicBool,
     slots: u32,
     /// Bounds on what the JobManager sends (`pekko.framesize`); no message from it for
@@ -332,6 +335,7 @@ pub fn start_with(
         uploads: Mutex::new(uploader(writer.clone())),
         writer,
         token: Mutex::new(None),
+        registering: Mutex::new(None),
         stopped: AtomicBool::new(false),
         slots: config.slots_per_taskmanager(),
         rpc_limits: rpc_limits(config),
@@ -458,6 +462,13 @@ fn connection_loop(shared: Arc<Shared>, target: JobManagerTarget) {
                         link.peer.abort();
                     }
                 }
+                // A registration under way with the old leader (e.g. one that is paused and
+                // will never answer) ends too.
+                if let Ok(r) = s.registering.lock() {
+                    if let Some(stream) = r.as_ref() {
+                        let _ = stream.shutdown(std::net::Shutdown::Both);
+                    }
+                }
             }
         });
         if let Err(e) = watched {
@@ -494,7 +505,20 @@ fn connection_loop(shared: Arc<Shared>, target: JobManagerTarget) {
         match TcpStream::connect(&jm_address) {
             Ok(stream) => {
                 let _ = stream.set_nodelay(true);
-                let served = serve(&shared, stream, &mut backoff);
+                if let Ok(mut r) = shared.registering.lock() {
+                    *r = stream.try_clone().ok();
+                }
+                // The leader changed while connecting: the watcher did not see this stream.
+                let stale = matches!(target, JobManagerTarget::Ha(_))
+                    && leader.get().as_deref() != Some(jm_address.as_str());
+                let served = if stale {
+                    Err(std::io::Error::other("the leader changed while connecting"))
+                } else {
+                    serve(&shared, stream, &mut backoff)
+                };
+                if let Ok(mut r) = shared.registering.lock() {
+                    *r = None;
+                }
                 if let Err(e) = served {
                     if !shared.stopped.load(Ordering::Relaxed) {
                         tracing::warn!("TaskManager {}: connection to JobManager {jm_address} lost: {e}; failing its tasks and reconnecting", shared.id);
@@ -568,6 +592,10 @@ fn serve(
     let peer = Peer::start(w, shared.rpc_limits.frame_timeout, "tm-rpc-out")?;
     if let Ok(mut g) = shared.writer.lock() {
         *g = Some(Link { token, peer });
+    }
+    // From now on a leader change aborts the link.
+    if let Ok(mut r) = shared.registering.lock() {
+        *r = None;
     }
     tracing::info!("TaskManager {} registered at the JobManager", shared.id);
     loop {
