@@ -729,6 +729,82 @@ fn active_mode_only_the_leader_starts_taskmanagers_and_killing_a_standby_kills_n
     );
 }
 
+/// Issue 10 item 3: a TaskManager registering with a leader that is paused (it accepts the
+/// connection in the kernel but never answers) moves to the new leader as soon as ZooKeeper
+/// names it, instead of waiting out `heartbeat.timeout` (60 s here) for the answer. Before the
+/// fix a leader change aborted only a registered connection, and this TaskManager registered
+/// with the new leader only after 60 s.
+#[test]
+fn a_taskmanager_registering_with_a_paused_leader_moves_to_the_new_leader_at_once() {
+    let session = Duration::from_secs(3);
+    let c = Cluster::start(
+        "register-paused",
+        2,
+        0,
+        session,
+        &[("heartbeat.timeout", "60 s".to_string())],
+    );
+    let leader = c.leader();
+    let standby = 1 - leader;
+    c.wait_for(
+        "the other JobManager to answer as a standby",
+        JOB_LIMIT,
+        || c.is_standby(standby).then_some(()),
+    );
+    let pid = c.pid_of("jobmanager", leader).expect("leader pid file");
+    signal(pid, libc::SIGSTOP);
+    let paused_at = Instant::now();
+    // Started while ZooKeeper still names the paused leader: it connects and registers there.
+    let log = c.log.join("eddy-taskmanager-late.log");
+    let file = std::fs::File::create(&log).expect("log file");
+    let tm = Daemon(
+        Command::new(EDDY)
+            .args(["taskmanager", "--conf", c.conf_str()])
+            .env("EDDY_LOG", "info")
+            .env_remove("EDDY_CONF_DIR")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log"))
+            .stderr(file)
+            .spawn()
+            .expect("start eddy taskmanager"),
+    );
+    let tm_pid = tm.0.id();
+    c.wait_for(
+        "the standby to lead after the session expired",
+        JOB_LIMIT,
+        || c.get(standby, "/overview"),
+    );
+    c.wait_for(
+        "the TaskManager to register with the new leader",
+        Duration::from_secs(50),
+        || {
+            c.registered(standby)
+                .filter(|pids| pids.contains(&tm_pid))
+                .map(|_| ())
+        },
+    );
+    let took = paused_at.elapsed();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let paused_rpc = c
+        .log_text("jobmanager", leader)
+        .lines()
+        .find_map(|l| {
+            l.split("JobManager listening for TaskManagers on ")
+                .nth(1)
+                .map(|a| a.trim().to_string())
+        })
+        .expect("the paused leader's RPC address in its log");
+    assert!(
+        text.contains(&format!("the leading JobManager is now {paused_rpc}")),
+        "the TaskManager first followed the paused leader (else this test proves nothing)\n{text}"
+    );
+    assert!(
+        took < Duration::from_secs(30),
+        "registered with the new leader {took:?} after the pause: it waited for the paused leader's answer (heartbeat.timeout 60 s)\n{text}"
+    );
+    signal(pid, libc::SIGCONT);
+}
+
 /// Issue 10 item 3: the TaskManagers are untouched by a leader's death (same processes, same
 /// ids, same data ports) and offer all their slots to the new leader at once; a TaskManager that
 /// ran no task of the job (the third of three) is registered like the others. The job's tasks
@@ -739,11 +815,16 @@ fn taskmanagers_keep_their_identity_and_offer_all_their_slots_to_the_new_leader(
     let (keys, per_key) = (10, 3000);
     let (job, output) = c.submit_sequence(keys, per_key, 2000);
     let leader = c.leader();
-    let before = c.wait_for("three registered TaskManagers", JOB_LIMIT, || {
-        c.slots(leader).filter(|s| s.len() == 3)
-    });
-    // Parallelism 2 over 3 TaskManagers of 2 slots: 4 free slots.
-    assert_eq!(before.values().map(|s| s.3).sum::<u64>(), 4, "{before:?}");
+    // Parallelism 2 over 3 TaskManagers of 2 slots: 4 free slots (waited for: a restart under
+    // load releases the job's slots for a moment).
+    let free = |m: &std::collections::BTreeMap<String, (String, u32, u64, u64)>| {
+        m.values().map(|s| s.3).sum::<u64>()
+    };
+    let before = c.wait_for(
+        "three registered TaskManagers, 4 free slots",
+        JOB_LIMIT,
+        || c.slots(leader).filter(|s| s.len() == 3 && free(s) == 4),
+    );
     std::thread::sleep(Duration::from_millis(500));
 
     let pid = c.pid_of("jobmanager", leader).expect("leader pid");
@@ -752,9 +833,9 @@ fn taskmanagers_keep_their_identity_and_offer_all_their_slots_to_the_new_leader(
         c.running_on(&job, &[leader])
     });
     let after = c.wait_for(
-        "the TaskManagers registered with the new leader",
+        "the TaskManagers registered with the new leader, the job in 2 of their slots",
         JOB_LIMIT,
-        || c.slots(new_leader).filter(|s| s.len() == 3),
+        || c.slots(new_leader).filter(|s| s.len() == 3 && free(s) == 4),
     );
     let identity = |m: &std::collections::BTreeMap<String, (String, u32, u64, u64)>| {
         m.iter()
@@ -767,7 +848,6 @@ fn taskmanagers_keep_their_identity_and_offer_all_their_slots_to_the_new_leader(
         "the same TaskManagers (id, data address, pid) offer all their slots to the new leader\n{}",
         c.log_tail()
     );
-    assert_eq!(after.values().map(|s| s.3).sum::<u64>(), 4, "{after:?}");
     let jm = c.log_text("jobmanager", new_leader);
     for id in after.keys() {
         assert!(
