@@ -250,9 +250,10 @@ struct Shared {
     writer: Writer,
     uploads: Mutex<Sender<Upload>>,
     token: Mutex<Option<FencingToken>>,
-    /// The connection being registered (before it becomes the [`Link`]), so a leader change
-    /// can end a registration that waits for an answer from a paused JobManager.
-    registering: Mutex<Option<TcpStream>>,
+    /// The connection to a JobManager (its address and socket), from before registration until
+    /// it ends, so a leader change can end it: also a registration that waits for an answer
+    /// from a paused JobManager. Never one to the new leader itself.
+    connection: Mutex<Option<(String, TcpStream)>>,
     stopped: AtomicBool,
     slots: u32,
     /// Bounds on what the JobManager sends (`pekko.framesize`); no message from it for
@@ -335,7 +336,7 @@ pub fn start_with(
         uploads: Mutex::new(uploader(writer.clone())),
         writer,
         token: Mutex::new(None),
-        registering: Mutex::new(None),
+        connection: Mutex::new(None),
         stopped: AtomicBool::new(false),
         slots: config.slots_per_taskmanager(),
         rpc_limits: rpc_limits(config),
@@ -457,16 +458,14 @@ fn connection_loop(shared: Arc<Shared>, target: JobManagerTarget) {
                     s.id,
                     addr.as_deref().unwrap_or("unknown")
                 );
-                if let Ok(w) = s.writer.lock() {
-                    if let Some(link) = w.as_ref() {
-                        link.peer.abort();
-                    }
-                }
-                // A registration under way with the old leader (e.g. one that is paused and
-                // will never answer) ends too.
-                if let Ok(r) = s.registering.lock() {
-                    if let Some(stream) = r.as_ref() {
-                        let _ = stream.shutdown(std::net::Shutdown::Both);
+                // Ends the connection to the old leader, registered or still registering (the
+                // link shares its socket). The connection loop, woken by the change, may have
+                // connected to the new leader already: that one stays.
+                if let Ok(c) = s.connection.lock() {
+                    if let Some((to, stream)) = c.as_ref() {
+                        if Some(to) != addr.as_ref() {
+                            let _ = stream.shutdown(std::net::Shutdown::Both);
+                        }
                     }
                 }
             }
@@ -505,8 +504,8 @@ fn connection_loop(shared: Arc<Shared>, target: JobManagerTarget) {
         match TcpStream::connect(&jm_address) {
             Ok(stream) => {
                 let _ = stream.set_nodelay(true);
-                if let Ok(mut r) = shared.registering.lock() {
-                    *r = stream.try_clone().ok();
+                if let Ok(mut c) = shared.connection.lock() {
+                    *c = stream.try_clone().ok().map(|s| (jm_address.clone(), s));
                 }
                 // The leader changed while connecting: the watcher did not see this stream.
                 let stale = matches!(target, JobManagerTarget::Ha(_))
@@ -516,8 +515,8 @@ fn connection_loop(shared: Arc<Shared>, target: JobManagerTarget) {
                 } else {
                     serve(&shared, stream, &mut backoff)
                 };
-                if let Ok(mut r) = shared.registering.lock() {
-                    *r = None;
+                if let Ok(mut c) = shared.connection.lock() {
+                    *c = None;
                 }
                 if let Err(e) = served {
                     if !shared.stopped.load(Ordering::Relaxed) {
@@ -592,10 +591,6 @@ fn serve(
     let peer = Peer::start(w, shared.rpc_limits.frame_timeout, "tm-rpc-out")?;
     if let Ok(mut g) = shared.writer.lock() {
         *g = Some(Link { token, peer });
-    }
-    // From now on a leader change aborts the link.
-    if let Ok(mut r) = shared.registering.lock() {
-        *r = None;
     }
     tracing::info!("TaskManager {} registered at the JobManager", shared.id);
     loop {
