@@ -10,6 +10,10 @@
 //!   `resourcemanager.active.taskmanagers` for the whole cluster; killing a standby kills none;
 //!   the TaskManagers outlive a leader's death and the new leader adopts them instead of
 //!   starting more; a TaskManager that dies is replaced by the leader; `cluster stop` leaves none.
+//! * hot standbys: a standby's cache of the HA stores (real ZooKeeper) follows the leader's jobs
+//!   and checkpoints, and a stale one still recovers the latest checkpoint; TaskManagers keep
+//!   their identity and offer all their slots to a new leader; one registering with a paused
+//!   leader moves to the new leader at once.
 //!
 //! Every test has its own temp dir, ZooKeeper (`scripts/zookeeper.sh` on a free port) and conf
 //! dir on free 127.0.0.1 ports. [`Cluster`]'s drop runs `eddy cluster stop`, SIGKILLs whatever
