@@ -498,8 +498,15 @@ fn connection_loop(shared: Arc<Shared>, target: JobManagerTarget) {
             },
         };
         let delay = backoff.delay_before(&jm_address);
-        if !delay.is_zero() && leader.sleep_unless_changed(delay, Some(&jm_address)) {
-            continue; // another leader: tried at once
+        if !delay.is_zero() {
+            match &target {
+                JobManagerTarget::Ha(_) => {
+                    if leader.sleep_unless_changed(delay, Some(&jm_address)) {
+                        continue; // another leader: tried at once
+                    }
+                }
+                JobManagerTarget::Fixed(_) => std::thread::sleep(delay),
+            }
         }
         match TcpStream::connect(&jm_address) {
             Ok(stream) => {
