@@ -2,7 +2,7 @@
 # Eddy's JobManager failover figures (issue 5's benchmark); results: bench/RESULTS-recovery.md.
 #
 #   bench/ha-failover.sh [--sessions "2 60"] [--kills N] [--kills-long N] [--supervisor on|off]
-#                        [--keep-logs] [--no-build | --eddy PATH]
+#                        [--signal kill|stop] [--keep-logs] [--no-build | --eddy PATH]
 #
 # For each ZooKeeper session timeout S (seconds; `high-availability.zookeeper.client.
 # session-timeout`): a private ZooKeeper (scripts/zookeeper.sh, its own port and dir; its zoo.cfg
@@ -20,6 +20,10 @@
 # The kill time is the wall clock right before kill(2), in ms. N = --kills (default 10) for
 # S <= 5 s and --kills-long (default 10) for longer sessions.
 #
+# --signal stop: SIGSTOP instead of SIGKILL (a paused leader: alive, so nothing closes its
+# session; a standby leads once ZooKeeper expired it), then SIGCONT once the job runs under the
+# new leader (the old one steps down and rejoins as a standby). Compare observed_ms with the
+# session timeout: the target is session timeout + < 500 ms.
 # --supervisor on (default): cluster.jobmanager.restart-attempts 1000, so `eddy cluster`'s
 # supervisor restarts the killed JobManager and 3 JobManagers are back before the next kill.
 # The supervisor also closes the dead leader's ZooKeeper session (docs/ha.md), so the takeover
@@ -39,6 +43,7 @@ SESSIONS="2 60"
 KILLS=10
 KILLS_LONG=10
 SUPERVISOR=on
+SIGNAL=kill
 KEEP_LOGS=0
 BUILD=1
 EDDY_SRC=""
@@ -48,6 +53,7 @@ while [ $# -gt 0 ]; do
     --kills) KILLS=$2; shift ;;
     --kills-long) KILLS_LONG=$2; shift ;;
     --supervisor) SUPERVISOR=$2; shift ;;
+    --signal) SIGNAL=$2; shift ;;
     --keep-logs) KEEP_LOGS=1 ;;
     --no-build) BUILD=0 ;;
     --eddy) EDDY_SRC=$2; BUILD=0; shift ;;
@@ -57,6 +63,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 case "$SUPERVISOR" in on|off) ;; *) echo "--supervisor on|off" >&2; exit 2 ;; esac
+case "$SIGNAL" in kill|stop) ;; *) echo "--signal kill|stop, not '$SIGNAL'" >&2; exit 2 ;; esac
 
 if [ "$BUILD" = 1 ]; then
   echo "== cargo build --release -p eddy (may wait for the shared target dir's lock)"
@@ -73,7 +80,7 @@ mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/eddy-ha-bench.XXXXXX)
 cp "$EDDY_SRC" "$WORK/eddy"
 ZK_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-export EDDY=$WORK/eddy WORK OUT SESSIONS KILLS KILLS_LONG SUPERVISOR ZK_PORT
+export EDDY=$WORK/eddy WORK OUT SESSIONS KILLS KILLS_LONG SUPERVISOR SIGNAL ZK_PORT
 
 cleanup() {
   set +e
@@ -131,6 +138,7 @@ EDDY, WORK, OUT = os.environ["EDDY"], os.environ["WORK"], os.environ["OUT"]
 SESSIONS = [int(s) for s in os.environ["SESSIONS"].split()]
 KILLS, KILLS_LONG = int(os.environ["KILLS"]), int(os.environ["KILLS_LONG"])
 SUPERVISOR = os.environ["SUPERVISOR"] == "on"
+STOP = os.environ["SIGNAL"] == "stop"
 ZK = f"127.0.0.1:{os.environ['ZK_PORT']}"
 TERMINAL = ("FINISHED", "FAILED", "CANCELED")
 STAMP = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -354,7 +362,7 @@ def steady(c, jid, after_ms):
 
 
 def run_session(session_s, kills):
-    name = f"ha-s{session_s}-sup{'on' if SUPERVISOR else 'off'}"
+    name = f"ha-s{session_s}-sup{'on' if SUPERVISOR else 'off'}{'-sigstop' if STOP else ''}"
     c = HaCluster(name, session_s)
     rows = []
     print(f"== {name}: session timeout {session_s} s, load {load1()}", flush=True)
@@ -378,11 +386,13 @@ def run_session(session_s, kills):
             pid = c.jm_pid(leader)
             la = load1()
             t_kill = now_ms()
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, signal.SIGSTOP if STOP else signal.SIGKILL)
             t_rest = new_leader = None
             while True:
                 if new_leader is None:
                     for i, m in enumerate(c.masters):
+                        if STOP and i == leader:
+                            continue  # paused: its REST port accepts but never answers
                         code, _ = http(m, "/overview", 0.5)
                         if code == 200:
                             t_rest, new_leader = now_ms(), i
@@ -408,7 +418,8 @@ def run_session(session_s, kills):
             granted = log_event_ms(c, new_leader, "granted leadership", t_kill)
             closed = log_event_ms(c, leader, "closed ZooKeeper session", t_kill, role="supervisor")
             row = {
-                "session_s": session_s, "supervisor": "on" if SUPERVISOR else "off", "kill": k,
+                "session_s": session_s, "supervisor": "on" if SUPERVISOR else "off",
+                "signal": "SIGSTOP" if STOP else "SIGKILL", "kill": k,
                 "old_leader": leader, "new_leader": new_leader, "load1": la,
                 "session_closed_ms": round(closed - t_kill, 1) if closed else "",
                 "granted_ms": round(granted - t_kill, 1) if granted else "",
@@ -428,7 +439,9 @@ def run_session(session_s, kills):
                   f"all tasks RUNNING seen at +{row['observed_ms']:.0f} ms, restored checkpoint {row['restored_checkpoint']}, "
                   f"load {la}", flush=True)
             after = ts["RUNNING"]
-            if not SUPERVISOR:
+            if STOP:
+                os.kill(pid, signal.SIGCONT)  # it finds itself deposed and rejoins as a standby
+            elif not SUPERVISOR:
                 c.restart_jobmanager(leader)
     except Failed as e:
         emit(f"FAILED {name}: {e}")
@@ -449,7 +462,7 @@ results = []
 for s in SESSIONS:
     results.append(run_session(s, KILLS if s <= 5 else KILLS_LONG))
 
-emit("### JobManager leader kill -9 -> new leader serving REST, and -> job RUNNING with all tasks on it, ms")
+emit(f"### JobManager leader {'SIGSTOP' if STOP else 'kill -9'} -> new leader serving REST, and -> job RUNNING with all tasks on it, ms")
 emit()
 emit("| session timeout | supervisor | kills | session closed by the supervisor (log) median | leadership granted (log) median | REST 200 median | REST 200 max | timestamps.RUNNING median | all tasks RUNNING median | min | max | load1 at kills (median, max) | HA `cluster start` |")
 emit("|---|---|---|---|---|---|---|---|---|---|---|---|---|")

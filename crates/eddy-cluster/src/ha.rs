@@ -285,6 +285,22 @@ impl Ha {
         })
     }
 
+    /// Ids of the stored job graphs (without reading them).
+    pub fn job_ids(&self) -> Result<Vec<JobId>, HaError> {
+        self.rt
+            .block_on(self.services.job_graph_store().list_job_ids())
+    }
+
+    /// The version of a job's stored graph (changes with every put); `None`: no graph.
+    pub fn job_graph_version(&self, job: JobId) -> Result<Option<String>, HaError> {
+        self.rt
+            .block_on(self.services.job_graph_store().version(job))
+    }
+
+    pub fn job_graph(&self, job: JobId) -> Result<Option<Vec<u8>>, HaError> {
+        self.rt.block_on(self.services.job_graph_store().get(job))
+    }
+
     pub fn add_checkpoint(
         &self,
         session: u128,

@@ -14,6 +14,7 @@ use crate::rpc::{
 };
 use crate::savepoints::{OperationStatus, SavepointMode, SavepointOperations};
 use crate::slots::SlotPool;
+use crate::standby::StandbyCache;
 use crate::status::{JobDetails, JobStatus};
 use eddy_coordination::{LeaderSessionId, LeadershipEvent};
 use eddy_core::config::Config;
@@ -324,6 +325,7 @@ pub fn start_with(
         unrecorded: BTreeMap::new(),
         archive,
         savepoints: SavepointOperations::default(),
+        standby: StandbyCache::default(),
         elected_at: 0,
         iteration_start: std::time::Instant::now(),
     };
@@ -370,6 +372,9 @@ struct JobManagerLoop {
     archive: JobArchive,
     /// Savepoint operations by trigger id (`savepoints.rs`).
     savepoints: SavepointOperations,
+    /// While a standby (with HA): the job graphs and checkpoints of the HA stores, polled, so a
+    /// grant of leadership recovers from memory what is still current (`standby.rs`).
+    standby: StandbyCache,
     /// When this JobManager last gained leadership (the start of a recovered job's timeline).
     elected_at: i64,
     /// When the current loop iteration began (after its stall check).
@@ -579,7 +584,9 @@ impl JobManagerLoop {
             }
             Err(e) => tracing::warn!("cannot read the archive of ended jobs: {e}"),
         }
-        let graphs = match ha.job_graphs() {
+        let cache_age = self.standby.age();
+        self.standby.take_use(); // what its polls read is not this recovery's
+        let graphs = match with_retries(|| self.standby.job_graphs(&ha)) {
             Ok(g) => g,
             Err(e) => {
                 tracing::error!("cannot read the job graph store: {e}; stepping down");
@@ -590,6 +597,17 @@ impl JobManagerLoop {
         for (id, bytes) in graphs {
             self.recover_job(id, bytes, now);
         }
+        let used = self.standby.take_use();
+        tracing::info!(
+            "recovered from the standby cache (last refreshed {}): job graphs {} cached, {} read; checkpoint metadata {} cached, {} read",
+            cache_age.map_or("never".to_string(), |a| format!("{} ms ago", a.as_millis())),
+            used.graphs_cached,
+            used.graphs_read,
+            used.metadata_cached,
+            used.metadata_read
+        );
+        // A leader keeps no cache: it is the one writing the stores.
+        self.standby.clear();
         self.schedule_waiting(now);
     }
 
@@ -986,15 +1004,14 @@ impl JobManagerLoop {
             let next = with_retries(|| ha.next_checkpoint_id(id))
                 .map_err(|e| format!("cannot read the checkpoint id counter: {e}"))?;
             first_checkpoint_id = first_checkpoint_id.max(next);
-            registered = with_retries(|| ha.checkpoints(id))
+            // Listed from the store now; metadata the standby cache read from the same pointer
+            // is not read again.
+            let cps = with_retries(|| self.standby.checkpoints(ha, id))
                 .map_err(|e| format!("cannot list the registered checkpoints: {e}"))?;
-            for (cid, pointer) in &registered {
+            for (cid, _) in &cps.registered {
                 first_checkpoint_id = first_checkpoint_id.max(cid + 1);
-                match eddy_recovery::storage::read_metadata(std::path::Path::new(pointer)) {
-                    Ok(cp) => retained.push(cp),
-                    Err(e) => skipped.push((*cid, e.to_string())),
-                }
             }
+            (registered, retained, skipped) = (cps.registered, cps.retained, cps.skipped);
         }
         let settings = JobMasterSettings {
             slot_request_timeout_ms: spec.config.slot_request_timeout().as_millis() as i64,
@@ -1530,6 +1547,9 @@ impl JobManagerLoop {
     }
 
     fn tick(&mut self, now: i64) {
+        if let (None, Some(ha)) = (self.token, &self.ha) {
+            self.standby.maybe_refresh(ha);
+        }
         self.retry_pending(now);
         self.archive_ended(now);
         let timeout = self.config.heartbeat_timeout().as_millis() as i64;

@@ -10,6 +10,7 @@ pub mod peer;
 pub mod rpc;
 pub mod savepoints;
 pub mod slots;
+pub mod standby;
 pub mod status;
 pub mod taskmanager;
 

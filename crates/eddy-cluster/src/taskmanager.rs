@@ -30,7 +30,7 @@ use std::io::BufReader;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// The registered connection to the leading JobManager: its fencing token and the sending side.
@@ -248,6 +248,10 @@ struct Shared {
     writer: Writer,
     uploads: Mutex<Sender<Upload>>,
     token: Mutex<Option<FencingToken>>,
+    /// The connection to a JobManager (its address and socket), from before registration until
+    /// it ends, so a leader change can end it: also a registration that waits for an answer
+    /// from a paused JobManager. Never one to the new leader itself.
+    connection: Mutex<Option<(String, TcpStream)>>,
     stopped: AtomicBool,
     slots: u32,
     /// Bounds on what the JobManager sends (`pekko.framesize`); no message from it for
@@ -330,6 +334,7 @@ pub fn start_with(
         uploads: Mutex::new(uploader(writer.clone())),
         writer,
         token: Mutex::new(None),
+        connection: Mutex::new(None),
         stopped: AtomicBool::new(false),
         slots: config.slots_per_taskmanager(),
         rpc_limits: rpc_limits(config),
@@ -348,44 +353,117 @@ pub fn start_with(
     Ok(TaskManagerHandle { shared })
 }
 
-/// Connects, registers and serves the JobManager; reconnects when the connection drops.
-/// Sleeps `d`, but wakes at once when leader retrieval reports another JobManager than `current`
-/// (a failover must not wait out a reconnect backoff grown against the dead leader).
-fn sleep_unless_leader_changes(d: Duration, leader: &Mutex<Option<String>>, current: &str) {
-    let until = Instant::now() + d;
-    while Instant::now() < until {
-        if leader
-            .lock()
-            .ok()
-            .is_some_and(|l| l.as_deref().is_some_and(|a| a != current))
-        {
-            return;
+/// The leader's RPC address as leader retrieval last reported it; waiters wake on a change.
+#[derive(Default)]
+struct LeaderCell {
+    address: Mutex<Option<String>>,
+    changed: Condvar,
+}
+
+impl LeaderCell {
+    fn get(&self) -> Option<String> {
+        self.address.lock().ok().and_then(|a| a.clone())
+    }
+
+    /// Records `address`; whether it differs from the previous one.
+    fn set(&self, address: Option<String>) -> bool {
+        let Ok(mut cur) = self.address.lock() else {
+            return false;
+        };
+        let changed = std::mem::replace(&mut *cur, address.clone()) != address;
+        if changed {
+            self.changed.notify_all();
         }
-        std::thread::sleep(Duration::from_millis(5));
+        changed
+    }
+
+    /// Sleeps `d`, but wakes at once when the leader is another than `current` (a failover must
+    /// not wait out a back-off grown against the dead leader). Whether it woke for a change.
+    fn sleep_unless_changed(&self, d: Duration, current: Option<&str>) -> bool {
+        let until = Instant::now() + d;
+        let Ok(mut cur) = self.address.lock() else {
+            std::thread::sleep(d);
+            return false;
+        };
+        loop {
+            if cur.as_deref() != current {
+                return true;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            cur = match self.changed.wait_timeout(cur, left) {
+                Ok((g, _)) => g,
+                Err(_) => return false,
+            };
+        }
     }
 }
 
+/// When a TaskManager tries its JobManager again. The first attempt at an address it has not
+/// just tried (a new leader) is immediate; attempts at the same address back off from
+/// [`ReconnectBackoff::FIRST`] to [`ReconnectBackoff::MAX`], doubling after each failure.
+struct ReconnectBackoff {
+    last: Option<String>,
+    next: Duration,
+}
+
+impl ReconnectBackoff {
+    const FIRST: Duration = Duration::from_millis(10);
+    const MAX: Duration = Duration::from_secs(1);
+
+    fn new() -> ReconnectBackoff {
+        ReconnectBackoff {
+            last: None,
+            next: Self::FIRST,
+        }
+    }
+
+    /// The wait before an attempt at `address`; zero for the first attempt at a new address.
+    fn delay_before(&mut self, address: &str) -> Duration {
+        if self.last.as_deref() != Some(address) {
+            self.last = Some(address.to_string());
+            self.next = Self::FIRST;
+            return Duration::ZERO;
+        }
+        self.next
+    }
+
+    /// The attempt failed (no connection, or a refused registration): wait longer next time.
+    fn failed(&mut self) {
+        self.next = (self.next * 2).min(Self::MAX);
+    }
+
+    /// A connection was registered: a later loss retries it after the shortest wait.
+    fn registered(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
+/// Connects, registers and serves the JobManager; reconnects when the connection drops.
 fn connection_loop(shared: Arc<Shared>, target: JobManagerTarget) {
     // With HA, the leader's RPC address comes from leader retrieval; a change of leader closes
-    // the current connection so the loop below connects to the new one.
-    let leader: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    // the current connection so the loop below connects to the new one at once.
+    let leader: Arc<LeaderCell> = Arc::new(LeaderCell::default());
     if let JobManagerTarget::Ha(ha) = &target {
         let (l, s) = (leader.clone(), shared.clone());
         let watched = ha.watch_leader(move |info| {
             let addr = info.map(|(a, _)| a.rpc);
-            let changed = l
-                .lock()
-                .map(|mut cur| std::mem::replace(&mut *cur, addr.clone()) != addr)
-                .unwrap_or(false);
-            if changed {
+            if l.set(addr.clone()) {
                 tracing::info!(
                     "TaskManager {}: the leading JobManager is now {}",
                     s.id,
                     addr.as_deref().unwrap_or("unknown")
                 );
-                if let Ok(w) = s.writer.lock() {
-                    if let Some(link) = w.as_ref() {
-                        link.peer.abort();
+                // Ends the connection to the old leader, registered or still registering (the
+                // link shares its socket). The connection loop, woken by the change, may have
+                // connected to the new leader already: that one stays.
+                if let Ok(c) = s.connection.lock() {
+                    if let Some((to, stream)) = c.as_ref() {
+                        if Some(to) != addr.as_ref() {
+                            let _ = stream.shutdown(std::net::Shutdown::Both);
+                        }
                     }
                 }
             }
@@ -397,12 +475,12 @@ fn connection_loop(shared: Arc<Shared>, target: JobManagerTarget) {
             );
         }
     }
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = ReconnectBackoff::new();
     let mut last_warn = Instant::now() - Duration::from_secs(60);
     while !shared.stopped.load(Ordering::Relaxed) {
         let jm_address = match &target {
             JobManagerTarget::Fixed(a) => a.clone(),
-            JobManagerTarget::Ha(_) => match leader.lock().ok().and_then(|l| l.clone()) {
+            JobManagerTarget::Ha(_) => match leader.get() {
                 Some(a) => a,
                 None => {
                     if last_warn.elapsed() > Duration::from_secs(5) {
@@ -412,16 +490,40 @@ fn connection_loop(shared: Arc<Shared>, target: JobManagerTarget) {
                         );
                         last_warn = Instant::now();
                     }
-                    std::thread::sleep(Duration::from_millis(20));
+                    leader.sleep_unless_changed(Duration::from_millis(200), None);
                     continue;
                 }
             },
         };
+        let delay = backoff.delay_before(&jm_address);
+        if !delay.is_zero() {
+            match &target {
+                JobManagerTarget::Ha(_) => {
+                    if leader.sleep_unless_changed(delay, Some(&jm_address)) {
+                        continue; // another leader: tried at once
+                    }
+                }
+                JobManagerTarget::Fixed(_) => std::thread::sleep(delay),
+            }
+        }
         match TcpStream::connect(&jm_address) {
             Ok(stream) => {
-                backoff = Duration::from_millis(50);
                 let _ = stream.set_nodelay(true);
-                if let Err(e) = serve(&shared, stream) {
+                if let Ok(mut c) = shared.connection.lock() {
+                    *c = stream.try_clone().ok().map(|s| (jm_address.clone(), s));
+                }
+                // The leader changed while connecting: the watcher did not see this stream.
+                let stale = matches!(target, JobManagerTarget::Ha(_))
+                    && leader.get().as_deref() != Some(jm_address.as_str());
+                let served = if stale {
+                    Err(std::io::Error::other("the leader changed while connecting"))
+                } else {
+                    serve(&shared, stream, &mut backoff)
+                };
+                if let Ok(mut c) = shared.connection.lock() {
+                    *c = None;
+                }
+                if let Err(e) = served {
                     if !shared.stopped.load(Ordering::Relaxed) {
                         tracing::warn!("TaskManager {}: connection to JobManager {jm_address} lost: {e}; failing its tasks and reconnecting", shared.id);
                     }
@@ -433,21 +535,23 @@ fn connection_loop(shared: Arc<Shared>, target: JobManagerTarget) {
                     *t = None;
                 }
                 cancel_all(&shared);
-                sleep_unless_leader_changes(backoff, &leader, &jm_address);
             }
             Err(e) => {
                 if last_warn.elapsed() > Duration::from_secs(5) {
                     tracing::warn!("TaskManager {}: cannot reach the JobManager at {jm_address}: {e}; retrying", shared.id);
                     last_warn = Instant::now();
                 }
-                sleep_unless_leader_changes(backoff, &leader, &jm_address);
-                backoff = (backoff * 2).min(Duration::from_secs(1));
+                backoff.failed();
             }
         }
     }
 }
 
-fn serve(shared: &Arc<Shared>, stream: TcpStream) -> std::io::Result<()> {
+fn serve(
+    shared: &Arc<Shared>,
+    stream: TcpStream,
+    backoff: &mut ReconnectBackoff,
+) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     // The JobManager answers every heartbeat: silence longer than heartbeat.timeout means it
     // is gone (paused, partitioned) even though the connection looks open.
@@ -462,17 +566,27 @@ fn serve(shared: &Arc<Shared>, stream: TcpStream) -> std::io::Result<()> {
             pid: std::process::id(),
         },
     )?;
-    let token = match read_message::<JmMessage>(&mut reader, &shared.rpc_limits)? {
-        JmMessage::Registered { token } => token,
-        JmMessage::Refused { reason } => {
+    let token = match read_message::<JmMessage>(&mut reader, &shared.rpc_limits) {
+        Ok(JmMessage::Registered { token }) => {
+            backoff.registered();
+            token
+        }
+        Err(e) => {
+            backoff.failed();
+            return Err(e);
+        }
+        Ok(JmMessage::Refused { reason }) => {
+            // E.g. a new leader that has not yet taken up its grant: tried again shortly.
+            backoff.failed();
             return Err(std::io::Error::other(format!(
                 "registration refused: {reason}"
-            )))
+            )));
         }
-        other => {
+        Ok(other) => {
+            backoff.failed();
             return Err(std::io::Error::other(format!(
                 "unexpected reply to registration: {other:?}"
-            )))
+            )));
         }
     };
     if let Ok(mut t) = shared.token.lock() {
@@ -649,5 +763,67 @@ fn heartbeat_loop(shared: Arc<Shared>, interval: Duration) {
         if current_token(&shared).is_some() {
             send(&shared.writer, TmMessage::Heartbeat { counters }, None);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_attempt_at_a_new_leader_is_immediate_whatever_the_backoff_grew_to() {
+        let mut b = ReconnectBackoff::new();
+        assert_eq!(
+            b.delay_before("jm-a:1"),
+            Duration::ZERO,
+            "first attempt ever"
+        );
+        // The leader died: attempts at its address fail and back off up to the cap.
+        let mut waits = Vec::new();
+        for _ in 0..10 {
+            b.failed();
+            waits.push(b.delay_before("jm-a:1"));
+        }
+        assert_eq!(waits[0], ReconnectBackoff::FIRST * 2);
+        assert!(waits.windows(2).all(|w| w[0] <= w[1]), "{waits:?}");
+        assert_eq!(*waits.last().unwrap(), ReconnectBackoff::MAX);
+        // Leader retrieval names another JobManager: tried at once, and a refusal there (the
+        // grant not taken up yet) waits the shortest back-off, not the one grown against a.
+        assert_eq!(b.delay_before("jm-b:2"), Duration::ZERO);
+        b.failed();
+        assert_eq!(b.delay_before("jm-b:2"), ReconnectBackoff::FIRST * 2);
+        // Registered, then the connection is lost: the same leader is retried after FIRST.
+        b.registered();
+        assert_eq!(b.delay_before("jm-b:2"), ReconnectBackoff::FIRST);
+        // Back to a (e.g. a JobManager restarted at a's address that won the election).
+        assert_eq!(b.delay_before("jm-a:1"), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_leader_change_wakes_a_backing_off_taskmanager() {
+        let cell = Arc::new(LeaderCell::default());
+        cell.set(Some("old:1".into()));
+        let c = cell.clone();
+        let t = std::thread::spawn(move || {
+            let start = Instant::now();
+            let woke = c.sleep_unless_changed(Duration::from_secs(60), Some("old:1"));
+            (woke, start.elapsed())
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            cell.set(Some("new:2".into())),
+            "a different address is a change"
+        );
+        let (woke, slept) = t.join().unwrap();
+        assert!(woke, "woken by the change, not by the timeout");
+        assert!(slept < Duration::from_secs(30), "{slept:?}");
+        assert!(
+            !cell.set(Some("new:2".into())),
+            "the same address is no change"
+        );
+        // Already another leader than the caller's: returns at once.
+        assert!(cell.sleep_unless_changed(Duration::from_secs(60), Some("old:1")));
+        // No change within the wait: sleeps it out.
+        assert!(!cell.sleep_unless_changed(Duration::from_millis(20), Some("new:2")));
     }
 }

@@ -226,6 +226,18 @@ pub trait JobGraphStore: Send + Sync {
         -> BoxFuture<'_, Result<(), HaError>>;
     /// Ids of all stored job graphs, sorted.
     fn list_job_ids(&self) -> BoxFuture<'_, Result<Vec<JobId>, HaError>>;
+    /// A token that changes whenever the job graph of `job_id` is put again (`None`: no graph),
+    /// so a standby that keeps the graph parsed in memory re-reads it only when it changed. The
+    /// ZooKeeper backend answers from the pointer node alone (each put writes a new blob); this
+    /// default reads the graph and hashes it.
+    fn version(&self, job_id: JobId) -> BoxFuture<'_, Result<Option<String>, HaError>> {
+        Box::pin(async move {
+            Ok(self
+                .get(job_id)
+                .await?
+                .map(|g| format!("{}-{:08x}", g.len(), crate::durable::crc32(&g))))
+        })
+    }
 }
 
 /// Pointers (e.g. `<checkpoint-dir>/<job-id>/chk-<n>`) to completed checkpoints, per job. The

@@ -10,6 +10,10 @@
 //!   `resourcemanager.active.taskmanagers` for the whole cluster; killing a standby kills none;
 //!   the TaskManagers outlive a leader's death and the new leader adopts them instead of
 //!   starting more; a TaskManager that dies is replaced by the leader; `cluster stop` leaves none.
+//! * hot standbys: a standby's cache of the HA stores (real ZooKeeper) follows the leader's jobs
+//!   and checkpoints, and a stale one still recovers the latest checkpoint; TaskManagers keep
+//!   their identity and offer all their slots to a new leader; one registering with a paused
+//!   leader moves to the new leader at once.
 //!
 //! Every test has its own temp dir, ZooKeeper (`scripts/zookeeper.sh` on a free port) and conf
 //! dir on free 127.0.0.1 ports. [`Cluster`]'s drop runs `eddy cluster stop`, SIGKILLs whatever
@@ -278,6 +282,32 @@ impl Cluster {
         )
     }
 
+    /// The TaskManagers registered with JobManager `jm`: id → (data address, pid, slots total,
+    /// slots free).
+    fn slots(
+        &self,
+        jm: usize,
+    ) -> Option<std::collections::BTreeMap<String, (String, u32, u64, u64)>> {
+        let v = self.get(jm, "/taskmanagers")?;
+        Some(
+            v["taskmanagers"]
+                .as_array()?
+                .iter()
+                .filter_map(|t| {
+                    Some((
+                        t["id"].as_str()?.to_string(),
+                        (
+                            t["path"].as_str()?.to_string(),
+                            t["pid"].as_u64()? as u32,
+                            t["slotsNumber"].as_u64()?,
+                            t["freeSlots"].as_u64()?,
+                        ),
+                    ))
+                })
+                .collect(),
+        )
+    }
+
     fn wait_for<T>(&self, what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
         let deadline = Instant::now() + limit;
         loop {
@@ -454,6 +484,13 @@ fn supervised_leader_killed_with_a_60s_session_a_standby_runs_the_job_long_befor
     assert!(
         sup.contains("closed ZooKeeper session") && sup.contains(&format!("(pid {pid})")),
         "the supervisor logs that it closed the dead leader's session\n{sup}"
+    );
+    // The standby had polled the stores: the job graph came from its cache (hot standby).
+    let jm = c.log_text("jobmanager", new_leader);
+    assert!(
+        jm.contains("recovered from the standby cache")
+            && jm.contains("job graphs 1 cached, 0 read"),
+        "the new leader recovers the job graph from its standby cache\n{jm}"
     );
 
     let end = c.await_end(&job);
@@ -696,6 +733,138 @@ fn active_mode_only_the_leader_starts_taskmanagers_and_killing_a_standby_kills_n
     );
 }
 
+/// Issue 10 item 3: a TaskManager registering with a leader that is paused (it accepts the
+/// connection in the kernel but never answers) moves to the new leader as soon as ZooKeeper
+/// names it, instead of waiting out `heartbeat.timeout` (60 s here) for the answer. Before the
+/// fix a leader change aborted only a registered connection, and this TaskManager registered
+/// with the new leader only after 60 s.
+#[test]
+fn a_taskmanager_registering_with_a_paused_leader_moves_to_the_new_leader_at_once() {
+    let session = Duration::from_secs(3);
+    let c = Cluster::start(
+        "register-paused",
+        2,
+        0,
+        session,
+        &[("heartbeat.timeout", "60 s".to_string())],
+    );
+    let leader = c.leader();
+    let standby = 1 - leader;
+    c.wait_for(
+        "the other JobManager to answer as a standby",
+        JOB_LIMIT,
+        || c.is_standby(standby).then_some(()),
+    );
+    let pid = c.pid_of("jobmanager", leader).expect("leader pid file");
+    signal(pid, libc::SIGSTOP);
+    let paused_at = Instant::now();
+    // Started while ZooKeeper still names the paused leader: it connects and registers there.
+    let log = c.log.join("eddy-taskmanager-late.log");
+    let file = std::fs::File::create(&log).expect("log file");
+    let tm = Daemon(
+        Command::new(EDDY)
+            .args(["taskmanager", "--conf", c.conf_str()])
+            .env("EDDY_LOG", "info")
+            .env_remove("EDDY_CONF_DIR")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log"))
+            .stderr(file)
+            .spawn()
+            .expect("start eddy taskmanager"),
+    );
+    let tm_pid = tm.0.id();
+    c.wait_for(
+        "the standby to lead after the session expired",
+        JOB_LIMIT,
+        || c.get(standby, "/overview"),
+    );
+    c.wait_for(
+        "the TaskManager to register with the new leader",
+        Duration::from_secs(50),
+        || {
+            c.registered(standby)
+                .filter(|pids| pids.contains(&tm_pid))
+                .map(|_| ())
+        },
+    );
+    let took = paused_at.elapsed();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let paused_rpc = c
+        .log_text("jobmanager", leader)
+        .lines()
+        .find_map(|l| {
+            l.split("JobManager listening for TaskManagers on ")
+                .nth(1)
+                .map(|a| a.trim().to_string())
+        })
+        .expect("the paused leader's RPC address in its log");
+    assert!(
+        text.contains(&format!("the leading JobManager is now {paused_rpc}")),
+        "the TaskManager first followed the paused leader (else this test proves nothing)\n{text}"
+    );
+    assert!(
+        took < Duration::from_secs(30),
+        "registered with the new leader {took:?} after the pause: it waited for the paused leader's answer (heartbeat.timeout 60 s)\n{text}"
+    );
+    signal(pid, libc::SIGCONT);
+}
+
+/// Issue 10 item 3: the TaskManagers are untouched by a leader's death (same processes, same
+/// ids, same data ports) and offer all their slots to the new leader at once; a TaskManager that
+/// ran no task of the job (the third of three) is registered like the others. The job's tasks
+/// restart from the latest checkpoint (exactly-once), in the same TaskManagers.
+#[test]
+fn taskmanagers_keep_their_identity_and_offer_all_their_slots_to_the_new_leader() {
+    let c = Cluster::start("slots", 2, 3, Duration::from_secs(5), &[]);
+    let (keys, per_key) = (10, 3000);
+    let (job, output) = c.submit_sequence(keys, per_key, 2000);
+    let leader = c.leader();
+    // Parallelism 2 over 3 TaskManagers of 2 slots: 4 free slots (waited for: a restart under
+    // load releases the job's slots for a moment).
+    let free = |m: &std::collections::BTreeMap<String, (String, u32, u64, u64)>| {
+        m.values().map(|s| s.3).sum::<u64>()
+    };
+    let before = c.wait_for(
+        "three registered TaskManagers, 4 free slots",
+        JOB_LIMIT,
+        || c.slots(leader).filter(|s| s.len() == 3 && free(s) == 4),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+
+    let pid = c.pid_of("jobmanager", leader).expect("leader pid");
+    signal(pid, libc::SIGKILL);
+    let new_leader = c.wait_for("another JobManager to run the job", JOB_LIMIT, || {
+        c.running_on(&job, &[leader])
+    });
+    let after = c.wait_for(
+        "the TaskManagers registered with the new leader, the job in 2 of their slots",
+        JOB_LIMIT,
+        || c.slots(new_leader).filter(|s| s.len() == 3 && free(s) == 4),
+    );
+    let identity = |m: &std::collections::BTreeMap<String, (String, u32, u64, u64)>| {
+        m.iter()
+            .map(|(id, (data, pid, total, _))| (id.clone(), data.clone(), *pid, *total))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        identity(&after),
+        identity(&before),
+        "the same TaskManagers (id, data address, pid) offer all their slots to the new leader\n{}",
+        c.log_tail()
+    );
+    let jm = c.log_text("jobmanager", new_leader);
+    for id in after.keys() {
+        assert!(
+            jm.contains(&format!("TaskManager {id} registered with 2 slots")),
+            "{id} registered with the new leader offering all its slots\n{jm}"
+        );
+    }
+
+    let end = c.await_end(&job);
+    assert_eq!(status(&end), "FINISHED", "{end}\n{}", c.log_tail());
+    assert_witness(&c, &output, keys, per_key);
+}
+
 #[test]
 fn active_mode_taskmanagers_outlive_a_leader_the_new_leader_adopts_them_and_replaces_a_dead_one() {
     let c = Cluster::start("active-adopt", 2, 0, Duration::from_secs(2), &active(2));
@@ -733,4 +902,180 @@ fn active_mode_taskmanagers_outlive_a_leader_the_new_leader_adopts_them_and_repl
     let end = c.await_end(&job);
     assert_eq!(status(&end), "FINISHED", "{end}\n{}", c.log_tail());
     assert_witness(&c, &output, keys, per_key);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hot standby (issue 10 item 3)
+
+/// A completed checkpoint `id` of `job` written to checkpoint storage under `dir`, as a
+/// JobManager writes it; returns the pointer the completed-checkpoint store keeps.
+fn write_checkpoint(dir: &Path, job: eddy_core::JobId, id: u64) -> String {
+    let cp = eddy_recovery::CompletedCheckpoint {
+        job_id: job,
+        checkpoint_id: id,
+        kind: eddy_recovery::CheckpointKind::Checkpoint,
+        trigger_timestamp_ms: id * 1000,
+        completion_timestamp_ms: id * 1000 + 1,
+        tasks: Vec::new(),
+        operators: Vec::new(),
+    };
+    eddy_recovery::CheckpointStorage::new(dir, job)
+        .write_metadata(&cp)
+        .expect("write checkpoint metadata")
+        .display()
+        .to_string()
+}
+
+/// A standby's cache (real ZooKeeper, two HA clients): it sees a job submitted to the leader
+/// and its checkpoints advance, re-reads only what changed, and when it is stale (a checkpoint
+/// completed after its last poll) the recovery still lists the store and restores the latest.
+#[test]
+fn a_standby_cache_follows_the_leader_and_a_stale_cache_still_recovers_the_latest_checkpoint() {
+    use eddy_cluster::ha::{Ha, LeaderAddress};
+    use eddy_cluster::standby::{CacheUse, StandbyCache};
+
+    let dir = tempfile::Builder::new()
+        .prefix("eddy-failover-cache-")
+        .tempdir()
+        .expect("temp dir");
+    let zk = ZooKeeper::start(dir.path().join("zk"));
+    let mut config = eddy_core::config::Config::default();
+    for (k, v) in [
+        ("high-availability.type", "zookeeper".to_string()),
+        (
+            "high-availability.zookeeper.quorum",
+            format!("127.0.0.1:{}", zk.port),
+        ),
+        (
+            "high-availability.storageDir",
+            dir.path().join("ha").display().to_string(),
+        ),
+        ("high-availability.cluster-id", "/cache".to_string()),
+        (
+            "high-availability.zookeeper.client.session-timeout",
+            "10 s".to_string(),
+        ),
+    ] {
+        config.set(k, &v);
+    }
+    let leader = Ha::connect(&config).expect("connect").expect("HA");
+    let standby = Ha::connect(&config).expect("connect").expect("HA");
+    let (tx, rx) = std::sync::mpsc::channel();
+    leader
+        .campaign(
+            &LeaderAddress {
+                rpc: "127.0.0.1:1".into(),
+                rest: "127.0.0.1:2".into(),
+            },
+            move |ev| {
+                if let eddy_coordination::LeadershipEvent::Granted { session_id } = ev {
+                    let _ = tx.send(session_id.0);
+                }
+            },
+        )
+        .expect("campaign");
+    let session = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("leadership granted");
+    let checkpoints = dir.path().join("checkpoints");
+    let mut cache = StandbyCache::default();
+
+    // Nothing submitted yet.
+    cache.refresh(&standby).expect("refresh");
+    let job = eddy_core::JobId::random();
+    assert_eq!(cache.cached(job), None);
+    cache.take_use();
+
+    // The leader accepts a job (graph first) and completes checkpoint 1.
+    leader
+        .put_job_graph(session, job, b"graph v1".to_vec())
+        .expect("put job graph");
+    let p1 = write_checkpoint(&checkpoints, job, 1);
+    leader.add_checkpoint(session, job, 1, p1).expect("add 1");
+    cache.refresh(&standby).expect("refresh");
+    assert_eq!(cache.cached(job), Some(vec![1]), "the standby sees the job");
+    let read_all = CacheUse {
+        graphs_cached: 0,
+        graphs_read: 1,
+        metadata_cached: 0,
+        metadata_read: 1,
+    };
+    assert_eq!(cache.take_use(), read_all);
+
+    // Checkpoint 2 completes and 1 is subsumed: only 2's metadata is read, not the graph.
+    let p2 = write_checkpoint(&checkpoints, job, 2);
+    leader.add_checkpoint(session, job, 2, p2).expect("add 2");
+    leader.remove_checkpoint(session, job, 1).expect("remove 1");
+    cache.refresh(&standby).expect("refresh");
+    assert_eq!(cache.cached(job), Some(vec![2]), "its checkpoints advance");
+    assert_eq!(
+        cache.take_use(),
+        CacheUse {
+            graphs_cached: 1,
+            graphs_read: 0,
+            metadata_cached: 0,
+            metadata_read: 1,
+        }
+    );
+
+    // Stale: checkpoint 3 completes after the last poll. The recovery lists the store (3 is
+    // there) and reads only 3's metadata; it restores from 3, never from the cached 2.
+    let p3 = write_checkpoint(&checkpoints, job, 3);
+    leader.add_checkpoint(session, job, 3, p3).expect("add 3");
+    let graphs = cache.job_graphs(&standby).expect("job graphs");
+    assert_eq!(graphs, vec![(job, b"graph v1".to_vec())]);
+    let cps = cache.checkpoints(&standby, job).expect("checkpoints");
+    let registered: Vec<u64> = cps.registered.iter().map(|(i, _)| *i).collect();
+    assert_eq!(registered, vec![2, 3]);
+    let latest = cps.retained.iter().map(|c| c.checkpoint_id).max();
+    assert_eq!(
+        latest,
+        Some(3),
+        "restores from the latest, not the cached one"
+    );
+    assert!(cps.skipped.is_empty(), "{:?}", cps.skipped);
+    assert_eq!(
+        cache.take_use(),
+        CacheUse {
+            graphs_cached: 1,
+            graphs_read: 0,
+            metadata_cached: 1,
+            metadata_read: 1,
+        }
+    );
+
+    // A job graph put again (a new version) is re-read; a removed job leaves the cache.
+    leader
+        .put_job_graph(session, job, b"graph v2".to_vec())
+        .expect("put job graph again");
+    let graphs = cache.job_graphs(&standby).expect("job graphs");
+    assert_eq!(graphs, vec![(job, b"graph v2".to_vec())]);
+    assert_eq!(cache.take_use().graphs_read, 1);
+    leader
+        .record_dirty_result(session, job, serde_json::json!({"status": "CANCELED"}))
+        .expect("record result");
+    leader.clean_up_ended_job(session, job).expect("clean up");
+    cache.refresh(&standby).expect("refresh");
+    assert_eq!(
+        cache.cached(job),
+        None,
+        "a job gone from the store leaves the cache"
+    );
+
+    // A cached checkpoint whose file vanished is read again (and reported unreadable), never
+    // taken from memory.
+    let other = eddy_core::JobId::random();
+    leader
+        .put_job_graph(session, other, b"graph".to_vec())
+        .expect("put job graph");
+    let p = write_checkpoint(&checkpoints, other, 7);
+    leader
+        .add_checkpoint(session, other, 7, p.clone())
+        .expect("add 7");
+    cache.refresh(&standby).expect("refresh");
+    assert_eq!(cache.cached(other), Some(vec![7]));
+    std::fs::remove_file(&p).expect("remove metadata");
+    let cps = cache.checkpoints(&standby, other).expect("checkpoints");
+    assert!(cps.retained.is_empty());
+    assert_eq!(cps.skipped.len(), 1, "{:?}", cps.skipped);
 }

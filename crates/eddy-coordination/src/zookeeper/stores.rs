@@ -464,6 +464,19 @@ impl JobGraphStore for ZkStores {
         })
     }
 
+    fn version(&self, job_id: JobId) -> BoxFuture<'_, Result<Option<String>, HaError>> {
+        Box::pin(async move {
+            let client = self.client()?;
+            let node = self.shared.paths.jobgraph(job_id);
+            let Some((data, _)) = read(&client, &node).await? else {
+                return Ok(None);
+            };
+            // Every put writes a blob with a new random name: the pointer is the version.
+            let ptr: JobGraphPointer = decode(&node, &data)?;
+            Ok(Some(ptr.path))
+        })
+    }
+
     fn list_job_ids(&self) -> BoxFuture<'_, Result<Vec<JobId>, HaError>> {
         Box::pin(async move {
             let client = self.client()?;
