@@ -2,11 +2,11 @@
 # Eddy's JobManager failover figures (issue 5's benchmark); results: bench/RESULTS-recovery.md.
 #
 #   bench/ha-failover.sh [--sessions "2 60"] [--kills N] [--kills-long N] [--supervisor on|off]
-#                        [--signal kill|stop] [--keep-logs] [--no-build | --eddy PATH]
+#                        [--signal kill|stop] [--zk-tick-ms MS] [--keep-logs] [--no-build | --eddy PATH]
 #
 # For each ZooKeeper session timeout S (seconds; `high-availability.zookeeper.client.
 # session-timeout`): a private ZooKeeper (scripts/zookeeper.sh, its own port and dir; its zoo.cfg
-# has minSessionTimeout=1000, maxSessionTimeout=60000, tickTime=1000), an HA cluster of 3
+# has minSessionTimeout=1000, maxSessionTimeout=60000, tickTime=--zk-tick-ms), an HA cluster of 3
 # JobManagers + 3 TaskManagers x 2 slots (conf-ha/'s settings, own ports, unique cluster-id),
 # a throttled `sequence` job at -p 4, and N times: kill -9 the leader JobManager, then measure
 #   rest_ms     kill -> first JobManager of `masters` answering 200 on GET /overview (the leader;
@@ -31,6 +31,8 @@
 # --supervisor off: restart-attempts 0; this script restarts the killed JobManager itself
 # (`eddy jobmanager --conf DIR -D rest.port=...`, pid tracked) after the job recovered.
 #
+# --zk-tick-ms: the private ZooKeeper's tickTime (default 1000). ZooKeeper expires sessions in
+# tick buckets, so an expiry (the SIGSTOP case) comes up to one tick after the session timeout.
 # Everything lives under /tmp/eddy-ha-bench.XXXXXX; the EXIT trap stops the cluster, ZooKeeper
 # and every process it started (by pid). Raw results go to bench/out/recovery/ (with
 # --keep-logs also the clusters' log dirs, as bench/out/recovery/logs-<cluster>-<time>/).
@@ -44,6 +46,7 @@ KILLS=10
 KILLS_LONG=10
 SUPERVISOR=on
 SIGNAL=kill
+ZK_TICK_MS=1000
 KEEP_LOGS=0
 BUILD=1
 EDDY_SRC=""
@@ -54,10 +57,11 @@ while [ $# -gt 0 ]; do
     --kills-long) KILLS_LONG=$2; shift ;;
     --supervisor) SUPERVISOR=$2; shift ;;
     --signal) SIGNAL=$2; shift ;;
+    --zk-tick-ms) ZK_TICK_MS=$2; shift ;;
     --keep-logs) KEEP_LOGS=1 ;;
     --no-build) BUILD=0 ;;
     --eddy) EDDY_SRC=$2; BUILD=0; shift ;;
-    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
     *) echo "unknown argument '$1' (see bench/ha-failover.sh --help)" >&2; exit 2 ;;
   esac
   shift
@@ -124,7 +128,7 @@ machine() {
   echo "memory: $(free -g | awk '/^Mem:/ {print $2 " GiB total, " $7 " GiB available"}')"
   echo "uptime: $(uptime)"
 }
-scripts/zookeeper.sh start --port "$ZK_PORT" --dir "$WORK/zk"
+scripts/zookeeper.sh start --port "$ZK_PORT" --dir "$WORK/zk" --tick-ms "$ZK_TICK_MS"
 {
   machine
   echo "zookeeper: $(echo srvr | nc -q1 127.0.0.1 "$ZK_PORT" | head -1); zoo.cfg: $(grep -E '^(tickTime|minSessionTimeout|maxSessionTimeout)=' "$WORK/zk/zoo.cfg" | tr '\n' ' ')"

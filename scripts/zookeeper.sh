@@ -6,7 +6,11 @@
 #
 #   scripts/zookeeper.sh install                      checks every prerequisite; apt-get installs what is missing
 #   scripts/zookeeper.sh check                        the same check only: lists what is missing, exit 1 if any
-#   scripts/zookeeper.sh start  --port P --dir D      starts it in the background, waits for "imok"
+#   scripts/zookeeper.sh start  --port P --dir D [--tick-ms MS]
+#                                                     starts it in the background, waits for "imok";
+#                                                     --tick-ms: ZooKeeper's tickTime (default 1000):
+#                                                     it expires sessions in tick buckets, so a lost
+#                                                     session is noticed up to one tick late
 #   scripts/zookeeper.sh stop   --dir D               kills the pid from D/zookeeper.pid and waits
 #   scripts/zookeeper.sh status --dir D               prints running/stopped; exit 0 iff running
 #
@@ -28,7 +32,7 @@ usage() {
     cat >&2 <<'EOF'
 usage: scripts/zookeeper.sh install
        scripts/zookeeper.sh check
-       scripts/zookeeper.sh start  --port PORT --dir DIR
+       scripts/zookeeper.sh start  --port PORT --dir DIR [--tick-ms MS]
        scripts/zookeeper.sh stop   --dir DIR
        scripts/zookeeper.sh status --dir DIR
 EOF
@@ -37,6 +41,7 @@ EOF
 
 PORT=""
 DIR=""
+TICK_MS=1000
 
 parse_args() {
     while [ $# -gt 0 ]; do
@@ -49,6 +54,15 @@ parse_args() {
             --dir)
                 [ $# -ge 2 ] || die "--dir needs a value"
                 DIR="$2"
+                shift 2
+                ;;
+            --tick-ms)
+                [ $# -ge 2 ] || die "--tick-ms needs a value"
+                case "$2" in
+                    '' | *[!0-9]*) die "invalid --tick-ms '$2': expected milliseconds from 10 to 1000" ;;
+                esac
+                [ "$2" -ge 10 ] && [ "$2" -le 1000 ] || die "invalid --tick-ms '$2': expected milliseconds from 10 to 1000"
+                TICK_MS="$2"
                 shift 2
                 ;;
             *) die "unknown argument '$1'" ;;
@@ -149,7 +163,7 @@ cmd_start() {
 
     mkdir -p "$DIR/data" "$DIR/logs"
     cat >"$DIR/zoo.cfg" <<EOF
-tickTime=1000
+tickTime=$TICK_MS
 initLimit=10
 syncLimit=5
 dataDir=$DIR/data
