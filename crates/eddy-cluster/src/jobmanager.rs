@@ -390,16 +390,11 @@ struct RecoveryRetry {
 
 impl JobManagerLoop {
     fn run(&mut self, rx: Receiver<Event>) {
-        let mut last = std::time::Instant::now();
         loop {
             let event = rx.recv_timeout(Duration::from_millis(10));
-            // A stall far longer than the loop's 10 ms period (the process was paused, e.g.
-            // SIGSTOP, or starved) means the ZooKeeper session may have expired meanwhile and
-            // another JobManager may lead: confirm leadership before acting on anything.
-            if last.elapsed() > STALL_BEFORE_RECHECK {
-                self.confirm_leadership(now_millis());
-            }
-            self.iteration_start = std::time::Instant::now();
+            // Measured from the previous iteration's start, so a pause anywhere in it (in the
+            // wait, in `handle` or in `tick`) is seen before this event is acted on.
+            self.recheck_after_stall(now_millis());
             match event {
                 Ok(Event::Request(Request::Shutdown)) => return,
                 Ok(ev) => self.handle(ev),
@@ -407,8 +402,18 @@ impl JobManagerLoop {
                 Err(RecvTimeoutError::Disconnected) => return,
             }
             self.tick(now_millis());
-            last = std::time::Instant::now();
         }
+    }
+
+    /// A stall far longer than the loop's 10 ms period since this iteration began (the process
+    /// was paused, e.g. SIGSTOP, or starved) means the ZooKeeper session may have expired
+    /// meanwhile and another JobManager may lead: confirm leadership before acting on anything.
+    /// Starts the next stall measurement.
+    fn recheck_after_stall(&mut self, now: i64) {
+        if self.iteration_start.elapsed() > STALL_BEFORE_RECHECK {
+            self.confirm_leadership(now);
+        }
+        self.iteration_start = std::time::Instant::now();
     }
 
     /// With HA: asks ZooKeeper who leads; anything but "this JobManager, this session" (or no
@@ -1264,8 +1269,7 @@ impl JobManagerLoop {
                     // Paused since this iteration began (the stall check at its top could not
                     // see it): confirm leadership before writing anything.
                     if self.iteration_start.elapsed() > STALL_BEFORE_RECHECK {
-                        self.confirm_leadership(now);
-                        self.iteration_start = std::time::Instant::now();
+                        self.recheck_after_stall(now);
                         if self.token.is_none() {
                             return;
                         }
@@ -1547,6 +1551,9 @@ impl JobManagerLoop {
     }
 
     fn tick(&mut self, now: i64) {
+        // Paused while handling the event: a deposed leader must not judge heartbeats, retry
+        // or trigger anything as if it still led.
+        self.recheck_after_stall(now);
         if let (None, Some(ha)) = (self.token, &self.ha) {
             self.standby.maybe_refresh(ha);
         }
