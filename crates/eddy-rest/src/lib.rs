@@ -27,6 +27,7 @@ mod leader;
 pub mod metrics;
 mod server;
 pub mod submit;
+mod tls;
 pub mod views;
 
 pub use error::ApiError;

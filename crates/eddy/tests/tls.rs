@@ -1,0 +1,361 @@
+//! TLS end to end (issue 14 item 4, docs/security.md): `eddy cert generate`, HTTPS on the REST
+//! port with the CLI as its client. Real `eddy jobmanager` / `eddy taskmanager` processes on free
+//! ports, killed by PID when the test ends (also on failure).
+
+mod common;
+
+use common::*;
+use eddy_core::config::Config;
+use eddy_core::tls::ClientConfig;
+use eddy_rest::client;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+const START_LIMIT: Duration = Duration::from_secs(30);
+
+/// A process killed (SIGKILL) and reaped when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `eddy cert generate DIR`, asserting success.
+fn generate(dir: &Path, hosts: &[&str]) {
+    let mut args = vec!["cert", "generate", dir.to_str().expect("UTF-8 path")];
+    for h in hosts {
+        args.extend(["--host", h]);
+    }
+    let out = eddy(&args, Duration::from_secs(60));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+}
+
+/// The REST client configuration a CLI with `security.ssl.rest.trust-cert: <ca>` builds.
+fn rest_client_trusting(ca: &Path) -> Arc<ClientConfig> {
+    let config = Config::from_pairs(&[
+        ("security.ssl.rest.enabled", "true"),
+        ("security.ssl.rest.trust-cert", ca.to_str().unwrap()),
+    ])
+    .expect("config");
+    eddy_core::tls::rest_client_config(&config)
+        .expect("TLS client config")
+        .expect("TLS is on")
+}
+
+/// One JobManager process (and TaskManagers) from a conf dir of its own.
+struct Cluster {
+    dir: tempfile::TempDir,
+    conf: PathBuf,
+    rest_port: u16,
+    procs: Vec<Proc>,
+}
+
+impl Cluster {
+    fn start(extra: &[(&str, String)], tls: Option<&Arc<ClientConfig>>) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let conf = dir.path().join("conf");
+        std::fs::create_dir_all(&conf).expect("conf dir");
+        let ports = free_ports(2);
+        let keys: Vec<(String, String)> = [
+            ("jobmanager.rpc.address", "127.0.0.1".to_string()),
+            ("jobmanager.rpc.port", ports[1].to_string()),
+            ("rest.address", "127.0.0.1".to_string()),
+            ("rest.port", ports[0].to_string()),
+            ("taskmanager.host", "127.0.0.1".to_string()),
+            ("taskmanager.numberOfTaskSlots", "4".to_string()),
+            ("heartbeat.interval", "200 ms".to_string()),
+            ("heartbeat.timeout", "4 s".to_string()),
+            ("execution.checkpointing.interval", "300 ms".to_string()),
+            ("env.log.dir", dir.path().join("log").display().to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        write_config_yaml(&conf, keys, extra);
+        let mut c = Cluster {
+            dir,
+            conf,
+            rest_port: ports[0],
+            procs: Vec::new(),
+        };
+        c.spawn("jobmanager");
+        let deadline = Instant::now() + START_LIMIT;
+        while !matches!(c.get("/overview", tls), Ok((200, _))) {
+            assert!(
+                Instant::now() < deadline,
+                "the JobManager did not answer on {}: {}",
+                c.rest(),
+                c.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        c
+    }
+
+    fn spawn(&mut self, role: &str) {
+        let log = std::fs::File::create(
+            self.dir
+                .path()
+                .join(format!("{role}-{}.log", self.procs.len())),
+        )
+        .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_eddy"))
+            .args([role, "--conf", self.conf.to_str().expect("UTF-8 path")])
+            .env("EDDY_LOG", "info")
+            .env_remove("EDDY_CONF_DIR")
+            .env_remove("EDDY_FAULT_POINTS")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start eddy");
+        self.procs.push(Proc(child));
+    }
+
+    fn rest(&self) -> String {
+        format!("127.0.0.1:{}", self.rest_port)
+    }
+
+    fn get(
+        &self,
+        path: &str,
+        tls: Option<&Arc<ClientConfig>>,
+    ) -> Result<(u16, serde_json::Value), String> {
+        client::request_with(&self.rest(), "GET", path, None, HTTP_TIMEOUT, None, tls)
+    }
+
+    /// `eddy run sequence` through the CLI with this cluster's configuration; returns the output
+    /// directory after asserting the exactly-once witness.
+    fn run_witness_job(&self, keys: u64, per_key: u64, parallelism: u32) {
+        let output = self.dir.path().join(format!("out-{keys}-{per_key}"));
+        let (k, n, p) = (
+            keys.to_string(),
+            per_key.to_string(),
+            parallelism.to_string(),
+        );
+        let out = eddy(
+            &[
+                "run",
+                "sequence",
+                "--keys",
+                &k,
+                "--per-key",
+                &n,
+                "--rate",
+                "5000",
+                "--output",
+                output.to_str().unwrap(),
+                "-p",
+                &p,
+                "--conf",
+                self.conf.to_str().unwrap(),
+                "-m",
+                &self.rest(),
+            ],
+            Duration::from_secs(120),
+        );
+        assert_eq!(out.code, 0, "{}{}\n{}", out.stdout, out.stderr, self.log());
+        assert_eq!(
+            witness(&committed_lines(&output), keys, per_key),
+            (0, 0, 0),
+            "the exactly-once witness does not hold"
+        );
+    }
+
+    fn log(&self) -> String {
+        let mut out = String::new();
+        for i in 0..self.procs.len() {
+            for role in ["jobmanager", "taskmanager"] {
+                let p = self.dir.path().join(format!("{role}-{i}.log"));
+                if let Ok(t) = std::fs::read_to_string(&p) {
+                    out.push_str(&format!("--- {}\n{t}", p.display()));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Sends a plain HTTP request to `addr` and returns what came back (empty when the server just
+/// closed the connection).
+fn plain_http(addr: &str) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(HTTP_TIMEOUT)).unwrap();
+    let _ = s.write_all(b"GET /overview HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    got
+}
+
+#[test]
+fn cert_generate_writes_a_ca_and_a_cluster_certificate_and_never_overwrites() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    generate(&certs, &["tm-1.example", "10.1.2.3"]);
+    for (file, mode) in [
+        ("ca.pem", 0o644),
+        ("ca-key.pem", 0o600),
+        ("cert.pem", 0o644),
+        ("key.pem", 0o600),
+    ] {
+        let meta = std::fs::metadata(certs.join(file)).expect(file);
+        assert_eq!(meta.permissions().mode() & 0o777, mode, "{file}");
+        let text = std::fs::read_to_string(certs.join(file)).unwrap();
+        assert!(text.starts_with("-----BEGIN "), "{file}: {text}");
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(&certs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // The files are what the TLS keys read: both scopes load.
+    let c = certs.display().to_string();
+    let (cert, key, ca) = (
+        format!("{c}/cert.pem"),
+        format!("{c}/key.pem"),
+        format!("{c}/ca.pem"),
+    );
+    let config = Config::from_pairs(&[
+        ("security.ssl.rest.enabled", "true"),
+        ("security.ssl.rest.cert", &cert),
+        ("security.ssl.rest.key", &key),
+        ("security.ssl.rest.trust-cert", &ca),
+    ])
+    .unwrap();
+    assert!(eddy_core::tls::rest_server_config(&config)
+        .unwrap()
+        .is_some());
+    let before = std::fs::read(certs.join("ca.pem")).unwrap();
+    let out = eddy(
+        &["cert", "generate", certs.to_str().unwrap()],
+        Duration::from_secs(60),
+    );
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("exists already") && out.stderr.trim().lines().count() == 1,
+        "{}",
+        out.stderr
+    );
+    assert_eq!(std::fs::read(certs.join("ca.pem")).unwrap(), before);
+    let out = eddy(
+        &[
+            "cert",
+            "generate",
+            dir.path().join("other").to_str().unwrap(),
+            "--host",
+            "a b",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("--host 'a b'"), "{}", out.stderr);
+}
+
+#[test]
+fn rest_over_tls_runs_the_witness_job_from_the_cli_and_refuses_plain_and_foreign_clients() {
+    let certs = tempfile::tempdir().unwrap();
+    let ours = certs.path().join("ours");
+    let theirs = certs.path().join("theirs");
+    generate(&ours, &[]);
+    generate(&theirs, &[]);
+    let o = ours.display().to_string();
+    let tls = rest_client_trusting(&ours.join("ca.pem"));
+    let mut c = Cluster::start(
+        &[
+            ("security.ssl.rest.enabled", "true".into()),
+            ("security.ssl.rest.cert", format!("{o}/cert.pem")),
+            ("security.ssl.rest.key", format!("{o}/key.pem")),
+            ("security.ssl.rest.trust-cert", format!("{o}/ca.pem")),
+        ],
+        Some(&tls),
+    );
+    c.spawn("taskmanager");
+
+    // A plain-HTTP client gets no HTTP answer: the server expects a TLS ClientHello.
+    let got = plain_http(&c.rest());
+    assert!(
+        !String::from_utf8_lossy(&got).contains("HTTP/1.1"),
+        "plain HTTP was answered: {}",
+        String::from_utf8_lossy(&got)
+    );
+    let e = c.get("/overview", None).unwrap_err();
+    assert!(!e.contains('\n'), "{e}");
+    // A TLS client that trusts another CA refuses the server's certificate.
+    let foreign = rest_client_trusting(&theirs.join("ca.pem"));
+    let e = c.get("/overview", Some(&foreign)).unwrap_err();
+    assert!(e.contains("certificate"), "{e}");
+    // A client that connects and sends nothing does not block the others.
+    let _silent = TcpStream::connect(c.rest()).unwrap();
+
+    // The CLI reads security.ssl.rest.* from its configuration and speaks TLS.
+    c.run_witness_job(3, 300, 2);
+    let out = eddy(
+        &[
+            "list",
+            "--all",
+            "--conf",
+            c.conf.to_str().unwrap(),
+            "-m",
+            &format!("https://{}", c.rest()),
+        ],
+        HTTP_TIMEOUT,
+    );
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("FINISHED"), "{}", out.stdout);
+    // ... and refuses a plain http:// address instead of sending in clear text.
+    let out = eddy(
+        &[
+            "list",
+            "--conf",
+            c.conf.to_str().unwrap(),
+            "-m",
+            &format!("http://{}", c.rest()),
+        ],
+        HTTP_TIMEOUT,
+    );
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("security.ssl.rest.enabled"),
+        "{}",
+        out.stderr
+    );
+    // The refused clients did not stop the server.
+    let (code, v) = c.get("/overview", Some(&tls)).unwrap();
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["taskmanagers"], 1, "{v}");
+}
+
+#[test]
+fn rest_tls_without_its_files_is_one_line_naming_the_key() {
+    let c = Config::from_pairs(&[("security.ssl.rest.enabled", "true")]).unwrap();
+    let e = eddy_core::tls::rest_server_config(&c).unwrap_err();
+    assert!(
+        e.contains("security.ssl.rest.cert is not set") && !e.contains('\n'),
+        "{e}"
+    );
+    let e = eddy_core::tls::rest_client_config(&c).unwrap_err();
+    assert!(e.contains("security.ssl.rest.trust-cert"), "{e}");
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("not-pem.txt");
+    std::fs::write(&bad, "hello").unwrap();
+    let b = bad.display().to_string();
+    let c = Config::from_pairs(&[
+        ("security.ssl.rest.enabled", "true"),
+        ("security.ssl.rest.trust-cert", b.as_str()),
+    ])
+    .unwrap();
+    let e = eddy_core::tls::rest_client_config(&c).unwrap_err();
+    assert!(
+        e.contains("security.ssl.rest.trust-cert") && e.contains(&b) && !e.contains('\n'),
+        "{e}"
+    );
+}
