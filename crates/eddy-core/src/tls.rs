@@ -442,6 +442,118 @@ impl Write for TlsWriter {
     }
 }
 
+/// The reading side of an RPC or data connection: the socket itself, or a TLS reader.
+pub enum ConnReader {
+    Plain(TcpStream),
+    Tls(TlsReader),
+}
+
+/// The writing side of an RPC or data connection: the socket itself, or a TLS writer.
+pub enum ConnWriter {
+    Plain(TcpStream),
+    Tls(TlsWriter),
+}
+
+impl ConnReader {
+    /// The underlying socket (for timeouts, addresses and shutdown).
+    pub fn socket(&self) -> &TcpStream {
+        match self {
+            ConnReader::Plain(s) => s,
+            ConnReader::Tls(r) => r.socket(),
+        }
+    }
+}
+
+impl ConnWriter {
+    /// The underlying socket (for timeouts, addresses and shutdown).
+    pub fn socket(&self) -> &TcpStream {
+        match self {
+            ConnWriter::Plain(s) => s,
+            ConnWriter::Tls(w) => w.socket(),
+        }
+    }
+
+    /// Closes the connection in both directions (TLS: after a close_notify, best effort).
+    pub fn shutdown(&self) -> io::Result<()> {
+        match self {
+            ConnWriter::Plain(s) => s.shutdown(Shutdown::Both),
+            ConnWriter::Tls(w) => w.shutdown(),
+        }
+    }
+}
+
+impl From<TcpStream> for ConnWriter {
+    fn from(s: TcpStream) -> Self {
+        ConnWriter::Plain(s)
+    }
+}
+
+impl Read for ConnReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            ConnReader::Plain(s) => s.read(buf),
+            ConnReader::Tls(r) => r.read(buf),
+        }
+    }
+}
+
+impl Write for ConnWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            ConnWriter::Plain(s) => s.write(buf),
+            ConnWriter::Tls(w) => w.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            ConnWriter::Plain(s) => s.flush(),
+            ConnWriter::Tls(w) => w.flush(),
+        }
+    }
+}
+
+fn split(stream: io::Result<TlsStream>) -> io::Result<(ConnReader, ConnWriter)> {
+    let (r, w) = stream?.split()?;
+    Ok((ConnReader::Tls(r), ConnWriter::Tls(w)))
+}
+
+/// The reader and writer of an accepted connection; with `tls`, after a mutual-TLS handshake
+/// as the server (an error: the peer is not a member of the cluster, or sent no handshake).
+pub fn accept(
+    stream: TcpStream,
+    tls: Option<&InternalTls>,
+) -> io::Result<(ConnReader, ConnWriter)> {
+    match tls {
+        None => Ok((
+            ConnReader::Plain(stream.try_clone()?),
+            ConnWriter::Plain(stream),
+        )),
+        Some(t) => split(t.accept(stream)),
+    }
+}
+
+/// The reader and writer of a connection opened to `address` (`host:port`); with `tls`, after a
+/// mutual-TLS handshake as the client, checking that the peer's certificate names `host`.
+pub fn connect(
+    stream: TcpStream,
+    tls: Option<&InternalTls>,
+    address: &str,
+) -> io::Result<(ConnReader, ConnWriter)> {
+    match tls {
+        None => Ok((
+            ConnReader::Plain(stream.try_clone()?),
+            ConnWriter::Plain(stream),
+        )),
+        Some(t) => split(t.connect(stream, host_of(address))),
+    }
+}
+
+/// The host of `host:port` or `[v6]:port`.
+pub fn host_of(address: &str) -> &str {
+    let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
 /// The file names `eddy cert generate` writes in its directory.
 pub const CA_CERT_FILE: &str = "ca.pem";
 pub const CA_KEY_FILE: &str = "ca-key.pem";

@@ -55,6 +55,7 @@ struct Cluster {
     dir: tempfile::TempDir,
     conf: PathBuf,
     rest_port: u16,
+    rpc_port: u16,
     procs: Vec<Proc>,
 }
 
@@ -84,6 +85,7 @@ impl Cluster {
             dir,
             conf,
             rest_port: ports[0],
+            rpc_port: ports[1],
             procs: Vec::new(),
         };
         c.spawn("jobmanager");
@@ -167,6 +169,24 @@ impl Cluster {
             (0, 0, 0),
             "the exactly-once witness does not hold"
         );
+    }
+
+    /// Waits until `n` TaskManagers are registered.
+    fn wait_for_taskmanagers(&self, n: u64, tls: Option<&Arc<ClientConfig>>) {
+        let deadline = Instant::now() + START_LIMIT;
+        loop {
+            if let Ok((200, v)) = self.get("/overview", tls) {
+                if v["taskmanagers"] == n {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{n} TaskManagers did not register\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn log(&self) -> String {
@@ -356,6 +376,169 @@ fn rest_tls_without_its_files_is_one_line_naming_the_key() {
     let e = eddy_core::tls::rest_client_config(&c).unwrap_err();
     assert!(
         e.contains("security.ssl.rest.trust-cert") && e.contains(&b) && !e.contains('\n'),
+        "{e}"
+    );
+}
+
+/// The internal TLS of a process holding `cert_dir`'s certificate and trusting `ca_dir`'s CA.
+fn internal_tls(cert_dir: &Path, ca_dir: &Path) -> eddy_core::tls::InternalTls {
+    let (cert, key, ca) = (
+        cert_dir.join("cert.pem").display().to_string(),
+        cert_dir.join("key.pem").display().to_string(),
+        ca_dir.join("ca.pem").display().to_string(),
+    );
+    let config = Config::from_pairs(&[
+        ("security.ssl.internal.enabled", "true"),
+        ("security.ssl.internal.cert", &cert),
+        ("security.ssl.internal.key", &key),
+        ("security.ssl.internal.trust-cert", &ca),
+    ])
+    .expect("config");
+    eddy_core::tls::InternalTls::from_config(&config)
+        .expect("internal TLS")
+        .expect("enabled")
+}
+
+/// Tries to register a TaskManager at the RPC port `addr`, over plain TCP (`tls` None) or TLS;
+/// returns the JobManager's reply, or the error that ended the attempt.
+fn try_register(addr: &str, tls: Option<&eddy_core::tls::InternalTls>) -> Result<String, String> {
+    use eddy_cluster::rpc::{read_message, write_message, JmMessage, TmMessage};
+    let sock = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    sock.set_read_timeout(Some(HTTP_TIMEOUT)).unwrap();
+    let (mut r, mut w) = match tls {
+        None => eddy_core::tls::accept(sock, None),
+        Some(t) => eddy_core::tls::connect(sock, Some(t), addr),
+    }
+    .map_err(|e| format!("handshake: {e}"))?;
+    write_message(
+        &mut w,
+        &TmMessage::Register {
+            tm_id: "tm-intruder".into(),
+            data_address: "127.0.0.1:1".into(),
+            slots: 8,
+            pid: 1,
+        },
+    )
+    .map_err(|e| format!("write: {e}"))?;
+    let limits = eddy_cluster::rpc::rpc_limits(&Config::default());
+    read_message::<JmMessage>(&mut r, &limits)
+        .map(|m| format!("{m:?}"))
+        .map_err(|e| format!("read: {e}"))
+}
+
+/// Sends a data frame to the data port `addr` over plain TCP or TLS and waits until the peer
+/// closes the connection; returns the local address (which the TaskManager's log names if it
+/// read the frame).
+fn send_data_frame(addr: &str, tls: Option<&eddy_core::tls::InternalTls>) -> String {
+    let sock = TcpStream::connect(addr).expect("connect");
+    let local = sock.local_addr().unwrap().to_string();
+    sock.set_read_timeout(Some(HTTP_TIMEOUT)).unwrap();
+    let halves = match tls {
+        None => eddy_core::tls::accept(sock, None),
+        Some(t) => eddy_core::tls::connect(sock, Some(t), addr),
+    };
+    let Ok((mut r, mut w)) = halves else {
+        return local;
+    };
+    // A credit frame for channel 7: [len u32][kind u8][channel u64][n u32].
+    let mut frame = 13u32.to_le_bytes().to_vec();
+    frame.push(6);
+    frame.extend_from_slice(&7u64.to_le_bytes());
+    frame.extend_from_slice(&1u32.to_le_bytes());
+    let _ = w.write_all(&frame);
+    let _ = w.flush();
+    // Plain: the TLS server's alert, then the close; TLS: the server's alert or nothing.
+    let mut buf = Vec::new();
+    let closed = match r.read_to_end(&mut buf) {
+        Ok(_) => true,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    };
+    assert!(closed, "the data connection from {local} stayed open");
+    local
+}
+
+#[test]
+fn internal_mutual_tls_runs_the_witness_job_across_taskmanagers_and_refuses_outsiders() {
+    let certs = tempfile::tempdir().unwrap();
+    let ours = certs.path().join("ours");
+    let theirs = certs.path().join("theirs");
+    generate(&ours, &[]);
+    generate(&theirs, &[]);
+    let o = ours.display().to_string();
+    let mut c = Cluster::start(
+        &[
+            ("security.ssl.internal.enabled", "true".into()),
+            ("security.ssl.internal.cert", format!("{o}/cert.pem")),
+            ("security.ssl.internal.key", format!("{o}/key.pem")),
+            ("security.ssl.internal.trust-cert", format!("{o}/ca.pem")),
+            ("taskmanager.numberOfTaskSlots", "2".into()),
+        ],
+        None,
+    );
+    c.spawn("taskmanager");
+    c.spawn("taskmanager");
+    c.wait_for_taskmanagers(2, None);
+    let (_, tms) = c.get("/taskmanagers", None).unwrap();
+    let data_ports: Vec<String> = tms["taskmanagers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["path"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(data_ports.len(), 2, "{tms}");
+    let rpc = format!("127.0.0.1:{}", c.rpc_port);
+    // Trusts our CA (so it accepts the servers) but holds a certificate of another CA.
+    let foreign = internal_tls(&theirs, &ours);
+    let mut intruders = Vec::new();
+
+    std::thread::scope(|s| {
+        // -p 4 over 2 TaskManagers of 2 slots: the keyed exchange crosses TaskManagers.
+        let job = s.spawn(|| c.run_witness_job(4, 3000, 4));
+        std::thread::sleep(Duration::from_millis(300));
+        let plain = try_register(&rpc, None);
+        assert!(plain.is_err(), "a plain-TCP registration got {plain:?}");
+        let tls = try_register(&rpc, Some(&foreign));
+        assert!(
+            tls.is_err(),
+            "a foreign certificate's registration got {tls:?}"
+        );
+        for d in &data_ports {
+            intruders.push(send_data_frame(d, None));
+            intruders.push(send_data_frame(d, Some(&foreign)));
+        }
+        job.join().expect("the witness job");
+    });
+    // Nobody else registered, and the refusals are the TLS layer's.
+    c.wait_for_taskmanagers(2, None);
+    let log = c.log();
+    assert!(
+        log.matches("refused an RPC connection").count() >= 2,
+        "{log}"
+    );
+    assert!(
+        log.matches("refused a data connection").count() >= 4,
+        "{log}"
+    );
+    assert!(!log.contains("tm-intruder"), "{log}");
+    for local in &intruders {
+        // A frame that was read would have closed its connection naming it (unknown channel).
+        assert!(
+            !log.contains(&format!("closing the data connection from {local}")),
+            "{local}: {log}"
+        );
+    }
+}
+
+#[test]
+fn internal_tls_needs_its_three_files() {
+    let e = Config::from_pairs(&[("security.ssl.internal.enabled", "true")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("security.ssl.internal.cert") && !e.contains('\n'),
         "{e}"
     );
 }

@@ -151,7 +151,10 @@ pub static KEYS: &[KeySpec] = &[
     spec("web.cancel.enable", &[], ValueType::Bool, Some("true"), "Whether jobs may be cancelled over REST (PATCH /jobs/:id); false = 403."),
     spec("eddy.rest.auth.token-file", &[], ValueType::LocalPath, None, "Eddy: a file holding the REST bearer token; set = every request needs `Authorization: Bearer <token>` (401 otherwise)."),
     // --- TLS (Flink's switches; Eddy reads PEM files named by Eddy's own keys)
-    spec("security.ssl.internal.enabled", &["security.ssl.enabled"], ValueType::Bool, Some("false"), "Flink: mutual TLS for RPC and data connections; true is refused until Eddy builds it (REST TLS is built)."),
+    spec("security.ssl.internal.enabled", &["security.ssl.enabled"], ValueType::Bool, Some("false"), "Mutual TLS on RPC (JobManager <-> TaskManager) and data connections (TaskManager <-> TaskManager); needs security.ssl.internal.{cert,key,trust-cert}."),
+    spec("security.ssl.internal.cert", &[], ValueType::LocalPath, None, "Eddy: PEM certificate (chain) this process presents on RPC and data connections, as server and as client."),
+    spec("security.ssl.internal.key", &[], ValueType::LocalPath, None, "Eddy: PEM private key of security.ssl.internal.cert."),
+    spec("security.ssl.internal.trust-cert", &[], ValueType::LocalPath, None, "Eddy: PEM CA certificate(s); a peer must present a certificate signed by one of them."),
     spec("security.ssl.rest.enabled", &[], ValueType::Bool, Some("false"), "HTTPS on the REST endpoint (server: security.ssl.rest.{cert,key}; the CLI: security.ssl.rest.trust-cert)."),
     spec("security.ssl.rest.cert", &[], ValueType::LocalPath, None, "Eddy: PEM certificate (chain) the REST server presents."),
     spec("security.ssl.rest.key", &[], ValueType::LocalPath, None, "Eddy: PEM private key of security.ssl.rest.cert."),

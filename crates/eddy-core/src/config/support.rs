@@ -37,9 +37,6 @@ const INCREMENTAL_ISSUE: &str =
 const LOCAL_RECOVERY_ISSUE: &str = "yet (task-local recovery arrives with issue 12)";
 const S3_ISSUE: &str = "yet (S3 storage arrives with issue 12)";
 const UNSET: &str = "leave the key unset";
-/// Mutual TLS on RPC and data connections is the unbuilt part of issue 14.
-const INTERNAL_TLS_NOT_BUILT: &str =
-    "yet (mutual TLS for RPC and data connections is not built; REST TLS is: security.ssl.rest.enabled; docs/security.md)";
 const PEM_NOT_JKS: &str = "(Eddy reads PEM files, not Java keystores: security.ssl.{internal,rest}.{cert,key,trust-cert}; docs/security.md)";
 
 fn never(_: &Value) -> bool {
@@ -142,7 +139,10 @@ pub static SUPPORT: &[(&str, Support)] = &[
     ("web.submit.enable", Support::Works),
     ("web.cancel.enable", Support::Works),
     ("eddy.rest.auth.token-file", Support::Works),
-    ("security.ssl.internal.enabled", limited(is_false, "false", INTERNAL_TLS_NOT_BUILT)),
+    ("security.ssl.internal.enabled", Support::Works),
+    ("security.ssl.internal.cert", Support::Works),
+    ("security.ssl.internal.key", Support::Works),
+    ("security.ssl.internal.trust-cert", Support::Works),
     ("security.ssl.rest.enabled", Support::Works),
     ("security.ssl.rest.cert", Support::Works),
     ("security.ssl.rest.key", Support::Works),

@@ -453,7 +453,6 @@ fn values_asking_for_what_eddy_lacks_are_refused_in_one_line() {
         ("taskmanager.registration.timeout", "5 min", "taskmanager.registration.timeout: '5 min' is not supported (a TaskManager retries its registration until it is stopped); allowed: leave the key unset"),
         ("high-availability.zookeeper.client.retry-wait", "5 s", "high-availability.zookeeper.client.retry-wait: '5 s' is not supported (Eddy's ZooKeeper client retries with its own back-off, see docs/ha.md); allowed: leave the key unset"),
         ("high-availability.zookeeper.client.max-retry-attempts", "3", "high-availability.zookeeper.client.max-retry-attempts: '3' is not supported (Eddy's ZooKeeper client retries with its own back-off, see docs/ha.md); allowed: leave the key unset"),
-        ("security.ssl.enabled", "true", "security.ssl.enabled: 'true' is not supported yet (mutual TLS for RPC and data connections is not built; REST TLS is: security.ssl.rest.enabled; docs/security.md); allowed: false"),
         ("security.ssl.internal.keystore", "/etc/eddy/ks.jks", "security.ssl.internal.keystore: '/etc/eddy/ks.jks' is not supported (Eddy reads PEM files, not Java keystores: security.ssl.{internal,rest}.{cert,key,trust-cert}; docs/security.md); allowed: leave the key unset"),
         ("security.ssl.rest.truststore-password", "changeit", "security.ssl.rest.truststore-password: 'changeit' is not supported (Eddy reads PEM files, not Java keystores: security.ssl.{internal,rest}.{cert,key,trust-cert}; docs/security.md); allowed: leave the key unset"),
     ];
