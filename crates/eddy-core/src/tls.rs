@@ -354,6 +354,7 @@ impl Read for TlsReader {
         }
         loop {
             let mut must_flush = false;
+            let fed = self.start < self.end;
             {
                 let mut conn = lock(&self.shared.conn);
                 // Plaintext already decrypted comes first.
@@ -362,7 +363,7 @@ impl Read for TlsReader {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) => return Err(e),
                 }
-                if self.start < self.end {
+                if fed {
                     let n = conn.read_tls(&mut &self.buf[self.start..self.end])?;
                     self.start += n;
                     let state = conn.process_new_packets().map_err(|e| {
@@ -379,7 +380,8 @@ impl Read for TlsReader {
             if must_flush {
                 self.shared.flush_tls()?;
             }
-            if self.start < self.end {
+            if fed {
+                // Back to the top: what was just decrypted is read before blocking again.
                 continue;
             }
             // Nothing buffered: block on the socket with no lock held.

@@ -542,3 +542,40 @@ fn internal_tls_needs_its_three_files() {
         "{e}"
     );
 }
+
+#[test]
+fn a_split_tls_stream_delivers_each_message_without_waiting_for_more_bytes() {
+    // Request/response over the reader and writer halves, as RPC does: a reader that kept
+    // decrypted bytes until the next packet arrived would hang here (each side waits for the
+    // other), so every read is bounded by a socket timeout.
+    let certs = tempfile::tempdir().unwrap();
+    let ours = certs.path().join("ours");
+    generate(&ours, &[]);
+    let tls = internal_tls(&ours, &ours);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server_tls = tls.clone();
+    let server = std::thread::spawn(move || {
+        let (sock, _) = listener.accept().unwrap();
+        let (mut r, mut w) = eddy_core::tls::accept(sock, Some(&server_tls)).unwrap();
+        r.socket().set_read_timeout(Some(HTTP_TIMEOUT)).unwrap();
+        let mut buf = [0u8; 4];
+        for i in 0..200u32 {
+            r.read_exact(&mut buf).expect("request");
+            assert_eq!(u32::from_le_bytes(buf), i);
+            w.write_all(&(i + 1).to_le_bytes()).unwrap();
+            w.flush().unwrap();
+        }
+    });
+    let sock = TcpStream::connect(&addr).unwrap();
+    let (mut r, mut w) = eddy_core::tls::connect(sock, Some(&tls), &addr).unwrap();
+    r.socket().set_read_timeout(Some(HTTP_TIMEOUT)).unwrap();
+    let mut buf = [0u8; 4];
+    for i in 0..200u32 {
+        w.write_all(&i.to_le_bytes()).unwrap();
+        w.flush().unwrap();
+        r.read_exact(&mut buf).expect("response");
+        assert_eq!(u32::from_le_bytes(buf), i + 1);
+    }
+    server.join().unwrap();
+}
