@@ -2,7 +2,7 @@
 # Eddy's JobManager failover figures (issue 5's benchmark); results: bench/RESULTS-recovery.md.
 #
 #   bench/ha-failover.sh [--sessions "2 60"] [--kills N] [--kills-long N] [--supervisor on|off]
-#                        [--keep-logs] [--no-build | --eddy PATH]
+#                        [--keep-logs] [--no-build | --eddy PATH] [--tls on|off]
 #
 # For each ZooKeeper session timeout S (seconds; `high-availability.zookeeper.client.
 # session-timeout`): a private ZooKeeper (scripts/zookeeper.sh, its own port and dir; its zoo.cfg
@@ -27,6 +27,9 @@
 # --supervisor off: restart-attempts 0; this script restarts the killed JobManager itself
 # (`eddy jobmanager --conf DIR -D rest.port=...`, pid tracked) after the job recovered.
 #
+# --tls on: mutual TLS on every RPC and data connection (security.ssl.internal.*, certificates
+# from `eddy cert generate` in the work dir); REST stays plain. Default off.
+#
 # Everything lives under /tmp/eddy-ha-bench.XXXXXX; the EXIT trap stops the cluster, ZooKeeper
 # and every process it started (by pid). Raw results go to bench/out/recovery/ (with
 # --keep-logs also the clusters' log dirs, as bench/out/recovery/logs-<cluster>-<time>/).
@@ -42,6 +45,7 @@ SUPERVISOR=on
 KEEP_LOGS=0
 BUILD=1
 EDDY_SRC=""
+TLS=off
 while [ $# -gt 0 ]; do
   case "$1" in
     --sessions) SESSIONS=$2; shift ;;
@@ -51,12 +55,14 @@ while [ $# -gt 0 ]; do
     --keep-logs) KEEP_LOGS=1 ;;
     --no-build) BUILD=0 ;;
     --eddy) EDDY_SRC=$2; BUILD=0; shift ;;
+    --tls) TLS=$2; shift ;;
     -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "unknown argument '$1' (see bench/ha-failover.sh --help)" >&2; exit 2 ;;
   esac
   shift
 done
 case "$SUPERVISOR" in on|off) ;; *) echo "--supervisor on|off" >&2; exit 2 ;; esac
+case "$TLS" in on|off) ;; *) echo "--tls on|off" >&2; exit 2 ;; esac
 
 if [ "$BUILD" = 1 ]; then
   echo "== cargo build --release -p eddy (may wait for the shared target dir's lock)"
@@ -72,8 +78,13 @@ scripts/zookeeper.sh install >/dev/null
 mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/eddy-ha-bench.XXXXXX)
 cp "$EDDY_SRC" "$WORK/eddy"
+TLS_DIR=""
+if [ "$TLS" = on ]; then
+  TLS_DIR=$WORK/certs
+  "$WORK/eddy" cert generate "$TLS_DIR" > /dev/null
+fi
 ZK_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-export EDDY=$WORK/eddy WORK OUT SESSIONS KILLS KILLS_LONG SUPERVISOR ZK_PORT
+export EDDY=$WORK/eddy WORK OUT SESSIONS KILLS KILLS_LONG SUPERVISOR ZK_PORT TLS_DIR
 
 cleanup() {
   set +e
@@ -223,6 +234,14 @@ class HaCluster:
             "rest.bind-address": "127.0.0.1",
             "env.log.dir": self.log,
         }
+        if os.environ.get("TLS_DIR"):
+            d = os.environ["TLS_DIR"]
+            self.keys.update({
+                "security.ssl.internal.enabled": "true",
+                "security.ssl.internal.cert": os.path.join(d, "cert.pem"),
+                "security.ssl.internal.key": os.path.join(d, "key.pem"),
+                "security.ssl.internal.trust-cert": os.path.join(d, "ca.pem"),
+            })
         with open(os.path.join(self.conf, "config.yaml"), "w") as f:
             f.writelines(f"{k}: {v}\n" for k, v in self.keys.items())
         with open(os.path.join(self.conf, "masters"), "w") as f:
@@ -354,7 +373,7 @@ def steady(c, jid, after_ms):
 
 
 def run_session(session_s, kills):
-    name = f"ha-s{session_s}-sup{'on' if SUPERVISOR else 'off'}"
+    name = f"ha-s{session_s}-sup{'on' if SUPERVISOR else 'off'}-tls{'on' if os.environ.get('TLS_DIR') else 'off'}"
     c = HaCluster(name, session_s)
     rows = []
     print(f"== {name}: session timeout {session_s} s, load {load1()}", flush=True)
