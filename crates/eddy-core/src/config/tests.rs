@@ -354,6 +354,9 @@ fn aliases_normalise_to_canonical_names() {
             if spec.key == "high-availability.type" {
                 extra = "high-availability.zookeeper.quorum: zk:2181\nhigh-availability.storageDir: /ha\n".into();
             }
+            if spec.key == "security.ssl.internal.enabled" {
+                extra = "security.ssl.internal.cert: /c.pem\nsecurity.ssl.internal.key: /k.pem\nsecurity.ssl.internal.trust-cert: /ca.pem\n".into();
+            }
             let loaded = load_yaml(&format!("{alias}: '{value}'\n{extra}"), &[]);
             if let Err(ConfigError::Unsupported { key, .. }) = &loaded {
                 // A key Eddy refuses whatever its value: the error names the alias as written.
