@@ -3,6 +3,7 @@
 #
 #   bench/ha-failover.sh [--sessions "2 60"] [--kills N] [--kills-long N] [--supervisor on|off]
 #                        [--signal kill|stop] [--zk-tick-ms MS] [--keep-logs] [--no-build | --eddy PATH]
+#                        [--tls on|off]
 #
 # For each ZooKeeper session timeout S (seconds; `high-availability.zookeeper.client.
 # session-timeout`): a private ZooKeeper (scripts/zookeeper.sh, its own port and dir; its zoo.cfg
@@ -33,6 +34,8 @@
 #
 # --zk-tick-ms: the private ZooKeeper's tickTime (default 1000). ZooKeeper expires sessions in
 # tick buckets, so an expiry (the SIGSTOP case) comes up to one tick after the session timeout.
+# --tls on: mutual TLS on every RPC and data connection (security.ssl.internal.*, certificates
+# from `eddy cert generate` in the work dir); REST stays plain. Default off.
 # Everything lives under /tmp/eddy-ha-bench.XXXXXX; the EXIT trap stops the cluster, ZooKeeper
 # and every process it started (by pid). Raw results go to bench/out/recovery/ (with
 # --keep-logs also the clusters' log dirs, as bench/out/recovery/logs-<cluster>-<time>/).
@@ -50,6 +53,7 @@ ZK_TICK_MS=1000
 KEEP_LOGS=0
 BUILD=1
 EDDY_SRC=""
+TLS=off
 while [ $# -gt 0 ]; do
   case "$1" in
     --sessions) SESSIONS=$2; shift ;;
@@ -61,13 +65,15 @@ while [ $# -gt 0 ]; do
     --keep-logs) KEEP_LOGS=1 ;;
     --no-build) BUILD=0 ;;
     --eddy) EDDY_SRC=$2; BUILD=0; shift ;;
-    -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
+    --tls) TLS=$2; shift ;;
+    -h|--help) sed -n '2,41p' "$0"; exit 0 ;;
     *) echo "unknown argument '$1' (see bench/ha-failover.sh --help)" >&2; exit 2 ;;
   esac
   shift
 done
 case "$SUPERVISOR" in on|off) ;; *) echo "--supervisor on|off" >&2; exit 2 ;; esac
 case "$SIGNAL" in kill|stop) ;; *) echo "--signal kill|stop, not '$SIGNAL'" >&2; exit 2 ;; esac
+case "$TLS" in on|off) ;; *) echo "--tls on|off" >&2; exit 2 ;; esac
 
 if [ "$BUILD" = 1 ]; then
   echo "== cargo build --release -p eddy (may wait for the shared target dir's lock)"
@@ -83,8 +89,13 @@ scripts/zookeeper.sh install >/dev/null
 mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/eddy-ha-bench.XXXXXX)
 cp "$EDDY_SRC" "$WORK/eddy"
+TLS_DIR=""
+if [ "$TLS" = on ]; then
+  TLS_DIR=$WORK/certs
+  "$WORK/eddy" cert generate "$TLS_DIR" > /dev/null
+fi
 ZK_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-export EDDY=$WORK/eddy WORK OUT SESSIONS KILLS KILLS_LONG SUPERVISOR SIGNAL ZK_PORT
+export EDDY=$WORK/eddy WORK OUT SESSIONS KILLS KILLS_LONG SUPERVISOR SIGNAL ZK_PORT TLS_DIR
 
 cleanup() {
   set +e
@@ -235,6 +246,14 @@ class HaCluster:
             "rest.bind-address": "127.0.0.1",
             "env.log.dir": self.log,
         }
+        if os.environ.get("TLS_DIR"):
+            d = os.environ["TLS_DIR"]
+            self.keys.update({
+                "security.ssl.internal.enabled": "true",
+                "security.ssl.internal.cert": os.path.join(d, "cert.pem"),
+                "security.ssl.internal.key": os.path.join(d, "key.pem"),
+                "security.ssl.internal.trust-cert": os.path.join(d, "ca.pem"),
+            })
         with open(os.path.join(self.conf, "config.yaml"), "w") as f:
             f.writelines(f"{k}: {v}\n" for k, v in self.keys.items())
         with open(os.path.join(self.conf, "masters"), "w") as f:
@@ -366,7 +385,7 @@ def steady(c, jid, after_ms):
 
 
 def run_session(session_s, kills):
-    name = f"ha-s{session_s}-sup{'on' if SUPERVISOR else 'off'}{'-sigstop' if STOP else ''}"
+    name = f"ha-s{session_s}-sup{'on' if SUPERVISOR else 'off'}{'-sigstop' if STOP else ''}-tls{'on' if os.environ.get('TLS_DIR') else 'off'}"
     c = HaCluster(name, session_s)
     rows = []
     print(f"== {name}: session timeout {session_s} s, load {load1()}", flush=True)

@@ -259,47 +259,43 @@ pub fn start_with(
     // A TaskManager that does not read for this long is lost anyway (it cannot heartbeat).
     let write_timeout = config.heartbeat_timeout();
     let limits = rpc_limits(&config);
+    let tls = eddy_core::tls::InternalTls::from_config(&config)?;
     std::thread::Builder::new()
         .name("jm-accept".into())
         .spawn(move || {
             for (conn_id, stream) in (1u64..).zip(listener.incoming()) {
                 let Ok(stream) = stream else { continue };
                 let _ = stream.set_nodelay(true);
-                let Ok(read_half) = stream.try_clone() else {
-                    continue;
-                };
-                if read_half
-                    .set_read_timeout(Some(limits.socket_read_timeout()))
-                    .is_err()
-                {
-                    continue;
-                }
-                let Ok(peer) = Peer::start(stream, write_timeout, "jm-rpc-out") else {
-                    continue;
-                };
-                if accept_tx.send(Event::Connected(conn_id, peer)).is_err() {
-                    return;
-                }
-                let tx = accept_tx.clone();
-                let limits = limits.clone();
-                let _ = std::thread::Builder::new()
-                    .name("jm-rpc-in".into())
-                    .spawn(move || {
-                        let mut r = BufReader::new(read_half);
-                        loop {
-                            match read_message::<TmMessage>(&mut r, &limits) {
-                                Ok(m) => {
-                                    if tx.send(Event::Message(conn_id, m)).is_err() {
-                                        return;
-                                    }
-                                }
+                let attach = {
+                    let (tx, limits, tls) = (accept_tx.clone(), limits.clone(), tls.clone());
+                    move || {
+                        // With security.ssl.internal.enabled a peer without the cluster's
+                        // certificate fails here: it never gets to send a message.
+                        let (read_half, write_half) =
+                            match eddy_core::tls::accept(stream, tls.as_ref()) {
+                                Ok(halves) => halves,
                                 Err(e) => {
-                                    let _ = tx.send(Event::Disconnected(conn_id, e.to_string()));
-                                    return;
+                                    tracing::warn!("refused an RPC connection: {e}");
+                                    return true;
                                 }
-                            }
-                        }
-                    });
+                            };
+                        attach_connection(conn_id, read_half, write_half, tx, limits, write_timeout)
+                    }
+                };
+                if tls.is_none() {
+                    if !attach() {
+                        return;
+                    }
+                } else {
+                    // The handshake runs on a thread of its own: a peer that connects and sends
+                    // nothing must not hold up the accept loop.
+                    let _ =
+                        std::thread::Builder::new()
+                            .name("jm-rpc-tls".into())
+                            .spawn(move || {
+                                attach();
+                            });
+                }
             }
         })
         .map_err(|e| e.to_string())?;
@@ -1656,4 +1652,48 @@ enum ResultRecord {
     Fenced,
     /// Not now (ZooKeeper unreachable): retried; the job's checkpoints are kept meanwhile.
     Failed,
+}
+/// Starts the writer (a [`Peer`]) and the reader thread of one accepted RPC connection and
+/// announces it to the JobManager loop; `false` when the loop is gone.
+fn attach_connection(
+    conn_id: u64,
+    read_half: eddy_core::tls::ConnReader,
+    write_half: eddy_core::tls::ConnWriter,
+    accept_tx: Sender<Event>,
+    limits: eddy_runtime::framing::FrameLimits,
+    write_timeout: Duration,
+) -> bool {
+    if read_half
+        .socket()
+        .set_read_timeout(Some(limits.socket_read_timeout()))
+        .is_err()
+    {
+        return true;
+    }
+    let Ok(peer) = Peer::start(write_half, write_timeout, "jm-rpc-out") else {
+        return true;
+    };
+    if accept_tx.send(Event::Connected(conn_id, peer)).is_err() {
+        return false;
+    }
+    let tx = accept_tx;
+    let _ = std::thread::Builder::new()
+        .name("jm-rpc-in".into())
+        .spawn(move || {
+            let mut r = BufReader::new(read_half);
+            loop {
+                match read_message::<TmMessage>(&mut r, &limits) {
+                    Ok(m) => {
+                        if tx.send(Event::Message(conn_id, m)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Event::Disconnected(conn_id, e.to_string()));
+                        return;
+                    }
+                }
+            }
+        });
+    true
 }

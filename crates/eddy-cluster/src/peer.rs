@@ -8,6 +8,7 @@
 //! connection gracefully: the writer sends what is queued, then shuts the socket down.
 
 use crate::rpc::write_message;
+use eddy_core::tls::ConnWriter;
 use serde::Serialize;
 use std::net::{Shutdown, TcpStream};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
@@ -32,18 +33,25 @@ pub struct Peer<M> {
 
 impl<M: Serialize + Send + 'static> Peer<M> {
     /// Starts the writer thread for `stream`; a single write may block at most `write_timeout`.
-    pub fn start(stream: TcpStream, write_timeout: Duration, name: &str) -> std::io::Result<Self> {
+    pub fn start(
+        stream: impl Into<ConnWriter>,
+        write_timeout: Duration,
+        name: &str,
+    ) -> std::io::Result<Self> {
         Self::with_capacity(stream, write_timeout, name, QUEUE_CAPACITY)
     }
 
+    /// `stream`: the socket, or the writing half of a TLS connection.
     pub fn with_capacity(
-        stream: TcpStream,
+        stream: impl Into<ConnWriter>,
         write_timeout: Duration,
         name: &str,
         capacity: usize,
     ) -> std::io::Result<Self> {
-        let mut out = stream.try_clone()?;
-        out.set_write_timeout(Some(write_timeout.max(Duration::from_millis(1))))?;
+        let mut out: ConnWriter = stream.into();
+        let stream = out.socket().try_clone()?;
+        out.socket()
+            .set_write_timeout(Some(write_timeout.max(Duration::from_millis(1))))?;
         let (queue, rx) = sync_channel::<M>(capacity);
         std::thread::Builder::new()
             .name(name.into())
@@ -54,7 +62,7 @@ impl<M: Serialize + Send + 'static> Peer<M> {
                         break;
                     }
                 }
-                let _ = out.shutdown(Shutdown::Both);
+                let _ = out.shutdown();
             })?;
         Ok(Peer { queue, stream })
     }

@@ -257,6 +257,8 @@ struct Shared {
     /// Bounds on what the JobManager sends (`pekko.framesize`); no message from it for
     /// `heartbeat.timeout`: it is considered lost.
     rpc_limits: FrameLimits,
+    /// Mutual TLS for the RPC connection (`security.ssl.internal.enabled`).
+    tls: Option<eddy_core::tls::InternalTls>,
 }
 
 /// A running TaskManager.
@@ -318,10 +320,12 @@ pub fn start_with(
     registry: Arc<JobRegistry>,
     target: JobManagerTarget,
 ) -> Result<TaskManagerHandle, String> {
-    let network = NetworkEnvironment::start(
+    let tls = eddy_core::tls::InternalTls::from_config(config)?;
+    let network = NetworkEnvironment::start_with_tls(
         &config.taskmanager_host(),
         config.taskmanager_data_port(),
         frame_limits(config.network_max_frame_size(), config.heartbeat_timeout()),
+        tls.clone(),
     )
     .map_err(|e| e.to_string())?;
     let writer: Writer = Arc::new(Mutex::new(None));
@@ -338,6 +342,7 @@ pub fn start_with(
         stopped: AtomicBool::new(false),
         slots: config.slots_per_taskmanager(),
         rpc_limits: rpc_limits(config),
+        tls,
     });
     let heartbeat = config.heartbeat_interval().min(Duration::from_millis(500));
     let s = shared.clone();
@@ -518,7 +523,7 @@ fn connection_loop(shared: Arc<Shared>, target: JobManagerTarget) {
                 let served = if stale {
                     Err(std::io::Error::other("the leader changed while connecting"))
                 } else {
-                    serve(&shared, stream, &mut backoff)
+                    serve(&shared, stream, &mut backoff, &jm_address)
                 };
                 if let Ok(mut c) = shared.connection.lock() {
                     *c = None;
@@ -551,12 +556,17 @@ fn serve(
     shared: &Arc<Shared>,
     stream: TcpStream,
     backoff: &mut ReconnectBackoff,
+    jm_address: &str,
 ) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
+    // With security.ssl.internal.enabled: mutual TLS, the JobManager's certificate must name
+    // the host of `jm_address`.
+    let (read_half, mut w) = eddy_core::tls::connect(stream, shared.tls.as_ref(), jm_address)?;
     // The JobManager answers every heartbeat: silence longer than heartbeat.timeout means it
     // is gone (paused, partitioned) even though the connection looks open.
-    stream.set_read_timeout(Some(shared.rpc_limits.socket_read_timeout()))?;
-    let mut w = stream;
+    read_half
+        .socket()
+        .set_read_timeout(Some(shared.rpc_limits.socket_read_timeout()))?;
+    let mut reader = BufReader::new(read_half);
     write_message(
         &mut w,
         &TmMessage::Register {

@@ -8,6 +8,7 @@ pub mod faultpoint;
 pub mod ids;
 pub mod keygroup;
 pub mod settings;
+pub mod tls;
 
 pub use ids::{AttemptId, JobId, TaskManagerId};
 pub use keygroup::{KeyGroupRange, DEFAULT_MAX_PARALLELISM};

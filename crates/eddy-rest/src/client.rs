@@ -2,12 +2,17 @@
 //! and tests: one request per connection (`Connection: close`), JSON in, JSON out; responses
 //! with `Content-Length`, `Transfer-Encoding: chunked` or neither (read to end of stream).
 //!
-//! It must never wait longer than the caller's timeout, never follow redirects, and never speak
-//! TLS: `https://` addresses are refused. Errors are one line naming the address.
+//! With a TLS configuration ([`set_tls`], from `security.ssl.rest.*`) every request speaks TLS
+//! (rustls, verifying the server against the configured CA) and `http://` addresses are refused;
+//! without one, `https://` addresses are refused. It must never wait longer than the caller's
+//! timeout and never follow redirects. Errors are one line naming the address.
 
+use eddy_core::tls::rustls;
+use eddy_core::tls::ClientConfig;
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The largest response accepted (a job list of many thousands of jobs is far below this).
@@ -22,6 +27,16 @@ static BEARER_TOKEN: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(No
 pub fn set_bearer_token(token: Option<String>) {
     if let Ok(mut t) = BEARER_TOKEN.lock() {
         *t = token;
+    }
+}
+
+/// The TLS configuration [`request`] uses (`security.ssl.rest.enabled`), set once by the CLI.
+static TLS: std::sync::Mutex<Option<Arc<ClientConfig>>> = std::sync::Mutex::new(None);
+
+/// Makes every later [`request`] of this process speak TLS with `config` (`None`: plain HTTP).
+pub fn set_tls(config: Option<Arc<ClientConfig>>) {
+    if let Ok(mut t) = TLS.lock() {
+        *t = config;
     }
 }
 
@@ -50,15 +65,42 @@ pub fn request_with_token(
     timeout: Duration,
     token: Option<&str>,
 ) -> Result<(u16, Value), String> {
-    let endpoint = Endpoint::parse(base)?;
+    let tls = TLS.lock().ok().and_then(|t| t.clone());
+    request_with(base, method, path, body, timeout, token, tls.as_ref())
+}
+
+/// [`request_with_token`] with an explicit TLS configuration (`None`: plain HTTP).
+pub fn request_with(
+    base: &str,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    timeout: Duration,
+    token: Option<&str>,
+    tls: Option<&Arc<ClientConfig>>,
+) -> Result<(u16, Value), String> {
+    let endpoint = Endpoint::parse(base, tls.is_some())?;
     let path = if path.starts_with('/') {
         path.to_string()
     } else {
         format!("/{path}")
     };
-    let what = format!("{method} http://{}{path}", endpoint.authority);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let what = format!("{method} {scheme}://{}{path}", endpoint.authority);
     let deadline = Instant::now() + timeout;
-    let mut stream = endpoint.connect(deadline)?;
+    let tcp = endpoint.connect(deadline)?;
+    let mut stream = match tls {
+        None => Stream::Plain(tcp),
+        Some(config) => {
+            let name =
+                rustls::pki_types::ServerName::try_from(endpoint.host.clone()).map_err(|e| {
+                    format!("{what}: '{}' is not a TLS server name: {e}", endpoint.host)
+                })?;
+            let conn = rustls::ClientConnection::new(config.clone(), name)
+                .map_err(|e| format!("{what}: TLS: {e}"))?;
+            Stream::Tls(Box::new(rustls::StreamOwned::new(conn, tcp)))
+        }
+    };
     let payload = match body {
         Some(v) => Some(
             serde_json::to_vec(v)
@@ -95,7 +137,7 @@ pub fn request_with_token(
             format!("{what}: {e}")
         }
     };
-    set_timeouts(&stream, deadline).map_err(|e| format!("{what}: {e}"))?;
+    set_timeouts(stream.tcp(), deadline).map_err(|e| format!("{what}: {e}"))?;
     stream.write_all(head.as_bytes()).map_err(io_err)?;
     if let Some(p) = &payload {
         stream.write_all(p).map_err(io_err)?;
@@ -130,17 +172,26 @@ struct Endpoint {
 }
 
 impl Endpoint {
-    fn parse(base: &str) -> Result<Endpoint, String> {
+    fn parse(base: &str, tls: bool) -> Result<Endpoint, String> {
         let trimmed = base.trim();
-        if trimmed.starts_with("https://") {
+        if trimmed.starts_with("https://") && !tls {
             return Err(format!(
-                "cannot reach '{trimmed}': https is not supported, use http://host:port"
+                "cannot reach '{trimmed}': https needs security.ssl.rest.enabled: true and security.ssl.rest.trust-cert in the configuration; else use http://host:port"
             ));
         }
-        let rest = trimmed.strip_prefix("http://").unwrap_or(trimmed);
+        if trimmed.starts_with("http://") && tls {
+            return Err(format!(
+                "cannot reach '{trimmed}' over plain http: the configuration sets security.ssl.rest.enabled: true; use https://host:port or host:port"
+            ));
+        }
+        let (scheme, rest) = match trimmed.strip_prefix("https://") {
+            Some(r) => ("https", r),
+            None => ("http", trimmed.strip_prefix("http://").unwrap_or(trimmed)),
+        };
         let authority = rest.split('/').next().unwrap_or("");
-        let bad =
-            || format!("invalid REST address '{trimmed}': expected http://host:port or host:port");
+        let bad = || {
+            format!("invalid REST address '{trimmed}': expected {scheme}://host:port or host:port")
+        };
         if authority.is_empty() {
             return Err(bad());
         }
@@ -206,6 +257,45 @@ impl Endpoint {
     }
 }
 
+/// A connection to the REST endpoint, plain or TLS.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.get_ref(),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
 fn set_timeouts(stream: &TcpStream, deadline: Instant) -> std::io::Result<()> {
     // A zero duration means "no timeout" to the socket API: use the smallest real one.
     let left = deadline
@@ -232,7 +322,7 @@ fn invalid(m: impl Into<String>) -> ReadError {
 
 /// Buffered reads that stop at the caller's deadline.
 struct Reader {
-    stream: TcpStream,
+    stream: Stream,
     buf: Vec<u8>,
     pos: usize,
     deadline: Instant,
@@ -244,7 +334,7 @@ impl Reader {
         if Instant::now() >= self.deadline {
             return Err(ReadError::Io(std::io::ErrorKind::TimedOut.into()));
         }
-        set_timeouts(&self.stream, self.deadline)?;
+        set_timeouts(self.stream.tcp(), self.deadline)?;
         if self.buf.len() - self.pos > MAX_RESPONSE_BYTES {
             return Err(invalid(format!(
                 "response larger than {MAX_RESPONSE_BYTES} bytes"
@@ -529,21 +619,25 @@ mod tests {
 
     #[test]
     fn base_addresses_parse() {
-        let e = Endpoint::parse("http://localhost:8081/").unwrap();
+        let e = Endpoint::parse("http://localhost:8081/", false).unwrap();
         assert_eq!(
             (e.host.as_str(), e.port, e.authority.as_str()),
             ("localhost", 8081, "localhost:8081")
         );
-        let e = Endpoint::parse("[::1]:9000").unwrap();
+        let e = Endpoint::parse("[::1]:9000", false).unwrap();
         assert_eq!(
             (e.host.as_str(), e.port, e.authority.as_str()),
             ("::1", 9000, "[::1]:9000")
         );
-        assert_eq!(Endpoint::parse("example.org").unwrap().port, 80);
-        assert!(Endpoint::parse("https://x:1")
+        assert_eq!(Endpoint::parse("example.org", false).unwrap().port, 80);
+        assert!(Endpoint::parse("https://x:1", false)
             .unwrap_err()
             .contains("https"));
-        assert!(Endpoint::parse("host:notaport").is_err());
-        assert!(Endpoint::parse("").is_err());
+        assert!(Endpoint::parse("http://x:1", true)
+            .unwrap_err()
+            .contains("security.ssl.rest.enabled"));
+        assert_eq!(Endpoint::parse("https://x:1/", true).unwrap().port, 1);
+        assert!(Endpoint::parse("host:notaport", false).is_err());
+        assert!(Endpoint::parse("", false).is_err());
     }
 }

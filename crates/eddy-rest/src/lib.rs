@@ -33,6 +33,7 @@ pub mod recoveries;
 mod savepoints;
 mod server;
 pub mod submit;
+mod tls;
 pub mod views;
 
 pub use error::ApiError;

@@ -29,14 +29,17 @@ pub struct RestServer {
     /// The bound address (the real port when started with port 0).
     pub address: SocketAddr,
     leader: LeaderState,
+    /// Serving HTTPS (`security.ssl.rest.enabled`).
+    tls: bool,
     stop: Option<watch::Sender<bool>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl RestServer {
-    /// `http://<address>`.
+    /// `http://<address>`, or `https://<address>` with TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.address)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.address)
     }
 
     /// The leadership switch, e.g. for the leader-election callback to keep.
@@ -145,6 +148,7 @@ pub fn start(
     port: u16,
 ) -> Result<RestServer, String> {
     let token = crate::auth::read_token(&config)?;
+    let tls = eddy_core::tls::rest_server_config(&config)?;
     let listener = std::net::TcpListener::bind((bind_address, port))
         .map_err(|e| format!("cannot bind the REST server to {bind_address}:{port}: {e}"))?;
     let address = listener.local_addr().map_err(|e| {
@@ -174,29 +178,37 @@ pub fn start(
         token,
     );
     let (stop_tx, stop_rx) = watch::channel(false);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let serves_tls = tls.is_some();
     let thread = std::thread::Builder::new()
         .name("eddy-rest".into())
         .spawn(move || {
-            runtime.block_on(serve(listener, app, stop_rx, address));
+            match tls {
+                None => runtime.block_on(serve(listener, app, stop_rx, address)),
+                Some(tls) => runtime.block_on(async move {
+                    let listener = crate::tls::TlsListener::start(listener, tls, address);
+                    serve(listener, app, stop_rx, address).await
+                }),
+            }
             // Blocking JobManager calls still running are abandoned, not waited for.
             runtime.shutdown_timeout(Duration::from_millis(200));
         })
         .map_err(|e| format!("cannot start the REST server thread ({address}): {e}"))?;
-    tracing::info!("REST API listening on http://{address}");
+    tracing::info!("REST API listening on {scheme}://{address}");
     Ok(RestServer {
         address,
         leader,
+        tls: serves_tls,
         stop: Some(stop_tx),
         thread: Some(thread),
     })
 }
 
-async fn serve(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    stop: watch::Receiver<bool>,
-    address: SocketAddr,
-) {
+async fn serve<L>(listener: L, app: Router, stop: watch::Receiver<bool>, address: SocketAddr)
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let mut graceful_stop = stop.clone();
     let mut forced_stop = stop;
     let server = axum::serve(listener, app)

@@ -114,6 +114,24 @@ enum Command {
         #[command(subcommand)]
         action: ClusterAction,
     },
+    /// Make TLS certificates (docs/security.md).
+    Cert {
+        #[command(subcommand)]
+        action: CertAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertAction {
+    /// Write a self-signed CA (ca.pem, ca-key.pem) and a certificate/key for the cluster
+    /// (cert.pem, key.pem; valid for 127.0.0.1, localhost and every --host) into DIR.
+    Generate {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// Another name or address the certificate is valid for (repeatable).
+        #[arg(long = "host", value_name = "NAME")]
+        hosts: Vec<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -383,6 +401,15 @@ pub fn main_with(registry: JobRegistry) -> i32 {
             a.zk_session_file,
         ),
         Command::Taskmanager(a) => crate::daemon::run_taskmanager(registry, a.conf, a.define),
+        Command::Cert {
+            action: CertAction::Generate { dir, hosts },
+        } => match crate::cert::generate(&dir, &hosts) {
+            Ok(()) => {
+                println!("{}", crate::cert::config_hint(&dir));
+                0
+            }
+            Err(e) => fail(&e, 1),
+        },
         Command::Cluster { action } => {
             let dir = |c: Option<PathBuf>| {
                 c.or_else(|| std::env::var_os("EDDY_CONF_DIR").map(PathBuf::from))

@@ -112,7 +112,17 @@ pub fn run_jobmanager(
             return fail(&e, 1);
         }
     };
-    let rest_url = format!("http://{}:{}", config.rest_address(), rest.address.port());
+    // Published for the CLI (HA leader retrieval): https when REST speaks TLS.
+    let scheme = if config.ssl_rest_enabled() {
+        "https"
+    } else {
+        "http"
+    };
+    let rest_url = format!(
+        "{scheme}://{}:{}",
+        config.rest_address(),
+        rest.address.port()
+    );
     if ha.is_some() {
         rest.set_standby(None);
     }

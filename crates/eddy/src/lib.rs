@@ -8,6 +8,7 @@
 //! ```
 
 mod active;
+pub mod cert;
 pub mod cli;
 pub mod cluster;
 pub mod daemon;

@@ -25,6 +25,8 @@ fn load(conf_dir: Option<&Path>, overrides: &[String]) -> Result<Config, String>
     }
     // Every REST call of this command sends the cluster's bearer token, if it has one.
     client::set_bearer_token(eddy_rest::auth::read_token(&l.config)?);
+    // ... and speaks TLS when security.ssl.rest.enabled is true.
+    client::set_tls(eddy_core::tls::rest_client_config(&l.config)?);
     Ok(l.config)
 }
 

@@ -152,9 +152,15 @@ pub static KEYS: &[KeySpec] = &[
     spec("web.submit.enable", &[], ValueType::Bool, Some("true"), "Whether jobs may be submitted over REST (POST /jobs); false = 403."),
     spec("web.cancel.enable", &[], ValueType::Bool, Some("true"), "Whether jobs may be cancelled over REST (PATCH /jobs/:id); false = 403."),
     spec("eddy.rest.auth.token-file", &[], ValueType::LocalPath, None, "Eddy: a file holding the REST bearer token; set = every request needs `Authorization: Bearer <token>` (401 otherwise)."),
-    // --- TLS (Flink's keys; TLS is not built yet: only values that describe no TLS are accepted)
-    spec("security.ssl.internal.enabled", &["security.ssl.enabled"], ValueType::Bool, Some("false"), "TLS with mutual authentication for RPC and data connections; true is refused until Eddy's TLS is built."),
-    spec("security.ssl.rest.enabled", &[], ValueType::Bool, Some("false"), "TLS for the REST endpoint; true is refused until Eddy's TLS is built."),
+    // --- TLS (Flink's switches; Eddy reads PEM files named by Eddy's own keys)
+    spec("security.ssl.internal.enabled", &["security.ssl.enabled"], ValueType::Bool, Some("false"), "Mutual TLS on RPC (JobManager <-> TaskManager) and data connections (TaskManager <-> TaskManager); needs security.ssl.internal.{cert,key,trust-cert}."),
+    spec("security.ssl.internal.cert", &[], ValueType::LocalPath, None, "Eddy: PEM certificate (chain) this process presents on RPC and data connections, as server and as client."),
+    spec("security.ssl.internal.key", &[], ValueType::LocalPath, None, "Eddy: PEM private key of security.ssl.internal.cert."),
+    spec("security.ssl.internal.trust-cert", &[], ValueType::LocalPath, None, "Eddy: PEM CA certificate(s); a peer must present a certificate signed by one of them."),
+    spec("security.ssl.rest.enabled", &[], ValueType::Bool, Some("false"), "HTTPS on the REST endpoint (server: security.ssl.rest.{cert,key}; the CLI: security.ssl.rest.trust-cert)."),
+    spec("security.ssl.rest.cert", &[], ValueType::LocalPath, None, "Eddy: PEM certificate (chain) the REST server presents."),
+    spec("security.ssl.rest.key", &[], ValueType::LocalPath, None, "Eddy: PEM private key of security.ssl.rest.cert."),
+    spec("security.ssl.rest.trust-cert", &[], ValueType::LocalPath, None, "Eddy: PEM CA certificate(s) the CLI's REST client trusts."),
     spec("security.ssl.internal.keystore", &[], ValueType::LocalPath, None, "Flink: a Java keystore. Refused: Eddy reads PEM files."),
     spec("security.ssl.internal.truststore", &[], ValueType::LocalPath, None, "Flink: a Java truststore. Refused: Eddy reads PEM files."),
     spec("security.ssl.internal.keystore-password", &[], ValueType::Text, None, "Flink: a Java keystore password. Refused: Eddy reads PEM files."),

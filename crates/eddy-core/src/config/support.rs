@@ -37,10 +37,7 @@ const INCREMENTAL_ISSUE: &str =
 const LOCAL_RECOVERY_ISSUE: &str = "yet (task-local recovery arrives with issue 12)";
 const S3_ISSUE: &str = "yet (S3 storage arrives with issue 12)";
 const UNSET: &str = "leave the key unset";
-/// TLS (REST, RPC, data plane) is the unbuilt part of issue 14.
-const TLS_NOT_BUILT: &str =
-    "yet (Eddy has no TLS yet; docs/security.md says how to keep the ports private until then)";
-const PEM_NOT_JKS: &str = "(Eddy will read PEM files, not Java keystores; docs/security.md)";
+const PEM_NOT_JKS: &str = "(Eddy reads PEM files, not Java keystores: security.ssl.{internal,rest}.{cert,key,trust-cert}; docs/security.md)";
 const CLAIM_REFUSED: &str = "(Eddy never takes ownership of a restored snapshot: it restores in NO_CLAIM mode and never deletes it)";
 
 fn never(_: &Value) -> bool {
@@ -147,8 +144,14 @@ pub static SUPPORT: &[(&str, Support)] = &[
     ("web.submit.enable", Support::Works),
     ("web.cancel.enable", Support::Works),
     ("eddy.rest.auth.token-file", Support::Works),
-    ("security.ssl.internal.enabled", limited(is_false, "false", TLS_NOT_BUILT)),
-    ("security.ssl.rest.enabled", limited(is_false, "false", TLS_NOT_BUILT)),
+    ("security.ssl.internal.enabled", Support::Works),
+    ("security.ssl.internal.cert", Support::Works),
+    ("security.ssl.internal.key", Support::Works),
+    ("security.ssl.internal.trust-cert", Support::Works),
+    ("security.ssl.rest.enabled", Support::Works),
+    ("security.ssl.rest.cert", Support::Works),
+    ("security.ssl.rest.key", Support::Works),
+    ("security.ssl.rest.trust-cert", Support::Works),
     ("security.ssl.internal.keystore", limited(never, UNSET, PEM_NOT_JKS)),
     ("security.ssl.internal.truststore", limited(never, UNSET, PEM_NOT_JKS)),
     ("security.ssl.internal.keystore-password", limited(never, UNSET, PEM_NOT_JKS)),

@@ -354,6 +354,9 @@ fn aliases_normalise_to_canonical_names() {
             if spec.key == "high-availability.type" {
                 extra = "high-availability.zookeeper.quorum: zk:2181\nhigh-availability.storageDir: /ha\n".into();
             }
+            if spec.key == "security.ssl.internal.enabled" {
+                extra = "security.ssl.internal.cert: /c.pem\nsecurity.ssl.internal.key: /k.pem\nsecurity.ssl.internal.trust-cert: /ca.pem\n".into();
+            }
             let loaded = load_yaml(&format!("{alias}: '{value}'\n{extra}"), &[]);
             if let Err(ConfigError::Unsupported { key, .. }) = &loaded {
                 // A key Eddy refuses whatever its value: the error names the alias as written.
@@ -452,10 +455,8 @@ fn values_asking_for_what_eddy_lacks_are_refused_in_one_line() {
         ("taskmanager.registration.timeout", "5 min", "taskmanager.registration.timeout: '5 min' is not supported (a TaskManager retries its registration until it is stopped); allowed: leave the key unset"),
         ("high-availability.zookeeper.client.retry-wait", "5 s", "high-availability.zookeeper.client.retry-wait: '5 s' is not supported (Eddy's ZooKeeper client retries with its own back-off, see docs/ha.md); allowed: leave the key unset"),
         ("high-availability.zookeeper.client.max-retry-attempts", "3", "high-availability.zookeeper.client.max-retry-attempts: '3' is not supported (Eddy's ZooKeeper client retries with its own back-off, see docs/ha.md); allowed: leave the key unset"),
-        ("security.ssl.rest.enabled", "true", "security.ssl.rest.enabled: 'true' is not supported yet (Eddy has no TLS yet; docs/security.md says how to keep the ports private until then); allowed: false"),
-        ("security.ssl.enabled", "true", "security.ssl.enabled: 'true' is not supported yet (Eddy has no TLS yet; docs/security.md says how to keep the ports private until then); allowed: false"),
-        ("security.ssl.internal.keystore", "/etc/eddy/ks.jks", "security.ssl.internal.keystore: '/etc/eddy/ks.jks' is not supported (Eddy will read PEM files, not Java keystores; docs/security.md); allowed: leave the key unset"),
-        ("security.ssl.rest.truststore-password", "changeit", "security.ssl.rest.truststore-password: 'changeit' is not supported (Eddy will read PEM files, not Java keystores; docs/security.md); allowed: leave the key unset"),
+        ("security.ssl.internal.keystore", "/etc/eddy/ks.jks", "security.ssl.internal.keystore: '/etc/eddy/ks.jks' is not supported (Eddy reads PEM files, not Java keystores: security.ssl.{internal,rest}.{cert,key,trust-cert}; docs/security.md); allowed: leave the key unset"),
+        ("security.ssl.rest.truststore-password", "changeit", "security.ssl.rest.truststore-password: 'changeit' is not supported (Eddy reads PEM files, not Java keystores: security.ssl.{internal,rest}.{cert,key,trust-cert}; docs/security.md); allowed: leave the key unset"),
     ];
     for (key, value, message) in cases {
         // Config::from_pairs, config.yaml and -D all refuse, naming the key as written.

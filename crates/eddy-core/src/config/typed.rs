@@ -431,6 +431,19 @@ impl Config {
     pub fn rest_auth_token_file(&self) -> Option<PathBuf> {
         self.path("eddy.rest.auth.token-file")
     }
+    /// `security.ssl.rest.enabled`: the REST endpoint speaks HTTPS.
+    pub fn ssl_rest_enabled(&self) -> bool {
+        self.flag("security.ssl.rest.enabled")
+    }
+    /// `security.ssl.internal.enabled`: RPC and data connections use mutual TLS.
+    pub fn ssl_internal_enabled(&self) -> bool {
+        self.flag("security.ssl.internal.enabled")
+    }
+    /// `security.ssl.<scope>.<file>` (`scope`: `rest` or `internal`; `file`: `cert`, `key` or
+    /// `trust-cert`), if set.
+    pub fn ssl_file(&self, scope: &str, file: &str) -> Option<PathBuf> {
+        self.path(&format!("security.ssl.{scope}.{file}"))
+    }
     /// `eddy.test-hooks.enabled`: test hooks (failure and delay job arguments, fault points)
     /// are allowed. Off by default.
     pub fn test_hooks_enabled(&self) -> bool {

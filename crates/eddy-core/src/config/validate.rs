@@ -167,6 +167,20 @@ fn cross_check(config: &Config) -> Result<Vec<String>, ConfigError> {
             ));
         }
     }
+    if config.ssl_internal_enabled() {
+        for key in [
+            "security.ssl.internal.cert",
+            "security.ssl.internal.key",
+            "security.ssl.internal.trust-cert",
+        ] {
+            if config.get(key).is_none() {
+                return Err(ConfigError::MissingKey {
+                    key: key.into(),
+                    reason: "required when security.ssl.internal.enabled is true (PEM files; `eddy cert generate DIR` makes them)".into(),
+                });
+            }
+        }
+    }
     if config.ha_mode() == HaMode::ZooKeeper {
         for key in [
             "high-availability.zookeeper.quorum",

@@ -20,6 +20,7 @@ use crate::task::channel::{
     ChannelEvent, ChannelId, ChannelWriter, CreditReturn, Credits, InputEndpoint, MailboxItem,
     Payload, CHANNEL_CREDITS,
 };
+use eddy_core::tls::{self, ConnWriter, InternalTls};
 use std::collections::HashMap;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -131,7 +132,7 @@ pub fn frame_limits(max_frame: u32, frame_timeout: Duration) -> FrameLimits {
 
 /// One TCP connection to a peer TaskManager (either direction).
 pub struct PeerConnection {
-    writer: Mutex<BufWriter<TcpStream>>,
+    writer: Mutex<BufWriter<ConnWriter>>,
     /// Largest frame this side sends (the peer refuses larger ones).
     max_frame: u32,
     /// Producer side: credits per channel, granted by the consumer.
@@ -141,9 +142,10 @@ pub struct PeerConnection {
 }
 
 impl PeerConnection {
-    fn new(stream: TcpStream, max_frame: u32) -> Result<Arc<Self>> {
-        stream.set_nodelay(true)?;
+    fn new(stream: ConnWriter, max_frame: u32) -> Result<Arc<Self>> {
+        stream.socket().set_nodelay(true)?;
         let peer = stream
+            .socket()
             .peer_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
@@ -222,12 +224,24 @@ pub struct NetworkEnvironment {
     pending_opens: Mutex<HashMap<ChannelId, Arc<PeerConnection>>>,
     peers: Mutex<HashMap<String, Arc<PeerConnection>>>,
     limits: FrameLimits,
+    /// Mutual TLS on every data connection (`security.ssl.internal.enabled`).
+    tls: Option<InternalTls>,
 }
 
 impl NetworkEnvironment {
     /// Binds the data port (0 = any free port) and starts accepting producers; `limits` bound
     /// the frames of every connection ([`frame_limits`]).
     pub fn start(host: &str, port: u16, limits: FrameLimits) -> Result<Arc<Self>> {
+        Self::start_with_tls(host, port, limits, None)
+    }
+
+    /// [`NetworkEnvironment::start`]; with `tls`, every connection, in and out, is mutual TLS.
+    pub fn start_with_tls(
+        host: &str,
+        port: u16,
+        limits: FrameLimits,
+        tls: Option<InternalTls>,
+    ) -> Result<Arc<Self>> {
         let listener = TcpListener::bind((host, port))
             .map_err(|e| JobError::new(format!("cannot bind the data port {host}:{port}: {e}")))?;
         let address = listener.local_addr()?;
@@ -238,6 +252,7 @@ impl NetworkEnvironment {
             pending_opens: Mutex::new(HashMap::new()),
             peers: Mutex::new(HashMap::new()),
             limits,
+            tls,
         });
         let weak = Arc::downgrade(&env);
         std::thread::Builder::new()
@@ -261,10 +276,16 @@ impl NetworkEnvironment {
 
     /// Reads one producer connection until it closes or breaks the protocol (then it is closed).
     fn serve_producer(self: Arc<Self>, stream: TcpStream) {
-        let Ok(read_half) = stream.try_clone() else {
-            return;
+        // With TLS, a peer without the cluster's certificate fails here: no frame is read.
+        let (read_half, stream) = match tls::accept(stream, self.tls.as_ref()) {
+            Ok(halves) => halves,
+            Err(e) => {
+                tracing::warn!("refused a data connection: {e}");
+                return;
+            }
         };
         if read_half
+            .socket()
             .set_read_timeout(Some(self.limits.socket_read_timeout()))
             .is_err()
         {
@@ -277,7 +298,7 @@ impl NetworkEnvironment {
         let why = self.read_producer_frames(&mut reader, &conn);
         tracing::warn!("closing the data connection from {}: {why}", conn.peer);
         conn.broken.store(true, Ordering::Relaxed);
-        let _ = reader.get_ref().shutdown(std::net::Shutdown::Both);
+        let _ = reader.get_ref().socket().shutdown(std::net::Shutdown::Both);
         if let Ok(mut p) = self.pending_opens.lock() {
             p.retain(|_, c| !Arc::ptr_eq(c, &conn));
         }
@@ -440,8 +461,14 @@ impl NetworkEnvironment {
                 "cannot connect to TaskManager data port {addr}: {e}"
             ))
         })?;
-        let read_half = stream.try_clone()?;
-        read_half.set_read_timeout(Some(self.limits.socket_read_timeout()))?;
+        let (read_half, stream) = tls::connect(stream, self.tls.as_ref(), addr).map_err(|e| {
+            JobError::new(format!(
+                "cannot open a data connection to TaskManager {addr}: {e}"
+            ))
+        })?;
+        read_half
+            .socket()
+            .set_read_timeout(Some(self.limits.socket_read_timeout()))?;
         let conn = PeerConnection::new(stream, self.limits.max_len)?;
         let c2 = conn.clone();
         let limits = self.limits.clone();
@@ -456,7 +483,7 @@ impl NetworkEnvironment {
                 // Wake every producer waiting for credits: its next write fails with the broken
                 // connection instead of hanging until it is canceled.
                 c2.broken.store(true, Ordering::Relaxed);
-                let _ = reader.get_ref().shutdown(std::net::Shutdown::Both);
+                let _ = reader.get_ref().socket().shutdown(std::net::Shutdown::Both);
                 if let Ok(m) = c2.credits.lock() {
                     for c in m.values() {
                         c.grant(CHANNEL_CREDITS);
