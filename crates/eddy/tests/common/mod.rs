@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod committed;
+pub mod ha_cluster;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
