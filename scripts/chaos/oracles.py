@@ -127,12 +127,15 @@ STEP_DOWN = re.compile(r"JobManager stepping down: (.*)")
 INCARNATION = re.compile(r"JobManager running: .*\(pid (\d+)\)")
 WRITE = re.compile(r"job ([0-9a-f]{32}): completed checkpoint (\d+)")
 RESULT = re.compile(r"job \S+ \(([0-9a-f]{32})\) switched from \S+ to (FINISHED|FAILED|CANCELED)")
+RECOVERED = re.compile(r"job ([0-9a-f]{32}): recovered with retained checkpoints \[([0-9, ]*)\]")
 
 
-def leadership_events(log_paths):
+def leadership_events(log_paths, recovered=None):
     """Per JobManager log: grants, ends of leadership and accepted writes, with wall-clock
     times. Returns (tenures, writes): tenures = [(jm, session, start, end or None)], writes =
-    [(time, jm, session or None, what)]."""
+    [(time, jm, session or None, what)]. With a dict `recovered`, also fills it with
+    (session, job) -> the checkpoint ids that leader found in the HA store when it recovered
+    the job (so they were accepted before its grant)."""
     tenures, writes = [], []
     for jm, path in log_paths:
         try:
@@ -157,6 +160,11 @@ def leadership_events(log_paths):
                     tenures.append((jm, current[0], current[1], t))
                 current = None
                 continue
+            m = RECOVERED.search(line)
+            if m and current and recovered is not None:
+                ids = {int(x) for x in m.group(2).replace(" ", "").split(",") if x}
+                recovered.setdefault((current[0], m.group(1)), set()).update(ids)
+                continue
             m = WRITE.search(line) or RESULT.search(line)
             if m:
                 what = (f"checkpoint {m.group(2)} of job {m.group(1)}" if m.re is WRITE
@@ -172,8 +180,11 @@ def split_brain(log_paths, pauses):
     leadership (or with no session at all). `pauses` = [(pid-less jm index or None, stop, cont)]
     of SIGSTOPs the tool applied to JobManagers: a write logged within 0.5 s after such a pause
     may have been accepted before it (the log line comes after the write), so it is listed as
-    ambiguous rather than counted. Returns (violations, ambiguous), each a list of texts."""
-    tenures, writes = leadership_events(log_paths)
+    ambiguous rather than counted. A checkpoint that the later leader found in the HA store when
+    it recovered the job was accepted before that leader's grant (its log line came late, e.g.
+    delayed by a pause): not a violation. Returns (violations, ambiguous), each a list of texts."""
+    recovered = {}
+    tenures, writes = leadership_events(log_paths, recovered)
     violations, ambiguous = [], []
     for (t, jm, session, what, line) in writes:
         if session is None:
@@ -185,9 +196,14 @@ def split_brain(log_paths, pauses):
         if not later:
             continue
         j2, ses2, s2 = later[0]
+        m = re.match(r"checkpoint (\d+) of job ([0-9a-f]{32})$", what)
+        if m and int(m.group(1)) in recovered.get((ses2, m.group(2)), ()):
+            continue
         text = (f"JobManager {jm} (session {session[:8]}) accepted {what} at {_fmt(t)}, after "
                 f"JobManager {j2} was granted leadership (session {ses2[:8]}) at {_fmt(s2)}: {line}")
-        if any(pj == jm and cont <= t <= cont + 0.5 for (pj, _stop, cont) in pauses):
+        # A line held up by the pause carries a time at the resume, which can come a moment
+        # before the tool's own record of the SIGCONT: the window opens at the SIGSTOP.
+        if any(pj == jm and stop <= t <= cont + 0.5 for (pj, stop, cont) in pauses):
             ambiguous.append(text)
         else:
             violations.append(text)

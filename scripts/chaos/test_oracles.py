@@ -104,6 +104,33 @@ class SplitBrain(unittest.TestCase):
             violations, ambiguous = oracles.split_brain(logs, [(0, base + 2.0, base + 5.8)])
             self.assertEqual((len(violations), len(ambiguous)), (0, 1))
 
+    def test_a_late_line_of_a_write_the_next_leader_recovered_is_no_violation(self):
+        # CI run 271041745: the paused leader's "completed checkpoint 41" line was logged at its
+        # resume, after the next grant, but the next leader had recovered checkpoint 41 from
+        # the HA store, so the write was accepted before the grant.
+        with tempfile.TemporaryDirectory() as d:
+            logs = self.logs(d, [
+                (1, "JobManager 127.0.0.1 granted leadership (session aaaa)"),
+                (6, f"job {self.JOB}: completed checkpoint 41 (10 bytes, 1 ms from trigger)"),
+            ], [
+                (4, "JobManager 127.0.0.1 granted leadership (session bbbb)"),
+                (4.1, f"job {self.JOB}: recovered with retained checkpoints [34, 40, 41]; restoring from Some(41)"),
+            ])
+            self.assertEqual(oracles.split_brain(logs, []), ([], []))
+            # Not recovered by the next leader: still a violation.
+            logs = self.logs(d, [
+                (1, "JobManager 127.0.0.1 granted leadership (session aaaa)"),
+                (6, f"job {self.JOB}: completed checkpoint 41 (10 bytes, 1 ms from trigger)"),
+            ], [
+                (4, "JobManager 127.0.0.1 granted leadership (session bbbb)"),
+                (4.1, f"job {self.JOB}: recovered with retained checkpoints [34, 40]; restoring from Some(40)"),
+            ])
+            self.assertEqual(len(oracles.split_brain(logs, [])[0]), 1)
+            # Logged a moment before the tool's record of the SIGCONT: ambiguous, not counted.
+            base = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc).timestamp()
+            violations, ambiguous = oracles.split_brain(logs, [(0, base + 2.0, base + 6.001)])
+            self.assertEqual((len(violations), len(ambiguous)), (0, 1))
+
     def test_write_while_not_leading_is_caught(self):
         with tempfile.TemporaryDirectory() as d:
             logs = self.logs(d, [
