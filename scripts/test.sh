@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/zookeeper.sh install
+# Outside Python tools some tests drive (moto's S3 server, Flink's CLI): a venv outside the clone.
+bash scripts/pyenv.sh install
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"
 else
