@@ -904,7 +904,10 @@ impl JobManagerLoop {
         let target = crate::savepoints::target_dir(dir.as_deref(), &jm.spec.config, job)?;
         let (id, cmds) = jm.trigger_savepoint(
             target.to_string_lossy().into_owned(),
-            mode == SavepointMode::Stop,
+            match mode {
+                SavepointMode::Stop { drain } => Some(drain),
+                _ => None,
+            },
             now,
         )?;
         tracing::info!(
@@ -1541,6 +1544,7 @@ impl JobManagerLoop {
             .collect();
         for id in ended {
             if let Some(jm) = self.jobs.remove(&id) {
+                self.savepoints.job_ending(id, &jm);
                 self.archive.insert(id, jm.details(now), now);
             }
         }

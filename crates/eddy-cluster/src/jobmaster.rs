@@ -26,14 +26,12 @@ use eddy_recovery::{
 };
 use eddy_runtime::graph::{JobGraph, PartitionKind};
 use eddy_runtime::registry::JobSpec;
+use eddy_runtime::task::channel::StopMode;
 use eddy_runtime::task::{ExecutionState, OutputChannel, OutputEdge, TaskDeployment};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 type Task = (usize, u32);
-
-/// Between a stop-with-savepoint's completion (sinks told to commit) and stopping the tasks.
-const STOP_GRACE_MS: i64 = 500;
 
 /// One slot offered to a job.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -124,6 +122,18 @@ struct PendingRestart {
     waiting_since: Option<i64>,
 }
 
+/// A stop-with-savepoint (Flink's terminating savepoint). Sources emit nothing after its
+/// barrier; once it completed the tasks are notified (sinks commit its transaction) and finish
+/// on their own, and the job ends FINISHED. No timer, no cancel.
+#[derive(Clone, Debug)]
+struct StopWithSavepoint {
+    id: u64,
+    drain: bool,
+    /// The savepoint's metadata and directory, from when its `_metadata` is written.
+    snapshot: Option<(CompletedCheckpoint, String)>,
+    completed: bool,
+}
+
 pub struct JobMaster {
     pub job_id: JobId,
     pub spec: JobSpec,
@@ -153,8 +163,13 @@ pub struct JobMaster {
     /// mapped onto this job's subtasks, and the directory its files are in. Restored whenever
     /// the job has no completed checkpoint of its own.
     resumed_from: Option<(CompletedCheckpoint, String)>,
-    /// Stop-with-savepoint: the savepoint's id, and once it completed, when to stop the tasks.
-    stop_with_savepoint: Option<(u64, Option<i64>)>,
+    /// The stop-with-savepoint in progress (its terminating savepoint is in flight, or completed
+    /// and the tasks are finishing).
+    stop_with_savepoint: Option<StopWithSavepoint>,
+    /// A completed terminating savepoint whose job failed before every task finished: the
+    /// stop failed, and restarts restore from that savepoint (its output was committed), not
+    /// from an older checkpoint. With why the stop failed.
+    stop_failed: Option<(StopWithSavepoint, String)>,
     /// The timeline of each recovery, newest last (bounded like the exception history).
     recoveries: Vec<RecoveryRecord>,
 }
@@ -252,6 +267,7 @@ impl JobMaster {
             initial_restore: None,
             resumed_from: None,
             stop_with_savepoint: None,
+            stop_failed: None,
             recoveries: Vec::new(),
         };
         jm.timestamps.insert(JobStatus::Created.name().into(), now);
@@ -421,38 +437,31 @@ impl JobMaster {
         cmds
     }
 
-    /// Stop-with-savepoint: a failed savepoint leaves the job running; a completed one stops
-    /// the tasks once the grace for the sinks' commit passed (the job then ends FINISHED).
+    /// Stop-with-savepoint whose savepoint failed: without drain the job goes on (its sources
+    /// resume emitting on the abort); with drain its sources already ended event time and their
+    /// input, so the job restarts from its latest checkpoint (nothing the drain produced was
+    /// committed: no checkpoint covers it).
     fn check_stop(&mut self, now: i64) -> Vec<Command> {
-        let Some((id, at)) = self.stop_with_savepoint else {
+        let Some(stop) = self.stop_with_savepoint.as_ref().filter(|s| !s.completed) else {
             return Vec::new();
         };
-        match at {
-            None => {
-                if let Some(Err(why)) = self.savepoint_outcome(id) {
-                    tracing::warn!(
-                        "job {}: stop-with-savepoint {id} failed, the job goes on: {why}",
-                        self.job_id
-                    );
-                    self.stop_with_savepoint = None;
-                }
-                Vec::new()
-            }
-            Some(due) if due != i64::MAX && now >= due && self.status == JobStatus::Running => {
-                self.stop_with_savepoint = Some((id, Some(i64::MAX)));
-                self.pending_restart = None;
-                let all: BTreeSet<Task> = self.executions.keys().copied().collect();
-                let mut cmds = self.cancel_tasks(&all);
-                cmds.extend(self.check_progress(now));
-                cmds
-            }
-            Some(_) => Vec::new(),
+        let (id, drain) = (stop.id, stop.drain);
+        let Some(Err(why)) = self.savepoint_outcome(id) else {
+            return Vec::new();
+        };
+        self.stop_with_savepoint = None;
+        if !drain {
+            tracing::warn!(
+                "job {}: stop-with-savepoint {id} failed, the job goes on: {why}",
+                self.job_id
+            );
+            return Vec::new();
         }
-    }
-
-    /// The job was stopped with a savepoint and its tasks are being (or were) stopped.
-    fn stopped_with_savepoint(&self) -> bool {
-        matches!(self.stop_with_savepoint, Some((_, Some(i64::MAX))))
+        let msg = format!(
+            "stop-with-savepoint --drain: savepoint {id} failed after the sources drained ({why}); the job restarts from its latest checkpoint"
+        );
+        tracing::warn!("job {}: {msg}", self.job_id);
+        self.on_failure(msg, None, None, now)
     }
 
     /// A subtask stuck in DEPLOYING beyond `deploy_timeout_ms` (outside a restart, which
@@ -626,6 +635,15 @@ impl JobMaster {
     /// Where the state files of `cp` are: its own `chk-<id>/`, or the directory of the savepoint
     /// (another job's snapshot) this job resumed from.
     fn state_dir_of(&self, cp: &CompletedCheckpoint) -> String {
+        if let Some((sp, dir)) = self
+            .stop_failed
+            .as_ref()
+            .and_then(|(s, _)| s.snapshot.as_ref())
+        {
+            if sp.job_id == cp.job_id && sp.checkpoint_id == cp.checkpoint_id {
+                return dir.clone();
+            }
+        }
         match &self.resumed_from {
             Some((r, dir)) if cp.job_id != self.job_id && r.checkpoint_id == cp.checkpoint_id => {
                 dir.clone()
@@ -684,12 +702,12 @@ impl JobMaster {
     }
 
     /// Triggers a savepoint into the fresh directory `dir` (the shell made it unique); with
-    /// `stop`, stop-with-savepoint: once it completed, the sinks are told to commit and the job
-    /// stops and ends FINISHED. Returns the savepoint's id.
+    /// `stop` (`Some(drain)`), stop-with-savepoint: a terminating savepoint, after which the
+    /// tasks finish and the job ends FINISHED. Returns the savepoint's id.
     pub fn trigger_savepoint(
         &mut self,
         dir: String,
-        stop: bool,
+        stop: Option<bool>,
         now: i64,
     ) -> Result<(u64, Vec<Command>), String> {
         if self.status != JobStatus::Running {
@@ -710,16 +728,50 @@ impl JobMaster {
                 self.job_id
             ));
         };
-        let triggered = if stop {
-            c.trigger_stop_with_savepoint(now as u64, dir)
-        } else {
-            c.trigger_savepoint(now as u64, dir)
+        let triggered = match stop {
+            Some(drain) => c.trigger_stop_with_savepoint(now as u64, dir, drain),
+            None => c.trigger_savepoint(now as u64, dir),
         };
         let (id, out) = triggered.map_err(|e| e.to_string())?;
-        if stop {
-            self.stop_with_savepoint = Some((id, None));
+        if let Some(drain) = stop {
+            self.stop_with_savepoint = Some(StopWithSavepoint {
+                id,
+                drain,
+                snapshot: None,
+                completed: false,
+            });
         }
         Ok((id, self.coordinator_commands(out, now)))
+    }
+
+    /// How stop-with-savepoint `id` went (Flink's answer comes when the job terminated):
+    /// `None` while the savepoint or the tasks' finishing is in progress, `Some(Ok(()))` once
+    /// the job is FINISHED, `Some(Err(why))` when the savepoint failed or the job failed (over)
+    /// before every task finished.
+    pub fn stop_outcome(&self, id: u64) -> Option<Result<(), String>> {
+        if let Some((s, why)) = self.stop_failed.as_ref().filter(|(s, _)| s.id == id) {
+            let location = s.snapshot.as_ref().map_or("", |(_, d)| d.as_str());
+            return Some(Err(format!(
+                "stop-with-savepoint failed: savepoint {id} completed at {location}, but {why}; the job restarted from that savepoint and keeps running"
+            )));
+        }
+        let ours = self.stop_with_savepoint.as_ref().filter(|s| s.id == id);
+        if self.status == JobStatus::Finished && ours.is_some_and(|s| s.completed) {
+            return Some(Ok(()));
+        }
+        if self.status.is_globally_terminal() {
+            return Some(Err(format!(
+                "job {} ended {} before stop-with-savepoint {id} finished it",
+                self.job_id, self.status
+            )));
+        }
+        match self.savepoint_outcome(id) {
+            Some(Err(why)) => Some(Err(why)),
+            _ if ours.is_none() => Some(Err(format!(
+                "stop-with-savepoint {id} was abandoned (the job restarted)"
+            ))),
+            _ => None,
+        }
     }
 
     /// How savepoint `id` went: `None` while in progress, `Some(Ok(()))` when completed,
@@ -822,6 +874,18 @@ impl JobMaster {
             });
         }
         let restore = restore.or_else(|| self.resumed_from.as_ref().map(|r| r.0.clone()));
+        // A failed stop-with-savepoint whose savepoint completed: its output may be committed,
+        // so nothing older than it may be restored.
+        let stop_savepoint = self
+            .stop_failed
+            .as_ref()
+            .and_then(|(s, _)| s.snapshot.as_ref())
+            .map(|(cp, _)| cp);
+        let restore = match (restore, stop_savepoint) {
+            (Some(r), Some(sp)) if sp.checkpoint_id > r.checkpoint_id => Some(sp.clone()),
+            (None, Some(sp)) => Some(sp.clone()),
+            (r, _) => r,
+        };
         if let (Some(c), Some(cp)) = (self.coordinator.as_mut(), restore.as_ref()) {
             c.note_restored(cp.checkpoint_id, now as u64);
         }
@@ -1043,9 +1107,20 @@ impl JobMaster {
         tm: Option<String>,
         now: i64,
     ) -> Vec<Command> {
-        if self.stopped_with_savepoint() {
-            // Stopped after its savepoint: a task failing while it stops changes nothing.
-            return Vec::new();
+        if let Some(stop) = self.stop_with_savepoint.take() {
+            // The stop failed (Flink: the job fails over and keeps running). Once its savepoint
+            // completed, sinks may have committed its output: restarts restore from it.
+            if stop.completed {
+                tracing::warn!(
+                    "job {}: stop-with-savepoint {} completed, but a failure came before every task finished ({msg}); the job restarts from that savepoint",
+                    self.job_id,
+                    stop.id
+                );
+                self.stop_failed = Some((
+                    stop,
+                    format!("a failure came before every task finished: {msg}"),
+                ));
+            }
         }
         let task_name = task.map(|t| self.task_name(t));
         self.push_exception(ExceptionEntry {
@@ -1184,11 +1259,6 @@ impl JobMaster {
             }
         };
         match self.status {
-            JobStatus::Running if self.stopped_with_savepoint() && all_terminal => {
-                self.transition(JobStatus::Finished, now);
-                shutdown(self, JobShutdownStatus::Finished, &mut cmds);
-                cmds.push(Command::ReleaseSlots);
-            }
             JobStatus::Running | JobStatus::Restarting
                 if self.pending_restart.is_none()
                     && self
@@ -1283,13 +1353,16 @@ impl JobMaster {
             return Vec::new();
         };
         let out = c.metadata_written(id, now as u64);
-        if let Some((sp, at)) = self.stop_with_savepoint.as_mut() {
-            if *sp == id && at.is_none() {
-                // The sinks commit on the notification sent below; the tasks stop a moment
-                // later (a cancel would overtake the notification in their mailboxes). A sink
-                // that has not committed by then is re-committed by a job resuming from it.
-                *at = Some(now + STOP_GRACE_MS);
-                tracing::info!("job {}: stop-with-savepoint {id} completed", self.job_id);
+        if let Some(stop) = self.stop_with_savepoint.as_mut().filter(|s| s.id == id) {
+            // The sinks commit on the notification sent below; then the tasks finish.
+            stop.completed = c.stats().history.iter().any(|h| {
+                h.id == id && h.status == eddy_recovery::coordinator::CheckpointStatus::Completed
+            });
+            if stop.completed {
+                tracing::info!(
+                    "job {}: stop-with-savepoint {id} completed; the tasks finish",
+                    self.job_id
+                );
             }
         }
         // A checkpoint aborted while its metadata was written is discarded, not completed.
@@ -1351,9 +1424,21 @@ impl JobMaster {
         };
         for c in out {
             match c {
-                C::TriggerCheckpoint { id, tasks, .. } => {
+                C::TriggerCheckpoint {
+                    id, tasks, target, ..
+                } => {
                     cmds.push(Command::ReserveCheckpointId { id });
                     let token = self.token;
+                    let stop = match target {
+                        eddy_recovery::CheckpointTarget::StopWithSavepoint { drain, .. } => {
+                            Some(if drain {
+                                StopMode::Drain
+                            } else {
+                                StopMode::NoDrain
+                            })
+                        }
+                        _ => None,
+                    };
                     send_all(
                         self,
                         &tasks,
@@ -1361,6 +1446,7 @@ impl JobMaster {
                             token,
                             key,
                             checkpoint_id: id,
+                            stop,
                         },
                         &mut cmds,
                     );
@@ -1398,6 +1484,13 @@ impl JobMaster {
                     ..
                 } => {
                     metadata.operators = self.operator_infos();
+                    if let (Some(stop), Some(dir)) =
+                        (self.stop_with_savepoint.as_mut(), target.savepoint_dir())
+                    {
+                        if stop.id == metadata.checkpoint_id {
+                            stop.snapshot = Some((metadata.clone(), dir.to_string()));
+                        }
+                    }
                     cmds.push(Command::WriteMetadata {
                         metadata: Box::new(metadata),
                         savepoint_dir: target.savepoint_dir().map(str::to_string),

@@ -96,6 +96,9 @@ pub enum JmMessage {
         token: FencingToken,
         key: ExecutionKey,
         checkpoint_id: u64,
+        /// The terminating savepoint of stop-with-savepoint, and whether it drains.
+        #[serde(default)]
+        stop: Option<eddy_runtime::task::channel::StopMode>,
     },
     NotifyCheckpointComplete {
         token: FencingToken,

@@ -19,8 +19,9 @@ pub enum SavepointMode {
     Savepoint,
     /// A savepoint, then the job is cancelled (REST `cancel-job: true`).
     SavepointThenCancel,
-    /// Stop-with-savepoint: the job ends FINISHED.
-    Stop,
+    /// Stop-with-savepoint: a terminating savepoint, then the job ends FINISHED; `drain`
+    /// first advances event time to the end (fires every window and timer).
+    Stop { drain: bool },
 }
 
 /// The state of one asynchronous operation, as `GET .../savepoints/:triggerid` shows it.
@@ -38,6 +39,9 @@ struct Operation {
     dir: String,
     mode: SavepointMode,
     outcome: Option<OperationStatus>,
+    /// Stop-with-savepoint: where its savepoint was written; the operation completes only
+    /// once the job is FINISHED (Flink's answer), and fails if the job fails over first.
+    written: Option<String>,
 }
 
 /// The operations of this JobManager, by trigger id.
@@ -95,6 +99,7 @@ impl SavepointOperations {
                 dir: dir.to_string_lossy().into_owned(),
                 mode,
                 outcome: None,
+                written: None,
             },
         );
         self.order.push(id.clone());
@@ -111,9 +116,12 @@ impl SavepointOperations {
         let mut cancel = false;
         for op in self.ops.values_mut() {
             if op.job == job && op.checkpoint_id == checkpoint_id && op.outcome.is_none() {
-                op.outcome = Some(OperationStatus::Completed {
-                    location: location.to_string_lossy().into_owned(),
-                });
+                let location = location.to_string_lossy().into_owned();
+                if matches!(op.mode, SavepointMode::Stop { .. }) {
+                    op.written = Some(location);
+                    continue;
+                }
+                op.outcome = Some(OperationStatus::Completed { location });
                 cancel = op.mode == SavepointMode::SavepointThenCancel;
             }
         }
@@ -126,6 +134,30 @@ impl SavepointOperations {
             .values()
             .find(|o| o.job == job && o.checkpoint_id == checkpoint_id)
             .map(|o| PathBuf::from(&o.dir))
+    }
+
+    /// `job` is about to leave the JobManager's table (archived): its stop-with-savepoint
+    /// operations get their final outcome now.
+    pub fn job_ending(&mut self, job: JobId, jm: &JobMaster) {
+        for op in self.ops.values_mut() {
+            if op.job == job && op.outcome.is_none() {
+                Self::resolve_stop(op, jm);
+            }
+        }
+    }
+
+    /// Settles a stop-with-savepoint operation once its job says how the stop went.
+    fn resolve_stop(op: &mut Operation, jm: &JobMaster) {
+        if !matches!(op.mode, SavepointMode::Stop { .. }) {
+            return;
+        }
+        op.outcome = match jm.stop_outcome(op.checkpoint_id) {
+            None => None,
+            Some(Ok(())) => Some(OperationStatus::Completed {
+                location: op.written.clone().unwrap_or_else(|| op.dir.clone()),
+            }),
+            Some(Err(cause)) => Some(OperationStatus::Failed { cause }),
+        };
     }
 
     /// The status of operation `trigger` of `job` (`None`: unknown trigger id).
@@ -141,6 +173,15 @@ impl SavepointOperations {
         }
         if let Some(o) = &op.outcome {
             return Some(o.clone());
+        }
+        if let Some(jm) = jobs.get(&job) {
+            Self::resolve_stop(op, jm);
+            if let Some(o) = &op.outcome {
+                return Some(o.clone());
+            }
+        }
+        if matches!(op.mode, SavepointMode::Stop { .. }) && jobs.contains_key(&job) {
+            return Some(OperationStatus::InProgress);
         }
         let outcome = match jobs
             .get(&job)

@@ -716,11 +716,17 @@ fn handle(shared: &Arc<Shared>, msg: JmMessage) {
         }
         JmMessage::Cancel { key, .. } => control(shared, &key, TaskControl::Cancel),
         JmMessage::TriggerCheckpoint {
-            key, checkpoint_id, ..
+            key,
+            checkpoint_id,
+            stop,
+            ..
         } => control(
             shared,
             &key,
-            TaskControl::TriggerCheckpoint { checkpoint_id },
+            TaskControl::TriggerCheckpoint {
+                checkpoint_id,
+                stop,
+            },
         ),
         JmMessage::NotifyCheckpointComplete {
             key, checkpoint_id, ..

@@ -159,6 +159,7 @@ fn valid_frames() -> Vec<Vec<u8>> {
             token: 1,
             key: key(5),
             checkpoint_id: 3,
+            stop: None,
         },
         JmMessage::HeartbeatReply { token: 8 },
     ];

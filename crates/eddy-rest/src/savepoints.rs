@@ -141,12 +141,8 @@ async fn stop_job(
     let job = parse_job_id(&jobid)?;
     let v = body_json(body)?;
     let dir = text_field(&v, "targetDirectory")?;
-    if bool_field(&v, "drain")? {
-        return Err(ApiError::bad_request(
-            "drain: 'true' is not supported yet (advancing event time to the end before the savepoint is not built); allowed: false",
-        ));
-    }
-    trigger(&s, job, dir, SavepointMode::Stop).await
+    let drain = bool_field(&v, "drain")?;
+    trigger(&s, job, dir, SavepointMode::Stop { drain }).await
 }
 
 fn operation_json(status: &OperationStatus) -> Value {

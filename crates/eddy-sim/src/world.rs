@@ -2048,6 +2048,7 @@ impl World {
                 token,
                 key,
                 checkpoint_id,
+                ..
             } => (token, ToTm::Trigger(key, checkpoint_id)),
             JmMessage::NotifyCheckpointComplete {
                 token,

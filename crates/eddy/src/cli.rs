@@ -91,7 +91,8 @@ enum Command {
         /// Target directory (default: state.savepoints.dir of the cluster).
         #[arg(short = 'p', long = "savepoint-path", value_name = "DIR")]
         savepoint_path: Option<String>,
-        /// Advance event time to the end first: refused (not built yet).
+        /// Drain: sources emit the maximal watermark before the terminating savepoint, so every
+        /// event-time window and timer fires (Flink's `stop --drain`).
         #[arg(short = 'd', long)]
         drain: bool,
         #[arg(short = 'm', long = "jobmanager", value_name = "HOST:PORT")]

@@ -368,8 +368,59 @@ impl Cluster {
         assert!(path.join("_metadata").is_file(), "{path:?}");
         let end = self.await_end(job);
         assert_eq!(state(&end), "FINISHED", "{end}");
+        assert_stopped_by_finishing(&end);
         path
     }
+
+    /// [`Cluster::configure`] and start, with `env` in the environment of every process
+    /// (fault points).
+    fn start_with_env(
+        workers: usize,
+        slots: u32,
+        extra: &[(&str, &str)],
+        env: &[(&str, &str)],
+    ) -> Cluster {
+        let c = Cluster::configure(workers, slots, extra);
+        let mut all = vec![("EDDY_LOG", "info")];
+        all.extend_from_slice(env);
+        let out = eddy_with_env(
+            &["cluster", "start", "--conf", c.conf_str()],
+            &all,
+            CLI_LIMIT,
+        );
+        assert_eq!(
+            out.code,
+            0,
+            "cluster start failed: {}\n{}",
+            out.stderr,
+            c.log_tail()
+        );
+        c
+    }
+}
+
+/// A stop-with-savepoint is a terminating savepoint, not a cancel: every subtask FINISHED on
+/// its own (none CANCELED).
+fn assert_stopped_by_finishing(end: &Value) {
+    for v in end["vertices"].as_array().expect("vertices") {
+        assert_eq!(
+            v["tasks"]["FINISHED"].as_u64(),
+            v["parallelism"].as_u64(),
+            "every subtask must finish on its own: {v}"
+        );
+    }
+}
+
+/// Files in `dir` whose name says they are not committed (in-progress or pending parts).
+fn uncommitted_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains(".inprogress") || n.ends_with(".pending"))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn witness_of(output: &Path, keys: u64, per_key: u64) -> (u64, u64, u64) {
@@ -391,6 +442,9 @@ fn stop_with_savepoint_and_resume_at_other_parallelisms_keeps_exactly_once() {
     let sp1 = c.stop_with_savepoint(&a, &sp);
     let (missing, _, _) = witness_of(&out, keys, per_key);
     assert!(missing > 0, "run 1 was stopped before its end");
+    // Nothing was emitted after the savepoint's barrier: its sinks committed everything they
+    // wrote and hold nothing in progress.
+    assert_eq!(uncommitted_files(&out), Vec::<String>::new());
     // Run 2 at -p 4 from that savepoint, stopped again.
     let sp1_arg = sp1.display().to_string();
     let b = c.run_sequence(&out, keys, per_key, 1500, 4, &["-s", &sp1_arg]);
@@ -633,17 +687,6 @@ fn bad_resumes_are_one_line_errors() {
     let b = c.run_sequence(&c.dir.path().join("out4"), 4, 100_000, 500, 2, &[]);
     let o = c.cli(&["savepoint", &b, "-m", &c.rest]);
     one_line(&o, &["state.savepoints.dir"]);
-    // --drain is refused, not ignored.
-    let o = c.cli(&[
-        "stop",
-        &b,
-        "--drain",
-        "--savepoint-path",
-        &sp_dir.display().to_string(),
-        "-m",
-        &c.rest,
-    ]);
-    one_line(&o, &["drain"]);
 }
 
 #[test]
@@ -706,4 +749,180 @@ fn a_savepoint_during_a_taskmanager_kill_fails_cleanly_and_the_job_recovers() {
         "{}",
         c.log_tail()
     );
+}
+
+/// `POST /jobs/:id/stop` with `body`: the trigger id.
+fn post_stop(c: &Cluster, job: &str, body: Value) -> String {
+    let (code, answer) = client::request(
+        &c.rest,
+        "POST",
+        &format!("/jobs/{job}/stop"),
+        Some(&body),
+        HTTP_TIMEOUT,
+    )
+    .expect("POST stop");
+    assert_eq!(code, 202, "{answer}");
+    answer["request-id"]
+        .as_str()
+        .expect("request-id")
+        .to_string()
+}
+
+#[test]
+fn a_failure_after_the_stop_savepoint_completed_fails_the_stop_and_the_job_goes_on_from_it() {
+    // Every source task sleeps between the savepoint's completion (its sinks commit on the same
+    // notification) and its end: the window in which a TaskManager is killed.
+    let c = Cluster::start_with_env(
+        3,
+        2,
+        &[],
+        &[(
+            "EDDY_FAULT_POINTS",
+            "task.stop-savepoint.before-finish=sleep-4000",
+        )],
+    );
+    let out = c.dir.path().join("out");
+    let (keys, per_key) = (6, 3000);
+    let watch = common::committed::CommittedWatch::start(&out);
+    let job = c.run_sequence(&out, keys, per_key, 1500, 2, &[]);
+    c.wait_for_checkpoints(&job, "a completed checkpoint", |n| {
+        n["completed"].as_u64() >= Some(2)
+    });
+    let sp = c.dir.path().join("sp");
+    let trigger = post_stop(
+        &c,
+        &job,
+        serde_json::json!({ "targetDirectory": sp.display().to_string() }),
+    );
+    let savepoint_id = c.wait_for("the stop savepoint to complete", JOB_LIMIT, || {
+        let s = c.get(&format!("/jobs/{job}/checkpoints"))?;
+        s["history"].as_array()?.iter().find_map(|h| {
+            (h["checkpoint_type"] == "SYNC_SAVEPOINT" && h["status"] == "COMPLETED")
+                .then(|| h["id"].as_u64())
+                .flatten()
+        })
+    });
+    sigkill(pid_of(&c.busy_taskmanager()));
+    let status = c.wait_for("the stop operation to end", JOB_LIMIT, || {
+        c.get(&format!("/jobs/{job}/savepoints/{trigger}"))
+            .filter(|s| s["status"]["id"] == "COMPLETED")
+    });
+    let cause = status["operation"]["failure-cause"]["stack-trace"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the stop must fail: {status}\n{}", c.log_tail()));
+    assert!(
+        !cause.contains('\n')
+            && cause.contains(&format!("savepoint {savepoint_id} completed at"))
+            && cause.contains("keeps running"),
+        "{cause}"
+    );
+    // The savepoint itself is complete and the user's.
+    let written: Vec<PathBuf> = std::fs::read_dir(&sp)
+        .expect("savepoint dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("_metadata").is_file())
+        .collect();
+    assert_eq!(written.len(), 1, "{written:?}");
+    // The job went on from the savepoint (an older checkpoint would retract output committed
+    // at the savepoint) and ran to its end: exactly once.
+    let end = c.await_end(&job);
+    assert_eq!(state(&end), "FINISHED", "{end}\n{}", c.log_tail());
+    assert_eq!(
+        witness_of(&out, keys, per_key),
+        (0, 0, 0),
+        "{}",
+        c.log_tail()
+    );
+    watch.assert_nothing_retracted();
+}
+
+/// Lines `car,window_end,top_speed,distance` of the committed output, as (car, window end).
+fn car_windows(dir: &Path) -> Vec<(u64, i64)> {
+    let mut w: Vec<(u64, i64)> = committed_lines(dir)
+        .iter()
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            assert_eq!(f.len(), 4, "{l}");
+            (
+                f[0].parse().expect("car"),
+                f[1].parse().expect("window end"),
+            )
+        })
+        .collect();
+    w.sort();
+    w
+}
+
+#[test]
+fn stop_drain_fires_the_open_windows_and_a_plain_stop_does_not() {
+    let c = Cluster::start(2, 2, &[]);
+    // Two cars, 100 rounds (10 s of event time) per second of wall time: the first 10-minute
+    // window stays open for a minute, far beyond the test's stop.
+    const CAR_EPOCH_MS: i64 = 1_704_067_200_000;
+    const WINDOW_MS: i64 = 600_000;
+    let run = |out: &Path| {
+        let o = out.display().to_string();
+        let r = c.cli(&[
+            "run",
+            "top-speed-windowing",
+            "--cars",
+            "2",
+            "--rate",
+            "200",
+            "--events",
+            "0",
+            "--window-ms",
+            &WINDOW_MS.to_string(),
+            "--output",
+            &o,
+            "-p",
+            "2",
+            "-m",
+            &c.rest,
+            "-d",
+        ]);
+        assert_eq!(r.code, 0, "{}\n{}", r.stderr, c.log_tail());
+        let id = r.stdout.trim().to_string();
+        c.wait_for_checkpoints(&id, "a completed checkpoint", |n| {
+            n["completed"].as_u64() >= Some(1)
+        });
+        id
+    };
+    let sp = c.dir.path().join("sp");
+    let sp_arg = sp.display().to_string();
+    // Plain stop: the open windows stay open (their contents are in the savepoint).
+    let plain_out = c.dir.path().join("plain");
+    let plain = run(&plain_out);
+    let o = c.cli(&["stop", &plain, "--savepoint-path", &sp_arg, "-m", &c.rest]);
+    assert_eq!(o.code, 0, "{}\n{}", o.stderr, c.log_tail());
+    let end = c.await_end(&plain);
+    assert_eq!(state(&end), "FINISHED", "{end}");
+    assert_stopped_by_finishing(&end);
+    assert_eq!(car_windows(&plain_out), Vec::<(u64, i64)>::new());
+    // --drain: event time ends before the savepoint, every open window fires and commits.
+    let drained_out = c.dir.path().join("drained");
+    let drained = run(&drained_out);
+    let o = c.cli(&[
+        "stop",
+        &drained,
+        "--drain",
+        "--savepoint-path",
+        &sp_arg,
+        "-m",
+        &c.rest,
+    ]);
+    assert_eq!(o.code, 0, "{}\n{}", o.stderr, c.log_tail());
+    assert!(PathBuf::from(o.stdout.trim()).join("_metadata").is_file());
+    let end = c.await_end(&drained);
+    assert_eq!(state(&end), "FINISHED", "{end}");
+    assert_stopped_by_finishing(&end);
+    let first_end = (CAR_EPOCH_MS / WINDOW_MS + 1) * WINDOW_MS;
+    assert_eq!(
+        car_windows(&drained_out),
+        vec![(0, first_end), (1, first_end)],
+        "one fired window per car\n{}",
+        c.log_tail()
+    );
+    assert_eq!(uncommitted_files(&drained_out), Vec::<String>::new());
 }

@@ -502,3 +502,150 @@ fn each_recovery_has_a_timeline_from_detection_to_running() {
     );
     assert!(r[0].cause.contains("boom"));
 }
+
+/// A running job with checkpointing whose stop-with-savepoint (`drain`) was triggered; its
+/// execution keys and the trigger's commands.
+fn stopping(drain: bool) -> (JobMaster, Vec<ExecutionKey>, u64, Vec<Command>) {
+    let (mut jm, cmds) = started(
+        2,
+        PartitionKind::Hash,
+        settings(restarting(), FailoverStrategyKind::Full, true),
+    );
+    let keys = deployed_keys(&cmds);
+    report_all(&mut jm, &keys, ExecutionState::Running, 1000);
+    let (id, out) = jm
+        .trigger_savepoint("/sp/savepoint-x".into(), Some(drain), 1001)
+        .unwrap();
+    (jm, keys, id, out)
+}
+
+fn stop_triggers(cmds: &[Command]) -> Vec<Option<StopMode>> {
+    cmds.iter()
+        .filter_map(|c| match c {
+            Command::Send {
+                msg: JmMessage::TriggerCheckpoint { stop, .. },
+                ..
+            } => Some(*stop),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn stop_with_savepoint_is_a_terminating_savepoint_and_the_tasks_finish_on_their_own() {
+    let (mut jm, keys, id, out) = stopping(false);
+    // The sources get the trigger marked as terminating: nothing follows its barrier.
+    assert_eq!(stop_triggers(&out), vec![Some(StopMode::NoDrain); 2]);
+    let mut out = Vec::new();
+    for k in &keys {
+        out.extend(jm.on_checkpoint_ack(*k, id, TaskStateSnapshot::default(), 1100));
+    }
+    assert!(out.iter().any(|c| matches!(
+        c,
+        Command::WriteMetadata {
+            savepoint_dir: Some(_),
+            ..
+        }
+    )));
+    let notified = jm.metadata_written(id, 1101);
+    assert_eq!(
+        notified
+            .iter()
+            .filter(|c| matches!(
+                c,
+                Command::Send {
+                    msg: JmMessage::NotifyCheckpointComplete { .. },
+                    ..
+                }
+            ))
+            .count(),
+        4
+    );
+    // No timer, no cancel: however long the tasks take, the JobMaster only waits.
+    let later = jm.tick(100_000, 0);
+    assert_eq!(cancels(&later), 0, "{later:?}");
+    assert!(stop_triggers(&later).is_empty(), "no checkpoint after it");
+    assert_eq!(jm.status(), JobStatus::Running);
+    assert_eq!(jm.stop_outcome(id), None, "in progress until the job ends");
+    report_all(&mut jm, &keys, ExecutionState::Finished, 100_001);
+    assert_eq!(jm.status(), JobStatus::Finished);
+    assert_eq!(jm.stop_outcome(id), Some(Ok(())));
+}
+
+#[test]
+fn a_failed_stop_savepoint_leaves_the_job_running_without_drain_and_restarts_it_with_drain() {
+    let (mut jm, keys, id, out) = stopping(false);
+    assert_eq!(stop_triggers(&out), vec![Some(StopMode::NoDrain); 2]);
+    jm.on_checkpoint_decline(keys[0], id, DeclineReason::Other("no".into()), 1100);
+    let out = jm.tick(1101, 0);
+    assert_eq!(cancels(&out), 0);
+    assert_eq!(jm.status(), JobStatus::Running);
+    assert!(matches!(jm.stop_outcome(id), Some(Err(_))));
+    // Periodic checkpoints resume (the sources emit again on the abort).
+    let mut out = out;
+    out.extend(jm.tick(5_000, 0));
+    assert_eq!(stop_triggers(&out), vec![None; 2]);
+
+    let (mut jm, keys, id, out) = stopping(true);
+    assert_eq!(stop_triggers(&out), vec![Some(StopMode::Drain); 2]);
+    jm.on_checkpoint_decline(keys[0], id, DeclineReason::Other("no".into()), 1100);
+    let out = jm.tick(1101, 0);
+    // The sources drained: the job restarts from its latest checkpoint.
+    assert_eq!(cancels(&out), 4, "{out:?}");
+    assert_eq!(jm.details(1102).restarts, 1);
+    assert!(matches!(jm.stop_outcome(id), Some(Err(_))));
+}
+
+#[test]
+fn a_failure_after_the_stop_savepoint_completed_restarts_from_that_savepoint() {
+    let (mut jm, keys, id, _) = stopping(false);
+    for k in &keys {
+        jm.on_checkpoint_ack(*k, id, TaskStateSnapshot::default(), 1100);
+    }
+    jm.metadata_written(id, 1101);
+    // One sink finished, then a TaskManager is lost before the rest did.
+    jm.on_task_state(keys[3], ExecutionState::Finished, None, 1200);
+    let out = jm.on_task_state(keys[0], ExecutionState::Failed, Some("lost".into()), 1201);
+    assert!(cancels(&out) > 0);
+    let why = match jm.stop_outcome(id) {
+        Some(Err(why)) => why,
+        other => panic!("the stop must fail: {other:?}"),
+    };
+    assert!(
+        why.contains("/sp/savepoint-x") && why.contains("keeps running"),
+        "{why}"
+    );
+    report_all(&mut jm, &keys, ExecutionState::Canceled, 1300);
+    let out = jm.tick(1400, 0);
+    assert!(out.iter().any(|c| matches!(c, Command::Restore { .. })));
+    // The shell found only an older checkpoint (or none): the savepoint wins.
+    let out = jm.deploy_restarted(None, Vec::new(), 1401);
+    let restored: Vec<(Option<u64>, String)> = out
+        .iter()
+        .filter_map(|c| match c {
+            Command::Send {
+                msg:
+                    JmMessage::Deploy {
+                        deployment,
+                        restore,
+                        ..
+                    },
+                ..
+            } => Some((
+                deployment.restored_checkpoint,
+                restore
+                    .as_ref()
+                    .map(|r| r.state_dir.clone())
+                    .unwrap_or_default(),
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(restored.len(), 4);
+    assert!(
+        restored
+            .iter()
+            .all(|(c, dir)| *c == Some(id) && dir == "/sp/savepoint-x"),
+        "{restored:?}"
+    );
+}

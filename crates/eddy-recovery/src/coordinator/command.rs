@@ -14,9 +14,10 @@ pub enum CheckpointTarget {
     /// `savepoint-<job>-<random>` under the requested directory) before triggering, because an
     /// aborted savepoint's directory is deleted.
     Savepoint { dir: String },
-    /// Like `Savepoint`, for stop-with-savepoint: tasks are notified (side effects commit) and
-    /// the JobMaster then finishes the job.
-    StopWithSavepoint { dir: String },
+    /// Like `Savepoint`, for stop-with-savepoint (Flink's terminating savepoint): sources emit
+    /// nothing after its barrier (with `drain`, they first end event time and their input),
+    /// tasks are notified on completion (side effects commit) and then finish on their own.
+    StopWithSavepoint { dir: String, drain: bool },
 }
 
 impl CheckpointTarget {
@@ -32,9 +33,8 @@ impl CheckpointTarget {
     pub fn savepoint_dir(&self) -> Option<&str> {
         match self {
             CheckpointTarget::Checkpoint => None,
-            CheckpointTarget::Savepoint { dir } | CheckpointTarget::StopWithSavepoint { dir } => {
-                Some(dir)
-            }
+            CheckpointTarget::Savepoint { dir }
+            | CheckpointTarget::StopWithSavepoint { dir, .. } => Some(dir),
         }
     }
 }

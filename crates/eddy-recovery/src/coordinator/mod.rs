@@ -309,15 +309,21 @@ impl CheckpointCoordinator {
         self.trigger_user(CheckpointTarget::Savepoint { dir: dir.into() }, now_ms)
     }
 
-    /// Triggers the savepoint of stop-with-savepoint into `dir`: on completion tasks are
-    /// notified (side effects commit), then the JobMaster finishes the job.
+    /// Triggers the terminating savepoint of stop-with-savepoint into `dir` (`drain`: sources
+    /// end event time first): on completion tasks are notified (side effects commit) and
+    /// finish. No periodic checkpoint follows it; if it fails without drain they resume (with
+    /// drain the sources already ended: only a restart, which clears this, resumes them).
     pub fn trigger_stop_with_savepoint(
         &mut self,
         now_ms: u64,
         dir: impl Into<String>,
+        drain: bool,
     ) -> Result<(CheckpointId, Vec<Command>), TriggerError> {
         let (id, out) = self.trigger_user(
-            CheckpointTarget::StopWithSavepoint { dir: dir.into() },
+            CheckpointTarget::StopWithSavepoint {
+                dir: dir.into(),
+                drain,
+            },
             now_ms,
         )?;
         self.stopping = Some(id);
@@ -403,6 +409,8 @@ impl CheckpointCoordinator {
     /// Tasks are deployed again (a restart): finished ones among them are triggered and awaited
     /// again.
     pub fn tasks_redeployed(&mut self, tasks: impl IntoIterator<Item = ExecutionVertexId>) {
+        // Restarted tasks run from a snapshot again: a stop-with-savepoint before is void.
+        self.stopping = None;
         for t in tasks {
             if self.finished.remove(&t).is_some() {
                 self.tasks_to_ack.insert(t);
@@ -728,6 +736,10 @@ impl CheckpointCoordinator {
             return;
         };
         let kind = p.target.kind();
+        let drained = matches!(
+            p.target,
+            CheckpointTarget::StopWithSavepoint { drain: true, .. }
+        );
         let discard_now = match p.phase {
             Phase::AwaitingAcks => true,
             // The write failed: nothing is in flight any more.
@@ -750,7 +762,7 @@ impl CheckpointCoordinator {
             }
         }
         self.last_end_ms = Some(now_ms);
-        if self.stopping == Some(id) {
+        if self.stopping == Some(id) && !drained {
             self.stopping = None;
         }
         self.stats.failed(id, now_ms, reason.to_string());

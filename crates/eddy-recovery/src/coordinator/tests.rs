@@ -675,7 +675,7 @@ fn savepoint_is_refused_unless_all_tasks_run() {
 #[test]
 fn stop_with_savepoint_notifies_tasks_on_completion() {
     let mut c = running(settings());
-    let (id, _) = c.trigger_stop_with_savepoint(S, "/sp/stop").unwrap();
+    let (id, _) = c.trigger_stop_with_savepoint(S, "/sp/stop", false).unwrap();
     ack_all(&mut c, id, 2 * S);
     assert_eq!(notified(&c.metadata_written(id, 3 * S)), vec![id]);
 }
@@ -684,15 +684,27 @@ fn stop_with_savepoint_notifies_tasks_on_completion() {
 fn no_periodic_checkpoint_follows_a_stop_with_savepoint_unless_it_failed() {
     // A checkpoint after the stop savepoint would commit output beyond it.
     let mut c = running(settings());
-    let (id, _) = c.trigger_stop_with_savepoint(S, "/sp/stop").unwrap();
+    let (id, _) = c.trigger_stop_with_savepoint(S, "/sp/stop", false).unwrap();
     ack_all(&mut c, id, 2 * S);
     c.metadata_written(id, 3 * S);
     assert_eq!(triggered(&c.tick(100 * S)), Vec::<CheckpointId>::new());
     // A failed stop savepoint leaves the job running: periodic checkpoints resume.
     let mut c = running(settings());
-    let (id, _) = c.trigger_stop_with_savepoint(S, "/sp/stop").unwrap();
+    let (id, _) = c.trigger_stop_with_savepoint(S, "/sp/stop", false).unwrap();
     c.decline(id, ev(0, 0), DeclineReason::Other("no".into()), 2 * S);
     assert_eq!(triggered(&c.tick(100 * S)).len(), 1);
+}
+
+#[test]
+fn a_failed_drained_stop_savepoint_allows_no_checkpoint_until_the_tasks_restart() {
+    // Its sources already ended their input: a checkpoint now would be their final one and
+    // finish the job early. Only a restart (which restores them) lets checkpoints resume.
+    let mut c = running(settings());
+    let (id, _) = c.trigger_stop_with_savepoint(S, "/sp/stop", true).unwrap();
+    c.decline(id, ev(0, 0), DeclineReason::Other("no".into()), 2 * S);
+    assert_eq!(triggered(&c.tick(100 * S)), Vec::<CheckpointId>::new());
+    c.tasks_redeployed([ev(0, 0)]);
+    assert_eq!(triggered(&c.tick(200 * S)).len(), 1);
 }
 
 #[test]

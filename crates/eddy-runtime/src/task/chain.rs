@@ -27,8 +27,10 @@ pub trait Control {
     /// still follow (the final checkpoint).
     fn end_of_input(&mut self) -> Result<()>;
     /// The task ends its output (after its final checkpoint completed, when checkpointing is
-    /// on): writers send `EndOfPartition`. Operators only pass it on.
-    fn end_of_partition(&mut self) -> Result<()>;
+    /// on): writers send `EndOfPartition`. Operators only pass it on. `stopped`: the task stops
+    /// with a savepoint without drain; writers send no end of data first, so consumers keep
+    /// their operators unfinished (their state is in the savepoint) and stop the same way.
+    fn end_of_partition(&mut self, stopped: bool) -> Result<()>;
     /// Push partly filled buffers out (latency bound).
     fn flush(&mut self) -> Result<()>;
     fn close(&mut self);
@@ -135,8 +137,8 @@ impl<O: Operator> Control for OperatorLink<O> {
         self.next.end_of_input()
     }
 
-    fn end_of_partition(&mut self) -> Result<()> {
-        self.next.end_of_partition()
+    fn end_of_partition(&mut self, stopped: bool) -> Result<()> {
+        self.next.end_of_partition(stopped)
     }
 
     fn flush(&mut self) -> Result<()> {
@@ -200,8 +202,8 @@ impl<T: Data> Control for FanOut<T> {
     fn end_of_input(&mut self) -> Result<()> {
         each!(self, end_of_input())
     }
-    fn end_of_partition(&mut self) -> Result<()> {
-        each!(self, end_of_partition())
+    fn end_of_partition(&mut self, stopped: bool) -> Result<()> {
+        each!(self, end_of_partition(stopped))
     }
     fn flush(&mut self) -> Result<()> {
         each!(self, flush())
@@ -250,7 +252,7 @@ impl Control for Discard {
     fn end_of_input(&mut self) -> Result<()> {
         Ok(())
     }
-    fn end_of_partition(&mut self) -> Result<()> {
+    fn end_of_partition(&mut self, _stopped: bool) -> Result<()> {
         Ok(())
     }
     fn flush(&mut self) -> Result<()> {

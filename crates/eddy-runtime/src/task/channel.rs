@@ -132,12 +132,25 @@ pub enum MailboxItem {
     Control(TaskControl),
 }
 
+/// How a stop-with-savepoint ends a source (Flink's `StopMode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum StopMode {
+    /// `--drain`: the source emits the maximal watermark and ends its input before the barrier,
+    /// so every event-time window and timer fires and operators finish (like a bounded end).
+    Drain,
+    /// Plain stop: the source stops emitting at the barrier; operators keep their state (the
+    /// savepoint holds it) and neither fire nor finish.
+    NoDrain,
+}
+
 /// Commands to a running task from its TaskManager.
 #[derive(Clone, Debug)]
 pub enum TaskControl {
-    /// Sources only: inject a barrier for this checkpoint.
+    /// Sources only: inject a barrier for this checkpoint. `stop`: it is the terminating
+    /// savepoint of stop-with-savepoint (the source emits nothing after its barrier).
     TriggerCheckpoint {
         checkpoint_id: u64,
+        stop: Option<StopMode>,
     },
     NotifyCheckpointComplete {
         checkpoint_id: u64,

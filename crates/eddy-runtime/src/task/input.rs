@@ -127,6 +127,9 @@ pub struct InputGate {
     /// ever emit; once it completes, the task may end its output.
     final_checkpoint: Option<u64>,
     finished: bool,
+    /// A channel ended without end of data: its producer stopped with a savepoint without
+    /// drain. The chain's operators are never finished then (their state is in the savepoint).
+    stopped: bool,
 }
 
 impl InputGate {
@@ -151,6 +154,7 @@ impl InputGate {
             data_finished: false,
             final_checkpoint: None,
             finished: num_channels == 0,
+            stopped: false,
         }
     }
 
@@ -187,6 +191,12 @@ impl InputGate {
     /// Every input channel ended (the chain finished its operators before).
     pub fn is_finished(&self) -> bool {
         self.finished
+    }
+
+    /// A producer stopped with a savepoint without drain (its channel ended without end of
+    /// data): the task stops too, its operators unfinished.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped
     }
 
     /// Every input channel delivered end of data and the chain finished its operators.
@@ -273,13 +283,19 @@ impl InputGate {
             }
             ChannelEvent::EndOfPartition => {
                 if !self.channels[index].ended {
+                    if !self.channels[index].data_ended {
+                        self.stopped = true;
+                    }
                     self.channels[index].ended = true;
                     self.channels[index].data_ended = true;
                     self.live -= 1;
                 }
                 // Everything before a pending barrier came before this end: finishing the
-                // operators first puts their output before that checkpoint too.
-                self.finish_data_if_all_ended(head)?;
+                // operators first puts their output before that checkpoint too. A stopped
+                // producer (no end of data) never finishes them.
+                if !self.stopped {
+                    self.finish_data_if_all_ended(head)?;
+                }
                 // An ended channel can no longer deliver a pending barrier: re-check alignment.
                 if let Some(id) = self.aligning {
                     if self.live > 0 && self.all_live_arrived() {

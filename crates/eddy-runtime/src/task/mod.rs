@@ -10,6 +10,12 @@
 //! the task ends its output (`EndOfPartition`) only after its final checkpoint — the first one
 //! after the end — completed. Tasks fed by channels do the same with the first checkpoint their
 //! gate aligns after every channel's data ended, so sinks commit only through checkpoints.
+//!
+//! Stop-with-savepoint (a terminating savepoint): the source tasks get its trigger marked
+//! `stop`. With drain they end their input as above (maximal watermark first), which makes the
+//! savepoint their final checkpoint. Without drain they stop emitting at its barrier and, once
+//! it completed, end their output without end of data; downstream tasks then end the same way
+//! once notified of it, their operators unfinished (their state is in the savepoint).
 
 pub mod chain;
 pub mod channel;
@@ -323,6 +329,20 @@ fn tick(chain: &mut dyn chain::Control) -> Result<()> {
     Ok(())
 }
 
+/// How far a source task is from its end.
+#[derive(Default)]
+struct SourceEnd {
+    /// Its data ended (bounded input, or a drained stop-with-savepoint) and its operators
+    /// finished: it emits nothing more and waits for its final checkpoint.
+    finished: bool,
+    /// The first checkpoint taken after `finished`: its completion ends the output.
+    final_barrier: Option<u64>,
+    /// Stop-with-savepoint without drain: the terminating savepoint's id. Nothing is emitted
+    /// after its barrier; its completion ends the output (without end of data); its abort (or a
+    /// later checkpoint, should the abort be lost) lets the source emit again.
+    stopping: Option<u64>,
+}
+
 fn run_source(
     d: &TaskDeployment,
     src: &mut dyn SourceDriver,
@@ -332,17 +352,13 @@ fn run_source(
     buffer_timeout: Duration,
 ) -> Result<ExecutionState> {
     let mut last_flush = Instant::now();
-    let mut finished = false;
-    // The first checkpoint taken after the source finished: its completion ends the output.
-    let mut final_barrier: Option<u64> = None;
+    let mut end = SourceEnd::default();
     loop {
         // Control first: barriers must not wait behind a long run of data.
         loop {
             match rx.try_recv() {
                 Ok(MailboxItem::Control(c)) => {
-                    if let Some(state) =
-                        source_control(d, src, listener, c, finished, &mut final_barrier)?
-                    {
+                    if let Some(state) = source_control(d, src, listener, c, &mut end)? {
                         return Ok(state);
                     }
                 }
@@ -354,14 +370,12 @@ fn run_source(
         if cancel.load(Ordering::Relaxed) {
             return Ok(ExecutionState::Canceled);
         }
-        if finished {
-            // Waiting for the final checkpoint: `source_control` ends the task once a checkpoint
-            // taken after the last record completed.
+        if end.finished || end.stopping.is_some() {
+            // Waiting for the final checkpoint (or the terminating savepoint) to complete:
+            // `source_control` ends the task then.
             match rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(MailboxItem::Control(c)) => {
-                    if let Some(state) =
-                        source_control(d, src, listener, c, finished, &mut final_barrier)?
-                    {
+                    if let Some(state) = source_control(d, src, listener, c, &mut end)? {
                         return Ok(state);
                     }
                 }
@@ -388,9 +402,7 @@ fn run_source(
                 }
                 match rx.recv_timeout(Duration::from_millis(wait)) {
                     Ok(MailboxItem::Control(c)) => {
-                        if let Some(state) =
-                            source_control(d, src, listener, c, finished, &mut final_barrier)?
-                        {
+                        if let Some(state) = source_control(d, src, listener, c, &mut end)? {
                             return Ok(state);
                         }
                     }
@@ -405,11 +417,11 @@ fn run_source(
                 src.end_input()?;
                 src.chain().flush()?;
                 if !d.checkpointing {
-                    src.chain().end_of_partition()?;
+                    src.chain().end_of_partition(false)?;
                     src.chain().flush()?;
                     return Ok(ExecutionState::Finished);
                 }
-                finished = true;
+                end.finished = true;
             }
         }
     }
@@ -419,18 +431,40 @@ fn run_source(
 /// (checkpointing on: its data already ended, operators finished) still takes checkpoints; the
 /// first one after the end is its final checkpoint. Once that completes, everything it and its
 /// downstream emitted is committed, and it ends its output (`EndOfPartition`).
+///
+/// Stop-with-savepoint (a trigger with `stop`): with drain, the source ends event time (the
+/// maximal watermark fires every window and timer) and its input (operators finish, end of
+/// data goes out) before the barrier, which makes the savepoint its final checkpoint; without
+/// drain it only stops emitting. Either way nothing follows the savepoint's barrier, and the
+/// task ends once the savepoint completed (its sinks committed on that notification).
 fn source_control(
     d: &TaskDeployment,
     src: &mut dyn SourceDriver,
     listener: &dyn TaskListener,
     c: TaskControl,
-    finished: bool,
-    final_barrier: &mut Option<u64>,
+    end: &mut SourceEnd,
 ) -> Result<Option<ExecutionState>> {
     match c {
-        TaskControl::TriggerCheckpoint { checkpoint_id } => {
-            if finished && final_barrier.is_none() {
-                *final_barrier = Some(checkpoint_id);
+        TaskControl::TriggerCheckpoint {
+            checkpoint_id,
+            stop,
+        } => {
+            if end.stopping.is_some_and(|s| checkpoint_id > s) {
+                // A checkpoint after the terminating savepoint: that savepoint failed.
+                end.stopping = None;
+            }
+            match stop {
+                Some(_) if end.finished => {}
+                Some(channel::StopMode::Drain) => {
+                    src.chain().watermark(crate::data::MAX_WATERMARK)?;
+                    src.end_input()?;
+                    end.finished = true;
+                }
+                Some(channel::StopMode::NoDrain) => end.stopping = Some(checkpoint_id),
+                None => {}
+            }
+            if end.finished && end.final_barrier.is_none() {
+                end.final_barrier = Some(checkpoint_id);
             }
             let mut snaps = Vec::new();
             src.barrier(checkpoint_id, &mut snaps)?;
@@ -439,13 +473,25 @@ fn source_control(
         }
         TaskControl::NotifyCheckpointComplete { checkpoint_id } => {
             src.notify_checkpoint_complete(checkpoint_id)?;
-            if finished && final_barrier.is_some_and(|f| checkpoint_id >= f) {
-                src.chain().end_of_partition()?;
+            if end.finished && end.final_barrier.is_some_and(|f| checkpoint_id >= f) {
+                src.chain().end_of_partition(false)?;
+                src.chain().flush()?;
+                return Ok(Some(ExecutionState::Finished));
+            }
+            if end.stopping.is_some_and(|s| checkpoint_id >= s) {
+                // The savepoint completed and this chain committed it; the task has not ended.
+                eddy_core::faultpoint::hit("task.stop-savepoint.before-finish");
+                src.chain().end_of_partition(true)?;
                 src.chain().flush()?;
                 return Ok(Some(ExecutionState::Finished));
             }
         }
-        TaskControl::AbortCheckpoint { .. } => {}
+        TaskControl::AbortCheckpoint { checkpoint_id } => {
+            if end.stopping == Some(checkpoint_id) {
+                // The terminating savepoint failed: the job goes on, so does this source.
+                end.stopping = None;
+            }
+        }
         TaskControl::Cancel => return Ok(Some(ExecutionState::Canceled)),
     }
     Ok(None)
@@ -465,8 +511,9 @@ fn run_input(
 ) -> Result<ExecutionState> {
     let mut gate = InputGate::new(d.inputs.len(), d.exactly_once);
     let mut last_flush = Instant::now();
-    // The newest checkpoint this task was notified of.
+    // The newest checkpoint this task was notified of, and the newest it took.
     let mut notified: Option<u64> = None;
+    let mut taken: Option<u64> = None;
     loop {
         if cancel.load(Ordering::Relaxed) {
             return Ok(ExecutionState::Canceled);
@@ -516,14 +563,21 @@ fn run_input(
         }
         for (id, snaps) in gate.take_completed() {
             head.chain().flush()?;
+            taken = taken.max(Some(id));
             listener.checkpoint_acknowledged(d, id, snaps);
         }
-        let final_done = !d.checkpointing
-            || gate
-                .final_checkpoint()
-                .is_some_and(|f| notified.is_some_and(|n| n >= f));
+        let final_done = if gate.is_stopped() {
+            // Its producers stopped with a savepoint (without drain) once it completed: this
+            // task ends once it was notified too (its sinks committed the savepoint's output).
+            !d.checkpointing || taken.is_none_or(|t| notified.is_some_and(|n| n >= t))
+        } else {
+            !d.checkpointing
+                || gate
+                    .final_checkpoint()
+                    .is_some_and(|f| notified.is_some_and(|n| n >= f))
+        };
         if gate.is_finished() && final_done {
-            head.chain().end_of_partition()?;
+            head.chain().end_of_partition(gate.is_stopped())?;
             head.chain().flush()?;
             return Ok(ExecutionState::Finished);
         }

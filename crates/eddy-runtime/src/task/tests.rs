@@ -57,7 +57,7 @@ impl Control for Recorder {
         self.log.push("finish".into());
         Ok(())
     }
-    fn end_of_partition(&mut self) -> Result<()> {
+    fn end_of_partition(&mut self, _stopped: bool) -> Result<()> {
         self.log.push("end".into());
         Ok(())
     }
@@ -339,14 +339,26 @@ const ROWS: &[Row] = &[
         final_checkpoint: None,
     },
     Row {
-        name: "end of partition implies end of data; the gate never ends the partition itself",
+        name: "the last end of data finishes the operators; the gate never ends the partition itself",
         channels: 2,
         exactly_once: true,
-        events: &[Rec(0, 1), End(0), End(1)],
+        events: &[Rec(0, 1), Data(0), End(0), Data(1), End(1)],
         log: &["rec [1]", "finish"],
         blocked: &[],
         unreturned: &[0, 0],
         acked: &[],
+        finished: true,
+        final_checkpoint: None,
+    },
+    Row {
+        name: "ends without end of data (producers stopped with a savepoint) never finish the operators",
+        channels: 2,
+        exactly_once: true,
+        events: &[Rec(0, 1), Bar(0, 4), Bar(1, 4), End(0), End(1)],
+        log: &["rec [1]", "snapshot 4"],
+        blocked: &[],
+        unreturned: &[0, 0],
+        acked: &[4],
         finished: true,
         final_checkpoint: None,
     },
@@ -759,7 +771,10 @@ mod bounded_end {
         );
 
         // The final checkpoint: its barrier comes after everything, the sink stages it all.
-        producer.send(TaskControl::TriggerCheckpoint { checkpoint_id: 1 });
+        producer.send(TaskControl::TriggerCheckpoint {
+            checkpoint_id: 1,
+            stop: None,
+        });
         wait_for("both acks of checkpoint 1", &reports, &sink_log, |l| {
             l.contains(&format!("v{pv} ack 1")) && l.contains(&format!("v{cv} ack 1"))
         });

@@ -100,11 +100,13 @@ impl<T: Data> Control for RecordWriter<T> {
         self.data_ended = true;
         self.broadcast_event(|| ChannelEvent::EndOfData)
     }
-    fn end_of_partition(&mut self) -> Result<()> {
+    fn end_of_partition(&mut self, stopped: bool) -> Result<()> {
         if self.ended {
             return Ok(());
         }
-        self.end_of_input()?;
+        if !stopped {
+            self.end_of_input()?;
+        }
         self.ended = true;
         self.broadcast_event(|| ChannelEvent::EndOfPartition)
     }
