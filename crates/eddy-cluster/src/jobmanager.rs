@@ -1050,6 +1050,9 @@ impl JobManagerLoop {
         let mut jm = JobMaster::new(id, spec, built.job_graph, token, settings, now)?;
         if let Some((dir, snapshot, allow)) = resume {
             jm.resume_from(&snapshot, dir, allow)?;
+            if jm.spec.config.claims_restored_snapshot() {
+                jm.claim_resumed_snapshot();
+            }
         }
         if recovered {
             // Checkpoints are registered but none can be read: starting empty would re-run
@@ -1370,6 +1373,13 @@ impl JobManagerLoop {
                         }
                     }
                 }
+                Command::DisposeClaimed { dir } => match crate::savepoints::dispose(&dir) {
+                    Ok(p) => tracing::info!(
+                        "job {job}: deleted the claimed snapshot {} (CLAIM mode)",
+                        p.display()
+                    ),
+                    Err(e) => tracing::warn!("job {job}: {e}"),
+                },
                 Command::Restore { tasks: _, hint } => {
                     let lost: Vec<String> = self
                         .jobs

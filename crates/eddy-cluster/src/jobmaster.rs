@@ -65,6 +65,12 @@ pub enum Command {
     ReserveCheckpointId {
         id: u64,
     },
+    /// CLAIM mode: the snapshot this job restored from (`dir`) is subsumed by the job's own
+    /// retained checkpoints: delete it (it holds a readable `_metadata`; see
+    /// `eddy_recovery::savepoint::dispose`).
+    DisposeClaimed {
+        dir: String,
+    },
     /// Select the checkpoint to restore from (newest readable retained one; the coordinator's
     /// in-memory choice is `hint`) and call `deploy_restarted`.
     Restore {
@@ -170,6 +176,10 @@ pub struct JobMaster {
     /// stop failed, and restarts restore from that savepoint (its output was committed), not
     /// from an older checkpoint. With why the stop failed.
     stop_failed: Option<(StopWithSavepoint, String)>,
+    /// CLAIM mode (`execution.state-recovery.claim-mode`): the job owns the snapshot it resumed
+    /// from (this directory) and deletes it once its own retained checkpoints subsumed it, as
+    /// Flink subsumes a claimed snapshot in its completed-checkpoint store.
+    claimed: Option<String>,
     /// The timeline of each recovery, newest last (bounded like the exception history).
     recoveries: Vec<RecoveryRecord>,
 }
@@ -268,6 +278,7 @@ impl JobMaster {
             resumed_from: None,
             stop_with_savepoint: None,
             stop_failed: None,
+            claimed: None,
             recoveries: Vec::new(),
         };
         jm.timestamps.insert(JobStatus::Created.name().into(), now);
@@ -682,6 +693,32 @@ impl JobMaster {
             eddy_recovery::savepoint::assign_to_graph(snapshot, &shapes, allow_non_restored_state)?;
         self.resumed_from = Some((mapped, dir));
         Ok(())
+    }
+
+    /// CLAIM mode: this job takes ownership of the snapshot it resumes from ([`Self::resume_from`]).
+    pub fn claim_resumed_snapshot(&mut self) {
+        self.claimed = self.resumed_from.as_ref().map(|(_, dir)| dir.clone());
+    }
+
+    /// A claimed snapshot counts as the oldest of the job's retained checkpoints: once the job
+    /// completed `execution.checkpointing.num-retained` checkpoints of its own, it is subsumed.
+    fn dispose_claimed_if_subsumed(&mut self) -> Option<Command> {
+        let own = self
+            .coordinator
+            .as_ref()?
+            .completed_checkpoints()
+            .filter(|c| c.job_id == self.job_id)
+            .count();
+        if self.claimed.is_none() || own < self.settings.checkpointing.num_retained.max(1) as usize
+        {
+            return None;
+        }
+        let dir = self.claimed.take()?;
+        tracing::info!(
+            "job {}: the claimed snapshot {dir} is subsumed by the job's own checkpoints: deleting it",
+            self.job_id
+        );
+        Some(Command::DisposeClaimed { dir })
     }
 
     /// The operators of this job, for the metadata of its checkpoints and savepoints.
@@ -1366,6 +1403,7 @@ impl JobMaster {
             }
         }
         // A checkpoint aborted while its metadata was written is discarded, not completed.
+        let completed = c.latest_completed().is_some_and(|l| l.checkpoint_id == id);
         if let Some(l) = c.latest_completed().filter(|l| l.checkpoint_id == id) {
             let duration = l
                 .completion_timestamp_ms
@@ -1376,7 +1414,11 @@ impl JobMaster {
                 l.state_size()
             );
         }
-        self.coordinator_commands(out, now)
+        let mut cmds = self.coordinator_commands(out, now);
+        if completed {
+            cmds.extend(self.dispose_claimed_if_subsumed());
+        }
+        cmds
     }
 
     /// The shell could not reserve checkpoint `id`'s number (HA counter): that trigger fails.

@@ -1829,6 +1829,7 @@ impl World {
                     }
                     queue.extend(more);
                 }
+                Command::DisposeClaimed { .. } => {}
                 Command::ReserveCheckpointId { id } => {
                     let r = self.fenced_write(j, &format!("reserve checkpoint id {id}"), |w| {
                         w.zk.counter = w.zk.counter.max(id + 1);

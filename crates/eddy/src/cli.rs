@@ -213,6 +213,9 @@ pub struct JobOptions {
     pub detached: bool,
     pub savepoint: Option<String>,
     pub allow_non_restored_state: bool,
+    /// `-cm/--claimMode MODE` (Flink 2.x; `-rm/--restoreMode` is its old name): who owns the
+    /// snapshot `-s` restores from (`execution.state-recovery.claim-mode`).
+    pub claim_mode: Option<String>,
 }
 
 /// Refuses the savepoint options of `eddy local` (its cluster ends with the job, so it neither
@@ -228,6 +231,11 @@ pub fn refuse_savepoint_options(o: &JobOptions) -> Result<(), String> {
     if o.allow_non_restored_state {
         return Err(format!(
             "--allow-non-restored-state is not supported {why}; allowed: omit the option"
+        ));
+    }
+    if let Some(mode) = &o.claim_mode {
+        return Err(format!(
+            "--claimMode: '{mode}' is not supported {why}; allowed: omit the option"
         ));
     }
     Ok(())
@@ -259,6 +267,7 @@ pub fn parse_job_args(raw: &[String]) -> Result<JobOptions, String> {
             "-d" | "--detached" => o.detached = true,
             "-s" | "--fromSavepoint" => o.savepoint = Some(it.next().ok_or("option -s needs a savepoint path")?.clone()),
             "--allow-non-restored-state" | "--allowNonRestoredState" => o.allow_non_restored_state = true,
+            "-cm" | "-claimMode" | "--claimMode" | "--claim-mode" | "-rm" | "--restoreMode" => o.claim_mode = Some(it.next().ok_or_else(|| format!("option {a} needs a mode: NO_CLAIM or CLAIM"))?.clone()),
             "-h" | "--help" => o.help = true,
             s if s.starts_with("-D") && s.len() > 2 => o.overrides.push(s[2..].to_string()),
             s if s.starts_with("--parallelism=") => o.parallelism = Some(number("--parallelism", Some(&s[14..].to_string()))?),
@@ -298,6 +307,9 @@ Options (anywhere after JOB):
                               directory, or its _metadata (operators matched by uid; another
                               parallelism rescales)
   --allow-non-restored-state  skip state of operators the job no longer has
+  -cm, --claimMode MODE       who owns the snapshot -s restores from: NO_CLAIM (default: the
+                              user; never deleted or modified) or CLAIM (the job; deleted once
+                              its own retained checkpoints subsumed it)
   -d, --detached              print the job id and return
   -D key=value                set a configuration key for this job (repeatable)
   --conf DIR                  configuration directory (default: $EDDY_CONF_DIR)

@@ -133,6 +133,15 @@ pub fn run(o: JobOptions) -> i32 {
     if o.allow_non_restored_state {
         body["allowNonRestoredState"] = json!(true);
     }
+    if let Some(mode) = &o.claim_mode {
+        if o.savepoint.is_none() {
+            return fail(
+                &format!("--claimMode '{mode}' needs -s/--fromSavepoint PATH: it says who owns the snapshot the job restores from"),
+                2,
+            );
+        }
+        body["config"]["execution.state-recovery.claim-mode"] = json!(mode);
+    }
     let id = match call(&jm, "POST", "/jobs", Some(&body)) {
         Ok(v) => match v["jobid"].as_str() {
             Some(id) => id.to_string(),

@@ -97,8 +97,8 @@ const REFUSED: &[(&[&str], &str)] = &[
         "execution.savepoint.path: 's3://bucket/sp-3' is not supported yet",
     ),
     (
-        &["-D", "execution.state-recovery.claim-mode=CLAIM"],
-        "execution.state-recovery.claim-mode: 'CLAIM' is not supported",
+        &["-D", "execution.state-recovery.claim-mode=LEGACY"],
+        "execution.state-recovery.claim-mode: 'LEGACY' is not supported",
     ),
     (
         &["-D", "state.checkpoints.dir=s3://bucket/chk"],
@@ -256,8 +256,8 @@ fn daemons_refuse_unsupported_keys_at_configuration_load() {
             "state.backend.local-recovery: 'true' is not supported yet",
         ),
         (
-            "execution.state-recovery.claim-mode: CLAIM\n",
-            "execution.state-recovery.claim-mode: 'CLAIM' is not supported",
+            "execution.state-recovery.claim-mode: LEGACY\n",
+            "execution.state-recovery.claim-mode: 'LEGACY' is not supported",
         ),
     ];
     for (yaml, start) in cases {
@@ -304,8 +304,8 @@ fn rest_submit_refuses_what_eddy_cannot_do_with_400_and_one_line() {
             "savepointPath: execution.state-recovery.path: 's3://bucket/sp-1' is not supported yet",
         ),
         (
-            serde_json::json!({"job": "sequence", "args": ["--output", output], "config": {"execution.state-recovery.claim-mode": "CLAIM"}}),
-            "execution.state-recovery.claim-mode: 'CLAIM' is not supported",
+            serde_json::json!({"job": "sequence", "args": ["--output", output], "config": {"execution.state-recovery.claim-mode": "LEGACY"}}),
+            "execution.state-recovery.claim-mode: 'LEGACY' is not supported",
         ),
         (
             serde_json::json!({"job": "sequence", "args": ["--output", output], "config": {"state.backend.type": "rocksdb"}}),

@@ -926,3 +926,134 @@ fn stop_drain_fires_the_open_windows_and_a_plain_stop_does_not() {
     );
     assert_eq!(uncommitted_files(&drained_out), Vec::<String>::new());
 }
+
+/// Every file under `dir` with its bytes, sorted (to compare a snapshot before and after).
+fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let bytes = std::fs::read(&p).expect("read file");
+                out.push((p.strip_prefix(dir).expect("under dir").to_path_buf(), bytes));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn no_claim_never_touches_a_restored_checkpoint_and_claim_deletes_it_once_subsumed() {
+    let c = Cluster::start(
+        2,
+        2,
+        &[(
+            "execution.checkpointing.externalized-checkpoint-retention",
+            "RETAIN_ON_CANCELLATION",
+        )],
+    );
+    // A retained checkpoint of a cancelled job.
+    let a = c.run_sequence(&c.dir.path().join("out-a"), 4, 100_000, 500, 2, &[]);
+    c.wait_for_checkpoints(&a, "two completed checkpoints", |n| {
+        n["completed"].as_u64() >= Some(2)
+    });
+    let o = c.cli(&["cancel", &a, "-m", &c.rest]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(state(&c.await_end(&a)), "CANCELED");
+    let job_dir = c.dir.path().join("checkpoints").join(&a);
+    let chk = std::fs::read_dir(&job_dir)
+        .expect("the cancelled job's checkpoints are retained")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("_metadata").is_file())
+        .max_by_key(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix("chk-"))
+                .and_then(|n| n.parse::<u64>().ok())
+        })
+        .expect("a retained checkpoint");
+    let chk_arg = chk.display().to_string();
+    let before = tree(&chk);
+    // NO_CLAIM (the default, also spelled out): the snapshot stays the user's, byte for byte,
+    // however many checkpoints of its own the new job completes and retires.
+    for extra in [&[][..], &["--claimMode", "NO_CLAIM"][..]] {
+        let mut args = vec!["-s", chk_arg.as_str()];
+        args.extend_from_slice(extra);
+        let out = c.dir.path().join(format!("out-b{}", extra.len()));
+        let b = c.run_sequence(&out, 4, 100_000, 500, 2, &args);
+        c.wait_for_checkpoints(&b, "checkpoints beyond num-retained", |n| {
+            n["completed"].as_u64() >= Some(4)
+        });
+        let o = c.cli(&["cancel", &b, "-m", &c.rest]);
+        assert_eq!(o.code, 0, "{}", o.stderr);
+        c.await_end(&b);
+        assert!(
+            before == tree(&chk),
+            "NO_CLAIM modified {chk:?} ({extra:?})"
+        );
+    }
+    // CLAIM: the job owns it; once its own retained checkpoints (num-retained 2) subsumed it,
+    // it is deleted.
+    let d = c.run_sequence(
+        &c.dir.path().join("out-d"),
+        4,
+        100_000,
+        500,
+        2,
+        &["-s", &chk_arg, "--claimMode", "CLAIM"],
+    );
+    c.wait_for("the claimed checkpoint to be deleted", JOB_LIMIT, || {
+        (!chk.exists()).then_some(())
+    });
+    let stats = c.get(&format!("/jobs/{d}/checkpoints")).expect("stats");
+    assert!(
+        stats["counts"]["completed"].as_u64() >= Some(2),
+        "deleted only once subsumed by two checkpoints of its own: {stats}"
+    );
+    // The job itself goes on from its own checkpoints.
+    let job = c.get(&format!("/jobs/{d}")).expect("job");
+    assert_eq!(state(&job), "RUNNING", "{job}");
+    // A claim mode without -s, and an unknown one, are one-line errors.
+    let out = c.dir.path().join("out-e").display().to_string();
+    let o = c.cli(&[
+        "run",
+        "sequence",
+        "--output",
+        &out,
+        "--claimMode",
+        "CLAIM",
+        "-m",
+        &c.rest,
+        "-d",
+    ]);
+    assert_ne!(o.code, 0);
+    assert!(
+        o.stderr.trim().lines().count() == 1 && o.stderr.contains("-s/--fromSavepoint"),
+        "{}",
+        o.stderr
+    );
+    let o = c.cli(&[
+        "run",
+        "sequence",
+        "--output",
+        &out,
+        "-s",
+        &chk_arg,
+        "--claimMode",
+        "LEGACY",
+        "-m",
+        &c.rest,
+        "-d",
+    ]);
+    assert_ne!(o.code, 0);
+    assert!(
+        o.stderr.trim().lines().count() == 1 && o.stderr.contains("LEGACY"),
+        "{}",
+        o.stderr
+    );
+}

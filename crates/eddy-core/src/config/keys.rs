@@ -111,7 +111,7 @@ pub static KEYS: &[KeySpec] = &[
     spec("execution.checkpointing.local-backup.dirs", &["taskmanager.state.local.root-dirs"], ValueType::LocalPathList, None, "Root directories of the local state copy. Refused until issue 12."),
     spec("execution.state-recovery.path", &["execution.savepoint.path"], ValueType::StoragePath, None, "Savepoint or retained checkpoint a submitted job restores from (-s)."),
     spec("execution.state-recovery.ignore-unclaimed-state", &["execution.savepoint.ignore-unclaimed-state"], ValueType::Bool, Some("false"), "--allow-non-restored-state: skip state of operators the job no longer has."),
-    spec("execution.state-recovery.claim-mode", &["execution.savepoint-restore-mode"], ValueType::Enum(CLAIM_MODES), Some("NO_CLAIM"), "Who owns a restored snapshot: NO_CLAIM (the user; it is never deleted); CLAIM refused."),
+    spec("execution.state-recovery.claim-mode", &["execution.savepoint-restore-mode"], ValueType::Enum(CLAIM_MODES), Some("NO_CLAIM"), "Who owns a restored snapshot: NO_CLAIM (the user; never deleted or modified) or CLAIM (the job; deleted once subsumed by its own retained checkpoints); LEGACY refused."),
     // --- failover and restart
     spec("jobmanager.execution.failover-strategy", &[], ValueType::Enum(FAILOVER_STRATEGIES), Some("region"), "region: restart the failed pipelined region(s); full: restart every task."),
     spec("restart-strategy.type", &["restart-strategy"], ValueType::Enum(RESTART_STRATEGIES), None, "Restart strategy; unset: none without checkpointing, fixed-delay (unlimited) with it."),
@@ -199,6 +199,7 @@ pub const JOB_KEYS: &[&str] = &[
     "execution.checkpointing.incremental",
     "execution.state-recovery.from-local",
     "execution.state-recovery.ignore-unclaimed-state",
+    "execution.state-recovery.claim-mode",
     "execution.buffer-timeout",
 ];
 

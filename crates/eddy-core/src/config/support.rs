@@ -38,7 +38,7 @@ const LOCAL_RECOVERY_ISSUE: &str = "yet (task-local recovery arrives with issue 
 const S3_ISSUE: &str = "yet (S3 storage arrives with issue 12)";
 const UNSET: &str = "leave the key unset";
 const PEM_NOT_JKS: &str = "(Eddy reads PEM files, not Java keystores: security.ssl.{internal,rest}.{cert,key,trust-cert}; docs/security.md)";
-const CLAIM_REFUSED: &str = "(Eddy never takes ownership of a restored snapshot: it restores in NO_CLAIM mode and never deletes it)";
+const CLAIM_REFUSED: &str = "(LEGACY is Flink's deprecated mode; NO_CLAIM never deletes the restored snapshot, CLAIM takes ownership and deletes it once subsumed)";
 
 fn never(_: &Value) -> bool {
     false
@@ -46,8 +46,8 @@ fn never(_: &Value) -> bool {
 fn is_false(v: &Value) -> bool {
     *v == Value::Bool(false)
 }
-fn is_no_claim(v: &Value) -> bool {
-    *v == Value::Enum("NO_CLAIM")
+fn is_no_claim_or_claim(v: &Value) -> bool {
+    *v == Value::Enum("NO_CLAIM") || *v == Value::Enum("CLAIM")
 }
 fn is_hashmap(v: &Value) -> bool {
     *v == Value::Enum("hashmap")
@@ -108,7 +108,7 @@ pub static SUPPORT: &[(&str, Support)] = &[
     ("execution.checkpointing.local-backup.dirs", limited(never, UNSET, LOCAL_RECOVERY_ISSUE)),
     ("execution.state-recovery.path", limited(not_s3, "a local or shared path, or a file:// URI", S3_ISSUE)),
     ("execution.state-recovery.ignore-unclaimed-state", Support::Works),
-    ("execution.state-recovery.claim-mode", limited(is_no_claim, "NO_CLAIM", CLAIM_REFUSED)),
+    ("execution.state-recovery.claim-mode", limited(is_no_claim_or_claim, "NO_CLAIM, CLAIM", CLAIM_REFUSED)),
     ("jobmanager.execution.failover-strategy", Support::Works),
     ("restart-strategy.type", Support::Works),
     ("restart-strategy.fixed-delay.attempts", Support::Works),

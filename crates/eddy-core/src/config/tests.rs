@@ -448,7 +448,7 @@ fn values_asking_for_what_eddy_lacks_are_refused_in_one_line() {
         ("execution.state-recovery.from-local", "true", "execution.state-recovery.from-local: 'true' is not supported yet (task-local recovery arrives with issue 12); allowed: false"),
         ("state.backend.local-recovery", "TRUE", "state.backend.local-recovery: 'TRUE' is not supported yet (task-local recovery arrives with issue 12); allowed: false"),
         ("taskmanager.state.local.root-dirs", "/l1", "taskmanager.state.local.root-dirs: '/l1' is not supported yet (task-local recovery arrives with issue 12); allowed: leave the key unset"),
-        ("execution.state-recovery.claim-mode", "CLAIM", "execution.state-recovery.claim-mode: 'CLAIM' is not supported (Eddy never takes ownership of a restored snapshot: it restores in NO_CLAIM mode and never deletes it); allowed: NO_CLAIM"),
+        ("execution.state-recovery.claim-mode", "LEGACY", "execution.state-recovery.claim-mode: 'LEGACY' is not supported (LEGACY is Flink's deprecated mode; NO_CLAIM never deletes the restored snapshot, CLAIM takes ownership and deletes it once subsumed); allowed: NO_CLAIM, CLAIM"),
         ("state.savepoints.dir", "s3://bucket/sp", "state.savepoints.dir: 's3://bucket/sp' is not supported yet (S3 storage arrives with issue 12); allowed: a local or shared path, or a file:// URI"),
         ("state.checkpoints.dir", "s3://bucket/chk", "state.checkpoints.dir: 's3://bucket/chk' is not supported yet (S3 storage arrives with issue 12); allowed: a local or shared path, or a file:// URI"),
         ("taskmanager.slot.timeout", "30 s", "taskmanager.slot.timeout: '30 s' is not supported (a TaskManager cancels the tasks of a disconnected JobMaster and frees their slots at once); allowed: leave the key unset"),

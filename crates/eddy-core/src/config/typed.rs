@@ -273,6 +273,11 @@ impl Config {
     pub fn savepoint_restore_path(&self) -> Option<PathBuf> {
         self.path("execution.state-recovery.path")
     }
+    /// `execution.state-recovery.claim-mode: CLAIM` (`--claimMode CLAIM`): the job owns the
+    /// snapshot it restores from and deletes it once its own checkpoints subsumed it.
+    pub fn claims_restored_snapshot(&self) -> bool {
+        self.word("execution.state-recovery.claim-mode") == Some("CLAIM")
+    }
     /// `execution.state-recovery.ignore-unclaimed-state` (`--allow-non-restored-state`).
     pub fn allow_non_restored_state(&self) -> bool {
         self.flag("execution.state-recovery.ignore-unclaimed-state")
