@@ -178,7 +178,7 @@ async fn savepoint_status(
     match result {
         Some(status) => Ok(Json(operation_json(&status)).into_response()),
         None => Err(ApiError::not_found(format!(
-            "There is no savepoint operation with triggerId={trigger} for job {job}"
+            "There is no savepoint operation with triggerId={trigger} for job {job} (an operation is known only to the leader that started it: one in flight at a leader change is lost, and its savepoint did not complete unless its directory holds a _metadata; trigger it again)"
         ))),
     }
 }
