@@ -75,10 +75,11 @@ pub fn register_builtin(r: &mut JobRegistry) {
         arguments: &["--records N      rows in total (default 20000000; 0 = unbounded)", "--keys K         distinct keys (default 10000)"],
         build: rows_groupby,
     });
+    crate::nexmark::register(r);
 }
 
 /// Writes `T` lines to `output`: a directory (exactly-once file sink) or `-` (stdout).
-fn sink_lines<T: Data>(
+pub(crate) fn sink_lines<T: Data>(
     stream: &DataStream<T>,
     output: &str,
     format: fn(&T, &mut String),
