@@ -38,7 +38,8 @@ macro_rules! args {
 pub(crate) fn register(r: &mut JobRegistry) {
     r.register(JobDefinition {
         name: "nexmark-q0",
-        description: "Nexmark q0, pass-through: every bid (lines `auction,bidder,price,date_time,extra`)",
+        description:
+            "Nexmark q0, pass-through: every bid (lines `auction,bidder,price,date_time,extra`)",
         arguments: args!(),
         build: q0,
     });
@@ -114,9 +115,7 @@ fn window_arg(args: &mut JobArgs, name: &str, default: u64) -> Result<Duration> 
 /// `output` as for the other built-in jobs, or `blackhole`: a discarding sink (benchmarks).
 fn sink<T: Data>(stream: &DataStream<T>, output: &str, format: fn(&T, &mut String)) -> Result<()> {
     if output == "blackhole" {
-        stream
-            .sink_to("Blackhole", BlackholeSink::new)
-            .uid("sink");
+        stream.sink_to("Blackhole", BlackholeSink::new).uid("sink");
         return Ok(());
     }
     sink_lines(stream, output, format)
@@ -154,7 +153,15 @@ pub fn dollar_to_euro(price: u64) -> String {
 fn q1(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
     let (events, output) = source(env, args)?;
     let converted = bids(&events)
-        .map(|b: Bid| (b.auction, b.bidder, dollar_to_euro(b.price), b.date_time, b.extra))
+        .map(|b: Bid| {
+            (
+                b.auction,
+                b.bidder,
+                dollar_to_euro(b.price),
+                b.date_time,
+                b.extra,
+            )
+        })
         .name("ToEuro");
     sink(
         &converted,
@@ -212,7 +219,11 @@ impl KeyedProcessFunction<u64, Q3In, Q3Out> for Q3Join {
         Ok(())
     }
 
-    fn process_element(&mut self, value: Q3In, ctx: &mut KeyedContext<'_, u64, Q3Out>) -> Result<()> {
+    fn process_element(
+        &mut self,
+        value: Q3In,
+        ctx: &mut KeyedContext<'_, u64, Q3Out>,
+    ) -> Result<()> {
         match value {
             Q3In::Person {
                 name, city, state, ..

@@ -47,32 +47,54 @@ fn run(query: &str, parallelism: &str, extra: &[&str]) -> Vec<String> {
 }
 
 fn check(query: &str, extra: &[&str], expected: Vec<String>) {
-    assert!(!expected.is_empty(), "the reference of {query} is not empty");
+    assert!(
+        !expected.is_empty(),
+        "the reference of {query} is not empty"
+    );
     for p in ["1", "4"] {
         let got = run(query, p, extra);
         assert_eq!(got.len(), expected.len(), "{query} -p {p}: line count");
-        assert!(got == expected, "{query} -p {p}: output differs from the reference");
+        assert!(
+            got == expected,
+            "{query} -p {p}: output differs from the reference"
+        );
     }
 }
 
 #[test]
 fn q0_passes_every_bid_through() {
-    check("nexmark-q0", &[], nexmark_ref::q0(&nexmark_ref::events(EVENTS)));
+    check(
+        "nexmark-q0",
+        &[],
+        nexmark_ref::q0(&nexmark_ref::events(EVENTS)),
+    );
 }
 
 #[test]
 fn q1_converts_every_price() {
-    check("nexmark-q1", &[], nexmark_ref::q1(&nexmark_ref::events(EVENTS)));
+    check(
+        "nexmark-q1",
+        &[],
+        nexmark_ref::q1(&nexmark_ref::events(EVENTS)),
+    );
 }
 
 #[test]
 fn q2_selects_the_bids_on_every_123rd_auction() {
-    check("nexmark-q2", &[], nexmark_ref::q2(&nexmark_ref::events(EVENTS)));
+    check(
+        "nexmark-q2",
+        &[],
+        nexmark_ref::q2(&nexmark_ref::events(EVENTS)),
+    );
 }
 
 #[test]
 fn q3_joins_local_sellers_with_their_auctions() {
-    check("nexmark-q3", &[], nexmark_ref::q3(&nexmark_ref::events(EVENTS)));
+    check(
+        "nexmark-q3",
+        &[],
+        nexmark_ref::q3(&nexmark_ref::events(EVENTS)),
+    );
 }
 
 #[test]
@@ -126,7 +148,14 @@ fn eddy_jobs_lists_the_nexmark_queries_and_bad_arguments_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("o");
     let r = eddy(
-        &["local", "nexmark-q5", "--window-ms", "0", "--output", out.to_str().unwrap()],
+        &[
+            "local",
+            "nexmark-q5",
+            "--window-ms",
+            "0",
+            "--output",
+            out.to_str().unwrap(),
+        ],
         LIMIT,
     );
     assert_eq!(r.code, 2, "{} {}", r.stdout, r.stderr);

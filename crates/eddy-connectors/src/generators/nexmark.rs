@@ -286,8 +286,7 @@ pub fn event(n: u64) -> Event {
         let initial_bid = rng.price();
         let reserve = initial_bid + rng.price();
         // The auction stays open about as long as it takes to generate the auctions in flight.
-        let events_for_auctions =
-            NUM_IN_FLIGHT_AUCTIONS * TOTAL_PROPORTION / AUCTION_PROPORTION;
+        let events_for_auctions = NUM_IN_FLIGHT_AUCTIONS * TOTAL_PROPORTION / AUCTION_PROPORTION;
         let horizon = event_timestamp(n + events_for_auctions) - ts;
         let expires = ts + 1 + rng.below((horizon * 2).max(1) as u64) as Timestamp;
         let item_name = rng.string(20);

@@ -365,14 +365,21 @@ fn sorted(mut v: Vec<nexmark::Event>) -> Vec<String> {
 #[test]
 fn nexmark_events_follow_the_proportions_and_are_deterministic() {
     let events = nexmark_reference(5000);
-    assert_eq!(events, nexmark_reference(5000), "a function of the event number");
+    assert_eq!(
+        events,
+        nexmark_reference(5000),
+        "a function of the event number"
+    );
     let count = |f: fn(&nexmark::Event) -> bool| events.iter().filter(|e| f(e)).count();
     assert_eq!(count(|e| matches!(e, nexmark::Event::Person(_))), 100);
     assert_eq!(count(|e| matches!(e, nexmark::Event::Auction(_))), 300);
     assert_eq!(count(|e| matches!(e, nexmark::Event::Bid(_))), 4600);
     // Event time: 10 events per ms from the fixed base time, never `now`.
     assert_eq!(events[0].timestamp(), nexmark::NEXMARK_BASE_TIME_MS);
-    assert_eq!(events[4999].timestamp(), nexmark::NEXMARK_BASE_TIME_MS + 499);
+    assert_eq!(
+        events[4999].timestamp(),
+        nexmark::NEXMARK_BASE_TIME_MS + 499
+    );
     // Ids: persons and auctions numbered in order from 1000; bids refer to existing or
     // slightly future auctions and persons.
     let mut persons = 0;
@@ -451,7 +458,9 @@ fn nexmark_restore_at_the_same_and_another_parallelism_is_exactly_once() {
             let mut src = NexmarkSource::new(n, 0.0);
             src.open(&task_info(i, new_p), Some(&restored)).unwrap();
             let (part, _) = poll(&mut src, 500);
-            assert!(part.windows(2).all(|w| w[0].timestamp() <= w[1].timestamp()));
+            assert!(part
+                .windows(2)
+                .all(|w| w[0].timestamp() <= w[1].timestamp()));
             all.extend(part);
             snaps2.push(snapshot_source(&mut src, 5));
         }

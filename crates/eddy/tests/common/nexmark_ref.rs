@@ -130,7 +130,11 @@ pub fn q4_final(lines: &[String]) -> BTreeMap<u64, (u64, u64)> {
     }
     for (cat, mut c) in counts {
         c.sort_unstable();
-        assert_eq!(c, (1..=c.len() as u64).collect::<Vec<_>>(), "category {cat}");
+        assert_eq!(
+            c,
+            (1..=c.len() as u64).collect::<Vec<_>>(),
+            "category {cat}"
+        );
     }
     last
 }
