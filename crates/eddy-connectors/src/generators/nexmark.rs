@@ -208,6 +208,8 @@ impl Rng {
 /// The person id (0-based) of the last person generated at or before event `n`.
 fn last_base0_person_id(n: u64) -> u64 {
     let epoch = n / TOTAL_PROPORTION;
+    // Beam's formula, for any proportions (with one person per block the offset is always 0).
+    #[allow(clippy::unnecessary_min_or_max)]
     let offset = (n % TOTAL_PROPORTION).min(PERSON_PROPORTION - 1);
     epoch * PERSON_PROPORTION + offset
 }
