@@ -18,6 +18,7 @@ use eddy_runtime::{
     Result, StreamEnv,
 };
 use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::time::Duration;
 
 pub fn register_builtin(r: &mut JobRegistry) {
@@ -152,7 +153,7 @@ fn push_decimal(s: &mut String, mut n: u64) {
 /// ASCII lines (the common case) are lowercased in place at once and a word already counted
 /// costs no allocation; other lines are lowercased word by word, so the split is always taken
 /// before lowercasing (lowercasing can add non-alphanumeric combining marks).
-fn count_words(mut line: String, counts: &mut HashMap<String, u64>) {
+fn count_words<S: BuildHasher>(mut line: String, counts: &mut HashMap<String, u64, S>) {
     let split = |c: char| !c.is_alphanumeric();
     if line.is_ascii() {
         line.make_ascii_lowercase();
@@ -176,7 +177,51 @@ fn count_words(mut line: String, counts: &mut HashMap<String, u64>) {
 /// counter downstream sees the same occurrences per word, only fewer records.
 #[derive(Default)]
 struct TokenizeCombine {
-    counts: HashMap<String, u64>,
+    counts: HashMap<String, u64, BuildHasherDefault<FxHasher>>,
+}
+
+/// rustc's classic FxHasher (rotate, xor, multiply; 8 bytes a step): the combiner's map is
+/// rebuilt every batch and never leaves the task, so it needs speed, not SipHash's resistance to
+/// chosen keys (the hand-written baseline offers the same hasher as `--hasher fx`).
+#[derive(Default, Clone, Copy)]
+struct FxHasher {
+    hash: u64,
+}
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, mut bytes: &[u8]) {
+        while let Some((head, rest)) = bytes.split_first_chunk::<8>() {
+            self.add(u64::from_le_bytes(*head));
+            bytes = rest;
+        }
+        if let Some((head, rest)) = bytes.split_first_chunk::<4>() {
+            self.add(u32::from_le_bytes(*head) as u64);
+            bytes = rest;
+        }
+        for &b in bytes {
+            self.add(b as u64);
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.hash
+    }
 }
 
 impl Operator for TokenizeCombine {
