@@ -8,6 +8,7 @@
 //! | [`BlackholeSink`] | anything | drops records, counts them |
 //! | [`SequenceSource`] | `(key, seq)` | exactly-once (the witness of the `sequence` job) |
 //! | [`CarSource`] | [`CarEvent`] | exactly-once, deterministic |
+//! | [`NexmarkSource`] | Nexmark [`generators::nexmark::Event`]s | exactly-once, deterministic, rescalable |
 //! | [`RowSource`] | `(key, value)` | exactly-once at unchanged parallelism (benchmarks) |
 //!
 //! Every connector is a plain value whose clones become the subtasks (the job builder's factory
@@ -29,5 +30,5 @@ mod testing;
 
 pub use blackhole::BlackholeSink;
 pub use file::{FileSink, FileSource};
-pub use generators::{CarEvent, CarSource, RowSource, SequenceSource};
+pub use generators::{CarEvent, CarSource, NexmarkSource, RowSource, SequenceSource};
 pub use print::PrintSink;

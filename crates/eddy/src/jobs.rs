@@ -18,6 +18,7 @@ use eddy_runtime::{
     Result, StreamEnv,
 };
 use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::time::Duration;
 
 pub fn register_builtin(r: &mut JobRegistry) {
@@ -75,10 +76,11 @@ pub fn register_builtin(r: &mut JobRegistry) {
         arguments: &["--records N      rows in total (default 20000000; 0 = unbounded)", "--keys K         distinct keys (default 10000)"],
         build: rows_groupby,
     });
+    crate::nexmark::register(r);
 }
 
 /// Writes `T` lines to `output`: a directory (exactly-once file sink) or `-` (stdout).
-fn sink_lines<T: Data>(
+pub(crate) fn sink_lines<T: Data>(
     stream: &DataStream<T>,
     output: &str,
     format: fn(&T, &mut String),
@@ -114,16 +116,21 @@ fn word_count(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
     let counts = env
         .add_source("FileSource", move || FileSource::new(path.clone()))
         .uid("file-source")
-        .flat_map(tokenize)
-        .name("Tokenize")
-        .key_by_ref(|w: &String| w)
+        .transform("Tokenize", TokenizeCombine::default)
+        .key_by_ref(|w: &(String, u64)| &w.0)
         .process(WordCounter::default())
         .name("Count")
         .uid("count");
-    sink_lines(&counts, &output, |r: &(String, u64), s| {
-        s.push_str(&r.0);
-        s.push(',');
-        push_decimal(s, r.1);
+    // One record `(word, first, last)` stands for the lines `word,first` … `word,last`.
+    sink_lines(&counts, &output, |r: &(String, u64, u64), s| {
+        for c in r.1..=r.2 {
+            if c > r.1 {
+                s.push('\n');
+            }
+            s.push_str(&r.0);
+            s.push(',');
+            push_decimal(s, c);
+        }
     })
 }
 
@@ -142,22 +149,95 @@ fn push_decimal(s: &mut String, mut n: u64) {
     s.extend(buf[i..].iter().map(|&b| b as char));
 }
 
-/// Lowercase words of a line, split on non-alphanumeric characters. ASCII lines (the common
-/// case) are lowercased in place at once; other lines word by word, so the split is always taken
+/// Counts the lowercase words of a line into `counts`, split on non-alphanumeric characters.
+/// ASCII lines (the common case) are lowercased in place at once and a word already counted
+/// costs no allocation; other lines are lowercased word by word, so the split is always taken
 /// before lowercasing (lowercasing can add non-alphanumeric combining marks).
-fn tokenize(mut line: String) -> Vec<String> {
+fn count_words<S: BuildHasher>(mut line: String, counts: &mut HashMap<String, u64, S>) {
     let split = |c: char| !c.is_alphanumeric();
     if line.is_ascii() {
         line.make_ascii_lowercase();
-        line.split(split)
-            .filter(|w| !w.is_empty())
-            .map(str::to_owned)
-            .collect()
+        for w in line.split(split).filter(|w| !w.is_empty()) {
+            match counts.get_mut(w) {
+                Some(c) => *c += 1,
+                None => {
+                    counts.insert(w.to_owned(), 1);
+                }
+            }
+        }
     } else {
-        line.split(split)
-            .filter(|w| !w.is_empty())
-            .map(str::to_lowercase)
-            .collect()
+        for w in line.split(split).filter(|w| !w.is_empty()) {
+            *counts.entry(w.to_lowercase()).or_default() += 1;
+        }
+    }
+}
+
+/// The tokenizer and a combiner: each input batch of lines becomes one `(word, occurrences)` per
+/// distinct word of the batch. Nothing is kept across batches (so nothing to checkpoint): the
+/// counter downstream sees the same occurrences per word, only fewer records.
+#[derive(Default)]
+struct TokenizeCombine {
+    counts: HashMap<String, u64, BuildHasherDefault<FxHasher>>,
+}
+
+/// rustc's classic FxHasher (rotate, xor, multiply; 8 bytes a step): the combiner's map is
+/// rebuilt every batch and never leaves the task, so it needs speed, not SipHash's resistance to
+/// chosen keys (the hand-written baseline offers the same hasher as `--hasher fx`).
+#[derive(Default, Clone, Copy)]
+struct FxHasher {
+    hash: u64,
+}
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, mut bytes: &[u8]) {
+        while let Some((head, rest)) = bytes.split_first_chunk::<8>() {
+            self.add(u64::from_le_bytes(*head));
+            bytes = rest;
+        }
+        if let Some((head, rest)) = bytes.split_first_chunk::<4>() {
+            self.add(u32::from_le_bytes(*head) as u64);
+            bytes = rest;
+        }
+        for &b in bytes {
+            self.add(b as u64);
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+}
+
+impl Operator for TokenizeCombine {
+    type In = String;
+    type Out = (String, u64);
+
+    fn process_batch(
+        &mut self,
+        input: &mut Vec<String>,
+        out: &mut Output<(String, u64)>,
+    ) -> Result<()> {
+        for line in input.drain(..) {
+            count_words(line, &mut self.counts);
+        }
+        out.records.extend(self.counts.drain());
+        Ok(())
     }
 }
 
@@ -173,37 +253,47 @@ mod tests {
     }
 
     #[test]
-    fn tokenize_splits_before_lowercasing() {
-        assert_eq!(
-            super::tokenize("Hello, World-x1".into()),
-            vec!["hello", "world", "x1"]
-        );
-        assert_eq!(super::tokenize("Über naïve".into()), vec!["über", "naïve"]);
-        assert!(super::tokenize(" ,; ".into()).is_empty());
+    fn count_words_splits_before_lowercasing() {
+        let mut counts = std::collections::HashMap::new();
+        super::count_words("Hello, World-x1 hello".into(), &mut counts);
+        super::count_words("Über naïve ÜBER".into(), &mut counts);
+        super::count_words(" ,; ".into(), &mut counts);
+        let mut got: Vec<(String, u64)> = counts.into_iter().collect();
+        got.sort();
+        let want = [
+            ("hello", 2),
+            ("naïve", 1),
+            ("world", 1),
+            ("x1", 1),
+            ("über", 2),
+        ];
+        assert_eq!(got, want.map(|(w, c)| (w.to_string(), c)));
     }
 }
 
-/// Running count per word.
+/// Running count per word: the counts of a batch of occurrences at once.
 #[derive(Clone, Default)]
 struct WordCounter {
     count: ValueState<u64>,
 }
 
-impl KeyedProcessFunction<String, String, (String, u64)> for WordCounter {
+impl KeyedProcessFunction<String, (String, u64), (String, u64, u64)> for WordCounter {
     fn open(&mut self, ctx: &mut KeyedOpenContext<'_, String>) -> Result<()> {
         self.count = ctx.value_state("count")?;
         Ok(())
     }
 
+    /// `(word, n)` → `(word, first, last)`: the word's counts `first..=last` after these `n`.
     fn process_element(
         &mut self,
-        word: String,
-        ctx: &mut KeyedContext<'_, String, (String, u64)>,
+        (word, n): (String, u64),
+        ctx: &mut KeyedContext<'_, String, (String, u64, u64)>,
     ) -> Result<()> {
         let c = ctx.value_or_insert_with(self.count, || 0);
-        *c += 1;
-        let c = *c;
-        ctx.emit((word, c));
+        let first = *c + 1;
+        *c += n;
+        let last = *c;
+        ctx.emit((word, first, last));
         Ok(())
     }
 }

@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod daemon;
 pub mod jobs;
 pub mod local;
+pub mod nexmark;
 pub mod remote;
 
 pub use eddy_connectors as connectors;

@@ -9,6 +9,8 @@
 //! is left (also when the test fails). Deadlines only bound hangs; nothing asserts on speed.
 
 mod common;
+#[path = "common/nexmark_ref.rs"]
+mod nexmark_ref;
 
 use common::*;
 use eddy_rest::client;
@@ -539,6 +541,56 @@ fn tm_killed_mid_job_standalone_the_job_continues_on_the_spare_taskmanagers() {
         killed.id
     );
     job.assert_witness_holds(&c);
+}
+
+/// A stateful Nexmark query (q4: keyed join state, event-time timers, a second keyed stage)
+/// survives a TaskManager SIGKILL: restored from a checkpoint, its committed output equals the
+/// single-threaded reference, every closed auction counted exactly once.
+#[test]
+fn tm_killed_mid_nexmark_q4_output_equals_the_reference_exactly_once() {
+    let c = Cluster::start(3, 2, &[]);
+    let output = c.dir.path().join("q4");
+    let events = 200_000u64;
+    let (n, out_arg) = (events.to_string(), output.display().to_string());
+    let r = c.cli(&[
+        "run",
+        "nexmark-q4",
+        "--events",
+        &n,
+        "--rate",
+        "40000",
+        "--output",
+        &out_arg,
+        "-p",
+        "2",
+        "-m",
+        &c.rest,
+        "-d",
+    ]);
+    assert_eq!(r.code, 0, "eddy run -d: {}", r.stderr);
+    let id = r.stdout.trim().to_string();
+    c.wait_for(&format!("job {id} to run all its tasks"), JOB_LIMIT, || {
+        c.get(&format!("/jobs/{id}"))
+            .filter(|j| all_tasks_running(j) || is_terminal(j))
+    });
+    c.wait_for_checkpoints(&id, "two completed checkpoints", |n| {
+        n["completed"].as_u64() >= Some(2)
+    });
+    let killed = c.kill_taskmanager(&c.busy_taskmanager());
+    let end = c.await_end(&id);
+    assert_eq!(state(&end), "FINISHED", "{end}\n{}", c.log_tail());
+    assert!(end["restarts"].as_u64() >= Some(1), "{end}");
+    let chk = c
+        .get(&format!("/jobs/{id}/checkpoints"))
+        .expect("checkpoints");
+    assert!(
+        chk["counts"]["restored"].as_u64() >= Some(1),
+        "restored from a checkpoint after killing {}: {chk}",
+        killed.pid
+    );
+    let got = nexmark_ref::q4_final(&committed_lines(&output));
+    let expected = nexmark_ref::q4(&nexmark_ref::events(events));
+    assert_eq!(got, expected, "q4 after a TaskManager SIGKILL");
 }
 
 #[test]

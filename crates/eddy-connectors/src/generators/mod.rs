@@ -7,10 +7,12 @@
 //! generators never sleep in `poll_next` (they return `IdleUntil`).
 
 pub mod cars;
+pub mod nexmark;
 pub mod rows;
 pub mod sequence;
 
 pub use cars::{CarEvent, CarSource};
+pub use nexmark::NexmarkSource;
 pub use rows::{row_value, RowSource};
 pub use sequence::SequenceSource;
 

@@ -348,3 +348,145 @@ fn unbounded_rows_never_finish_and_fill_whole_batches() {
         .message
         .contains("keys"));
 }
+
+// ---------------------------------------------------------------- nexmark
+
+/// The reference: events `0..n` in order.
+fn nexmark_reference(n: u64) -> Vec<nexmark::Event> {
+    (0..n).map(nexmark::event).collect()
+}
+
+fn sorted(mut v: Vec<nexmark::Event>) -> Vec<String> {
+    let mut s: Vec<String> = v.drain(..).map(|e| format!("{e:?}")).collect();
+    s.sort_unstable();
+    s
+}
+
+#[test]
+fn nexmark_events_follow_the_proportions_and_are_deterministic() {
+    let events = nexmark_reference(5000);
+    assert_eq!(
+        events,
+        nexmark_reference(5000),
+        "a function of the event number"
+    );
+    let count = |f: fn(&nexmark::Event) -> bool| events.iter().filter(|e| f(e)).count();
+    assert_eq!(count(|e| matches!(e, nexmark::Event::Person(_))), 100);
+    assert_eq!(count(|e| matches!(e, nexmark::Event::Auction(_))), 300);
+    assert_eq!(count(|e| matches!(e, nexmark::Event::Bid(_))), 4600);
+    // Event time: 10 events per ms from the fixed base time, never `now`.
+    assert_eq!(events[0].timestamp(), nexmark::NEXMARK_BASE_TIME_MS);
+    assert_eq!(
+        events[4999].timestamp(),
+        nexmark::NEXMARK_BASE_TIME_MS + 499
+    );
+    // Ids: persons and auctions numbered in order from 1000; bids refer to existing or
+    // slightly future auctions and persons.
+    let mut persons = 0;
+    let mut auctions = 0;
+    for e in &events {
+        match e {
+            nexmark::Event::Person(p) => {
+                assert_eq!(p.id, 1000 + persons);
+                persons += 1;
+            }
+            nexmark::Event::Auction(a) => {
+                assert_eq!(a.id, 1000 + auctions);
+                auctions += 1;
+                assert!(a.expires > a.date_time && a.reserve >= a.initial_bid);
+                assert!((10..15).contains(&a.category));
+                assert!(a.seller < 1000 + persons + 10, "{a:?}");
+            }
+            nexmark::Event::Bid(b) => {
+                assert!(b.auction < 1000 + auctions + 10, "{b:?}");
+                assert!(b.bidder < 1000 + persons + 10, "{b:?}");
+                assert!(b.price > 0);
+            }
+        }
+    }
+}
+
+#[test]
+fn nexmark_emits_every_event_once_across_subtasks_in_event_time_order() {
+    for p in [1u32, 3, 4] {
+        let mut all = Vec::new();
+        for i in 0..p {
+            let mut src = NexmarkSource::new(3000, 0.0);
+            src.open(&task_info(i, p), None).unwrap();
+            let out = drain(&mut src, 97);
+            assert!(
+                out.windows(2).all(|w| w[0].timestamp() <= w[1].timestamp()),
+                "subtask {i} of {p} emits in event time order"
+            );
+            all.extend(out);
+        }
+        assert_eq!(sorted(all), sorted(nexmark_reference(3000)), "p={p}");
+    }
+}
+
+#[test]
+fn nexmark_watermark_trails_the_earliest_pending_event() {
+    let mut src = NexmarkSource::new(10_000, 0.0);
+    src.open(&task_info(0, 2), None).unwrap();
+    let mut out = Output::new();
+    src.poll_next(&mut out, 1000).unwrap();
+    let max = out.records.iter().map(|e| e.timestamp()).max().unwrap();
+    let wm = out.watermark.expect("a watermark after a batch");
+    assert!(wm < max + 1 && wm >= max - 1, "wm {wm}, max ts {max}");
+    // Everything emitted later is above the watermark.
+    let rest = drain(&mut src, 1000);
+    assert!(rest.iter().all(|e| e.timestamp() > wm));
+}
+
+#[test]
+fn nexmark_restore_at_the_same_and_another_parallelism_is_exactly_once() {
+    let n = 7000;
+    for (old_p, new_p) in [(2u32, 2u32), (3, 2), (2, 5), (4, 1), (1, 3)] {
+        let mut all = Vec::new();
+        let mut snaps = Vec::new();
+        for i in 0..old_p {
+            let mut src = NexmarkSource::new(n, 0.0);
+            src.open(&task_info(i, old_p), None).unwrap();
+            // Subtasks progressed unevenly before the barrier.
+            all.extend(poll(&mut src, 300 + 700 * i as usize).0);
+            snaps.push(snapshot_source(&mut src, 4));
+            let _lost = poll(&mut src, 50); // after the barrier, lost with the failed run
+        }
+        let restored = union(&snaps);
+        let mut snaps2 = Vec::new();
+        for i in 0..new_p {
+            let mut src = NexmarkSource::new(n, 0.0);
+            src.open(&task_info(i, new_p), Some(&restored)).unwrap();
+            let (part, _) = poll(&mut src, 500);
+            assert!(part
+                .windows(2)
+                .all(|w| w[0].timestamp() <= w[1].timestamp()));
+            all.extend(part);
+            snaps2.push(snapshot_source(&mut src, 5));
+        }
+        let restored2 = union(&snaps2);
+        for i in 0..old_p {
+            let mut src = NexmarkSource::new(n, 0.0);
+            src.open(&task_info(i, old_p), Some(&restored2)).unwrap();
+            all.extend(drain(&mut src, 333));
+        }
+        assert_eq!(
+            sorted(all),
+            sorted(nexmark_reference(n)),
+            "{old_p} -> {new_p} -> {old_p}"
+        );
+    }
+}
+
+#[test]
+fn nexmark_rate_limit_returns_idle_until_instead_of_sleeping() {
+    let mut src = NexmarkSource::new(0, 100.0);
+    src.open(&task_info(0, 1), None).unwrap();
+    let (first, status) = poll(&mut src, 1000);
+    assert!(first.len() <= 2, "{}", first.len());
+    assert_eq!(status, SourceStatus::More);
+    match poll(&mut src, 1000).1 {
+        SourceStatus::IdleUntil(t) => assert!(t > now_millis() - 1000),
+        s => panic!("expected IdleUntil, got {s:?}"),
+    }
+}
