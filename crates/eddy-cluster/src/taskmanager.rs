@@ -777,13 +777,15 @@ fn control(shared: &Shared, key: &ExecutionKey, c: TaskControl) {
     }
 }
 
+/// One subtask in `/metrics`: job id, job name, vertex, subtask, thread alive, records in, out.
+type TaskRow = (String, String, String, String, bool, u64, u64);
+
 /// This TaskManager's `/metrics` text (names from `eddy_core::metrics`).
 fn render_metrics(shared: &Shared) -> String {
     use eddy_core::metrics::{self as m, write_family};
     let mut out = String::new();
-    // (job id, job name, vertex, subtask, live, records in, records out), in a stable order.
-    let mut tasks: Vec<(String, String, String, String, bool, u64, u64)> = match shared.tasks.lock()
-    {
+    // In a stable order.
+    let mut tasks: Vec<TaskRow> = match shared.tasks.lock() {
         Ok(tasks) => tasks
             .iter()
             .map(|(k, t)| {
@@ -822,7 +824,7 @@ fn render_metrics(shared: &Shared) -> String {
         &m::TASKMANAGER_REGISTRATIONS,
         one(registrations.to_string()),
     );
-    let per_task = |value: &dyn Fn(&(String, String, String, String, bool, u64, u64)) -> u64| {
+    let per_task = |value: &dyn Fn(&TaskRow) -> u64| {
         tasks
             .iter()
             .map(|t| {
