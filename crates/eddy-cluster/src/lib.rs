@@ -13,6 +13,7 @@ pub mod slots;
 pub mod standby;
 pub mod status;
 pub mod taskmanager;
+mod tm_metrics;
 
 pub use jobmanager::JobManagerHandle;
 pub use status::{JobDetails, JobStatus};

@@ -259,6 +259,11 @@ struct Shared {
     rpc_limits: FrameLimits,
     /// Mutual TLS for the RPC connection (`security.ssl.internal.enabled`).
     tls: Option<eddy_core::tls::InternalTls>,
+    /// For `/metrics`: heartbeats sent, registrations with a JobManager.
+    heartbeats_sent: std::sync::atomic::AtomicU64,
+    registrations: std::sync::atomic::AtomicU64,
+    /// Where `/metrics` is served (`metrics.reporter.prom.port`), if anywhere.
+    metrics_address: Mutex<Option<std::net::SocketAddr>>,
 }
 
 /// A running TaskManager.
@@ -273,6 +278,11 @@ impl TaskManagerHandle {
 
     pub fn data_address(&self) -> String {
         self.shared.network.address().to_string()
+    }
+
+    /// Where this TaskManager serves `/metrics`, if it does.
+    pub fn metrics_address(&self) -> Option<std::net::SocketAddr> {
+        self.shared.metrics_address.lock().ok().and_then(|a| *a)
     }
 
     /// Cancels every task and stops talking to the JobManager.
@@ -343,7 +353,27 @@ pub fn start_with(
         slots: config.slots_per_taskmanager(),
         rpc_limits: rpc_limits(config),
         tls,
+        heartbeats_sent: Default::default(),
+        registrations: Default::default(),
+        metrics_address: Mutex::new(None),
     });
+    let (ports, configured) = config.metrics_port_range();
+    if let Some(listener) = crate::tm_metrics::bind(&config.taskmanager_host(), ports, configured)?
+    {
+        let (render, stop) = (shared.clone(), shared.clone());
+        let address = crate::tm_metrics::serve(
+            listener,
+            Arc::new(move || render_metrics(&render)),
+            Arc::new(move || stop.stopped.load(Ordering::Relaxed)),
+        )?;
+        tracing::info!(
+            "TaskManager {} metrics on http://{address}/metrics",
+            shared.id.0
+        );
+        if let Ok(mut a) = shared.metrics_address.lock() {
+            *a = Some(address);
+        }
+    }
     let heartbeat = config.heartbeat_interval().min(Duration::from_millis(500));
     let s = shared.clone();
     std::thread::Builder::new()
@@ -579,6 +609,7 @@ fn serve(
     let token = match read_message::<JmMessage>(&mut reader, &shared.rpc_limits) {
         Ok(JmMessage::Registered { token }) => {
             backoff.registered();
+            shared.registrations.fetch_add(1, Ordering::Relaxed);
             token
         }
         Err(e) => {
@@ -752,6 +783,74 @@ fn control(shared: &Shared, key: &ExecutionKey, c: TaskControl) {
     }
 }
 
+/// One subtask in `/metrics`: job id, job name, vertex, subtask, thread alive, records in, out.
+type TaskRow = (String, String, String, String, bool, u64, u64);
+
+/// This TaskManager's `/metrics` text (names from `eddy_core::metrics`).
+fn render_metrics(shared: &Shared) -> String {
+    use eddy_core::metrics::{self as m, write_family};
+    let mut out = String::new();
+    // In a stable order.
+    let mut tasks: Vec<TaskRow> = match shared.tasks.lock() {
+        Ok(tasks) => tasks
+            .iter()
+            .map(|(k, t)| {
+                (
+                    k.job_id.to_string(),
+                    t.deployment.job_name.clone(),
+                    k.vertex.to_string(),
+                    k.subtask.to_string(),
+                    t.thread.as_ref().is_some_and(|h| !h.is_finished()),
+                    t.metrics.records_in(),
+                    t.metrics.records_out(),
+                )
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    tasks.sort();
+    let id = shared.id.0.as_str();
+    let one = |v: String| vec![(vec![("taskmanager_id", id)], v)];
+    write_family(
+        &mut out,
+        &m::TASKMANAGER_SLOTS,
+        one(shared.slots.to_string()),
+    );
+    let live = tasks.iter().filter(|t| t.4).count();
+    write_family(&mut out, &m::TASKMANAGER_TASKS, one(live.to_string()));
+    let heartbeats = shared.heartbeats_sent.load(Ordering::Relaxed);
+    write_family(
+        &mut out,
+        &m::TASKMANAGER_HEARTBEATS,
+        one(heartbeats.to_string()),
+    );
+    let registrations = shared.registrations.load(Ordering::Relaxed);
+    write_family(
+        &mut out,
+        &m::TASKMANAGER_REGISTRATIONS,
+        one(registrations.to_string()),
+    );
+    let per_task = |value: &dyn Fn(&TaskRow) -> u64| {
+        tasks
+            .iter()
+            .map(|t| {
+                let labels = vec![
+                    ("taskmanager_id", id),
+                    ("job_id", t.0.as_str()),
+                    ("job_name", t.1.as_str()),
+                    ("vertex_id", t.2.as_str()),
+                    ("subtask", t.3.as_str()),
+                ];
+                (labels, value(t).to_string())
+            })
+            .collect::<Vec<_>>()
+    };
+    write_family(&mut out, &m::TASK_RECORDS_IN, per_task(&|t| t.5));
+    write_family(&mut out, &m::TASK_RECORDS_OUT, per_task(&|t| t.6));
+    m::write_process_families(&mut out);
+    out
+}
+
 /// Sends counters of live tasks and forgets tasks whose threads ended.
 fn heartbeat_loop(shared: Arc<Shared>, interval: Duration) {
     while !shared.stopped.load(Ordering::Relaxed) {
@@ -778,6 +877,7 @@ fn heartbeat_loop(shared: Arc<Shared>, interval: Duration) {
         };
         if current_token(&shared).is_some() {
             send(&shared.writer, TmMessage::Heartbeat { counters }, None);
+            shared.heartbeats_sent.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

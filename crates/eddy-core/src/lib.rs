@@ -7,6 +7,7 @@ pub mod config;
 pub mod faultpoint;
 pub mod ids;
 pub mod keygroup;
+pub mod metrics;
 pub mod settings;
 pub mod tls;
 

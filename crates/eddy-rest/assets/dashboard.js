@@ -98,7 +98,7 @@ function taskmanagers() {
     var row = function (t, lost) {
       return [td(esc(t.id)), td(lost ? '<span class="lost">lost</span>' : '<span class="RUNNING">registered</span>'),
         td(esc(t.path)), td(esc(t.pid), "num"), td(lost ? esc(t.slotsNumber) : t.freeSlots + " free / " + t.slotsNumber, "num"),
-        td(t.timeSinceLastHeartbeat === null ? "–" : dur(t.timeSinceLastHeartbeat) + " ago", "num"),
+        td(t.timeSinceLastHeartbeat === null || t.timeSinceLastHeartbeat < 0 ? "–" : dur(t.timeSinceLastHeartbeat) + " ago", "num"),
         td(time(t.registeredSince)), td(lost ? time(t.lostAt) + "<br>" + esc(t.lostReason) : "")];
     };
     var rows = v.taskmanagers.map(function (t) { return row(t, false); })

@@ -101,9 +101,9 @@ pub fn checkpoint_stats_json(d: &JobDetails) -> Value {
     let Some(s) = stats else {
         return json!({
             "counts": {
-                "restored": null,
-                "total": null,
-                "in_progress": null,
+                "restored": 0,
+                "total": d.completed_checkpoints + d.failed_checkpoints,
+                "in_progress": 0,
                 "completed": d.completed_checkpoints,
                 "failed": d.failed_checkpoints,
             },
@@ -115,9 +115,9 @@ pub fn checkpoint_stats_json(d: &JobDetails) -> Value {
     let history: Vec<Value> = s.history.iter().rev().map(checkpoint_json).collect();
     json!({
         "counts": {
-            "restored": s.counts.restored,
+            "restored": s.counts.restored.unwrap_or(0),
             "total": s.counts.total,
-            "in_progress": s.counts.in_progress,
+            "in_progress": s.counts.in_progress.unwrap_or(0),
             "completed": s.counts.completed.unwrap_or(d.completed_checkpoints),
             "failed": s.counts.failed.unwrap_or(d.failed_checkpoints),
         },
@@ -129,7 +129,8 @@ pub fn checkpoint_stats_json(d: &JobDetails) -> Value {
             "restored": s.latest_restored.as_ref().map(|r| json!({
                 "id": r.id,
                 "restore_timestamp": r.restore_timestamp_ms,
-                "is_savepoint": null,
+                // Not recorded: Flink's field is required; false (see docs/rest.md).
+                "is_savepoint": false,
                 "external_path": null,
             })),
         },
@@ -153,7 +154,8 @@ fn checkpoint_json(c: &Summary) -> Value {
     };
     let duration = match (c.trigger_timestamp_ms, c.end_timestamp_ms) {
         (Some(t), Some(e)) => json!(e.saturating_sub(t)),
-        _ => Value::Null,
+        // In progress: Flink's field is required; -1 is its "not known".
+        _ => json!(-1),
     };
     let mut v = json!({
         "className": class_name,
@@ -162,13 +164,17 @@ fn checkpoint_json(c: &Summary) -> Value {
         "is_savepoint": kind != "checkpoint",
         "checkpoint_type": checkpoint_type,
         "trigger_timestamp": c.trigger_timestamp_ms,
-        "latest_ack_timestamp": null,
-        "checkpointed_size": null,
+        // Not recorded: -1, Flink's "not known".
+        "latest_ack_timestamp": -1,
+        // Every snapshot is full: what the checkpoint wrote is the state size.
+        "checkpointed_size": c.state_size,
         "state_size": c.state_size,
         "end_to_end_duration": duration,
-        "alignment_buffered": null,
-        "processed_data": null,
-        "persisted_data": null,
+        // Flink reports 0 since 1.11 (the field is deprecated).
+        "alignment_buffered": 0,
+        "processed_data": -1,
+        // Aligned checkpoints only: no in-flight data is persisted.
+        "persisted_data": 0,
         "num_subtasks": c.total,
         "num_acknowledged_subtasks": c.acknowledged,
         "tasks": {},
@@ -179,7 +185,8 @@ fn checkpoint_json(c: &Summary) -> Value {
         match status {
             "COMPLETED" => {
                 obj.insert("external_path".into(), Value::Null);
-                obj.insert("discarded".into(), Value::Null);
+                // Not tracked per checkpoint; Flink's field is a required boolean.
+                obj.insert("discarded".into(), json!(false));
             }
             "FAILED" => {
                 obj.insert("failure_timestamp".into(), json!(c.end_timestamp_ms));
@@ -198,15 +205,16 @@ mod tests {
     use eddy_cluster::JobStatus;
 
     #[test]
-    fn without_coordinator_statistics_only_the_counts_are_numbers() {
+    fn without_coordinator_statistics_only_the_counts_are_known() {
         let mut d = sample_job(JobStatus::Running);
         d.completed_checkpoints = 5;
         d.failed_checkpoints = 1;
         let c = checkpoint_stats_json(&d);
         assert_eq!(c["counts"]["completed"], 5);
         assert_eq!(c["counts"]["failed"], 1);
-        assert!(c["counts"]["total"].is_null());
-        assert!(c["counts"]["restored"].is_null());
+        assert_eq!(c["counts"]["total"], 6);
+        assert_eq!(c["counts"]["restored"], 0);
+        assert_eq!(c["counts"]["in_progress"], 0);
         assert!(c["latest"]["completed"].is_null());
         assert!(c["summary"]["state_size"].is_null());
         assert_eq!(c["history"], json!([]));
@@ -237,7 +245,10 @@ mod tests {
         assert_eq!(latest["end_to_end_duration"], 250);
         assert_eq!(latest["state_size"], 2048);
         assert_eq!(latest["num_acknowledged_subtasks"], 4);
-        assert!(latest["latest_ack_timestamp"].is_null());
+        assert_eq!(latest["latest_ack_timestamp"], -1);
+        assert_eq!(latest["checkpointed_size"], 2048);
+        assert_eq!(latest["alignment_buffered"], 0);
+        assert_eq!(latest["discarded"], false);
         let f = &c["latest"]["failed"];
         assert_eq!(
             (
@@ -257,7 +268,7 @@ mod tests {
             .map(|h| h["id"].as_u64().unwrap())
             .collect();
         assert_eq!(ids, vec![3, 2, 1]);
-        assert!(c["history"][0]["end_to_end_duration"].is_null());
+        assert_eq!(c["history"][0]["end_to_end_duration"], -1);
         assert!(c["summary"]["end_to_end_duration"].is_null());
     }
 }

@@ -11,7 +11,7 @@ use crate::leader::{LeaderState, Leadership};
 use crate::{metrics, submit, views};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{OriginalUri, Path, Query, Request, State};
 use axum::http::{header, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -53,6 +53,11 @@ async fn ask<T: Send + 'static>(
             "the request handler failed: {e}"
         ))),
     }
+}
+
+/// A request under `/v1/...`: Flink's clients, which want Flink's fields and nothing else.
+fn is_v1(uri: &OriginalUri) -> bool {
+    uri.path().starts_with("/v1/")
 }
 
 fn parse_job_id(raw: &str) -> Result<JobId, ApiError> {
@@ -106,9 +111,17 @@ pub(crate) async fn jobs_overview(State(s): State<AppState>) -> Answer {
 }
 
 /// `GET /jobs/:jobid`
-pub(crate) async fn job(State(s): State<AppState>, Path(jobid): Path<String>) -> Answer {
+pub(crate) async fn job(
+    State(s): State<AppState>,
+    uri: OriginalUri,
+    Path(jobid): Path<String>,
+) -> Answer {
     let d = job_details(&s, &jobid).await?;
-    ok(views::job_details_json(&d, now_millis()))
+    let mut v = views::job_details_json(&d, now_millis());
+    if is_v1(&uri) {
+        views::remove_fields(&mut v, &views::eddy_fields::JOB);
+    }
+    ok(v)
 }
 
 /// `GET /jobs/:jobid/status`
@@ -130,6 +143,7 @@ pub(crate) async fn job_eddy_details(
 /// `GET /jobs/:jobid/exceptions[?maxExceptions=N]`
 pub(crate) async fn job_exceptions(
     State(s): State<AppState>,
+    uri: OriginalUri,
     Path(jobid): Path<String>,
     q: Result<Query<BTreeMap<String, String>>, QueryRejection>,
 ) -> Answer {
@@ -143,22 +157,47 @@ pub(crate) async fn job_exceptions(
         })?),
     };
     let d = job_details(&s, &jobid).await?;
-    ok(views::job_exceptions_json(&d, max))
+    let mut v = views::job_exceptions_json(&d, max);
+    if is_v1(&uri) {
+        views::remove_fields(&mut v, &views::eddy_fields::EXCEPTIONS);
+    }
+    ok(v)
 }
 
 /// `GET /jobs/:jobid/checkpoints`
 pub(crate) async fn job_checkpoints(
     State(s): State<AppState>,
+    uri: OriginalUri,
     Path(jobid): Path<String>,
 ) -> Answer {
     let d = job_details(&s, &jobid).await?;
-    ok(checkpoint_stats_json(&d))
+    let mut v = checkpoint_stats_json(&d);
+    if is_v1(&uri) {
+        for c in ["completed", "savepoint", "failed"] {
+            views::remove_fields(&mut v["latest"][c], &views::eddy_fields::CHECKPOINT);
+        }
+        if let Some(history) = v["history"].as_array_mut() {
+            for c in history {
+                views::remove_fields(c, &views::eddy_fields::CHECKPOINT);
+            }
+        }
+    }
+    ok(v)
 }
 
 /// `GET /taskmanagers`
-pub(crate) async fn taskmanagers(State(s): State<AppState>) -> Answer {
+pub(crate) async fn taskmanagers(State(s): State<AppState>, uri: OriginalUri) -> Answer {
     let (tms, lost) = ask(&s, |h| Ok((h.taskmanagers()?, h.lost_taskmanagers()?))).await?;
-    ok(views::taskmanagers_json(&tms, &lost, now_millis()))
+    let mut v = views::taskmanagers_json(&tms, &lost, now_millis());
+    if is_v1(&uri) {
+        views::remove_fields(&mut v, &views::eddy_fields::TASKMANAGERS);
+        if let Some(list) = v["taskmanagers"].as_array_mut() {
+            for t in list {
+                views::remove_fields(t, &views::eddy_fields::TASKMANAGER);
+            }
+        }
+    }
+    ok(v)
 }
 
 /// `GET /metrics`: Prometheus text format.
@@ -247,8 +286,18 @@ fn is_jobmanager_unavailable(e: &str) -> bool {
 /// `POST /jobs` (Eddy's own) → 202 `{"jobid", "jobUrl"}`.
 pub(crate) async fn submit_job(
     State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
+    // Flink's clients (`flink run`, the REST client) post a serialized JobGraph and jar files as
+    // multipart/form-data: Eddy runs its own jobs, not Java programs.
+    let multipart = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().to_ascii_lowercase().starts_with("multipart/"));
+    if multipart {
+        return Err(ApiError::bad_request(FLINK_PROGRAMS_REFUSED));
+    }
     if !s.config.web_submit_enabled() {
         return Err(ApiError::forbidden(
             "submitting jobs over REST is disabled: web.submit.enable is false in the cluster's configuration",
@@ -287,6 +336,15 @@ pub(crate) async fn submit_job(
             "job submission rejected: {e}"
         ))),
     }
+}
+
+/// The answer to a Flink program (a JobGraph, a jar) sent to Eddy.
+const FLINK_PROGRAMS_REFUSED: &str = "Eddy cannot run Flink programs (a JobGraph or a jar, as `flink run` and /jars send): submit an Eddy job by name with `eddy run JOB` or POST /jobs {\"job\": NAME, ...} (docs/rest.md)";
+
+/// `/jars/...` (Flink's jar upload and run, used by the web UI and the Kubernetes operator's
+/// session jobs) → 400 with [`FLINK_PROGRAMS_REFUSED`].
+pub(crate) async fn jars_refused() -> ApiError {
+    ApiError::bad_request(FLINK_PROGRAMS_REFUSED)
 }
 
 /// Unknown path → 404 `{"errors": ["Not found: /x"]}` (Flink's wording).

@@ -1,57 +1,14 @@
-//! Eddy's Prometheus metrics: the one place that names them, and the text exposition format
-//! (version 0.0.4) written by hand from the JobManager's views.
-//!
-//! Naming: `eddy_<component>_<noun>[_<unit>][_total]`; `_total` only on counters (Prometheus
-//! reserves it for them, so the total slot count is `eddy_jobmanager_slots`, a gauge). Labels are
-//! `job_id`, `job_name`, `state`, `vertex_id`, `vertex`. This file must never invent a sample:
+//! The JobManager's Prometheus metrics, rendered from its views. The naming rule, the text
+//! format and the process families are `eddy_core::metrics` (shared with every TaskManager's
+//! `/metrics`): `eddy_<component>_<noun>[_<unit>][_total]`, `_total` only on counters (so the
+//! total slot count is `eddy_jobmanager_slots`, a gauge). This file must never invent a sample:
 //! a value Eddy does not know is left out, not written as 0.
 
 use crate::views::JOB_STATUSES;
 use eddy_cluster::jobmanager::TaskManagerInfo;
 use eddy_cluster::JobDetails;
-use std::fmt::Write;
-
-/// The `Content-Type` of `/metrics`.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MetricType {
-    Counter,
-    Gauge,
-}
-
-impl MetricType {
-    fn name(self) -> &'static str {
-        match self {
-            MetricType::Counter => "counter",
-            MetricType::Gauge => "gauge",
-        }
-    }
-}
-
-/// One metric family.
-#[derive(Clone, Copy, Debug)]
-pub struct Metric {
-    pub name: &'static str,
-    pub kind: MetricType,
-    pub help: &'static str,
-}
-
-const fn gauge(name: &'static str, help: &'static str) -> Metric {
-    Metric {
-        name,
-        kind: MetricType::Gauge,
-        help,
-    }
-}
-
-const fn counter(name: &'static str, help: &'static str) -> Metric {
-    Metric {
-        name,
-        kind: MetricType::Counter,
-        help,
-    }
-}
+use eddy_core::metrics::{counter, gauge, write_family as family};
+pub use eddy_core::metrics::{Metric, MetricType, Sample, CONTENT_TYPE};
 
 pub const JOBMANAGER_TASKMANAGERS: Metric = gauge(
     "eddy_jobmanager_taskmanagers",
@@ -112,9 +69,6 @@ pub const ALL: [Metric; 11] = [
     TASK_RECORDS_IN,
     TASK_RECORDS_OUT,
 ];
-
-/// One sample: label pairs and the value as written.
-type Sample<'a> = (Vec<(&'static str, &'a str)>, String);
 
 /// Renders the exposition text. Every family gets its `# HELP` / `# TYPE` lines even with no
 /// samples, so scrapers and dashboards see the full set of names from the first scrape.
@@ -205,45 +159,12 @@ pub fn render(jobs: &[JobDetails], tms: &[TaskManagerInfo]) -> String {
     };
     family(&mut out, &TASK_RECORDS_IN, per_vertex(&|v| v.records_in));
     family(&mut out, &TASK_RECORDS_OUT, per_vertex(&|v| v.records_out));
+    eddy_core::metrics::write_process_families(&mut out);
     out
 }
 
 fn job_labels(j: &JobDetails) -> Vec<(&'static str, &str)> {
     vec![("job_id", j.job_id.as_str()), ("job_name", j.name.as_str())]
-}
-
-fn family(out: &mut String, m: &Metric, samples: Vec<Sample<'_>>) {
-    // Writing to a String cannot fail.
-    let _ = writeln!(out, "# HELP {} {}", m.name, m.help);
-    let _ = writeln!(out, "# TYPE {} {}", m.name, m.kind.name());
-    for (labels, value) in samples {
-        out.push_str(m.name);
-        if !labels.is_empty() {
-            out.push('{');
-            for (i, (k, v)) in labels.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                let _ = write!(out, "{k}=\"{}\"", escape_label(v));
-            }
-            out.push('}');
-        }
-        let _ = writeln!(out, " {value}");
-    }
-}
-
-/// Label values escape backslash, double quote and newline.
-fn escape_label(v: &str) -> String {
-    let mut s = String::with_capacity(v.len());
-    for c in v.chars() {
-        match c {
-            '\\' => s.push_str("\\\\"),
-            '"' => s.push_str("\\\""),
-            '\n' => s.push_str("\\n"),
-            c => s.push(c),
-        }
-    }
-    s
 }
 
 #[cfg(test)]
@@ -256,13 +177,7 @@ mod tests {
     fn every_family_has_help_and_type_and_follows_the_naming_scheme() {
         let text = render(&[], &[]);
         for m in ALL {
-            assert!(m.name.starts_with("eddy_"), "{}", m.name);
-            assert_eq!(
-                m.name.ends_with("_total"),
-                m.kind == MetricType::Counter,
-                "{}",
-                m.name
-            );
+            assert!(eddy_core::metrics::follows_naming_scheme(&m), "{}", m.name);
             assert!(text.contains(&format!("# TYPE {} {}\n", m.name, m.kind.name())));
         }
         assert!(text.contains("eddy_jobmanager_taskmanagers 0\n"));

@@ -8,7 +8,7 @@
 use crate::handlers::{self, AppState};
 use crate::leader::LeaderState;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::Router;
 use eddy_cluster::JobManagerHandle;
 use eddy_core::config::Config;
@@ -111,7 +111,11 @@ fn router(state: AppState, leader: LeaderState, token: Option<String>) -> Router
         .route("/jobs/{jobid}/checkpoints", get(handlers::job_checkpoints))
         .route("/taskmanagers", get(handlers::taskmanagers))
         .route("/metrics", get(handlers::prometheus))
+        .route("/jars", any(handlers::jars_refused))
+        .route("/jars/{*rest}", any(handlers::jars_refused))
         .merge(crate::dashboard::routes());
+    // Flink's clients call `/v1/...`: every path is served unversioned and under `/v1`.
+    let router = router.clone().nest("/v1", router);
     let router = crate::savepoints::routes(router)
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)

@@ -52,6 +52,39 @@ pub const REVISION: &str = match option_env!("EDDY_GIT_REVISION") {
     None => "unknown",
 };
 
+/// Flink's "not known" for a number its response class requires (a primitive field).
+pub const UNKNOWN: i64 = -1;
+
+/// The id Eddy reports for its one slot-sharing group: every vertex of a job shares slots (one
+/// slot per subtask index), as in Flink's default group.
+pub const SLOT_SHARING_GROUP_ID: &str = "00000000000000000000000000000000";
+
+/// The fields Eddy adds to a Flink response, left out under `/v1/...`: Flink's clients
+/// deserialize `/v1` answers strictly (an unknown field fails them), Eddy's own clients (the
+/// dashboard, `eddy`) read the unversioned paths.
+pub mod eddy_fields {
+    /// `GET /jobs/:jobid`.
+    pub const JOB: [&str; 2] = ["restarts", "status-reason"];
+    /// Each entry of `GET /taskmanagers`.
+    pub const TASKMANAGER: [&str; 3] = ["pid", "registeredSince", "lastHeartbeat"];
+    /// `GET /taskmanagers` itself.
+    pub const TASKMANAGERS: [&str; 1] = ["lost-taskmanagers"];
+    /// Each checkpoint of `GET /jobs/:jobid/checkpoints`.
+    pub const CHECKPOINT: [&str; 1] = ["end_timestamp"];
+    /// `GET /jobs/:jobid/exceptions`: the pre-1.13 fields Flink 2 no longer has.
+    pub const EXCEPTIONS: [&str; 4] =
+        ["root-exception", "timestamp", "all-exceptions", "truncated"];
+}
+
+/// Removes `fields` from the object `v` (a no-op on anything else).
+pub fn remove_fields(v: &mut Value, fields: &[&str]) {
+    if let Some(o) = v.as_object_mut() {
+        for f in fields {
+            o.remove(*f);
+        }
+    }
+}
+
 /// Flink buckets every job that is not FINISHED, FAILED or CANCELED as running.
 fn counts_as_running(status: JobStatus) -> bool {
     !status.is_globally_terminal()
@@ -140,6 +173,8 @@ fn job_overview_entry(j: &JobDetails) -> Value {
         "duration": j.duration_ms,
         "last-modification": last_modification(j),
         "tasks": tasks,
+        // Flink's adaptive batch scheduler's operators not yet in the graph: Eddy has none.
+        "pending-operators": 0,
     })
 }
 
@@ -197,17 +232,43 @@ pub fn job_details_json(j: &JobDetails, now: i64) -> Value {
                 "name": v.name,
                 "parallelism": v.parallelism,
                 "status": v.status,
+                "maxParallelism": UNKNOWN,
+                "slotSharingGroupId": SLOT_SHARING_GROUP_ID,
                 // Eddy does not track per-vertex times yet: -1 is Flink's "not known".
-                "start-time": -1,
-                "end-time": -1,
-                "duration": -1,
+                "start-time": UNKNOWN,
+                "end-time": UNKNOWN,
+                "duration": UNKNOWN,
                 "tasks": vertex_tasks(v),
                 "metrics": {
+                    // Eddy counts records, not bytes: 0 with `complete: false` is how Flink
+                    // reports a metric it could not collect.
+                    "read-bytes": 0,
+                    "read-bytes-complete": false,
+                    "write-bytes": 0,
+                    "write-bytes-complete": false,
                     "read-records": v.records_in,
                     "read-records-complete": true,
                     "write-records": v.records_out,
                     "write-records-complete": true,
+                    "accumulated-backpressured-time": UNKNOWN,
+                    "accumulated-idle-time": UNKNOWN,
+                    "accumulated-busy-time": UNKNOWN,
                 },
+            })
+        })
+        .collect();
+    let nodes: Vec<Value> = j
+        .vertices
+        .iter()
+        .map(|v| {
+            json!({
+                "id": vertex_id(v),
+                "operator": "",
+                "operator_strategy": "",
+                "description": v.name,
+                "parallelism": v.parallelism,
+                "optimizer_properties": {},
+                "inputs": [],
             })
         })
         .collect();
@@ -220,10 +281,14 @@ pub fn job_details_json(j: &JobDetails, now: i64) -> Value {
         "start-time": j.start_time,
         "end-time": j.end_time,
         "duration": j.duration_ms,
+        "maxParallelism": UNKNOWN,
         "now": now,
         "timestamps": timestamps,
         "vertices": vertices,
         "status-counts": status_counts,
+        // Flink's job plan: the vertices (Eddy does not list their edges here).
+        "plan": { "jid": j.job_id, "name": j.name, "type": "STREAMING", "nodes": nodes },
+        "pending-operators": 0,
         // Eddy's own fields.
         "restarts": j.restarts,
         "status-reason": j.status_reason,
@@ -311,19 +376,49 @@ fn taskmanager_json(t: &TaskManagerInfo, now: i64) -> Value {
                 "id": t.id,
                 "path": t.data_address,
                 "dataPort": data_port(&t.data_address),
-                "timeSinceLastHeartbeat": known(t.last_heartbeat).map(|h| now - h),
+                "jmxPort": UNKNOWN,
+                "timeSinceLastHeartbeat": known(t.last_heartbeat).map_or(UNKNOWN, |h| now - h),
                 "slotsNumber": t.slots_total,
                 "freeSlots": t.slots_free,
+                "assignedTasks": UNKNOWN,
+                "totalResource": unknown_resources(),
+                "freeResource": unknown_resources(),
                 "hardware": {
-                    "cpuCores": null,
-                    "physicalMemory": null,
-                    "freeMemory": null,
-                    "managedMemory": null,
+                    "cpuCores": UNKNOWN,
+                    "physicalMemory": UNKNOWN,
+                    "freeMemory": UNKNOWN,
+                    "managedMemory": UNKNOWN,
                 },
+                "memoryConfiguration": {
+                    "frameworkHeap": null,
+                    "taskHeap": null,
+                    "frameworkOffHeap": null,
+                    "taskOffHeap": null,
+                    "networkMemory": null,
+                    "managedMemory": null,
+                    "jvmMetaspace": null,
+                    "jvmOverhead": null,
+                    "totalFlinkMemory": null,
+                    "totalProcessMemory": null,
+                },
+                // Eddy has no block list.
+                "blocked": false,
                 // Eddy's own fields.
                 "pid": t.pid,
                 "registeredSince": known(t.registered_at),
                 "lastHeartbeat": known(t.last_heartbeat),
+    })
+}
+
+/// Flink's `ResourceProfile.UNKNOWN` as its REST shape: Eddy's slots carry no resource profile.
+fn unknown_resources() -> Value {
+    json!({
+        "cpuCores": -1.0,
+        "taskHeapMemory": UNKNOWN,
+        "taskOffHeapMemory": UNKNOWN,
+        "managedMemory": UNKNOWN,
+        "networkMemory": UNKNOWN,
+        "extendedResources": {},
     })
 }
 

@@ -231,14 +231,65 @@ pub fn summarize(d: &JobDetails, json: bool, canceled_by_user: bool) -> i32 {
     }
 }
 
-/// The progress display: one line, rewritten in place on a terminal; on a pipe, a line per
-/// status change.
+/// Without a terminal, a plain progress line at least this often (and at each status change).
+const PLAIN_LINE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The progress display: one line (job state, records/s, last checkpoint, restarts, each
+/// vertex), rewritten in place on a terminal with `\r`; on a pipe, a plain line per status
+/// change and every [`PLAIN_LINE_INTERVAL`].
 struct Progress {
     tty: bool,
     last_status: Option<JobStatus>,
     last_line_len: usize,
     seen_exceptions: usize,
     seen_checkpoints: u64,
+    /// The sources' records out at the previous sample, and when.
+    last_sample: Option<(std::time::Instant, u64)>,
+    /// Records per second out of the sources, over the last sample interval.
+    rate: Option<f64>,
+    last_plain_line: Option<std::time::Instant>,
+}
+
+/// What the sources emitted: the records out of the vertices that read no records (a vertex
+/// that reads nothing is a source); if there is none, every vertex's records in.
+fn source_records(d: &JobDetails) -> u64 {
+    let sources: u64 = d
+        .vertices
+        .iter()
+        .filter(|v| v.records_in == 0)
+        .map(|v| v.records_out)
+        .sum();
+    if sources > 0 {
+        sources
+    } else {
+        d.vertices.iter().map(|v| v.records_in).sum()
+    }
+}
+
+/// `last checkpoint #ID Ns ago`, or `no checkpoint yet`.
+fn last_checkpoint(d: &JobDetails) -> String {
+    let latest = d
+        .checkpoints
+        .as_ref()
+        .and_then(|c| c.get("latest_completed"))
+        .filter(|v| !v.is_null());
+    match latest {
+        Some(l) => {
+            let id = l.get("id").and_then(|v| v.as_u64()).unwrap_or(0);
+            let end = l.get("end_timestamp_ms").and_then(|v| v.as_i64());
+            match end {
+                Some(end) => {
+                    let ago = (eddy_runtime::data::now_millis() - end).max(0);
+                    format!("last checkpoint #{id} {:.1}s ago", ago as f64 / 1000.0)
+                }
+                None => format!("last checkpoint #{id}"),
+            }
+        }
+        None if d.completed_checkpoints > 0 => {
+            format!("{} checkpoints", d.completed_checkpoints)
+        }
+        None => "no checkpoint yet".into(),
+    }
 }
 
 impl Progress {
@@ -249,7 +300,25 @@ impl Progress {
             last_line_len: 0,
             seen_exceptions: 0,
             seen_checkpoints: 0,
+            last_sample: None,
+            rate: None,
+            last_plain_line: None,
         }
+    }
+
+    /// Updates the records/s estimate from the sources' counters.
+    fn sample(&mut self, d: &JobDetails) {
+        let now = std::time::Instant::now();
+        let records = source_records(d);
+        if let Some((at, before)) = self.last_sample {
+            let secs = now.duration_since(at).as_secs_f64();
+            if secs < 0.5 {
+                return;
+            }
+            // A restart resets the counters: no rate for that interval.
+            self.rate = (records >= before).then(|| (records - before) as f64 / secs);
+        }
+        self.last_sample = Some((now, records));
     }
 
     /// Prints a line above the progress line (restarts, checkpoints).
@@ -324,12 +393,17 @@ impl Progress {
                 )
             })
             .collect();
+        self.sample(d);
+        let rate = match self.rate {
+            Some(r) if d.status == JobStatus::Running => human(r.round() as u64),
+            _ => "-".into(),
+        };
         let line = format!(
-            "{} {:>6.1}s restarts {} checkpoints {} | {}",
+            "{} {:>6.1}s {rate} records/s, {}, restarts {} | {}",
             d.status,
             d.duration_ms as f64 / 1000.0,
+            last_checkpoint(d),
             d.restarts,
-            d.completed_checkpoints,
             verts.join(" | ")
         );
         if self.tty {
@@ -337,8 +411,13 @@ impl Progress {
             eprint!("\r{line}{}", " ".repeat(pad));
             let _ = std::io::stderr().flush();
             self.last_line_len = line.len();
-        } else if self.last_status != Some(d.status) {
+        } else if self.last_status != Some(d.status)
+            || self
+                .last_plain_line
+                .is_none_or(|t| t.elapsed() >= PLAIN_LINE_INTERVAL)
+        {
             eprintln!("{line}");
+            self.last_plain_line = Some(std::time::Instant::now());
         }
         if self.last_status != Some(d.status) {
             if let Some(r) = &d.status_reason {

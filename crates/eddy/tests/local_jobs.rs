@@ -323,3 +323,84 @@ fn ctrl_c_cancels_the_job_cleanly() {
     let s: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(s["status"], "CANCELED");
 }
+
+/// Without a terminal (stderr is a pipe here), `eddy local`/`eddy run` print plain progress
+/// lines, no `\r` redraws: the job's state, records/s, the last checkpoint and restarts, at each
+/// status change and every two seconds.
+#[test]
+fn progress_without_a_terminal_is_plain_lines_with_rate_checkpoint_and_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("seq");
+    let r = eddy(
+        &[
+            "local",
+            "sequence",
+            "--keys",
+            "4",
+            "--per-key",
+            "1000",
+            "--rate",
+            "800",
+            "--fail-every",
+            "1500",
+            "--output",
+            out.to_str().unwrap(),
+            "-p",
+            "2",
+            "-D",
+            "execution.checkpointing.interval=300ms",
+            "-D",
+            "eddy.test-hooks.enabled=true",
+        ],
+        LIMIT,
+    );
+    assert_eq!(r.code, 0, "stderr: {}", r.stderr);
+    assert!(
+        !r.stderr.contains('\r'),
+        "a redraw on a pipe: {:?}",
+        r.stderr
+    );
+    let progress: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains(" records/s, "))
+        .collect();
+    let running: Vec<&str> = progress
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("RUNNING "))
+        .collect();
+    // 4,000 records at 800/s: at least the first line and one periodic line while RUNNING.
+    assert!(running.len() >= 2, "progress lines: {progress:#?}");
+    let rates: Vec<f64> = running
+        .iter()
+        .filter_map(|l| {
+            let before = l.split(" records/s").next()?;
+            before
+                .rsplit(' ')
+                .next()?
+                .trim_end_matches('k')
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert!(
+        rates.iter().any(|&r| r > 0.0),
+        "no positive records/s in {running:#?}"
+    );
+    assert!(
+        progress.iter().any(|l| l.contains("last checkpoint #")),
+        "no last checkpoint in {progress:#?}"
+    );
+    assert!(
+        progress
+            .iter()
+            .any(|l| l.starts_with("RESTARTING ") && l.contains("restarts 1")),
+        "no restart in {progress:#?}"
+    );
+    assert!(
+        progress.last().is_some_and(|l| l.starts_with("FINISHED ")),
+        "{progress:#?}"
+    );
+    assert_eq!(witness(&committed_lines(&out), 4, 1000), (0, 0, 0));
+}

@@ -147,6 +147,7 @@ pub static KEYS: &[KeySpec] = &[
     // --- REST
     spec("rest.address", &[], ValueType::Host, Some("localhost"), "Address clients use to reach the REST endpoint."),
     spec("rest.port", &[], ValueType::Port, Some("8081"), "REST port."),
+    spec("metrics.reporter.prom.port", &[], ValueType::PortRange, Some("9250-9299"), "Port, or range of ports (the first free one is taken), of each TaskManager's Prometheus /metrics endpoint; the JobManager's /metrics is on rest.port."),
     spec("rest.bind-address", &[], ValueType::Host, Some("127.0.0.1"), "Address the REST server binds (default: loopback only; 0.0.0.0 = all interfaces)."),
     spec("rest.server.max-content-length", &[], ValueType::Size, Some("1m"), "Largest request body the REST server reads; a larger one is answered 413."),
     spec("web.submit.enable", &[], ValueType::Bool, Some("true"), "Whether jobs may be submitted over REST (POST /jobs); false = 403."),

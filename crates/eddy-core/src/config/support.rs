@@ -139,6 +139,7 @@ pub static SUPPORT: &[(&str, Support)] = &[
     ("web.exception-history-size", Support::Works),
     ("rest.address", Support::Works),
     ("rest.port", Support::Works),
+    ("metrics.reporter.prom.port", Support::Works),
     ("rest.bind-address", Support::Works),
     ("rest.server.max-content-length", Support::Works),
     ("web.submit.enable", Support::Works),

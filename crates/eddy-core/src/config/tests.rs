@@ -182,6 +182,7 @@ fn sample(ty: ValueType) -> &'static str {
         ValueType::LocalPath | ValueType::StoragePath | ValueType::LocalPathList => "/tmp/x",
         ValueType::Host => "example.org",
         ValueType::Port => "1234",
+        ValueType::PortRange => "9250-9260",
         ValueType::HostPortList => "zk1:2181",
     }
 }

@@ -106,6 +106,16 @@ impl Config {
             _ => 0.0,
         }
     }
+    /// `metrics.reporter.prom.port`: the TaskManager's metrics port range, and whether it was
+    /// set (a default range that is all taken is not an error).
+    pub fn metrics_port_range(&self) -> ((u16, u16), bool) {
+        let set = self.get("metrics.reporter.prom.port").is_some();
+        match self.get_value("metrics.reporter.prom.port") {
+            Some(Value::PortRange(a, b)) => ((a, b), set),
+            _ => ((9250, 9299), set),
+        }
+    }
+
     fn port(&self, key: &str) -> u16 {
         match self.get_value(key) {
             Some(Value::Port(p)) => p,

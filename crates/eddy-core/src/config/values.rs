@@ -47,6 +47,8 @@ pub enum ValueType {
     Port,
     /// `host[:port]` entries separated by `,` or `;` (port defaults to 2181).
     HostPortList,
+    /// A port `1..=65535` or a range `FROM-TO` of them (Flink's reporter ports).
+    PortRange,
 }
 
 /// A parsed value.
@@ -66,6 +68,8 @@ pub enum Value {
     Paths(Vec<PathBuf>),
     Port(u16),
     HostPorts(Vec<(String, u16)>),
+    /// `from..=to`.
+    PortRange(u16, u16),
 }
 
 const DURATION_EXAMPLES: &str = "such as '10 s', '500 ms', '1 min'";
@@ -98,6 +102,7 @@ impl ValueType {
             ValueType::LocalPathList => "one or more local paths separated by ',' or ';'".into(),
             ValueType::Host => "a host name or IP address such as 'localhost' or '10.0.0.5'".into(),
             ValueType::Port => "a port in 0..=65535".into(),
+            ValueType::PortRange => "a port in 1..=65535 or a range FROM-TO such as 9250-9260".into(),
             ValueType::HostPortList => {
                 "a list of host:port separated by ',' such as 'zk1:2181,zk2:2181'".into()
             }
@@ -142,6 +147,9 @@ impl ValueType {
             }
             ValueType::Host => is_host(raw).then(|| Value::Text(raw.to_string())),
             ValueType::Port => raw.parse::<u16>().ok().map(Value::Port),
+            ValueType::PortRange => crate::metrics::parse_port_range(raw)
+                .ok()
+                .map(|(a, b)| Value::PortRange(a, b)),
             ValueType::HostPortList => {
                 let parts: Option<Vec<(String, u16)>> = split_list(raw)
                     .map(|e| parse_host_port(e, Some(DEFAULT_ZK_PORT)))

@@ -5,6 +5,7 @@
 
 pub mod committed;
 pub mod ha_cluster;
+pub mod plain_cluster;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
