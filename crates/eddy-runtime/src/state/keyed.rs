@@ -360,6 +360,8 @@ pub struct KeyedStateBackend<K> {
     pending_restore: BTreeMap<String, Vec<(u32, Vec<u8>)>>,
     /// `rocksdb`: the instance the tables cache.
     store: Option<RocksStore>,
+    /// `rocksdb`: the write-back cache's bound (entries over all states).
+    write_back_entries: usize,
 }
 
 /// The tables' view of the store (a free function, so it borrows `store` apart from `tables`).
@@ -380,6 +382,7 @@ impl<K: Key> KeyedStateBackend<K> {
             tables: Vec::new(),
             pending_restore: BTreeMap::new(),
             store: None,
+            write_back_entries: WRITE_BACK_ENTRIES,
         }
     }
 
@@ -412,7 +415,7 @@ impl<K: Key> KeyedStateBackend<K> {
     #[inline]
     pub fn end_batch(&mut self) -> Result<()> {
         if self.store.is_some()
-            && self.tables.iter().map(|t| t.len()).sum::<usize>() > WRITE_BACK_ENTRIES
+            && self.tables.iter().map(|t| t.len()).sum::<usize>() > self.write_back_entries
         {
             self.spill()?;
         }
@@ -788,6 +791,7 @@ mod tests {
     fn rocks_backend(dir: &std::path::Path, index: u32, p: u32) -> KeyedStateBackend<String> {
         let mut b = backend(index, p);
         b.store = Some(RocksStore::open(&dir.join(format!("db-{index}-{p}"))).unwrap());
+        b.write_back_entries = 512;
         b
     }
 
@@ -824,15 +828,12 @@ mod tests {
     #[test]
     fn rocksdb_gives_the_same_state_and_the_same_snapshot_bytes_as_hashmap() {
         let dir = tempfile::tempdir().unwrap();
-        let n = 3 * WRITE_BACK_ENTRIES as u64;
+        let n = 3 * 512;
         let mut heap = backend(0, 1);
         fill(&mut heap, n);
         let mut rocks = rocks_backend(dir.path(), 0, 1);
         fill(&mut rocks, n);
-        assert!(
-            rocks.len() <= 2 * WRITE_BACK_ENTRIES,
-            "the cache stays bounded"
-        );
+        assert!(rocks.len() <= 2 * 512, "the cache stays bounded");
         let (hs, rs) = (heap.snapshot().unwrap(), rocks.snapshot().unwrap());
         assert_eq!(hs.len(), rs.len());
         // Same key groups and same entries (the order inside a key group may differ).
@@ -880,7 +881,7 @@ mod tests {
     #[test]
     fn snapshots_move_between_backends_and_parallelisms() {
         let dir = tempfile::tempdir().unwrap();
-        let n = 2 * WRITE_BACK_ENTRIES as u64;
+        let n = 2 * 512;
         let mut heap = backend(0, 1);
         fill(&mut heap, n);
         let snap = heap.snapshot().unwrap();

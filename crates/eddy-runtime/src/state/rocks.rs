@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 /// RocksDB's memory per instance (one keyed operator in one subtask): block cache + memtables.
 pub const MEMORY_BUDGET_BYTES: usize = 64 << 20;
 /// Deserialized entries the typed layer caches per operator before it writes them to RocksDB.
-pub const WRITE_BACK_ENTRIES: usize = 4096;
+pub const WRITE_BACK_ENTRIES: usize = 65_536;
 
 /// Which keyed-state backend a task's operators use, and where RocksDB instances live.
 #[derive(Clone, Debug)]
