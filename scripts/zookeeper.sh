@@ -16,7 +16,8 @@
 #
 # Starting again with the same D keeps the data in D/data (a "ZooKeeper restarted" scenario).
 # Prerequisites: bash (its /dev/tcp probes the server; no nc needed), java, Debian's ZooKeeper jar,
-# setsid, and chromium for the dashboard test. `install` is idempotent and cheap when everything is
+# setsid, chromium for the dashboard test, and librocksdb-dev + libclang-dev for the RocksDB state
+# backend (a build prerequisite). `install` is idempotent and cheap when everything is
 # there, so scripts/test.sh and .ci/run always run it.
 set -euo pipefail
 
@@ -114,6 +115,10 @@ missing_prerequisites() {
     # Not ZooKeeper's, but installed with the rest: the dashboard's end-to-end test
     # (crates/eddy/tests/dashboard.rs) drives a headless Chromium.
     command -v chromium >/dev/null 2>&1 || echo "chromium:chromium"
+    # Not ZooKeeper's either: the RocksDB state backend links Debian's librocksdb (the `rocksdb`
+    # crate's bindgen needs libclang even then; .cargo/config.toml sets ROCKSDB_LIB_DIR).
+    [ -f /usr/include/rocksdb/c.h ] || echo "librocksdb:librocksdb-dev"
+    ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || echo "libclang:libclang-dev"
     return 0
 }
 
@@ -121,7 +126,7 @@ cmd_check() {
     local missing
     missing="$(missing_prerequisites)"
     if [ -z "$missing" ]; then
-        echo "zookeeper prerequisites present (java, setsid, chromium, $ZK_JAR)"
+        echo "zookeeper prerequisites present (java, setsid, chromium, librocksdb, libclang, $ZK_JAR)"
         return 0
     fi
     echo "zookeeper.sh: missing: $(echo "$missing" | cut -d: -f1 | tr '\n' ' ')(run 'scripts/zookeeper.sh install')" >&2
@@ -132,7 +137,7 @@ cmd_install() {
     local missing packages
     missing="$(missing_prerequisites)"
     if [ -z "$missing" ]; then
-        echo "zookeeper prerequisites present (java, setsid, chromium, $ZK_JAR)"
+        echo "zookeeper prerequisites present (java, setsid, chromium, librocksdb, libclang, $ZK_JAR)"
         return 0
     fi
     packages="$(echo "$missing" | cut -d: -f2 | sort -u | tr '\n' ' ')"

@@ -722,6 +722,13 @@ fn handle(shared: &Arc<Shared>, msg: JmMessage) {
             };
             let result = built.and_then(|b| {
                 let token = format!("{}-a{}", shared.id, d.attempt);
+                // RocksDB instances live in the TaskManager's working directory, one
+                // subdirectory per TaskManager, removed by each operator when it closes.
+                let backend =
+                    eddy_runtime::state::state_backend(&eddy_runtime::state::StateBackendSpec {
+                        kind: job.config.state_backend(),
+                        working_dir: std::env::temp_dir().join("eddy-rocksdb").join(&shared.id.0),
+                    });
                 spawn_task(
                     d.clone(),
                     b.graph,
@@ -729,6 +736,7 @@ fn handle(shared: &Arc<Shared>, msg: JmMessage) {
                     shared.network.clone(),
                     relay.clone(),
                     token,
+                    backend,
                 )
             });
             match result {

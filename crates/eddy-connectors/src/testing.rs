@@ -16,6 +16,7 @@ pub(crate) fn task_info(subtask: u32, parallelism: u32) -> TaskInfo {
         attempt: 0,
         run_token: format!("run{subtask}"),
         checkpointing: false,
+        state_backend: std::sync::Arc::new(eddy_runtime::state::HashMapStateBackend),
     }
 }
 

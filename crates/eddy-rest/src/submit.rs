@@ -203,8 +203,8 @@ mod tests {
                 "savepointPath: execution.state-recovery.path: 's3://b/sp-1' is not supported yet",
             ),
             (
-                br#"{"job": "sequence", "config": {"state.backend": "rocksdb"}}"#,
-                "state.backend: 'rocksdb' is not supported yet",
+                br#"{"job": "sequence", "config": {"state.backend.local-recovery": true}}"#,
+                "state.backend.local-recovery: 'true' is not supported yet",
             ),
             (
                 br#"{"job": "sequence", "config": {"execution.checkpointing.incremental": true}}"#,

@@ -67,7 +67,7 @@ impl<'a, K: Key, O> KeyedContext<'a, K, O> {
         self.out.push(record)
     }
 
-    pub fn value<V: Data>(&self, h: ValueState<V>) -> Option<&V> {
+    pub fn value<V: Data>(&mut self, h: ValueState<V>) -> Option<&V> {
         self.backend.value(h, self.slot, self.key)
     }
     pub fn value_mut<V: Data>(&mut self, h: ValueState<V>) -> Option<&mut V> {
@@ -88,7 +88,7 @@ impl<'a, K: Key, O> KeyedContext<'a, K, O> {
     pub fn clear_value<V: Data>(&mut self, h: ValueState<V>) -> Option<V> {
         self.backend.clear_value(h, self.slot, self.key)
     }
-    pub fn list<V: Data>(&self, h: ListState<V>) -> &[V] {
+    pub fn list<V: Data>(&mut self, h: ListState<V>) -> &[V] {
         self.backend.list(h, self.slot, self.key)
     }
     pub fn list_push<V: Data>(&mut self, h: ListState<V>, v: V) {
@@ -97,7 +97,7 @@ impl<'a, K: Key, O> KeyedContext<'a, K, O> {
     pub fn list_take<V: Data>(&mut self, h: ListState<V>) -> Vec<V> {
         self.backend.list_take(h, self.slot, self.key)
     }
-    pub fn map<UK: Key, UV: Data>(&self, h: MapState<UK, UV>) -> Option<&BTreeMap<UK, UV>> {
+    pub fn map<UK: Key, UV: Data>(&mut self, h: MapState<UK, UV>) -> Option<&BTreeMap<UK, UV>> {
         self.backend.map(h, self.slot, self.key)
     }
     pub fn map_mut<UK: Key, UV: Data>(&mut self, h: MapState<UK, UV>) -> &mut BTreeMap<UK, UV> {
@@ -191,7 +191,7 @@ impl<K: Key, I: Data, O: Data, F: KeyedProcessFunction<K, I, O>> KeyedProcessOpe
             };
             self.function.on_timer(ts, domain, &mut ctx)?;
         }
-        Ok(())
+        backend.end_batch()
     }
 }
 
@@ -204,7 +204,7 @@ impl<K: Key, I: Data, O: Data, F: KeyedProcessFunction<K, I, O>> Operator
     fn open(&mut self, info: &TaskInfo, restored: Option<&OperatorSnapshot>) -> Result<()> {
         self.max_parallelism = info.max_parallelism;
         let range = info.key_group_range();
-        let mut backend = KeyedStateBackend::new(range, info.max_parallelism);
+        let mut backend = KeyedStateBackend::for_task(info)?;
         if let Some(snap) = restored {
             let (timers, states): (Vec<_>, Vec<_>) = snap
                 .keyed_state
@@ -248,7 +248,7 @@ impl<K: Key, I: Data, O: Data, F: KeyedProcessFunction<K, I, O>> Operator
             };
             self.function.process_element(record, &mut ctx)?;
         }
-        Ok(())
+        backend.end_batch()
     }
 
     fn on_watermark(&mut self, wm: Timestamp, out: &mut Output<O>) -> Result<()> {
@@ -267,7 +267,7 @@ impl<K: Key, I: Data, O: Data, F: KeyedProcessFunction<K, I, O>> Operator
     }
 
     fn snapshot_state(&mut self, _checkpoint_id: u64, writer: &mut SnapshotWriter) -> Result<()> {
-        if let Some(b) = &self.backend {
+        if let Some(b) = &mut self.backend {
             for (kg, bytes) in b.snapshot()? {
                 writer.put_keyed_state(kg, bytes);
             }

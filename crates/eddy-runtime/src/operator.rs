@@ -29,6 +29,8 @@ pub struct TaskInfo {
     /// Checkpointing is on: exactly-once sinks commit only when a checkpoint completes, also at
     /// the end of a bounded input (its final checkpoint), never in `finish`.
     pub checkpointing: bool,
+    /// The keyed-state backend (`state.backend.type`) keyed operators create their state in.
+    pub state_backend: std::sync::Arc<dyn crate::state::StateBackend>,
 }
 
 impl TaskInfo {

@@ -593,6 +593,62 @@ fn tm_killed_mid_nexmark_q4_output_equals_the_reference_exactly_once() {
     assert_eq!(got, expected, "q4 after a TaskManager SIGKILL");
 }
 
+/// The lines of every TaskManager log that contain `needle`.
+fn taskmanager_log_lines(c: &Cluster, needle: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(&c.log).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.contains("taskmanager") && name.ends_with(".log") {
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            out.extend(
+                text.lines()
+                    .filter(|l| l.contains(needle))
+                    .map(String::from),
+            );
+        }
+    }
+    out
+}
+
+#[test]
+fn rocksdb_state_backend_two_taskmanager_kills_the_witness_holds() {
+    let c = Cluster::start(3, 2, &[("state.backend.type", "rocksdb")]);
+    let job = c.submit_sequence(10, 3000, 5000, 2);
+    for round in 1..=2u64 {
+        c.wait_for_checkpoints(&job.id, "two more completed checkpoints", |n| {
+            n["completed"].as_u64() >= Some(2 * round)
+        });
+        c.kill_taskmanager(&c.busy_taskmanager());
+        c.wait_for("the job RUNNING again after the kill", JOB_LIMIT, || {
+            let j = c.get(&format!("/jobs/{}", job.id))?;
+            assert!(
+                !is_terminal(&j),
+                "the job ended early: {j}\n{}",
+                c.log_tail()
+            );
+            (j["restarts"].as_u64() >= Some(round) && all_tasks_running(&j)).then_some(())
+        });
+    }
+    let end = c.await_end(&job.id);
+    assert_eq!(state(&end), "FINISHED", "{end}\n{}", c.log_tail());
+    assert!(end["restarts"].as_u64() >= Some(2), "{end}");
+    let chk = c
+        .get(&format!("/jobs/{}/checkpoints", job.id))
+        .expect("checkpoints");
+    assert!(
+        chk["counts"]["restored"].as_u64() >= Some(2),
+        "restored from a checkpoint twice: {chk}"
+    );
+    // The keyed operator's state lived in RocksDB, in the TaskManagers' working directories.
+    let opened = taskmanager_log_lines(&c, "keyed state in RocksDB");
+    assert!(
+        opened.len() >= 3,
+        "each deployment opened RocksDB: {opened:?}\n{}",
+        c.log_tail()
+    );
+    job.assert_witness_holds(&c);
+}
+
 #[test]
 fn tm_killed_mid_job_active_mode_a_replacement_registers_and_the_job_finishes() {
     let c = Cluster::start(

@@ -61,14 +61,6 @@ impl Drop for Daemon {
 /// The refused flags and `-D` values of `eddy run` and `eddy local`, with the start of the line.
 const REFUSED: &[(&[&str], &str)] = &[
     (
-        &["-D", "state.backend.type=rocksdb"],
-        "state.backend.type: 'rocksdb' is not supported yet",
-    ),
-    (
-        &["-D", "state.backend=rocksdb"],
-        "state.backend: 'rocksdb' is not supported yet",
-    ),
-    (
         &["-D", "execution.checkpointing.incremental=true"],
         "execution.checkpointing.incremental: 'true' is not supported yet",
     ),
@@ -248,8 +240,8 @@ fn jobmanager_conf(dir: &Path, extra: &str) -> (PathBuf, u16) {
 fn daemons_refuse_unsupported_keys_at_configuration_load() {
     let cases = [
         (
-            "state.backend: rocksdb\n",
-            "state.backend: 'rocksdb' is not supported yet",
+            "state.backend.incremental: true\n",
+            "state.backend.incremental: 'true' is not supported yet",
         ),
         (
             "state.backend.local-recovery: true\n",
@@ -306,10 +298,6 @@ fn rest_submit_refuses_what_eddy_cannot_do_with_400_and_one_line() {
         (
             serde_json::json!({"job": "sequence", "args": ["--output", output], "config": {"execution.state-recovery.claim-mode": "LEGACY"}}),
             "execution.state-recovery.claim-mode: 'LEGACY' is not supported",
-        ),
-        (
-            serde_json::json!({"job": "sequence", "args": ["--output", output], "config": {"state.backend.type": "rocksdb"}}),
-            "state.backend.type: 'rocksdb' is not supported yet",
         ),
         (
             serde_json::json!({"job": "sequence", "args": ["--output", output], "config": {"execution.checkpointing.incremental": true}}),

@@ -108,6 +108,30 @@ fn exactly_once_witness_holds_under_repeated_failures_at_parallelism_4() {
 }
 
 #[test]
+fn exactly_once_witness_holds_under_repeated_failures_with_the_rocksdb_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, lines, r) = run_sequence(
+        dir.path(),
+        20,
+        3000,
+        &[
+            "-p",
+            "2",
+            "--rate",
+            "20000",
+            "--fail-every",
+            "5000",
+            "-D",
+            "state.backend.type=rocksdb",
+        ],
+    );
+    assert_eq!(s["status"], "FINISHED", "{}", r.stderr);
+    assert!(s["restarts"].as_u64().unwrap() >= 3, "restarts: {s}");
+    assert!(s["completed_checkpoints"].as_u64().unwrap() >= 1, "{s}");
+    assert_eq!(witness(&lines, 20, 3000), (0, 0, 0));
+}
+
+#[test]
 fn at_least_once_mode_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (s, lines, r) = run_sequence(

@@ -468,6 +468,63 @@ fn stop_with_savepoint_and_resume_at_other_parallelisms_keeps_exactly_once() {
     assert!(sp1.join("_metadata").is_file() && sp2.join("_metadata").is_file());
 }
 
+/// How many times TaskManagers logged opening keyed state in RocksDB.
+fn rocksdb_opens(c: &Cluster) -> usize {
+    let mut n = 0;
+    for e in std::fs::read_dir(&c.log).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.contains("taskmanager") && name.ends_with(".log") {
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            n += text.matches("keyed state in RocksDB").count();
+        }
+    }
+    n
+}
+
+#[test]
+fn savepoints_move_state_between_the_hashmap_and_rocksdb_backends_and_parallelisms() {
+    let c = Cluster::start(2, 2, &[]);
+    let out = c.dir.path().join("out");
+    let sp = c.dir.path().join("savepoints");
+    let (keys, per_key) = (12, 3000);
+    let watch = common::committed::CommittedWatch::start(&out);
+    // Run 1: hashmap at -p 2, stopped with a savepoint.
+    let a = c.run_sequence(&out, keys, per_key, 1500, 2, &[]);
+    c.wait_for_checkpoints(&a, "a completed checkpoint", |n| {
+        n["completed"].as_u64() >= Some(2)
+    });
+    let sp1 = c.stop_with_savepoint(&a, &sp);
+    assert_eq!(rocksdb_opens(&c), 0, "run 1 kept its state on the heap");
+    // Run 2: rocksdb at -p 3 from it, stopped with a savepoint again.
+    let sp1_arg = sp1.display().to_string();
+    let rocks = ["-s", &sp1_arg, "-D", "state.backend.type=rocksdb"];
+    let b = c.run_sequence(&out, keys, per_key, 1500, 3, &rocks);
+    c.wait_for_checkpoints(&b, "a completed checkpoint", |n| {
+        n["completed"].as_u64() >= Some(2)
+    });
+    let sp2 = c.stop_with_savepoint(&b, &sp);
+    assert_eq!(
+        rocksdb_opens(&c),
+        3,
+        "run 2's three keyed subtasks used RocksDB"
+    );
+    let (missing, _, _) = witness_of(&out, keys, per_key);
+    assert!(missing > 0, "run 2 was stopped before its end");
+    // Run 3: back to hashmap at -p 1, to the end.
+    let sp2_arg = sp2.display().to_string();
+    let d = c.run_sequence(&out, keys, per_key, 100_000, 1, &["-s", &sp2_arg]);
+    let end = c.await_end(&d);
+    assert_eq!(state(&end), "FINISHED", "{end}\n{}", c.log_tail());
+    assert_eq!(rocksdb_opens(&c), 3, "run 3 kept its state on the heap");
+    assert_eq!(
+        witness_of(&out, keys, per_key),
+        (0, 0, 0),
+        "(missing, duplicates, wrong counts) over hashmap, rocksdb and hashmap runs\n{}",
+        c.log_tail()
+    );
+    watch.assert_nothing_retracted();
+}
+
 #[test]
 fn plain_savepoint_moved_then_restored_continues_every_key_and_keeps_earlier_output() {
     let c = Cluster::start(2, 2, &[("state.savepoints.dir", "{dir}/sp-default")]);

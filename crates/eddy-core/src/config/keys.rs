@@ -102,7 +102,7 @@ pub static KEYS: &[KeySpec] = &[
     spec("high-availability.zookeeper.client.tolerate-suspended-connections", &[], ValueType::Bool, Some("false"), "false: a suspended connection revokes leadership at once; true: wait for session loss."),
     spec("high-availability.jobmanager.port", &[], ValueType::Port, Some("0"), "JobManager RPC port with HA (0 = any; found through leader retrieval)."),
     // --- state, checkpoint storage, recovery
-    spec("state.backend.type", &["state.backend"], ValueType::Enum(STATE_BACKENDS), Some("hashmap"), "hashmap (heap, full snapshots); rocksdb is refused until issue 12."),
+    spec("state.backend.type", &["state.backend"], ValueType::Enum(STATE_BACKENDS), Some("hashmap"), "hashmap (heap) or rocksdb (an embedded RocksDB instance per keyed operator subtask, docs/state-backends.md); both take full snapshots."),
     spec("execution.checkpointing.dir", &["state.checkpoints.dir"], ValueType::StoragePath, None, "Checkpoint root directory, reachable by all processes."),
     spec("execution.checkpointing.savepoint-dir", &["state.savepoints.dir"], ValueType::StoragePath, None, "Default savepoint target directory (savepoint-<job>-<random> is created under it)."),
     spec("execution.checkpointing.incremental", &["state.backend.incremental"], ValueType::Bool, Some("false"), "Incremental checkpoints (rocksdb only); true is refused until issue 12."),

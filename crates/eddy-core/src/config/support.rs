@@ -30,8 +30,7 @@ pub enum Support {
 
 /// Savepoints (trigger, stop-with-savepoint, resume with `-s`) are built by issue 11.
 pub const SAVEPOINTS_ISSUE: &str = "yet (savepoints and resuming from them arrive with issue 11)";
-/// RocksDB, incremental checkpoints, local recovery and S3 storage are built by issue 12.
-const ROCKSDB_ISSUE: &str = "yet (the RocksDB state backend arrives with issue 12)";
+/// Incremental checkpoints, local recovery and S3 storage are built by issue 12.
 const INCREMENTAL_ISSUE: &str =
     "yet (incremental checkpoints need the RocksDB state backend, issue 12)";
 const LOCAL_RECOVERY_ISSUE: &str = "yet (task-local recovery arrives with issue 12)";
@@ -48,9 +47,6 @@ fn is_false(v: &Value) -> bool {
 }
 fn is_no_claim_or_claim(v: &Value) -> bool {
     *v == Value::Enum("NO_CLAIM") || *v == Value::Enum("CLAIM")
-}
-fn is_hashmap(v: &Value) -> bool {
-    *v == Value::Enum("hashmap")
 }
 fn not_s3(v: &Value) -> bool {
     match v {
@@ -99,7 +95,7 @@ pub static SUPPORT: &[(&str, Support)] = &[
     ("high-availability.zookeeper.client.max-retry-attempts", limited(never, UNSET, "(Eddy's ZooKeeper client retries with its own back-off, see docs/ha.md)")),
     ("high-availability.zookeeper.client.tolerate-suspended-connections", Support::Works),
     ("high-availability.jobmanager.port", Support::Works),
-    ("state.backend.type", limited(is_hashmap, "hashmap", ROCKSDB_ISSUE)),
+    ("state.backend.type", Support::Works),
     ("execution.checkpointing.dir", limited(not_s3, "a local or shared path, or a file:// URI", S3_ISSUE)),
     ("execution.checkpointing.savepoint-dir", limited(not_s3, "a local or shared path, or a file:// URI", S3_ISSUE)),
     ("execution.checkpointing.incremental", limited(is_false, "false", INCREMENTAL_ISSUE)),

@@ -442,8 +442,6 @@ fn docs_give_every_key_its_status() {
 #[test]
 fn values_asking_for_what_eddy_lacks_are_refused_in_one_line() {
     let cases = [
-        ("state.backend.type", "rocksdb", "state.backend.type: 'rocksdb' is not supported yet (the RocksDB state backend arrives with issue 12); allowed: hashmap"),
-        ("state.backend", "RocksDB", "state.backend: 'RocksDB' is not supported yet (the RocksDB state backend arrives with issue 12); allowed: hashmap"),
         ("execution.checkpointing.incremental", "true", "execution.checkpointing.incremental: 'true' is not supported yet (incremental checkpoints need the RocksDB state backend, issue 12); allowed: false"),
         ("state.backend.incremental", "true", "state.backend.incremental: 'true' is not supported yet (incremental checkpoints need the RocksDB state backend, issue 12); allowed: false"),
         ("execution.state-recovery.from-local", "true", "execution.state-recovery.from-local: 'true' is not supported yet (task-local recovery arrives with issue 12); allowed: false"),
@@ -474,7 +472,8 @@ fn values_asking_for_what_eddy_lacks_are_refused_in_one_line() {
     }
     // Values equal to today's behaviour stay accepted.
     let c = cfg(&[
-        ("state.backend", "hashmap"),
+        ("state.backend", "rocksdb"),
+        ("state.backend.type", "RocksDB"),
         ("state.backend.incremental", "false"),
         ("state.backend.local-recovery", "false"),
         ("execution.state-recovery.ignore-unclaimed-state", "false"),
@@ -1222,7 +1221,8 @@ fn serde_round_trip_and_unvalidated_configs() {
         "invalid value 'lots' for key 'rest.port': expected a port in 0..=65535"
     );
     // A deserialized config (a job graph, a REST body) is refused like a loaded one.
-    let raw: Config = serde_json::from_str(r#"{"state.backend":"rocksdb"}"#).expect("json");
+    let raw: Config =
+        serde_json::from_str(r#"{"state.backend.incremental":"true"}"#).expect("json");
     assert!(matches!(
         raw.validate(),
         Err(ConfigError::Unsupported { .. })

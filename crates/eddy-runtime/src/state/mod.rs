@@ -2,7 +2,12 @@
 //! and redistributed when parallelism changes.
 
 pub mod keyed;
+pub mod rocks;
 pub mod timers;
 
-pub use keyed::{KeyedStateBackend, ListState, MapState, ValueState};
+pub use keyed::{
+    state_backend, EmbeddedRocksDbStateBackend, HashMapStateBackend, KeyedStateBackend, ListState,
+    MapState, StateBackend, ValueState,
+};
+pub use rocks::StateBackendSpec;
 pub use timers::{TimeDomain, TimerService};

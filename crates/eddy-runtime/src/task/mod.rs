@@ -157,6 +157,7 @@ pub fn spawn_task(
     network: Arc<NetworkEnvironment>,
     listener: Arc<dyn TaskListener>,
     run_token: String,
+    state_backend: Arc<dyn crate::state::StateBackend>,
 ) -> Result<TaskHandle> {
     let deployment = Arc::new(deployment);
     let capacity = deployment.inputs.len() * CHANNEL_CREDITS as usize + 64;
@@ -178,7 +179,15 @@ pub fn spawn_task(
     let thread = std::thread::Builder::new().name(name).spawn(move || {
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             run(
-                &d, &graph, &job_graph, &network, &*listener, rx, &c, &m, &run_token,
+                &d,
+                &graph,
+                &job_graph,
+                &network,
+                &*listener,
+                rx,
+                &c,
+                &m,
+                (&run_token, &state_backend),
             )
         }));
         network.unregister_inputs(&d.inputs);
@@ -232,7 +241,7 @@ fn build_chain(
     network: &NetworkEnvironment,
     cancel: &Arc<AtomicBool>,
     metrics: &Arc<TaskMetrics>,
-    run_token: &str,
+    (run_token, state_backend): (&str, &Arc<dyn crate::state::StateBackend>),
 ) -> Result<Head> {
     let vertex = job_graph
         .vertices
@@ -249,6 +258,7 @@ fn build_chain(
         attempt: d.attempt,
         run_token: run_token.to_string(),
         checkpointing: d.checkpointing,
+        state_backend: state_backend.clone(),
     };
     let tail = *vertex.nodes.last().ok_or("empty vertex")?;
     let mut outs: Vec<AnyEmit> = Vec::new();
@@ -299,9 +309,9 @@ fn run(
     rx: Receiver<MailboxItem>,
     cancel: &Arc<AtomicBool>,
     metrics: &Arc<TaskMetrics>,
-    run_token: &str,
+    run_ctx: (&str, &Arc<dyn crate::state::StateBackend>),
 ) -> Result<ExecutionState> {
-    let head = build_chain(d, graph, job_graph, network, cancel, metrics, run_token)?;
+    let head = build_chain(d, graph, job_graph, network, cancel, metrics, run_ctx)?;
     // RUNNING only now: the chain is built, operators opened and their state restored (Flink's
     // INITIALIZING phase is the time before this).
     listener.state_changed(d, ExecutionState::Running, None, metrics);

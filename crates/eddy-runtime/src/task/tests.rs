@@ -746,6 +746,7 @@ mod bounded_end {
                 network.clone(),
                 listener.clone(),
                 "run".into(),
+                Arc::new(crate::state::HashMapStateBackend),
             )
             .expect("spawn task")
         };

@@ -182,7 +182,7 @@ impl<K: Key, T: Data, W: WindowAssigner, F: InternalWindowFunction<K, T>>
                 backend.map_clear(self.contents, slot, &key);
             }
         }
-        Ok(())
+        backend.end_batch()
     }
 }
 
@@ -266,7 +266,7 @@ impl<K: Key, T: Data, W: WindowAssigner, F: InternalWindowFunction<K, T>> Operat
         self.max_parallelism = info.max_parallelism;
         self.operator_name = info.operator_name.clone();
         let range = info.key_group_range();
-        let mut backend = KeyedStateBackend::new(range, info.max_parallelism);
+        let mut backend = KeyedStateBackend::for_task(info)?;
         if let Some(snap) = restored {
             let (timers, states): (Vec<_>, Vec<_>) = snap
                 .keyed_state
@@ -406,6 +406,7 @@ impl<K: Key, T: Data, W: WindowAssigner, F: InternalWindowFunction<K, T>> Operat
                 self.late_records_dropped += 1;
             }
         }
+        backend.end_batch()?;
         let dropped = self.late_records_dropped - late_before;
         if dropped > 0 {
             if late_before == 0 {
@@ -442,7 +443,7 @@ impl<K: Key, T: Data, W: WindowAssigner, F: InternalWindowFunction<K, T>> Operat
     }
 
     fn snapshot_state(&mut self, _checkpoint_id: u64, writer: &mut SnapshotWriter) -> Result<()> {
-        if let Some(b) = &self.backend {
+        if let Some(b) = &mut self.backend {
             for (kg, bytes) in b.snapshot()? {
                 writer.put_keyed_state(kg, bytes);
             }

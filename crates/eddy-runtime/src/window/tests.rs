@@ -49,6 +49,7 @@ pub(crate) fn info(subtask: u32, parallelism: u32) -> TaskInfo {
         attempt: 0,
         run_token: "t".into(),
         checkpointing: false,
+        state_backend: std::sync::Arc::new(crate::state::HashMapStateBackend),
     }
 }
 
