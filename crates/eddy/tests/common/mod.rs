@@ -5,6 +5,7 @@
 
 pub mod committed;
 pub mod ha_cluster;
+pub mod moto;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
