@@ -123,11 +123,8 @@ fn checkpoint_storage_on_s3_counts_a_checkpoint_only_with_its_metadata_verifies_
         vec![h3.clone()],
     ))
     .unwrap();
-    m.put_object(
-        "lib",
-        &format!("checkpoints/{job}/chk-2/{}", h3.path),
-        b"v2-longer",
-    );
+    let tampered = format!("s3://lib/checkpoints/{job}/chk-2/{}", h3.path);
+    storage::s3::put(std::path::Path::new(&tampered), b"v2-longer".to_vec()).unwrap();
     let sel = s.latest_restorable(VerifyLevel::Lengths).unwrap();
     assert_eq!(sel.checkpoint.map(|c| c.checkpoint_id), Some(1));
     assert_eq!(sel.skipped.len(), 1, "{:?}", sel.skipped);
@@ -265,6 +262,9 @@ fn s3_cluster(name: &str, m: &Moto, bucket: &str, workers: usize) -> Cluster {
         format!("s3://{bucket}/checkpoints"),
     ));
     extra.push(("state.savepoints.dir", format!("s3://{bucket}/savepoints")));
+    extra.push(("state.backend.local-recovery", "true".into()));
+    let local = format!("{}/local-{name}", std::env::temp_dir().display());
+    extra.push(("taskmanager.state.local.root-dirs", local));
     Cluster::start(name, 1, workers, Duration::from_secs(20), &extra)
 }
 
@@ -309,6 +309,34 @@ impl Cluster {
     }
 }
 
+/// (bytes from checkpoint storage, bytes from local copies) of every restore the TaskManagers
+/// logged.
+fn restore_reads(c: &Cluster) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(&c.log).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with("eddy-taskmanager") && name.ends_with(".log")) {
+            continue;
+        }
+        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+        for l in text
+            .lines()
+            .filter(|l| l.contains("bytes of state files from checkpoint storage"))
+        {
+            let mut n = l
+                .rsplit_once(": ")
+                .map(|(_, t)| t)
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|w| w.parse::<u64>().ok());
+            if let (Some(a), Some(b)) = (n.next(), n.next()) {
+                out.push((a, b));
+            }
+        }
+    }
+    out
+}
+
 #[test]
 fn sequence_with_checkpoints_on_s3_under_ha_survives_a_taskmanager_sigkill() {
     let dir = tempfile::tempdir().unwrap();
@@ -328,14 +356,28 @@ fn sequence_with_checkpoints_on_s3_under_ha_survives_a_taskmanager_sigkill() {
         c.checkpoints(&job)
             .and_then(|s| s["latest"]["restored"]["id"].as_u64())
     });
-    // Retention works on S3: at most num-retained (2) counted checkpoints at any time.
+    // Retention works on S3: num-retained (2), plus the checkpoint just completed while the
+    // oldest is being discarded.
     for _ in 0..5 {
         let ids = metadata_ids(&m, "tmkill", &job);
-        assert!(ids.len() <= 2, "retained on S3: {ids:?}");
+        assert!(ids.len() <= 3, "retained on S3: {ids:?}");
         std::thread::sleep(Duration::from_millis(200));
     }
+    let ids = metadata_ids(&m, "tmkill", &job);
+    assert!(
+        ids.iter().max() < Some(&3) || !ids.contains(&1),
+        "checkpoint 1 was never deleted from S3: {ids:?}"
+    );
     let end = c.await_end(&job);
     assert_eq!(status(&end), "FINISHED", "{end}\n{}", c.log_tail());
+    // Local recovery is on, but the killed TaskManager's copies went with it: the subtasks that
+    // ran there restored from S3.
+    let reads = restore_reads(&c);
+    assert!(
+        reads.iter().any(|(storage, _)| *storage > 0),
+        "no restore read S3 after the TaskManager loss: {reads:?}\n{}",
+        c.log_tail()
+    );
     let lines = committed_lines(&output);
     assert_eq!(
         witness(&lines, KEYS, 6),
@@ -349,7 +391,7 @@ fn sequence_with_checkpoints_on_s3_under_ha_survives_a_taskmanager_sigkill() {
 fn stop_with_savepoint_to_s3_then_resume_from_it_keeps_exactly_once_and_dispose_removes_it() {
     let dir = tempfile::tempdir().unwrap();
     let m = Moto::start(&dir.path().join("moto.log"));
-    let c = s3_cluster("s3sp", &m, "sp", 2);
+    let c = s3_cluster("s3sp", &m, "savepoint-test", 2);
     let (keys, per_key) = (KEYS, 40);
     let (job, output) = c.submit_sequence(keys, per_key, 4000);
     c.wait_for("a completed checkpoint", JOB_LIMIT, || {
@@ -370,20 +412,23 @@ fn stop_with_savepoint_to_s3_then_resume_from_it_keeps_exactly_once_and_dispose_
         "stop",
         &job,
         "--savepoint-path",
-        "s3://sp/mine",
+        "s3://savepoint-test/mine",
         "--conf",
         c.conf_str(),
     ]);
     assert_eq!(out.code, 0, "eddy stop: {}\n{}", out.stderr, c.log_tail());
     let sp = out.stdout.trim().to_string();
-    assert!(sp.starts_with("s3://sp/mine/savepoint-"), "{sp}");
-    let sp_key = sp.trim_start_matches("s3://sp/");
     assert!(
-        m.keys("sp", sp_key)
+        sp.starts_with("s3://savepoint-test/mine/savepoint-"),
+        "{sp}"
+    );
+    let sp_key = sp.trim_start_matches("s3://savepoint-test/");
+    assert!(
+        m.keys("savepoint-test", sp_key)
             .iter()
             .any(|k| k.ends_with("/_metadata")),
         "{:?}",
-        m.keys("sp", "")
+        m.keys("savepoint-test", "")
     );
     let end = c.await_end(&job);
     assert_eq!(status(&end), "FINISHED", "{end}");
@@ -424,5 +469,5 @@ fn stop_with_savepoint_to_s3_then_resume_from_it_keeps_exactly_once_and_dispose_
     // The savepoint is the user's: still there, until disposed of.
     let d = c.cli(&["savepoint", "--dispose", &sp, "--conf", c.conf_str()]);
     assert_eq!(d.code, 0, "dispose: {}", d.stderr);
-    assert_eq!(m.keys("sp", sp_key), Vec::<String>::new());
+    assert_eq!(m.keys("savepoint-test", sp_key), Vec::<String>::new());
 }

@@ -180,7 +180,7 @@ fn one_line(e: &dyn std::error::Error) -> String {
 }
 
 /// Writes `data` to the object at `path` (visible whole or not at all).
-pub(crate) fn put(path: &Path, data: Vec<u8>) -> Result<(), StorageError> {
+pub fn put(path: &Path, data: Vec<u8>) -> Result<(), StorageError> {
     let loc = Location::parse(path)?;
     let store = loc.store()?;
     runtime()

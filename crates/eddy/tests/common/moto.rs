@@ -74,14 +74,6 @@ impl Moto {
         assert_eq!(status, 200, "create bucket {bucket}: {body}");
     }
 
-    /// `PUT /bucket/key` (unsigned: moto does not check signatures).
-    pub fn put_object(&self, bucket: &str, key: &str, body: &[u8]) {
-        let (status, text) = self
-            .http("PUT", &format!("/{bucket}/{key}"), body)
-            .expect("put object");
-        assert_eq!(status, 200, "put {bucket}/{key}: {text}");
-    }
-
     /// Every key in `bucket` under `prefix`, sorted.
     pub fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
         let mut keys = Vec::new();
