@@ -240,8 +240,8 @@ fn daemons_refuse_unsupported_keys_at_configuration_load() {
             "state.backend: 'rocksdb' is not supported yet",
         ),
         (
-            "state.backend.local-recovery: true\n",
-            "state.backend.local-recovery: 'true' is not supported yet",
+            "high-availability.storageDir: s3://bucket/ha\n",
+            "high-availability.storageDir: 's3://bucket/ha' is not supported yet",
         ),
         (
             "execution.state-recovery.claim-mode: CLAIM\n",
@@ -304,8 +304,8 @@ fn rest_submit_refuses_what_eddy_cannot_do_with_400_and_one_line() {
             "execution.checkpointing.incremental: 'true' is not supported yet",
         ),
         (
-            serde_json::json!({"job": "sequence", "args": ["--output", output], "config": {"execution.state-recovery.from-local": "true"}}),
-            "execution.state-recovery.from-local: 'true' is not supported yet",
+            serde_json::json!({"job": "sequence", "args": ["--output", output], "config": {"state.savepoints.dir": "gs://bucket/sp"}}),
+            "invalid value 'gs://bucket/sp' for key 'state.savepoints.dir'",
         ),
     ];
     for (body, start) in cases {
