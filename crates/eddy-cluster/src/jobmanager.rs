@@ -248,6 +248,7 @@ pub fn start_with(
     rpc_port: u16,
     ha: Option<Arc<Ha>>,
 ) -> Result<JobManagerHandle, String> {
+    eddy_recovery::storage::s3::configure_from(&config);
     let listener = TcpListener::bind((bind_host, rpc_port))
         .map_err(|e| format!("cannot bind the JobManager RPC port {bind_host}:{rpc_port}: {e}"))?;
     let rpc_address = listener
@@ -1280,6 +1281,8 @@ impl JobManagerLoop {
                         continue;
                     };
                     let id = metadata.checkpoint_id;
+                    // Every task's state is uploaded; `_metadata` not yet written.
+                    eddy_core::faultpoint::hit("jm.checkpoint.before-metadata");
                     let written = match jm
                         .checkpoints_dir()
                         .map(|d| CheckpointStorage::new(d, job).write_metadata(&metadata))
@@ -1293,7 +1296,9 @@ impl JobManagerLoop {
                     let mut fenced = false;
                     let registered = written.and_then(|path| match (&self.ha, self.token) {
                         (Some(ha), Some(token)) => {
-                            let pointer = std::fs::canonicalize(&path)
+                            let pointer = (!eddy_recovery::storage::is_s3(&path))
+                                .then(|| std::fs::canonicalize(&path).ok())
+                                .flatten()
                                 .unwrap_or(path)
                                 .to_string_lossy()
                                 .into_owned();

@@ -65,11 +65,17 @@ pub fn target_dir(requested: Option<&str>, config: &Config, job: JobId) -> Resul
             "no savepoint target directory: pass one (eddy savepoint JOB DIR, REST target-directory) or set state.savepoints.dir".to_string()
         })?,
     };
-    if base.to_string_lossy().starts_with("s3://") {
+    let shown = base.to_string_lossy();
+    let bad_s3 = shown
+        .strip_prefix("s3://")
+        .is_some_and(|r| r.is_empty() || r.starts_with('/'));
+    if bad_s3 || (shown.contains("://") && !shown.starts_with("s3://")) {
         return Err(format!(
-            "savepoint target directory '{}' is not supported yet (S3 storage arrives with issue 12); allowed: a local or shared path",
-            base.display()
+            "invalid savepoint target directory '{shown}': allowed: a local or shared path, file:///path or s3://bucket/prefix"
         ));
+    }
+    if eddy_recovery::storage::is_s3(&base) {
+        return Ok(eddy_recovery::savepoint::new_savepoint_dir(&base, job));
     }
     let base = if base.is_relative() {
         std::env::current_dir()

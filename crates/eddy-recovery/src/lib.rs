@@ -3,7 +3,8 @@
 //! - [`restart`]: restart strategies (`none`, `fixed-delay`, `failure-rate`, `exponential-delay`);
 //! - [`failover`]: pipelined regions and the `region` / `full` failover strategies;
 //! - [`coordinator`]: the CheckpointCoordinator core (events in, commands out);
-//! - [`storage`]: checkpoint storage on a filesystem path (`<dir>/<job-id>/chk-<n>/_metadata`).
+//! - [`storage`]: checkpoint storage on a filesystem path or S3 (`<dir>/<job-id>/chk-<n>/_metadata`),
+//!   and task-local state copies.
 //!
 //! Everything except [`storage`] is sans-IO: no threads, sockets, files or clocks. Time is an
 //! argument, randomness a seed. The JobManager's and TaskManager's shells execute the commands.

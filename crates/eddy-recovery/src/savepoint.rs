@@ -12,8 +12,8 @@
 use crate::ids::ExecutionVertexId;
 use crate::metadata::{CompletedCheckpoint, StateFileHandle, TaskState, TaskStateSnapshot};
 use crate::storage::{
-    discard_directory, read_metadata, resolve_state_file, write_metadata, StorageError,
-    METADATA_FILE,
+    discard_directory, ensure_dir, file_exists, is_s3, read_metadata, resolve_state_file, s3,
+    sync_dir, write_metadata, StorageError, METADATA_FILE,
 };
 use eddy_core::ids::random_u128;
 use eddy_core::JobId;
@@ -57,13 +57,12 @@ fn link_files_and_write(
     savepoint_dir: &Path,
     metadata: &CompletedCheckpoint,
 ) -> Result<CompletedCheckpoint, StorageError> {
-    if savepoint_dir.join(METADATA_FILE).exists() {
+    if file_exists(&savepoint_dir.join(METADATA_FILE)) {
         return Err(StorageError::AlreadyExists {
             path: savepoint_dir.join(METADATA_FILE),
         });
     }
-    fs::create_dir_all(savepoint_dir)
-        .map_err(|e| io_error("create directory", savepoint_dir, e))?;
+    ensure_dir(savepoint_dir)?;
     let mut out = metadata.clone();
     let mut linked: BTreeMap<String, String> = BTreeMap::new();
     for task in &mut out.tasks {
@@ -83,15 +82,25 @@ fn link_files_and_write(
             }
         }
     }
-    fs::File::open(savepoint_dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_error("fsync directory", savepoint_dir, e))?;
+    sync_dir(savepoint_dir)?;
     write_metadata(savepoint_dir, &out)?;
     Ok(out)
 }
 
-/// Hard-links `source` to `dest`; copies (fsynced, via a temp name) when linking fails.
+/// Hard-links `source` to `dest`; copies (fsynced, via a temp name) when linking fails. With S3 on
+/// either side: a server-side copy within one bucket, else read and write.
 fn link_or_copy(source: &Path, dest: &Path, handle: &StateFileHandle) -> Result<(), StorageError> {
+    if is_s3(source) || is_s3(dest) {
+        let len = s3::copy(source, dest)?;
+        if len != handle.len {
+            return Err(StorageError::LengthMismatch {
+                path: source.to_path_buf(),
+                expected: handle.len,
+                actual: len,
+            });
+        }
+        return Ok(());
+    }
     match fs::hard_link(source, dest) {
         Ok(()) => return Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -141,10 +150,12 @@ fn io_error(op: &'static str, path: &Path, source: io::Error) -> StorageError {
 /// relative to and its verified metadata (format, version, checksum, every file present with
 /// its length).
 pub fn open_snapshot(path: &Path) -> Result<(PathBuf, CompletedCheckpoint), StorageError> {
-    let metadata_path = if path.is_dir() {
-        path.join(METADATA_FILE)
-    } else {
+    let metadata_path = if path.file_name().and_then(|n| n.to_str()) == Some(METADATA_FILE)
+        || !(is_s3(path) || path.is_dir())
+    {
         path.to_path_buf()
+    } else {
+        path.join(METADATA_FILE)
     };
     let cp = read_metadata(&metadata_path)?;
     let dir = metadata_path

@@ -1,4 +1,5 @@
-//! Checkpoint storage on a filesystem path: the only code that knows the layout.
+//! Checkpoint storage on a filesystem path or under an `s3://bucket/prefix` URI: the only code
+//! that knows the layout and the only code that reads or writes checkpoint and savepoint files.
 //!
 //! ```text
 //! <state.checkpoints.dir>/<job-id>/
@@ -18,6 +19,11 @@
 //! temp file is ignored by every reader and removed by [`CheckpointStorage::remove_stale_temp_files`].
 //! Every operation may be repeated after a crash. Nothing here panics on what it reads from disk.
 //!
+//! On S3 ([`s3`]) a PUT is atomic by itself: state files are written under their final names,
+//! `_metadata` last (a checkpoint counts only once that object exists), and the directory steps
+//! are no-ops. Every byte read from checkpoint storage (either kind) is counted in
+//! [`bytes_read`].
+//!
 //! `_metadata` format (JSON):
 //! `{"format":"eddy-checkpoint-metadata","format_version":1,"crc32":N,"metadata":{…}}` where `N`
 //! is the CRC-32 of the compact JSON serialization of the `metadata` value.
@@ -30,7 +36,65 @@ use serde::{Deserialize, Serialize};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
+
+pub mod local;
+pub mod s3;
+pub use s3::{configure as configure_s3, is_s3, S3Settings};
+
+static BYTES_READ: AtomicU64 = AtomicU64::new(0);
+
+/// Bytes this process has read from checkpoint storage (state files and metadata, local or S3)
+/// since it started.
+pub fn bytes_read() -> u64 {
+    BYTES_READ.load(Ordering::Relaxed)
+}
+
+/// Reads a whole file or object; `Ok(None)` when it does not exist. Counts the bytes.
+fn read_file(path: &Path) -> Result<Option<Vec<u8>>, StorageError> {
+    let data = if is_s3(path) {
+        s3::get(path)?
+    } else {
+        match fs::read(path) {
+            Ok(d) => Some(d),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(StorageError::io("read", path, e)),
+        }
+    };
+    if let Some(d) = &data {
+        BYTES_READ.fetch_add(d.len() as u64, Ordering::Relaxed);
+    }
+    Ok(data)
+}
+
+/// The length of a file or object; `Ok(None)` when it does not exist.
+fn file_len(path: &Path) -> Result<Option<u64>, StorageError> {
+    if is_s3(path) {
+        return s3::len(path);
+    }
+    match fs::metadata(path) {
+        Ok(m) if m.is_file() => Ok(Some(m.len())),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StorageError::io("stat", path, e)),
+    }
+}
+
+/// Whether a file or object exists at `path` (errors read as "no").
+pub fn file_exists(path: &Path) -> bool {
+    file_len(path).is_ok_and(|l| l.is_some())
+}
+
+/// `path` names a snapshot directory (local directory, or an S3 prefix not ending in
+/// `_metadata`) rather than its `_metadata` file.
+fn names_directory(path: &Path) -> bool {
+    if is_s3(path) {
+        path.file_name().and_then(|n| n.to_str()) != Some(METADATA_FILE)
+    } else {
+        path.is_dir()
+    }
+}
 
 /// The metadata file's name inside a checkpoint or savepoint directory.
 pub const METADATA_FILE: &str = "_metadata";
@@ -83,6 +147,12 @@ pub enum StorageError {
     Mismatch { path: PathBuf, detail: String },
     #[error("cannot write {path}: it already exists with different content")]
     AlreadyExists { path: PathBuf },
+    #[error("cannot {op} {path}: {detail}")]
+    Remote {
+        op: &'static str,
+        path: PathBuf,
+        detail: String,
+    },
 }
 
 impl StorageError {
@@ -253,7 +323,7 @@ impl CheckpointStorage {
         let mut ids: Vec<CheckpointId> = self
             .checkpoint_dirs()?
             .into_iter()
-            .filter(|id| self.metadata_path(*id).is_file())
+            .filter(|id| file_exists(&self.metadata_path(*id)))
             .collect();
         ids.sort_unstable();
         Ok(ids)
@@ -320,6 +390,9 @@ impl CheckpointStorage {
     /// Removes temp files left by crashed writers in `chk-*/` and `shared/`, if older than
     /// `older_than` (so a writer still at work is left alone). Returns how many were removed.
     pub fn remove_stale_temp_files(&self, older_than: Duration) -> Result<usize, StorageError> {
+        if is_s3(&self.job_dir) {
+            return Ok(0); // a PUT is atomic: S3 never holds temp objects
+        }
         let mut dirs: Vec<PathBuf> = self
             .checkpoint_dirs()?
             .into_iter()
@@ -359,6 +432,12 @@ impl CheckpointStorage {
 
     /// Ids of every `chk-<n>` directory (with or without `_metadata`).
     fn checkpoint_dirs(&self) -> Result<Vec<CheckpointId>, StorageError> {
+        if is_s3(&self.job_dir) {
+            return Ok(s3::list_dirs(&self.job_dir)?
+                .iter()
+                .filter_map(|n| parse_checkpoint_dir_name(n))
+                .collect());
+        }
         let entries = match fs::read_dir(&self.job_dir) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -368,12 +447,7 @@ impl CheckpointStorage {
         for entry in entries {
             let entry = entry.map_err(|e| StorageError::io("list", &self.job_dir, e))?;
             let name = entry.file_name();
-            let Some(id) = name
-                .to_str()
-                .and_then(|n| n.strip_prefix(CHECKPOINT_DIR_PREFIX))
-                .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|n| n.parse::<CheckpointId>().ok())
-            else {
+            let Some(id) = name.to_str().and_then(parse_checkpoint_dir_name) else {
                 continue;
             };
             if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
@@ -382,6 +456,13 @@ impl CheckpointStorage {
         }
         Ok(ids)
     }
+}
+
+/// `chk-<n>` → `n`.
+fn parse_checkpoint_dir_name(name: &str) -> Option<CheckpointId> {
+    name.strip_prefix(CHECKPOINT_DIR_PREFIX)
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|n| n.parse::<CheckpointId>().ok())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -416,6 +497,15 @@ pub fn write_metadata(dir: &Path, metadata: &CompletedCheckpoint) -> Result<Path
         path: path.clone(),
         detail: format!("cannot encode: {e}"),
     })?;
+    if is_s3(dir) {
+        // No create-if-absent on every S3 server: check, then PUT (checkpoint ids come from one
+        // counter, so no two writers race for one `_metadata`).
+        return match s3::get(&path)? {
+            Some(existing) if existing == bytes => Ok(path),
+            Some(_) => Err(StorageError::AlreadyExists { path }),
+            None => s3::put(&path, bytes).map(|()| path),
+        };
+    }
     ensure_dir(dir)?;
     let temp = dir.join(temp_name(METADATA_FILE));
     write_and_sync(&temp, &mut &bytes[..])?;
@@ -451,7 +541,7 @@ pub fn write_metadata(dir: &Path, metadata: &CompletedCheckpoint) -> Result<Path
 /// checksum, that every handle path is valid, and that every referenced file exists with its
 /// recorded length.
 pub fn read_metadata(path: &Path) -> Result<CompletedCheckpoint, StorageError> {
-    let path = if path.is_dir() {
+    let path = if names_directory(path) {
         path.join(METADATA_FILE)
     } else {
         path.to_path_buf()
@@ -465,7 +555,17 @@ pub fn read_metadata(path: &Path) -> Result<CompletedCheckpoint, StorageError> {
 /// Reads and decodes a `_metadata` file (format, version, checksum) without looking at the files
 /// it references.
 fn decode_metadata_file(path: &Path) -> Result<CompletedCheckpoint, StorageError> {
-    let bytes = fs::read(path).map_err(|e| StorageError::io("read", path, e))?;
+    let bytes = if is_s3(path) {
+        read_file(path)?.ok_or_else(|| StorageError::Remote {
+            op: "read",
+            path: path.to_path_buf(),
+            detail: "no such object".into(),
+        })?
+    } else {
+        let bytes = fs::read(path).map_err(|e| StorageError::io("read", path, e))?;
+        BYTES_READ.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        bytes
+    };
     decode_metadata(path, &bytes)
 }
 
@@ -480,12 +580,8 @@ pub fn verify_files(
         let path = resolve_handle(dir, handle, &metadata_path)?;
         match level {
             VerifyLevel::Lengths => {
-                let len = match fs::metadata(&path) {
-                    Ok(m) => m.len(),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                        return Err(StorageError::MissingFile { path })
-                    }
-                    Err(e) => return Err(StorageError::io("stat", &path, e)),
+                let Some(len) = file_len(&path)? else {
+                    return Err(StorageError::MissingFile { path });
                 };
                 if len != handle.len {
                     return Err(StorageError::LengthMismatch {
@@ -518,6 +614,10 @@ pub fn resolve_state_file(dir: &Path, handle: &StateFileHandle) -> Result<PathBu
 
 /// Deletes a checkpoint or savepoint directory: `_metadata` first, then everything. Idempotent.
 pub fn discard_directory(dir: &Path) -> Result<(), StorageError> {
+    if is_s3(dir) {
+        s3::delete(&dir.join(METADATA_FILE))?;
+        return s3::delete_prefix(dir);
+    }
     remove_file_if_exists(&dir.join(METADATA_FILE))?;
     sync_dir_if_exists(dir)?;
     match fs::remove_dir_all(dir) {
@@ -627,14 +727,10 @@ fn resolve(base: &Path, relative: &str, referenced_by: &Path) -> Result<PathBuf,
 }
 
 fn read_verified(path: &Path, handle: &StateFileHandle) -> Result<Vec<u8>, StorageError> {
-    let data = match fs::read(path) {
-        Ok(d) => d,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(StorageError::MissingFile {
-                path: path.to_path_buf(),
-            })
-        }
-        Err(e) => return Err(StorageError::io("read", path, e)),
+    let Some(data) = read_file(path)? else {
+        return Err(StorageError::MissingFile {
+            path: path.to_path_buf(),
+        });
     };
     if data.len() as u64 != handle.len {
         return Err(StorageError::LengthMismatch {
@@ -656,11 +752,21 @@ fn read_verified(path: &Path, handle: &StateFileHandle) -> Result<Vec<u8>, Stora
 
 /// Writes `reader` to `dir/name` via a temp file + fsync + rename + directory fsync. Returns the
 /// length and CRC-32 of what was written.
-fn write_file_atomically(
+pub(crate) fn write_file_atomically(
     dir: &Path,
     name: &str,
     reader: &mut dyn Read,
 ) -> Result<(u64, u32), StorageError> {
+    if is_s3(dir) {
+        let path = dir.join(name);
+        let mut data = Vec::new();
+        reader
+            .read_to_end(&mut data)
+            .map_err(|e| StorageError::io("read the data for", &path, e))?;
+        let sums = (data.len() as u64, crc32fast::hash(&data));
+        s3::put(&path, data)?;
+        return Ok(sums);
+    }
     ensure_dir(dir)?;
     let temp = dir.join(temp_name(name));
     let final_path = dir.join(name);
@@ -712,8 +818,8 @@ fn write_and_sync(path: &Path, reader: &mut dyn Read) -> Result<(u64, u32), Stor
 }
 
 /// Creates `dir` (and missing ancestors) and makes each creation durable.
-fn ensure_dir(dir: &Path) -> Result<(), StorageError> {
-    if dir.is_dir() {
+pub(crate) fn ensure_dir(dir: &Path) -> Result<(), StorageError> {
+    if is_s3(dir) || dir.is_dir() {
         return Ok(());
     }
     let mut missing = Vec::new();
@@ -734,13 +840,19 @@ fn ensure_dir(dir: &Path) -> Result<(), StorageError> {
     Ok(())
 }
 
-fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    if is_s3(dir) {
+        return Ok(());
+    }
     File::open(dir)
         .and_then(|f| f.sync_all())
         .map_err(|e| StorageError::io("fsync directory", dir, e))
 }
 
 fn sync_dir_if_exists(dir: &Path) -> Result<(), StorageError> {
+    if is_s3(dir) {
+        return Ok(());
+    }
     match File::open(dir) {
         Ok(f) => f
             .sync_all()
@@ -750,7 +862,10 @@ fn sync_dir_if_exists(dir: &Path) -> Result<(), StorageError> {
     }
 }
 
-fn remove_file_if_exists(path: &Path) -> Result<(), StorageError> {
+pub(crate) fn remove_file_if_exists(path: &Path) -> Result<(), StorageError> {
+    if is_s3(path) {
+        return s3::delete(path);
+    }
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -768,7 +883,7 @@ fn is_temp_name(name: &str) -> bool {
 
 /// A file-name-safe form of an operator uid or name hint: `[A-Za-z0-9_.-]`, never starting with
 /// a dot (dot-files are temp files), never empty.
-fn sanitize(s: &str) -> String {
+pub(crate) fn sanitize(s: &str) -> String {
     let mut out: String = s
         .chars()
         .take(64)

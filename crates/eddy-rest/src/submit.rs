@@ -199,8 +199,8 @@ mod tests {
     fn what_eddy_cannot_do_yet_is_refused_not_ignored() {
         let cases: [(&[u8], &str); 3] = [
             (
-                br#"{"job": "sequence", "savepointPath": "s3://b/sp-1"}"#,
-                "savepointPath: execution.state-recovery.path: 's3://b/sp-1' is not supported yet",
+                br#"{"job": "sequence", "savepointPath": "hdfs://nn/sp-1"}"#,
+                "savepointPath: invalid value 'hdfs://nn/sp-1' for key 'execution.state-recovery.path'",
             ),
             (
                 br#"{"job": "sequence", "config": {"state.backend.local-recovery": true}}"#,

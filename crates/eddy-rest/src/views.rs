@@ -128,7 +128,11 @@ pub fn jobmanager_config_json(config: &Config) -> Value {
     Value::Array(
         config
             .iter()
-            .map(|(k, v)| json!({ "key": k, "value": v }))
+            .map(|(k, v)| {
+                // Flink's GlobalConfiguration masks secrets the same way.
+                let secret = k.contains("secret") || k.contains("password");
+                json!({ "key": k, "value": if secret { "******" } else { v } })
+            })
             .collect(),
     )
 }

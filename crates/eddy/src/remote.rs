@@ -127,8 +127,7 @@ pub fn run(o: JobOptions) -> i32 {
     }
     if let Some(s) = &o.savepoint {
         // The JobManager runs elsewhere: a relative path means this shell's directory.
-        let path = std::path::absolute(s).unwrap_or_else(|_| s.into());
-        body["savepointPath"] = json!(path.to_string_lossy());
+        body["savepointPath"] = json!(absolute_unless_uri(s));
     }
     if o.allow_non_restored_state {
         body["allowNonRestoredState"] = json!(true);
@@ -264,11 +263,7 @@ pub fn savepoint(
         Err(e) => return fail(&e, 1),
     };
     // The JobManager runs elsewhere: a relative directory means this shell's.
-    let dir = dir.map(|d| {
-        std::path::absolute(d)
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| d.to_string())
-    });
+    let dir = dir.map(absolute_unless_uri);
     let (path, body) = if stop {
         (
             format!("/jobs/{job}/stop"),
@@ -320,6 +315,16 @@ pub fn savepoint(
     }
 }
 
+/// A path relative to this shell's directory made absolute; a URI (`s3://…`, `file://…`) as is.
+fn absolute_unless_uri(path: &str) -> String {
+    if path.contains("://") {
+        return path.to_string();
+    }
+    std::path::absolute(path)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| path.to_string())
+}
+
 /// `eddy savepoint --dispose PATH`.
 pub fn dispose_savepoint(conf_dir: Option<&Path>, m: Option<&str>, path: &str) -> i32 {
     let config = match load(conf_dir, &[]) {
@@ -330,9 +335,7 @@ pub fn dispose_savepoint(conf_dir: Option<&Path>, m: Option<&str>, path: &str) -
         Ok(jm) => jm,
         Err(e) => return fail(&e, 1),
     };
-    let path = std::path::absolute(path)
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| path.to_string());
+    let path = absolute_unless_uri(path);
     let trigger = match call(
         &jm,
         "POST",

@@ -69,32 +69,20 @@ const REFUSED: &[(&[&str], &str)] = &[
         "state.backend.incremental: 'true' is not supported yet",
     ),
     (
-        &["-D", "execution.state-recovery.from-local=true"],
-        "execution.state-recovery.from-local: 'true' is not supported yet",
+        &["-D", "high-availability.storageDir=s3://bucket/ha"],
+        "high-availability.storageDir: 's3://bucket/ha' is not supported yet",
     ),
     (
-        &["-D", "state.backend.local-recovery=true"],
-        "state.backend.local-recovery: 'true' is not supported yet",
-    ),
-    (
-        &["-D", "taskmanager.state.local.root-dirs=/tmp/local"],
-        "taskmanager.state.local.root-dirs: '/tmp/local' is not supported yet",
-    ),
-    (
-        &["-D", "state.savepoints.dir=s3://bucket/sp"],
-        "state.savepoints.dir: 's3://bucket/sp' is not supported yet",
-    ),
-    (
-        &["-D", "execution.savepoint.path=s3://bucket/sp-3"],
-        "execution.savepoint.path: 's3://bucket/sp-3' is not supported yet",
+        &["-D", "execution.savepoint.path=gs://bucket/sp-3"],
+        "invalid value 'gs://bucket/sp-3' for key 'execution.savepoint.path'",
     ),
     (
         &["-D", "execution.state-recovery.claim-mode=LEGACY"],
         "execution.state-recovery.claim-mode: 'LEGACY' is not supported",
     ),
     (
-        &["-D", "state.checkpoints.dir=s3://bucket/chk"],
-        "state.checkpoints.dir: 's3://bucket/chk' is not supported yet",
+        &["-D", "state.checkpoints.dir=hdfs://nn/chk"],
+        "invalid value 'hdfs://nn/chk' for key 'state.checkpoints.dir'",
     ),
     (
         &["-D", "taskmanager.slot.timeout=30 s"],
@@ -244,8 +232,8 @@ fn daemons_refuse_unsupported_keys_at_configuration_load() {
             "state.backend.incremental: 'true' is not supported yet",
         ),
         (
-            "state.backend.local-recovery: true\n",
-            "state.backend.local-recovery: 'true' is not supported yet",
+            "high-availability.storageDir: s3://bucket/ha\n",
+            "high-availability.storageDir: 's3://bucket/ha' is not supported yet",
         ),
         (
             "execution.state-recovery.claim-mode: LEGACY\n",
@@ -292,8 +280,8 @@ fn rest_submit_refuses_what_eddy_cannot_do_with_400_and_one_line() {
     let output = dir.path().join("out").display().to_string();
     let cases = [
         (
-            serde_json::json!({"job": "sequence", "args": ["--output", output], "savepointPath": "s3://bucket/sp-1"}),
-            "savepointPath: execution.state-recovery.path: 's3://bucket/sp-1' is not supported yet",
+            serde_json::json!({"job": "sequence", "args": ["--output", output], "savepointPath": "hdfs://nn/sp-1"}),
+            "savepointPath: invalid value 'hdfs://nn/sp-1' for key 'execution.state-recovery.path'",
         ),
         (
             serde_json::json!({"job": "sequence", "args": ["--output", output], "config": {"execution.state-recovery.claim-mode": "LEGACY"}}),
@@ -304,8 +292,8 @@ fn rest_submit_refuses_what_eddy_cannot_do_with_400_and_one_line() {
             "execution.checkpointing.incremental: 'true' is not supported yet",
         ),
         (
-            serde_json::json!({"job": "sequence", "args": ["--output", output], "config": {"execution.state-recovery.from-local": "true"}}),
-            "execution.state-recovery.from-local: 'true' is not supported yet",
+            serde_json::json!({"job": "sequence", "args": ["--output", output], "config": {"state.savepoints.dir": "gs://bucket/sp"}}),
+            "invalid value 'gs://bucket/sp' for key 'state.savepoints.dir'",
         ),
     ];
     for (body, start) in cases {
@@ -677,4 +665,144 @@ fn eddy_local_refuses_the_savepoint_options_of_eddy_run() {
         let out = eddy(&args, LIMIT);
         assert_refused(&format!("eddy local {flags:?}"), &out, start);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Task-local recovery (`state.backend.local-recovery`, `taskmanager.state.local.root-dirs`)
+
+/// `checkpoints/<job>/chk-<n>/_metadata` exists for some n.
+fn has_completed_checkpoint(checkpoints: &Path) -> bool {
+    std::fs::read_dir(checkpoints)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|job| {
+            std::fs::read_dir(job.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .any(|chk| chk.path().join("_metadata").is_file())
+}
+
+/// The `restored ... : X bytes of state files from checkpoint storage, Y bytes from local
+/// copies` lines of a log: (X, Y) each.
+fn restore_reads(log: &str) -> Vec<(u64, u64)> {
+    log.lines()
+        .filter(|l| l.contains("bytes of state files from checkpoint storage"))
+        .filter_map(|l| {
+            let (_, tail) = l.rsplit_once(": ")?;
+            let mut n = tail
+                .split_whitespace()
+                .filter_map(|w| w.parse::<u64>().ok());
+            Some((n.next()?, n.next()?))
+        })
+        .collect()
+}
+
+#[test]
+fn local_recovery_restores_a_failed_task_from_its_local_copy_reading_nothing_from_storage() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = dir.path().join("out");
+    let checkpoints = dir.path().join("chk");
+    let local = dir.path().join("local");
+    let trigger = dir.path().join("fail-now");
+    let log = dir.path().join("eddy.log");
+    let (keys, per_key) = (2000, 60);
+    let child = Command::new(EDDY)
+        .args([
+            "local",
+            "sequence",
+            "--keys",
+            &keys.to_string(),
+            "--per-key",
+            &per_key.to_string(),
+            "--rate",
+            "12000",
+            "--output",
+            output.to_str().unwrap(),
+            "--fail-on-file",
+            trigger.to_str().unwrap(),
+            "-p",
+            "2",
+            "-D",
+            "eddy.test-hooks.enabled=true",
+            "-D",
+            "execution.checkpointing.interval=200 ms",
+            "-D",
+            &format!("state.checkpoints.dir={}", checkpoints.display()),
+            "-D",
+            "state.backend.local-recovery=true",
+            "-D",
+            &format!("taskmanager.state.local.root-dirs={}", local.display()),
+        ])
+        .env("EDDY_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("start eddy local");
+    let mut daemon = Daemon(child);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !has_completed_checkpoint(&checkpoints) {
+        assert!(Instant::now() < deadline, "no completed checkpoint");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The local copies are under <root>/<tm-id>/<job>/chk-<n>/.
+    assert!(
+        std::fs::read_dir(&local).expect("local root").count() >= 1,
+        "no TaskManager directory under {}",
+        local.display()
+    );
+    // One task failure (the counting operator), not a TaskManager loss.
+    std::fs::write(&trigger, b"").expect("trigger file");
+    let status = loop {
+        if let Some(s) = daemon.0.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the job did not end");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "{text}");
+    assert!(!trigger.exists(), "the failure was never injected\n{text}");
+    let reads = restore_reads(&text);
+    assert!(!reads.is_empty(), "no restore happened\n{text}");
+    assert!(
+        reads.iter().all(|(storage, _)| *storage == 0),
+        "a restore read keyed state from checkpoint storage: {reads:?}"
+    );
+    assert!(
+        reads.iter().any(|(_, local)| *local > 0),
+        "no restore read a local copy: {reads:?}"
+    );
+    let lines: Vec<String> = committed_lines(&output)
+        .into_iter()
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(witness(&lines, keys, per_key), (0, 0, 0));
+    // Pruned with their checkpoints: at most the copies of the newest checkpoints remain.
+    let copies: Vec<PathBuf> = walk(&local)
+        .into_iter()
+        .filter(|p| p.file_name().and_then(|n| n.to_str()) != Some("pid"))
+        .collect();
+    let chk_dirs: std::collections::BTreeSet<PathBuf> = copies
+        .iter()
+        .filter_map(|p| p.parent().map(Path::to_path_buf))
+        .collect();
+    assert!(chk_dirs.len() <= 4, "local copies not pruned: {chk_dirs:?}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

@@ -33,8 +33,8 @@ pub const SAVEPOINTS_ISSUE: &str = "yet (savepoints and resuming from them arriv
 /// Incremental checkpoints, local recovery and S3 storage are built by issue 12.
 const INCREMENTAL_ISSUE: &str =
     "yet (incremental checkpoints need the RocksDB state backend, issue 12)";
-const LOCAL_RECOVERY_ISSUE: &str = "yet (task-local recovery arrives with issue 12)";
-const S3_ISSUE: &str = "yet (S3 storage arrives with issue 12)";
+const S3_ISSUE: &str =
+    "yet (HA metadata on S3 is not built; checkpoints and savepoints can be on S3)";
 const UNSET: &str = "leave the key unset";
 const PEM_NOT_JKS: &str = "(Eddy reads PEM files, not Java keystores: security.ssl.{internal,rest}.{cert,key,trust-cert}; docs/security.md)";
 const CLAIM_REFUSED: &str = "(LEGACY is Flink's deprecated mode; NO_CLAIM never deletes the restored snapshot, CLAIM takes ownership and deletes it once subsumed)";
@@ -96,15 +96,20 @@ pub static SUPPORT: &[(&str, Support)] = &[
     ("high-availability.zookeeper.client.tolerate-suspended-connections", Support::Works),
     ("high-availability.jobmanager.port", Support::Works),
     ("state.backend.type", Support::Works),
-    ("execution.checkpointing.dir", limited(not_s3, "a local or shared path, or a file:// URI", S3_ISSUE)),
-    ("execution.checkpointing.savepoint-dir", limited(not_s3, "a local or shared path, or a file:// URI", S3_ISSUE)),
+    ("execution.checkpointing.dir", Support::Works),
+    ("execution.checkpointing.savepoint-dir", Support::Works),
     ("execution.checkpointing.incremental", limited(is_false, "false", INCREMENTAL_ISSUE)),
     ("execution.checkpointing.num-retained", Support::Works),
-    ("execution.state-recovery.from-local", limited(is_false, "false", LOCAL_RECOVERY_ISSUE)),
-    ("execution.checkpointing.local-backup.dirs", limited(never, UNSET, LOCAL_RECOVERY_ISSUE)),
-    ("execution.state-recovery.path", limited(not_s3, "a local or shared path, or a file:// URI", S3_ISSUE)),
+    ("execution.state-recovery.from-local", Support::Works),
+    ("execution.checkpointing.local-backup.dirs", Support::Works),
+    ("execution.state-recovery.path", Support::Works),
     ("execution.state-recovery.ignore-unclaimed-state", Support::Works),
     ("execution.state-recovery.claim-mode", limited(is_no_claim_or_claim, "NO_CLAIM, CLAIM", CLAIM_REFUSED)),
+    ("s3.endpoint", Support::Works),
+    ("s3.region", Support::Works),
+    ("s3.access-key", Support::Works),
+    ("s3.secret-key", Support::Works),
+    ("s3.path.style.access", Support::Works),
     ("jobmanager.execution.failover-strategy", Support::Works),
     ("restart-strategy.type", Support::Works),
     ("restart-strategy.fixed-delay.attempts", Support::Works),

@@ -444,12 +444,8 @@ fn values_asking_for_what_eddy_lacks_are_refused_in_one_line() {
     let cases = [
         ("execution.checkpointing.incremental", "true", "execution.checkpointing.incremental: 'true' is not supported yet (incremental checkpoints need the RocksDB state backend, issue 12); allowed: false"),
         ("state.backend.incremental", "true", "state.backend.incremental: 'true' is not supported yet (incremental checkpoints need the RocksDB state backend, issue 12); allowed: false"),
-        ("execution.state-recovery.from-local", "true", "execution.state-recovery.from-local: 'true' is not supported yet (task-local recovery arrives with issue 12); allowed: false"),
-        ("state.backend.local-recovery", "TRUE", "state.backend.local-recovery: 'TRUE' is not supported yet (task-local recovery arrives with issue 12); allowed: false"),
-        ("taskmanager.state.local.root-dirs", "/l1", "taskmanager.state.local.root-dirs: '/l1' is not supported yet (task-local recovery arrives with issue 12); allowed: leave the key unset"),
         ("execution.state-recovery.claim-mode", "LEGACY", "execution.state-recovery.claim-mode: 'LEGACY' is not supported (LEGACY is Flink's deprecated mode; NO_CLAIM never deletes the restored snapshot, CLAIM takes ownership and deletes it once subsumed); allowed: NO_CLAIM, CLAIM"),
-        ("state.savepoints.dir", "s3://bucket/sp", "state.savepoints.dir: 's3://bucket/sp' is not supported yet (S3 storage arrives with issue 12); allowed: a local or shared path, or a file:// URI"),
-        ("state.checkpoints.dir", "s3://bucket/chk", "state.checkpoints.dir: 's3://bucket/chk' is not supported yet (S3 storage arrives with issue 12); allowed: a local or shared path, or a file:// URI"),
+        ("high-availability.storageDir", "s3://bucket/ha", "high-availability.storageDir: 's3://bucket/ha' is not supported yet (HA metadata on S3 is not built; checkpoints and savepoints can be on S3); allowed: a local or shared path, or a file:// URI"),
         ("taskmanager.slot.timeout", "30 s", "taskmanager.slot.timeout: '30 s' is not supported (a TaskManager cancels the tasks of a disconnected JobMaster and frees their slots at once); allowed: leave the key unset"),
         ("taskmanager.registration.timeout", "5 min", "taskmanager.registration.timeout: '5 min' is not supported (a TaskManager retries its registration until it is stopped); allowed: leave the key unset"),
         ("high-availability.zookeeper.client.retry-wait", "5 s", "high-availability.zookeeper.client.retry-wait: '5 s' is not supported (Eddy's ZooKeeper client retries with its own back-off, see docs/ha.md); allowed: leave the key unset"),

@@ -254,6 +254,22 @@ impl Config {
             _ => StateBackendKind::HashMap,
         }
     }
+    /// `s3.endpoint`, `s3.region`, `s3.access-key`, `s3.secret-key`, `s3.path.style.access`.
+    pub fn s3_endpoint(&self) -> Option<String> {
+        self.text("s3.endpoint")
+    }
+    pub fn s3_region(&self) -> Option<String> {
+        self.text("s3.region")
+    }
+    pub fn s3_access_key(&self) -> Option<String> {
+        self.text("s3.access-key")
+    }
+    pub fn s3_secret_key(&self) -> Option<String> {
+        self.text("s3.secret-key")
+    }
+    pub fn s3_path_style(&self) -> Option<bool> {
+        self.get_bool("s3.path.style.access")
+    }
     /// `file://` stripped; `s3://` URIs kept verbatim.
     pub fn checkpoints_dir(&self) -> Option<PathBuf> {
         self.path("execution.checkpointing.dir")

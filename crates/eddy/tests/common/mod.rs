@@ -6,6 +6,7 @@
 pub mod committed;
 pub mod ha_cluster;
 pub mod plain_cluster;
+pub mod moto;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
