@@ -43,8 +43,10 @@ fn graph(p: u32) -> Arc<JobGraph> {
 }
 
 fn settings() -> JobMasterSettings {
-    let mut checkpointing = CheckpointingSettings::default();
-    checkpointing.interval = Some(Duration::from_secs(1));
+    let checkpointing = CheckpointingSettings {
+        interval: Some(Duration::from_secs(1)),
+        ..Default::default()
+    };
     JobMasterSettings {
         slot_request_timeout_ms: 300_000,
         buffer_timeout_ms: 100,
