@@ -89,13 +89,18 @@ for f in glob.glob(f"{log}/eddy-taskmanager-*.pid"):
     thr = int(st["Threads"])
     tasks = sum(1 for t in os.listdir(f"/proc/{pid}/task")
                 if open(f"/proc/{pid}/task/{t}/comm").read().startswith("task-"))
-    rows.append((rss, thr, tasks))
+    names = {}
+    for t in os.listdir(f"/proc/{pid}/task"):
+        c = open(f"/proc/{pid}/task/{t}/comm").read().strip()
+        c = "task-*" if c.startswith("task-") else c
+        names[c] = names.get(c, 0) + 1
+    rows.append((rss, thr, tasks, names))
 rss = [r[0] for r in rows]; thr = [r[1] for r in rows]
 top = max(rows, key=lambda r: r[1] - r[2])
 print(f"TaskManagers sampled: {len(rows)}")
 print(f"TM RSS MiB: median {statistics.median(rss):.1f}, max {max(rss):.1f}, total {sum(rss)/1024:.2f} GiB")
 print(f"TM threads: median {statistics.median(thr)}, max {max(thr)}, total {sum(thr)}; "
-      f"most threads besides tasks: {top[1]} with {top[2]} task threads")
+      f"most threads besides tasks: {top[1]} with {top[2]} task threads: {top[3]}")
 PY
 echo "TaskManagers lost (heartbeat or connection, JobManager log): $(grep -c "TaskManager .* lost" "$DIR"/log/eddy-jobmanager-0.log || true)"
 echo "job restarts: $(curl -s "http://127.0.0.1:$REST/jobs/$JOB" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("restarts"))')"

@@ -142,14 +142,12 @@ pub const IO_THREADS: usize = 2;
 /// How a connection's bytes move.
 enum Link {
     /// Plain TCP: the socket is non-blocking and registered with the data plane's I/O threads,
-    /// which read it ([`read_frames`]); tasks write their frames on their own threads and wait
-    /// for writability through the same I/O driver.
+    /// which read it ([`read_frames`]); tasks write their frames on their own threads
+    /// ([`write_all`]).
     Plain {
-        stream: Arc<tokio::net::TcpStream>,
-        io: tokio::runtime::Handle,
         /// The frame being written (reused; also serializes writers).
         out: Mutex<Vec<u8>>,
-        /// A handle on the same socket, to shut it down.
+        /// A handle on the same socket, to write and to shut it down.
         socket: TcpStream,
     },
     /// Mutual TLS (`security.ssl.internal.enabled`): blocking halves, one reader thread per
@@ -208,8 +206,6 @@ impl PeerConnection {
             Arc::new(tokio::net::TcpStream::from_std(socket)?)
         };
         let link = Link::Plain {
-            stream: stream.clone(),
-            io: io.clone(),
             out: Mutex::new(Vec::new()),
             socket: shut,
         };
@@ -245,9 +241,7 @@ impl PeerConnection {
         }
         let len = len as u32;
         let r = match &self.link {
-            Link::Plain {
-                stream, io, out, ..
-            } => {
+            Link::Plain { socket, out } => {
                 let mut out = out
                     .lock()
                     .map_err(|_| JobError::new("connection lock poisoned"))?;
@@ -256,7 +250,7 @@ impl PeerConnection {
                 out.push(kind);
                 out.extend_from_slice(&id.to_le_bytes());
                 out.extend_from_slice(payload);
-                let r = write_all(stream, io, &out);
+                let r = write_all(socket, &out);
                 if out.capacity() > 256 * 1024 {
                     *out = Vec::new(); // a rare large frame does not pin its buffer
                 }
@@ -304,21 +298,21 @@ impl PeerConnection {
     }
 }
 
-/// Writes `bytes` to a non-blocking socket from the calling thread; while the socket's send
-/// buffer is full, waits for writability through the I/O driver (inside an I/O thread — a
-/// credit granted by a reader — without stalling the other connections of that thread).
-fn write_all(
-    stream: &tokio::net::TcpStream,
-    io: &tokio::runtime::Handle,
-    mut bytes: &[u8],
-) -> std::io::Result<()> {
+/// Writes `bytes` to a non-blocking socket from the calling thread (the reactor only reads);
+/// while the socket's send buffer is full, waits in `poll(2)` for it to drain (on an I/O thread
+/// — a credit granted by a reader — handing that thread's other connections to a stand-in).
+fn write_all(socket: &TcpStream, mut bytes: &[u8]) -> std::io::Result<()> {
     while !bytes.is_empty() {
-        match stream.try_write(bytes) {
+        match (&*socket).write(bytes) {
             Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
             Ok(n) => bytes = &bytes[n..],
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                wait_on(io, stream.writable())?;
+                if ON_IO_THREAD.with(|c| c.get()) {
+                    tokio::task::block_in_place(|| wait_writable(socket))?;
+                } else {
+                    wait_writable(socket)?;
+                }
             }
             Err(e) => return Err(e),
         }
@@ -326,24 +320,24 @@ fn write_all(
     Ok(())
 }
 
-/// Waits for `f` on the calling thread: a task's thread blocks; an I/O thread hands its other
-/// connections to a stand-in meanwhile (`block_in_place`); a thread of another runtime (where
-/// blocking on ours is not allowed) waits on a scoped helper thread.
-fn wait_on<F>(io: &tokio::runtime::Handle, f: F) -> F::Output
-where
-    F: std::future::Future + Send,
-    F::Output: Send,
-{
-    if ON_IO_THREAD.with(|c| c.get()) {
-        tokio::task::block_in_place(|| io.block_on(f))
-    } else if tokio::runtime::Handle::try_current().is_ok() {
-        std::thread::scope(|s| match s.spawn(|| io.block_on(f)).join() {
-            Ok(out) => out,
-            Err(panic) => std::panic::resume_unwind(panic),
-        })
-    } else {
-        io.block_on(f)
+/// Blocks until `socket` can take more bytes (or has an error for the next write to report),
+/// at most 1 s.
+fn wait_writable(socket: &TcpStream) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut pfd = libc::pollfd {
+        fd: socket.as_raw_fd(),
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is one valid pollfd that outlives the call.
+    let rc = unsafe { libc::poll(&mut pfd, 1, 1000) };
+    if rc < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
     }
+    Ok(())
 }
 
 thread_local! {
