@@ -1330,3 +1330,67 @@ fn a_job_failed_waiting_for_restart_slots_is_not_run_again_by_a_restarted_jobman
         c.log_tail()
     );
 }
+
+/// The names of `pid`'s threads, counted (for failure messages).
+fn thread_names(pid: u32) -> std::collections::BTreeMap<String, usize> {
+    let mut names = std::collections::BTreeMap::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        *names.entry(comm.trim().to_string()).or_insert(0) += 1;
+    }
+    names
+}
+
+/// The busiest thread count of a TaskManager of a cluster of `workers` TaskManagers (one slot
+/// each) running `sequence -p workers`, whose keyed exchange connects every TaskManager to every
+/// other; with the task threads it runs, and the thread names.
+fn taskmanager_threads_with_peers(workers: usize) -> (usize, usize, String) {
+    let c = Cluster::start(workers, 1, &[]);
+    // Long enough to stay RUNNING while the threads are sampled.
+    let job = c.submit_sequence(workers as u64 * 4, 1_000, 200, workers as u32);
+    let running = c.get(&format!("/jobs/{}", job.id)).expect("the job");
+    assert!(all_tasks_running(&running), "{running}\n{}", c.log_tail());
+    let mut worst: (usize, usize, String) = (0, 0, String::new());
+    for tm in c.taskmanagers() {
+        let pid = pid_of(&tm);
+        // Every producer opened its channels before its task ran; sample a few times anyway.
+        for _ in 0..5 {
+            let names = thread_names(pid);
+            let total: usize = names.values().sum();
+            let tasks = task_threads(pid);
+            if total.saturating_sub(tasks) > worst.0.saturating_sub(worst.1) {
+                worst = (total, tasks, format!("{names:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    worst
+}
+
+/// Issue 15: the data connections to every peer are driven by a fixed set of I/O threads, so a
+/// TaskManager's threads besides its tasks' do not grow with the number of peers (8 vs 32
+/// TaskManagers, each connected to all others by a keyed exchange). The thread-per-connection
+/// data plane had two threads per peer: 60 more at 32 TaskManagers.
+#[test]
+fn taskmanager_threads_stay_bounded_as_peers_grow() {
+    /// Threads a TaskManager may have besides one per running task (issue 15's target).
+    const BOUND: usize = 16;
+    let (small, small_tasks, small_names) = taskmanager_threads_with_peers(8);
+    let (large, large_tasks, large_names) = taskmanager_threads_with_peers(32);
+    assert!(
+        small_tasks >= 1 && large_tasks >= 1,
+        "no task threads seen: {small_names} / {large_names}"
+    );
+    assert!(
+        small - small_tasks <= BOUND,
+        "8 TaskManagers: {small} threads, {small_tasks} of tasks: {small_names}"
+    );
+    assert!(
+        large - large_tasks <= BOUND,
+        "32 TaskManagers: {large} threads, {large_tasks} of tasks: {large_names}"
+    );
+}

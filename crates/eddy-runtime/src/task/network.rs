@@ -2,6 +2,11 @@
 //! multiplexing the logical channels of every job, with credits flowing back on the same
 //! connection.
 //!
+//! Every plain connection is non-blocking and driven by [`IO_THREADS`] I/O threads (tokio's
+//! reactor), whatever the number of peers and channels: the threads read frames and hand them to
+//! the consuming tasks' mailboxes; tasks write their own frames on their own threads. With
+//! mutual TLS, each connection keeps a blocking reader thread.
+//!
 //! Frame: `u32 length | u8 kind | u64 channel id | payload`. Producer → consumer: OPEN, BATCH
 //! (bincode `Vec<T>`), WATERMARK (i64), BARRIER (u64), END_OF_DATA, END. Consumer → producer:
 //! CREDIT (u32).
@@ -22,7 +27,7 @@ use crate::task::channel::{
 };
 use eddy_core::tls::{self, ConnWriter, InternalTls};
 use std::collections::HashMap;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, BufWriter, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -130,9 +135,29 @@ pub fn frame_limits(max_frame: u32, frame_timeout: Duration) -> FrameLimits {
     }
 }
 
+/// The fixed number of I/O threads that drive every plain data connection of a TaskManager,
+/// whatever the number of peers and channels (Flink's netty threads).
+pub const IO_THREADS: usize = 2;
+
+/// How a connection's bytes move.
+enum Link {
+    /// Plain TCP: the socket is non-blocking and registered with the data plane's I/O threads,
+    /// which read it ([`read_frames`]); tasks write their frames on their own threads
+    /// ([`write_all`]).
+    Plain {
+        /// The frame being written (reused; also serializes writers).
+        out: Mutex<Vec<u8>>,
+        /// A handle on the same socket, to write and to shut it down.
+        socket: TcpStream,
+    },
+    /// Mutual TLS (`security.ssl.internal.enabled`): blocking halves, one reader thread per
+    /// connection.
+    Tls(Mutex<BufWriter<ConnWriter>>),
+}
+
 /// One TCP connection to a peer TaskManager (either direction).
 pub struct PeerConnection {
-    writer: Mutex<BufWriter<ConnWriter>>,
+    link: Link,
     /// Largest frame this side sends (the peer refuses larger ones).
     max_frame: u32,
     /// Producer side: credits per channel, granted by the consumer.
@@ -142,20 +167,61 @@ pub struct PeerConnection {
 }
 
 impl PeerConnection {
-    fn new(stream: ConnWriter, max_frame: u32) -> Result<Arc<Self>> {
+    fn new(link: Link, peer: String, max_frame: u32) -> Arc<Self> {
+        Arc::new(PeerConnection {
+            link,
+            max_frame,
+            credits: Mutex::new(HashMap::new()),
+            broken: AtomicBool::new(false),
+            peer,
+        })
+    }
+
+    fn tls(stream: ConnWriter, max_frame: u32) -> Result<Arc<Self>> {
         stream.socket().set_nodelay(true)?;
         let peer = stream
             .socket()
             .peer_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
-        Ok(Arc::new(PeerConnection {
-            writer: Mutex::new(BufWriter::with_capacity(64 * 1024, stream)),
-            max_frame,
-            credits: Mutex::new(HashMap::new()),
-            broken: AtomicBool::new(false),
-            peer,
-        }))
+        let link = Link::Tls(Mutex::new(BufWriter::with_capacity(64 * 1024, stream)));
+        Ok(Self::new(link, peer, max_frame))
+    }
+
+    /// A plain connection driven by the I/O threads of `io` (the caller spawns its reader).
+    fn plain(
+        socket: TcpStream,
+        io: &tokio::runtime::Handle,
+        max_frame: u32,
+    ) -> Result<(Arc<Self>, Arc<tokio::net::TcpStream>)> {
+        socket.set_nodelay(true)?;
+        let peer = socket
+            .peer_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let shut = socket.try_clone()?;
+        socket.set_nonblocking(true)?;
+        let stream = {
+            let _guard = io.enter();
+            Arc::new(tokio::net::TcpStream::from_std(socket)?)
+        };
+        let link = Link::Plain {
+            out: Mutex::new(Vec::new()),
+            socket: shut,
+        };
+        Ok((Self::new(link, peer, max_frame), stream))
+    }
+
+    /// Closes the connection in both directions.
+    fn shutdown(&self) {
+        self.broken.store(true, Ordering::Relaxed);
+        let _ = match &self.link {
+            Link::Plain { socket, .. } => socket.shutdown(std::net::Shutdown::Both),
+            Link::Tls(w) => match w.lock() {
+                Ok(w) => w.get_ref().socket().shutdown(std::net::Shutdown::Both),
+                Err(_) => Ok(()),
+            },
+        };
     }
 
     fn write_frame(&self, kind: u8, id: ChannelId, payload: &[u8]) -> Result<()> {
@@ -174,17 +240,35 @@ impl PeerConnection {
             )));
         }
         let len = len as u32;
-        let mut w = self
-            .writer
-            .lock()
-            .map_err(|_| JobError::new("connection lock poisoned"))?;
-        let r = (|| {
-            w.write_all(&len.to_le_bytes())?;
-            w.write_all(&[kind])?;
-            w.write_all(&id.to_le_bytes())?;
-            w.write_all(payload)?;
-            w.flush()
-        })();
+        let r = match &self.link {
+            Link::Plain { socket, out } => {
+                let mut out = out
+                    .lock()
+                    .map_err(|_| JobError::new("connection lock poisoned"))?;
+                out.clear();
+                out.extend_from_slice(&len.to_le_bytes());
+                out.push(kind);
+                out.extend_from_slice(&id.to_le_bytes());
+                out.extend_from_slice(payload);
+                let r = write_all(socket, &out);
+                if out.capacity() > 256 * 1024 {
+                    *out = Vec::new(); // a rare large frame does not pin its buffer
+                }
+                r
+            }
+            Link::Tls(w) => {
+                let mut w = w
+                    .lock()
+                    .map_err(|_| JobError::new("connection lock poisoned"))?;
+                (|| {
+                    w.write_all(&len.to_le_bytes())?;
+                    w.write_all(&[kind])?;
+                    w.write_all(&id.to_le_bytes())?;
+                    w.write_all(payload)?;
+                    w.flush()
+                })()
+            }
+        };
         r.map_err(|e| {
             self.broken.store(true, Ordering::Relaxed);
             JobError::new(format!(
@@ -214,6 +298,143 @@ impl PeerConnection {
     }
 }
 
+/// Writes `bytes` to a non-blocking socket from the calling thread (the reactor only reads);
+/// while the socket's send buffer is full, waits in `poll(2)` for it to drain (on an I/O thread
+/// — a credit granted by a reader — handing that thread's other connections to a stand-in).
+fn write_all(socket: &TcpStream, mut bytes: &[u8]) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        match (&*socket).write(bytes) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if ON_IO_THREAD.with(|c| c.get()) {
+                    tokio::task::block_in_place(|| wait_writable(socket))?;
+                } else {
+                    wait_writable(socket)?;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Blocks until `socket` can take more bytes (or has an error for the next write to report),
+/// at most 1 s.
+fn wait_writable(socket: &TcpStream) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut pfd = libc::pollfd {
+        fd: socket.as_raw_fd(),
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is one valid pollfd that outlives the call.
+    let rc = unsafe { libc::poll(&mut pfd, 1, 1000) };
+    if rc < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+thread_local! {
+    /// Set on the data plane's I/O threads.
+    static ON_IO_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Each I/O thread's read buffer: a connection keeps only the bytes of its unfinished frame.
+    static READ_CHUNK: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; 64 * 1024]);
+}
+
+/// Reads length-prefixed frames from a non-blocking socket on the I/O threads, with the bounds
+/// of [`framing::read_frame`] (a length above `limits.max_len` is refused before anything is
+/// buffered; a begun frame must complete within `limits.frame_timeout`; silence between frames
+/// is fine), handing each frame's body to `on_frame` until it, the peer or a bound ends the
+/// connection; returns why.
+async fn read_frames(
+    stream: &tokio::net::TcpStream,
+    limits: &FrameLimits,
+    mut on_frame: impl FnMut(&[u8]) -> std::result::Result<(), String>,
+) -> String {
+    let mut buf: Vec<u8> = Vec::new();
+    // When the first byte of the unfinished frame in `buf` arrived.
+    let mut started: Option<Instant> = None;
+    loop {
+        let mut pos = 0;
+        while buf.len() - pos >= 4 {
+            let len = u32::from_le_bytes([buf[pos], buf[pos + 1], buf[pos + 2], buf[pos + 3]]);
+            if len > limits.max_len {
+                return format!(
+                    "a frame of {len} bytes exceeds {} ({} bytes)",
+                    limits.key, limits.max_len
+                );
+            }
+            let end = pos + 4 + len as usize;
+            if buf.len() < end {
+                break;
+            }
+            if let Err(why) = on_frame(&buf[pos + 4..end]) {
+                return why;
+            }
+            pos = end;
+            started = None;
+        }
+        buf.drain(..pos);
+        if buf.is_empty() {
+            started = None;
+            if buf.capacity() > 256 * 1024 {
+                buf = Vec::new();
+            }
+        } else if started.is_none() {
+            started = Some(Instant::now());
+        }
+        let read = async {
+            loop {
+                stream.readable().await?;
+                let r = READ_CHUNK.with(|chunk| {
+                    let mut chunk = chunk.borrow_mut();
+                    let r = stream.try_read(&mut chunk);
+                    if let Ok(n) = r {
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    r
+                });
+                match r {
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                        ) => {}
+                    r => return r,
+                }
+            }
+        };
+        let n = match started {
+            Some(t) => {
+                let deadline = tokio::time::Instant::from_std(t + limits.frame_timeout);
+                match tokio::time::timeout_at(deadline, read).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        return format!(
+                            "a frame begun {:?} ago is still incomplete (limit {:?})",
+                            t.elapsed(),
+                            limits.frame_timeout
+                        )
+                    }
+                }
+            }
+            None => read.await,
+        };
+        match n {
+            Ok(0) if buf.is_empty() => return "the peer closed the connection".into(),
+            Ok(0) => return "the peer closed the connection inside a frame".into(),
+            Ok(_) => {}
+            Err(e) => return e.to_string(),
+        }
+    }
+}
+
 /// A TaskManager's data plane: the listener, the registry of input channels, and the outgoing
 /// connections.
 pub struct NetworkEnvironment {
@@ -226,6 +447,8 @@ pub struct NetworkEnvironment {
     limits: FrameLimits,
     /// Mutual TLS on every data connection (`security.ssl.internal.enabled`).
     tls: Option<InternalTls>,
+    /// The [`IO_THREADS`] threads that accept and read every plain connection.
+    io: tokio::runtime::Runtime,
 }
 
 impl NetworkEnvironment {
@@ -245,6 +468,22 @@ impl NetworkEnvironment {
         let listener = TcpListener::bind((host, port))
             .map_err(|e| JobError::new(format!("cannot bind the data port {host}:{port}: {e}")))?;
         let address = listener.local_addr()?;
+        listener.set_nonblocking(true)?;
+        let io = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(IO_THREADS)
+            .max_blocking_threads(IO_THREADS)
+            .thread_name("data-io")
+            .on_thread_start(|| ON_IO_THREAD.with(|c| c.set(true)))
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(|e| {
+                JobError::new(format!("cannot start the data plane's I/O threads: {e}"))
+            })?;
+        let listener = {
+            let _guard = io.enter();
+            tokio::net::TcpListener::from_std(listener)?
+        };
         let env = Arc::new(NetworkEnvironment {
             address,
             registry: Mutex::new(HashMap::new()),
@@ -253,20 +492,19 @@ impl NetworkEnvironment {
             peers: Mutex::new(HashMap::new()),
             limits,
             tls,
+            io,
         });
         let weak = Arc::downgrade(&env);
-        std::thread::Builder::new()
-            .name("data-accept".into())
-            .spawn(move || {
-                for stream in listener.incoming() {
-                    let Some(env) = weak.upgrade() else { return };
-                    let Ok(stream) = stream else { continue };
-                    let env2 = env.clone();
-                    let _ = std::thread::Builder::new()
-                        .name("data-in".into())
-                        .spawn(move || env2.serve_producer(stream));
-                }
-            })?;
+        env.io.spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                let Some(env) = weak.upgrade() else { return };
+                env.accepted(stream);
+            }
+        });
         Ok(env)
     }
 
@@ -274,8 +512,39 @@ impl NetworkEnvironment {
         self.address
     }
 
-    /// Reads one producer connection until it closes or breaks the protocol (then it is closed).
-    fn serve_producer(self: Arc<Self>, stream: TcpStream) {
+    /// Serves an accepted producer connection: plain on the I/O threads, TLS on a thread of its
+    /// own (after the handshake).
+    fn accepted(self: Arc<Self>, stream: tokio::net::TcpStream) {
+        let Ok(stream) = stream.into_std() else {
+            return;
+        };
+        if self.tls.is_some() {
+            let _ = std::thread::Builder::new()
+                .name("data-in".into())
+                .spawn(move || {
+                    if stream.set_nonblocking(false).is_ok() {
+                        self.serve_tls_producer(stream)
+                    }
+                });
+            return;
+        }
+        let Ok((conn, stream)) =
+            PeerConnection::plain(stream, self.io.handle(), self.limits.max_len)
+        else {
+            return;
+        };
+        let env = self.clone();
+        self.io.spawn(async move {
+            let mut consumer = Consumer::new(&env, &conn);
+            let why = read_frames(&stream, &env.limits, |body| consumer.frame(body)).await;
+            drop(consumer);
+            env.producer_closed(&conn, &why);
+        });
+    }
+
+    /// Reads one TLS producer connection until it closes or breaks the protocol (then it is
+    /// closed).
+    fn serve_tls_producer(self: Arc<Self>, stream: TcpStream) {
         // With TLS, a peer without the cluster's certificate fails here: no frame is read.
         let (read_half, stream) = match tls::accept(stream, self.tls.as_ref()) {
             Ok(halves) => halves,
@@ -291,76 +560,29 @@ impl NetworkEnvironment {
         {
             return;
         }
-        let Ok(conn) = PeerConnection::new(stream, self.limits.max_len) else {
+        let Ok(conn) = PeerConnection::tls(stream, self.limits.max_len) else {
             return;
         };
         let mut reader = BufReader::with_capacity(64 * 1024, read_half);
-        let why = self.read_producer_frames(&mut reader, &conn);
-        tracing::warn!("closing the data connection from {}: {why}", conn.peer);
-        conn.broken.store(true, Ordering::Relaxed);
-        let _ = reader.get_ref().socket().shutdown(std::net::Shutdown::Both);
-        if let Ok(mut p) = self.pending_opens.lock() {
-            p.retain(|_, c| !Arc::ptr_eq(c, &conn));
-        }
+        let mut consumer = Consumer::new(&self, &conn);
+        let mut buf = Vec::new();
+        let why = loop {
+            if let Err(e) = framing::read_frame(&mut reader, &mut buf, &self.limits) {
+                break e.to_string();
+            }
+            if let Err(why) = consumer.frame(&buf) {
+                break why;
+            }
+        };
+        drop(consumer);
+        self.producer_closed(&conn, &why);
     }
 
-    /// Hands a producer's frames to the consuming tasks; returns why it stopped.
-    fn read_producer_frames(&self, reader: &mut impl Read, conn: &Arc<PeerConnection>) -> String {
-        let mut buf = Vec::new();
-        // Cache of endpoints looked up on this connection.
-        let mut cache: HashMap<ChannelId, InputEndpoint> = HashMap::new();
-        loop {
-            if let Err(e) = framing::read_frame(reader, &mut buf, &self.limits) {
-                return e.to_string();
-            }
-            let frame = match decode_frame(&buf) {
-                Ok(f) => f,
-                Err(e) => return e,
-            };
-            let (id, event) = match frame {
-                DataFrame::Open(id) => {
-                    // Under the registry lock, so a consumer registering meanwhile either is
-                    // seen here or finds the pending open (and grants its credits).
-                    let Ok(registry) = self.registry.lock() else {
-                        return "registry lock poisoned".into();
-                    };
-                    if registry.contains_key(&id) {
-                        drop(registry);
-                        conn.send_credit(id, CHANNEL_CREDITS);
-                    } else if let Ok(mut p) = self.pending_opens.lock() {
-                        p.insert(id, conn.clone());
-                    }
-                    continue;
-                }
-                DataFrame::Credit(id, _) => {
-                    return format!(
-                        "a producer sent a credit (channel {id}); credits flow from consumers"
-                    )
-                }
-                DataFrame::Batch(id, b) => (id, ChannelEvent::Batch(Payload::Bytes(b.to_vec()))),
-                DataFrame::Watermark(id, wm) => (id, ChannelEvent::Watermark(wm)),
-                DataFrame::Barrier(id, c) => (id, ChannelEvent::Barrier(c)),
-                DataFrame::EndOfData(id) => (id, ChannelEvent::EndOfData),
-                DataFrame::End(id) => (id, ChannelEvent::EndOfPartition),
-            };
-            let ep = match cache.get(&id) {
-                Some(ep) => ep.clone(),
-                None => match self.registry.lock().ok().and_then(|r| r.get(&id).cloned()) {
-                    Some(ep) => {
-                        cache.insert(id, ep.clone());
-                        ep
-                    }
-                    None => continue, // an older deployment's channel
-                },
-            };
-            let item = MailboxItem::Channel {
-                index: ep.index,
-                event,
-                credit: CreditReturn::Remote(conn.clone(), id),
-            };
-            if ep.mailbox.send(item).is_err() {
-                cache.remove(&id); // the task ended
-            }
+    fn producer_closed(&self, conn: &Arc<PeerConnection>, why: &str) {
+        tracing::warn!("closing the data connection from {}: {why}", conn.peer);
+        conn.shutdown();
+        if let Ok(mut p) = self.pending_opens.lock() {
+            p.retain(|_, c| !Arc::ptr_eq(c, conn));
         }
     }
 
@@ -461,6 +683,25 @@ impl NetworkEnvironment {
                 "cannot connect to TaskManager data port {addr}: {e}"
             ))
         })?;
+        let conn = if self.tls.is_some() {
+            self.tls_peer(stream, addr)?
+        } else {
+            let (conn, stream) =
+                PeerConnection::plain(stream, self.io.handle(), self.limits.max_len)?;
+            let c2 = conn.clone();
+            let limits = self.limits.clone();
+            self.io.spawn(async move {
+                let why = read_frames(&stream, &limits, |body| apply_credit(&c2, body)).await;
+                producer_connection_closed(&c2, &why);
+            });
+            conn
+        };
+        peers.insert(addr.to_string(), conn.clone());
+        Ok(conn)
+    }
+
+    /// A TLS connection to a consumer TaskManager, its credits read by a thread of its own.
+    fn tls_peer(&self, stream: TcpStream, addr: &str) -> Result<Arc<PeerConnection>> {
         let (read_half, stream) = tls::connect(stream, self.tls.as_ref(), addr).map_err(|e| {
             JobError::new(format!(
                 "cannot open a data connection to TaskManager {addr}: {e}"
@@ -469,28 +710,24 @@ impl NetworkEnvironment {
         read_half
             .socket()
             .set_read_timeout(Some(self.limits.socket_read_timeout()))?;
-        let conn = PeerConnection::new(stream, self.limits.max_len)?;
+        let conn = PeerConnection::tls(stream, self.limits.max_len)?;
         let c2 = conn.clone();
         let limits = self.limits.clone();
         std::thread::Builder::new()
             .name("data-credits".into())
             .spawn(move || {
                 let mut reader = BufReader::new(read_half);
-                let why = read_credits(&mut reader, &c2, &limits);
-                if !c2.broken.load(Ordering::Relaxed) {
-                    tracing::warn!("closing the data connection to {}: {why}", c2.peer);
-                }
-                // Wake every producer waiting for credits: its next write fails with the broken
-                // connection instead of hanging until it is canceled.
-                c2.broken.store(true, Ordering::Relaxed);
-                let _ = reader.get_ref().socket().shutdown(std::net::Shutdown::Both);
-                if let Ok(m) = c2.credits.lock() {
-                    for c in m.values() {
-                        c.grant(CHANNEL_CREDITS);
+                let mut buf = Vec::new();
+                let why = loop {
+                    if let Err(e) = framing::read_frame(&mut reader, &mut buf, &limits) {
+                        break e.to_string();
                     }
-                }
+                    if let Err(why) = apply_credit(&c2, &buf) {
+                        break why;
+                    }
+                };
+                producer_connection_closed(&c2, &why);
             })?;
-        peers.insert(addr.to_string(), conn.clone());
         Ok(conn)
     }
 
@@ -508,29 +745,125 @@ impl NetworkEnvironment {
     }
 }
 
-/// The producer side of a connection: applies the consumer's credits until it closes or breaks
-/// the protocol; returns why it stopped. A consumer never grants a channel more credits than it
-/// holds, so one that does is refused (the connection closes) instead of clamped into place.
-fn read_credits(reader: &mut impl Read, conn: &PeerConnection, limits: &FrameLimits) -> String {
-    let mut buf = Vec::new();
-    loop {
-        if let Err(e) = framing::read_frame(reader, &mut buf, limits) {
-            return e.to_string();
+/// The consumer side of one producer connection: hands the producer's frames to the consuming
+/// tasks.
+struct Consumer<'a> {
+    env: &'a NetworkEnvironment,
+    conn: &'a Arc<PeerConnection>,
+    /// Cache of endpoints looked up on this connection.
+    cache: HashMap<ChannelId, InputEndpoint>,
+}
+
+impl<'a> Consumer<'a> {
+    fn new(env: &'a NetworkEnvironment, conn: &'a Arc<PeerConnection>) -> Self {
+        Consumer {
+            env,
+            conn,
+            cache: HashMap::new(),
         }
-        match decode_frame(&buf) {
-            Ok(DataFrame::Credit(id, n)) => {
-                let c = conn.credits.lock().ok().and_then(|m| m.get(&id).cloned());
-                if let Some(c) = c {
-                    if let Err(had) = c.grant_within(n, CHANNEL_CREDITS) {
-                        return format!(
-                            "a credit of {n} on channel {id}, which already has {had} of at most \
-                             {CHANNEL_CREDITS}"
-                        );
-                    }
+    }
+
+    /// One frame's body; `Err(why)` closes the connection.
+    fn frame(&mut self, body: &[u8]) -> std::result::Result<(), String> {
+        let (id, event) = match decode_frame(body)? {
+            DataFrame::Open(id) => {
+                // Under the registry lock, so a consumer registering meanwhile either is seen
+                // here or finds the pending open (and grants its credits).
+                let Ok(registry) = self.env.registry.lock() else {
+                    return Err("registry lock poisoned".into());
+                };
+                if registry.contains_key(&id) {
+                    drop(registry);
+                    self.conn.send_credit(id, CHANNEL_CREDITS);
+                } else if let Ok(mut p) = self.env.pending_opens.lock() {
+                    p.insert(id, self.conn.clone());
+                }
+                return Ok(());
+            }
+            DataFrame::Credit(id, _) => {
+                return Err(format!(
+                    "a producer sent a credit (channel {id}); credits flow from consumers"
+                ))
+            }
+            DataFrame::Batch(id, b) => (id, ChannelEvent::Batch(Payload::Bytes(b.to_vec()))),
+            DataFrame::Watermark(id, wm) => (id, ChannelEvent::Watermark(wm)),
+            DataFrame::Barrier(id, c) => (id, ChannelEvent::Barrier(c)),
+            DataFrame::EndOfData(id) => (id, ChannelEvent::EndOfData),
+            DataFrame::End(id) => (id, ChannelEvent::EndOfPartition),
+        };
+        let ep = match self.cache.get(&id) {
+            Some(ep) => ep.clone(),
+            None => match self
+                .env
+                .registry
+                .lock()
+                .ok()
+                .and_then(|r| r.get(&id).cloned())
+            {
+                Some(ep) => {
+                    self.cache.insert(id, ep.clone());
+                    ep
+                }
+                None => return Ok(()), // an older deployment's channel
+            },
+        };
+        let item = MailboxItem::Channel {
+            index: ep.index,
+            event,
+            credit: CreditReturn::Remote(self.conn.clone(), id),
+        };
+        // A mailbox holds its channels' credits, so a producer within its credits never finds
+        // it full; if it ever is (control messages), wait without stalling the I/O thread's
+        // other connections.
+        let sent = match ep.mailbox.try_send(item) {
+            Ok(()) => Ok(()),
+            Err(std::sync::mpsc::TrySendError::Full(item)) => {
+                if ON_IO_THREAD.with(|c| c.get()) {
+                    tokio::task::block_in_place(|| ep.mailbox.send(item)).map_err(|_| ())
+                } else {
+                    ep.mailbox.send(item).map_err(|_| ())
                 }
             }
-            Ok(other) => return format!("a consumer sent {other:?}; only credits flow back"),
-            Err(e) => return e,
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => Err(()),
+        };
+        if sent.is_err() {
+            self.cache.remove(&id); // the task ended
+        }
+        Ok(())
+    }
+}
+
+/// Applies one frame a consumer sent on a producer connection. A consumer never grants a
+/// channel more credits than it holds, so one that does is refused (the connection closes)
+/// instead of clamped into place.
+fn apply_credit(conn: &PeerConnection, body: &[u8]) -> std::result::Result<(), String> {
+    match decode_frame(body)? {
+        DataFrame::Credit(id, n) => {
+            let c = conn.credits.lock().ok().and_then(|m| m.get(&id).cloned());
+            if let Some(c) = c {
+                if let Err(had) = c.grant_within(n, CHANNEL_CREDITS) {
+                    return Err(format!(
+                        "a credit of {n} on channel {id}, which already has {had} of at most \
+                         {CHANNEL_CREDITS}"
+                    ));
+                }
+            }
+            Ok(())
+        }
+        other => Err(format!("a consumer sent {other:?}; only credits flow back")),
+    }
+}
+
+/// A producer connection ended: close it and wake every producer waiting for credits, whose next
+/// write fails with the broken connection instead of hanging until it is canceled.
+fn producer_connection_closed(conn: &PeerConnection, why: &str) {
+    if !conn.broken.load(Ordering::Relaxed) {
+        tracing::warn!("closing the data connection to {}: {why}", conn.peer);
+    }
+    conn.shutdown();
+    if let Ok(m) = conn.credits.lock() {
+        for c in m.values() {
+            c.grant(CHANNEL_CREDITS);
         }
     }
 }
@@ -539,6 +872,7 @@ fn read_credits(reader: &mut impl Read, conn: &PeerConnection, limits: &FrameLim
 mod tests {
     use super::*;
     use crate::task::channel::Credits;
+    use std::io::Read;
     use std::sync::mpsc::{sync_channel, Receiver};
 
     const MAX: u32 = 64 * 1024;

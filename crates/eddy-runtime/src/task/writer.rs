@@ -41,10 +41,9 @@ impl<T: Data> RecordWriter<T> {
         partitioner: Partitioner<T>,
         metrics: Arc<TaskMetrics>,
     ) -> Self {
-        let buffers = channels
-            .iter()
-            .map(|_| Vec::with_capacity(BATCH_RECORDS))
-            .collect();
+        // Allocated as records arrive: a keyed exchange to p consumers that sees few records
+        // per channel must not hold p empty batches of BATCH_RECORDS each.
+        let buffers = channels.iter().map(|_| Vec::new()).collect();
         RecordWriter {
             channels,
             buffers,
@@ -59,7 +58,10 @@ impl<T: Data> RecordWriter<T> {
         if self.buffers[ch].is_empty() {
             return Ok(());
         }
-        let batch = std::mem::replace(&mut self.buffers[ch], Vec::with_capacity(BATCH_RECORDS));
+        // The next batch starts with room for as many records as this one had: full batches
+        // never reallocate, a channel that sees few records holds little.
+        let room = self.buffers[ch].len();
+        let batch = std::mem::replace(&mut self.buffers[ch], Vec::with_capacity(room));
         let payload = if self.channels[ch].is_local() {
             Payload::Local(Box::new(batch))
         } else {
