@@ -5,8 +5,8 @@
 
 pub mod committed;
 pub mod ha_cluster;
-pub mod plain_cluster;
 pub mod moto;
+pub mod plain_cluster;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
