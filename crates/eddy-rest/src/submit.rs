@@ -203,8 +203,8 @@ mod tests {
                 "savepointPath: invalid value 'hdfs://nn/sp-1' for key 'execution.state-recovery.path'",
             ),
             (
-                br#"{"job": "sequence", "config": {"state.backend.local-recovery": true}}"#,
-                "state.backend.local-recovery: 'true' is not supported yet",
+                br#"{"job": "sequence", "config": {"execution.state-recovery.claim-mode": "LEGACY"}}"#,
+                "execution.state-recovery.claim-mode: 'LEGACY' is not supported",
             ),
             (
                 br#"{"job": "sequence", "config": {"execution.checkpointing.incremental": true}}"#,
