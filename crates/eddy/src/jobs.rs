@@ -25,7 +25,12 @@ pub fn register_builtin(r: &mut JobRegistry) {
     r.register(JobDefinition {
         name: "word-count",
         description: "bounded file source -> lowercase words -> keyed running count -> exactly-once file sink (lines `word,count`)",
-        arguments: &["--input PATH     the text file to count", "--output DIR     where committed part files go ('-' = stdout)"],
+        arguments: &[
+            "--input PATH       the text file to count",
+            "--output DIR       where committed part files go ('-' = stdout)",
+            "--rate R           lines/s read for the whole job (default 0 = unthrottled)",
+            "--count-uid UID    the counting operator's uid (default count): another one does not match its state in a savepoint",
+        ],
         build: word_count,
     });
     r.register(JobDefinition {
@@ -111,16 +116,22 @@ fn required_number(args: &mut JobArgs, name: &str, min: u64) -> Result<u64> {
 fn word_count(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
     let input = args.required_path("input")?;
     let output = args.required_path("output")?;
+    let rate: f64 = args.number("rate", 0.0, 0.0, f64::MAX)?;
+    let count_uid = args
+        .optional("count-uid")
+        .unwrap_or_else(|| "count".to_string());
     FileSource::check(&input).map_err(JobError::new)?;
     let path = input.clone();
     let counts = env
-        .add_source("FileSource", move || FileSource::new(path.clone()))
+        .add_source("FileSource", move || {
+            FileSource::new(path.clone()).with_rate(rate)
+        })
         .uid("file-source")
         .transform("Tokenize", TokenizeCombine::default)
         .key_by_ref(|w: &(String, u64)| &w.0)
         .process(WordCounter::default())
         .name("Count")
-        .uid("count");
+        .uid(&count_uid);
     // One record `(word, first, last)` stands for the lines `word,first` … `word,last`.
     sink_lines(&counts, &output, |r: &(String, u64, u64), s| {
         for c in r.1..=r.2 {

@@ -1114,3 +1114,79 @@ fn no_claim_never_touches_a_restored_checkpoint_and_claim_deletes_it_once_subsum
         o.stderr
     );
 }
+
+/// word-count resumed with its counting operator's uid changed: refused naming the uid, then
+/// accepted with `--allow-non-restored-state` (the renamed operator starts empty, the file
+/// source goes on from its savepoint position instead of reading the file again).
+#[test]
+fn word_count_with_a_changed_uid_is_refused_naming_it_and_runs_with_allow_non_restored_state() {
+    let c = Cluster::start(2, 2, &[]);
+    let lines = 3000;
+    let input = c.dir.path().join("in.txt");
+    let text: String = (0..lines).map(|i| format!("w{} x\n", i % 10)).collect();
+    std::fs::write(&input, text).unwrap();
+    let input_arg = input.display().to_string();
+    let (out1, out2) = (c.dir.path().join("out1"), c.dir.path().join("out2"));
+    let (out1_arg, out2_arg) = (out1.display().to_string(), out2.display().to_string());
+    let run = |args: &[&str]| {
+        let mut all = vec!["run", "word-count", "--input", &input_arg];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["-m", &c.rest, "-d"]);
+        c.cli(&all)
+    };
+    // 500 lines/s: the job runs about 6 s, long enough for a checkpoint and a savepoint.
+    let first = run(&["--output", &out1_arg, "--rate", "500", "-p", "2"]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let a = first.stdout.trim().to_string();
+    c.wait_for_checkpoints(&a, "a completed checkpoint", |n| {
+        n["completed"].as_u64() >= Some(1)
+    });
+    let sp = c.stop_with_savepoint(&a, &c.dir.path().join("sp"));
+    let sp_arg = sp.display().to_string();
+    let renamed = [
+        "--output",
+        &out2_arg,
+        "--count-uid",
+        "count-v2",
+        "-s",
+        &sp_arg,
+    ];
+    let refused = run(&renamed);
+    assert_ne!(refused.code, 0, "{}", refused.stdout);
+    let err = refused.stderr.trim();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    for needle in ["operator uid 'count'", "--allow-non-restored-state"] {
+        assert!(err.contains(needle), "{err} lacks {needle}");
+    }
+    let mut allowed = renamed.to_vec();
+    allowed.push("--allow-non-restored-state");
+    let ok = run(&allowed);
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    let b = ok.stdout.trim().to_string();
+    let end = c.await_end(&b);
+    assert_eq!(state(&end), "FINISHED", "{end}\n{}", c.log_tail());
+    // Every line of the file is read once over both runs: the second run counts `x` from 1 (its
+    // counter started empty) up to the lines the first run had not read.
+    let counts_of_x = |dir: &Path| -> Vec<u64> {
+        committed_lines(dir)
+            .iter()
+            .filter_map(|l| l.strip_prefix("x,").map(|n| n.parse().unwrap()))
+            .collect()
+    };
+    let (before, after) = (counts_of_x(&out1), counts_of_x(&out2));
+    let read_before = before.iter().copied().max().unwrap_or(0);
+    assert!(
+        read_before > 0 && read_before < lines as u64,
+        "the savepoint was taken mid-file: the first run counted {read_before} of {lines} lines"
+    );
+    assert!(
+        after.contains(&1),
+        "the renamed counter starts empty: {after:?}"
+    );
+    assert_eq!(
+        read_before + after.len() as u64,
+        lines as u64,
+        "the source resumed at its savepoint position (first run counted {read_before})\n{}",
+        c.log_tail()
+    );
+}

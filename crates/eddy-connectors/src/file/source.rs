@@ -8,6 +8,8 @@
 //! This source must never block on anything but the local file, and never skip or repeat a line.
 
 use crate::restore::{self, Tagged};
+use crate::throttle::Throttle;
+use eddy_runtime::data::now_millis;
 use eddy_runtime::snapshot::{OperatorSnapshot, SnapshotWriter};
 use eddy_runtime::{JobError, Output, Result, Source, SourceStatus, TaskInfo};
 use serde::{Deserialize, Serialize};
@@ -24,6 +26,8 @@ const READ_BUFFER_BYTES: usize = 256 * 1024;
 /// Reads a text file line by line; one clone per subtask.
 pub struct FileSource {
     path: PathBuf,
+    /// Lines per second for the whole job (all subtasks); `0` = unthrottled.
+    rate: f64,
     reading: Option<Reading>,
 }
 
@@ -37,6 +41,8 @@ struct Reading {
     /// the next unread line, and the reader is positioned there.
     remaining: VecDeque<(u64, u64)>,
     line: Vec<u8>,
+    /// The job-wide `rate`, this subtask's share.
+    throttle: Throttle,
 }
 
 /// What is saved at a checkpoint.
@@ -58,7 +64,7 @@ impl Tagged for FileSourceState {
 impl Clone for FileSource {
     /// A fresh, unopened source for the same file (the runtime clones one per subtask).
     fn clone(&self) -> Self {
-        FileSource::new(self.path.clone())
+        FileSource::new(self.path.clone()).with_rate(self.rate)
     }
 }
 
@@ -66,8 +72,16 @@ impl FileSource {
     pub fn new(path: impl Into<PathBuf>) -> Self {
         FileSource {
             path: path.into(),
+            rate: 0.0,
             reading: None,
         }
+    }
+
+    /// At most `lines_per_sec` lines per second for the whole job, shared evenly by the
+    /// subtasks (`0` = unthrottled, the default).
+    pub fn with_rate(mut self, lines_per_sec: f64) -> Self {
+        self.rate = lines_per_sec;
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -159,6 +173,7 @@ impl Source for FileSource {
             parallelism: info.parallelism.max(1),
             remaining: VecDeque::new(),
             line: Vec::new(),
+            throttle: Throttle::new(self.rate / info.parallelism.max(1) as f64),
         };
         let entries: Vec<FileSourceState> = restore::decode_entries(restored, STATE_NAME)?;
         if entries.is_empty() {
@@ -195,8 +210,12 @@ impl Source for FileSource {
                 path.display()
             )));
         };
+        let limit = match r.throttle.allowance(now_millis(), max_records) {
+            Ok(n) => n,
+            Err(until) => return Ok(SourceStatus::IdleUntil(until)),
+        };
         let mut emitted = 0;
-        while emitted < max_records {
+        while emitted < limit {
             let Some(&(start, end)) = r.remaining.front() else {
                 break;
             };
@@ -232,6 +251,7 @@ impl Source for FileSource {
             out.push(text.to_owned());
             emitted += 1;
         }
+        r.throttle.record(emitted);
         while r.remaining.front().is_some_and(|&(s, e)| s >= e) {
             r.remaining.pop_front();
             r.seek_to_front(path)?;
