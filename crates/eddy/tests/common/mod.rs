@@ -163,16 +163,61 @@ pub fn text_and_counts(bytes: usize) -> (String, BTreeMap<String, u64>) {
     (s, counts)
 }
 
-/// `n` distinct ports nobody listens on right now (the kernel's picks for 127.0.0.1:0, all held
-/// until every one is chosen).
+/// `n` distinct ports for the servers a test starts, each reserved for this test process.
+///
+/// Ports come from 20000–32767, below the kernel's ephemeral range (32768–60999 here), so an
+/// outgoing connection of another test can never take one between the pick and the server's
+/// bind (the race a kernel pick of `127.0.0.1:0` has). Concurrent test processes stay apart
+/// through an exclusive lock on `<tmp>/eddy-test-ports/<port>` that each holds until it exits.
+/// A port is handed out only if it can be bound right now.
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("local address").port())
-        .collect()
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_768;
+    let dir = std::env::temp_dir().join("eddy-test-ports");
+    std::fs::create_dir_all(&dir).expect("create the port reservation directory");
+    let own = std::process::id();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let mut x = (own.wrapping_mul(2_654_435_761) ^ nanos) | 1;
+    let mut ports = Vec::with_capacity(n);
+    for _ in 0..SPAN {
+        if ports.len() == n {
+            break;
+        }
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        let port = (FIRST + x % SPAN) as u16;
+        if ports.contains(&port) || !reserve_port(&dir, port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            ports.push(port);
+        }
+    }
+    assert_eq!(ports.len(), n, "no {n} free ports in 20000-32767");
+    ports
+}
+
+/// Takes the reservation of `port` for this process: an exclusive lock on its file, held until
+/// the process exits (the kernel drops it then, also on SIGKILL or a panic).
+fn reserve_port(dir: &std::path::Path, port: u16) -> bool {
+    static HELD: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
+    let Ok(file) = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(port.to_string()))
+    else {
+        return false;
+    };
+    if file.try_lock().is_err() {
+        return false;
+    }
+    HELD.lock().unwrap_or_else(|e| e.into_inner()).push(file);
+    true
 }
 
 /// Whether `pid` runs (a stopped process runs; a zombie, exited but not reaped, does not).
