@@ -91,6 +91,7 @@ mod tests {
             exceptions: Vec::new(),
             status_reason: None,
             recoveries: Vec::new(),
+            recovery_durations: Default::default(),
         };
         (JobId(id), d)
     }

@@ -25,6 +25,7 @@ use eddy_runtime::registry::{JobRegistry, JobSpec};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::BufReader;
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -90,6 +91,19 @@ pub struct LeaderView {
     pub session: Option<u128>,
 }
 
+/// This JobManager process's own counters, for `/metrics` (read without asking its loop).
+#[derive(Debug, Default)]
+pub struct JobManagerCounters {
+    /// Times it became the leader (without HA: once, at start).
+    pub leadership_granted: AtomicU64,
+    /// Times it lost leadership (revoked, or stepped down after a failed confirmation).
+    pub leadership_lost: AtomicU64,
+    /// Heartbeats received from TaskManagers.
+    pub heartbeats_received: AtomicU64,
+    /// TaskManagers lost because no heartbeat came within `heartbeat.timeout`.
+    pub heartbeat_timeouts: AtomicU64,
+}
+
 /// Requests from the dispatcher's clients (CLI, REST, `eddy local`).
 pub enum Request {
     Submit(JobSpec, Sender<Result<JobId, String>>),
@@ -123,9 +137,15 @@ pub struct JobManagerHandle {
     pub rpc_address: String,
     view: Arc<Mutex<LeaderView>>,
     ha: Option<Arc<Ha>>,
+    counters: Arc<JobManagerCounters>,
 }
 
 impl JobManagerHandle {
+    /// This JobManager process's counters (leadership, heartbeats).
+    pub fn counters(&self) -> &JobManagerCounters {
+        &self.counters
+    }
+
     fn ask<T>(&self, make: impl FnOnce(Sender<T>) -> Request) -> Result<T, String> {
         let (tx, rx) = channel();
         self.tx
@@ -301,6 +321,7 @@ pub fn start_with(
         })
         .map_err(|e| e.to_string())?;
     let view = Arc::new(Mutex::new(LeaderView::default()));
+    let counters = Arc::new(JobManagerCounters::default());
     let archive = JobArchive::new(
         config.jobstore_max_capacity(),
         config.jobstore_expiration().as_millis() as i64,
@@ -311,6 +332,7 @@ pub fn start_with(
         token: None,
         ha: ha.clone(),
         view: view.clone(),
+        counters: counters.clone(),
         tms: BTreeMap::new(),
         lost_tms: std::collections::VecDeque::new(),
         slots: SlotPool::default(),
@@ -336,6 +358,7 @@ pub fn start_with(
         rpc_address,
         view,
         ha,
+        counters,
     })
 }
 
@@ -346,6 +369,7 @@ struct JobManagerLoop {
     token: Option<FencingToken>,
     ha: Option<Arc<Ha>>,
     view: Arc<Mutex<LeaderView>>,
+    counters: Arc<JobManagerCounters>,
     /// Registered TaskManagers: connection, heartbeat, pid.
     tms: BTreeMap<String, TaskManagerEntry>,
     /// Recently lost TaskManagers, oldest first (at most `LOST_TASKMANAGERS_KEPT`).
@@ -561,6 +585,9 @@ impl JobManagerLoop {
         );
         self.token = Some(session);
         self.elected_at = now;
+        self.counters
+            .leadership_granted
+            .fetch_add(1, Ordering::Relaxed);
         if let Ok(mut v) = self.view.lock() {
             v.is_leader = true;
             v.session = Some(session);
@@ -665,6 +692,9 @@ impl JobManagerLoop {
         if self.token.is_none() {
             return;
         }
+        self.counters
+            .leadership_lost
+            .fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
             "JobManager stepping down: {why}; suspending {} jobs",
             self.jobs.len()
@@ -706,12 +736,18 @@ impl JobManagerLoop {
         match msg {
             TmMessage::Register { .. } => {}
             TmMessage::Heartbeat { counters } => {
+                self.counters
+                    .heartbeats_received
+                    .fetch_add(1, Ordering::Relaxed);
                 if let (Some(token), Some(t)) = (self.token, self.tms.get(tm_id)) {
                     let _ = t.conn.send(JmMessage::HeartbeatReply { token });
                 }
                 for c in counters {
                     if let Some(jm) = self.jobs.get_mut(&c.key.job_id) {
                         jm.update_counters(&c.key, c.records_in, c.records_out);
+                        if let Some(times) = c.times {
+                            jm.update_times(&c.key, times, now);
+                        }
                     }
                 }
             }
@@ -1582,6 +1618,9 @@ impl JobManagerLoop {
             .map(|(id, _)| id.clone())
             .collect();
         for id in silent {
+            self.counters
+                .heartbeat_timeouts
+                .fetch_add(1, Ordering::Relaxed);
             self.lose_taskmanager(&id, &format!("no heartbeat for {timeout} ms"), now);
         }
         if !self.waiting.is_empty() {

@@ -15,7 +15,8 @@
 
 use crate::rpc::{ExecutionKey, FencingToken, JmMessage, RestoreSpec};
 use crate::status::{
-    ExceptionEntry, JobDetails, JobStatus, RecoveryRecord, SubtaskDetails, VertexDetails,
+    BackPressure, ExceptionEntry, JobDetails, JobStatus, RecoveryRecord, SubtaskDetails,
+    VertexDetails,
 };
 use eddy_core::settings::{CheckpointingSettings, FailoverStrategyKind, RestartStrategyConfig};
 use eddy_core::JobId;
@@ -27,6 +28,7 @@ use eddy_recovery::{
 use eddy_runtime::graph::{JobGraph, PartitionKind};
 use eddy_runtime::registry::JobSpec;
 use eddy_runtime::task::channel::StopMode;
+use eddy_runtime::task::metrics::TaskTimes;
 use eddy_runtime::task::{ExecutionState, OutputChannel, OutputEdge, TaskDeployment};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -86,6 +88,10 @@ struct Execution {
     state: ExecutionState,
     records_in: u64,
     records_out: u64,
+    /// Where this attempt's time went (its TaskManager's last heartbeat), and when that came.
+    times: Option<(TaskTimes, i64)>,
+    /// Its back-pressured, idle and busy shares between its last two heartbeats.
+    ratios: Option<(f64, f64, f64)>,
     /// Deployments of this subtask so far (1 on the first run).
     deployments: u32,
     /// When this attempt was deployed.
@@ -182,6 +188,8 @@ pub struct JobMaster {
     claimed: Option<String>,
     /// The timeline of each recovery, newest last (bounded like the exception history).
     recoveries: Vec<RecoveryRecord>,
+    /// Every complete recovery's detection → RUNNING (ms), for `/metrics`.
+    recovery_durations: eddy_core::metrics::Histogram,
 }
 
 fn evid(t: Task) -> ExecutionVertexId {
@@ -280,6 +288,9 @@ impl JobMaster {
             stop_failed: None,
             claimed: None,
             recoveries: Vec::new(),
+            recovery_durations: eddy_core::metrics::Histogram::new(
+                &eddy_core::metrics::DURATION_BOUNDS_MS,
+            ),
         };
         jm.timestamps.insert(JobStatus::Created.name().into(), now);
         Ok(jm)
@@ -332,6 +343,7 @@ impl JobMaster {
         };
         r.running = Some(now);
         let d = r.detected;
+        self.recovery_durations.observe((now - d).max(0) as u64);
         tracing::info!(
             "job {}: recovery timeline (ms after detection): decided +{}, deployed +{} (checkpoint {}), RUNNING +{}; cause: {}",
             self.job_id,
@@ -622,6 +634,8 @@ impl JobMaster {
                     state: ExecutionState::Deploying,
                     records_in: 0,
                     records_out: 0,
+                    times: None,
+                    ratios: None,
                     deployments,
                     deployed_at: now,
                     cancel_requested: false,
@@ -1559,6 +1573,18 @@ impl JobMaster {
         }
     }
 
+    /// A heartbeat's times for `key`: the ratios are over the time since the previous one.
+    pub fn update_times(&mut self, key: &ExecutionKey, times: TaskTimes, now: i64) {
+        if let Some(e) = self.executions.get_mut(&(key.vertex, key.subtask)) {
+            if e.attempt == key.attempt {
+                if let Some(r) = e.times.and_then(|(prev, _)| times.ratios_since(&prev)) {
+                    e.ratios = Some(r);
+                }
+                e.times = Some((times, now));
+            }
+        }
+    }
+
     pub fn details(&self, now: i64) -> JobDetails {
         let vertices = self
             .graph
@@ -1580,6 +1606,15 @@ impl JobMaster {
                                 records_in: e.records_in,
                                 records_out: e.records_out,
                                 deployed_at: e.deployed_at,
+                                times: e.times.map(|(t, _)| t),
+                                backpressure: e.ratios.zip(e.times).map(
+                                    |((ratio, idle_ratio, busy_ratio), (_, at))| BackPressure {
+                                        ratio,
+                                        idle_ratio,
+                                        busy_ratio,
+                                        at,
+                                    },
+                                ),
                             });
                             *tasks
                                 .entry(format!("{:?}", e.state).to_uppercase())
@@ -1636,6 +1671,7 @@ impl JobMaster {
             exceptions: self.exceptions.clone(),
             status_reason: self.reason.clone(),
             recoveries: self.recoveries.clone(),
+            recovery_durations: self.recovery_durations.clone(),
         }
     }
 }

@@ -36,6 +36,8 @@ pub struct TaskCounters {
     pub key: ExecutionKey,
     pub records_in: u64,
     pub records_out: u64,
+    /// Where the task's time went since it started running; `None` before it runs.
+    pub times: Option<eddy_runtime::task::metrics::TaskTimes>,
 }
 
 /// TaskManager → JobManager.

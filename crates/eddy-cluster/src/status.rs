@@ -1,5 +1,6 @@
 //! Job status (Flink's JobStatus) and the views of a job that the CLI and REST API show.
 
+pub use eddy_runtime::task::metrics::TaskTimes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -115,6 +116,39 @@ pub struct SubtaskDetails {
     pub records_out: u64,
     /// When this attempt was deployed (ms since epoch).
     pub deployed_at: i64,
+    /// Where its time went since it started running (last heartbeat); `None` before that.
+    #[serde(default)]
+    pub times: Option<TaskTimes>,
+    /// Its back-pressure between its last two heartbeats; `None` until two came.
+    #[serde(default)]
+    pub backpressure: Option<BackPressure>,
+}
+
+/// A subtask's shares of time between two heartbeats of its TaskManager (Flink's
+/// `backPressuredTimeMsPerSecond` etc. / 1000).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BackPressure {
+    /// Waiting for credit on an output channel.
+    pub ratio: f64,
+    /// Waiting for input.
+    pub idle_ratio: f64,
+    /// The rest.
+    pub busy_ratio: f64,
+    /// When the later heartbeat came (ms since epoch).
+    pub at: i64,
+}
+
+impl BackPressure {
+    /// Flink's level for a back-pressure ratio: `ok` up to 0.10, `low` up to 0.50, else `high`.
+    pub fn level(ratio: f64) -> &'static str {
+        if ratio <= 0.10 {
+            "ok"
+        } else if ratio <= 0.50 {
+            "low"
+        } else {
+            "high"
+        }
+    }
 }
 
 /// What `eddy list`, the progress display and the REST API read about a job.
@@ -141,6 +175,9 @@ pub struct JobDetails {
     /// The timeline of each recovery (newest last, as many as `web.exception-history-size`).
     #[serde(default)]
     pub recoveries: Vec<RecoveryRecord>,
+    /// Every complete recovery of the job under this JobManager: detection → RUNNING (ms).
+    #[serde(default)]
+    pub recovery_durations: eddy_core::metrics::Histogram,
 }
 
 /// One recovery of a job, times in ms since the epoch: the failure (or, after a leader change,

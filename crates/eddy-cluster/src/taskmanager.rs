@@ -24,6 +24,7 @@ use eddy_runtime::registry::{BuiltJob, JobRegistry};
 use eddy_runtime::snapshot::OperatorSnapshot;
 use eddy_runtime::task::chain::ChainSnapshot;
 use eddy_runtime::task::channel::TaskControl;
+use eddy_runtime::task::metrics::TaskTimes;
 use eddy_runtime::task::network::{frame_limits, NetworkEnvironment};
 use eddy_runtime::task::{spawn_task, ExecutionState, TaskDeployment, TaskHandle, TaskListener};
 use std::collections::HashMap;
@@ -289,6 +290,9 @@ struct Shared {
     /// For `/metrics`: heartbeats sent, registrations with a JobManager.
     heartbeats_sent: std::sync::atomic::AtomicU64,
     registrations: std::sync::atomic::AtomicU64,
+    /// For `/metrics`: each task's times at the last heartbeat, and its back-pressured share of
+    /// the time between the last two.
+    backpressure: Mutex<HashMap<ExecutionKey, (TaskTimes, Option<f64>)>>,
     /// Where `/metrics` is served (`metrics.reporter.prom.port`), if anywhere.
     metrics_address: Mutex<Option<std::net::SocketAddr>>,
     /// `taskmanager.state.local.root-dirs`.
@@ -402,6 +406,7 @@ pub fn start_with(
         tls,
         heartbeats_sent: Default::default(),
         registrations: Default::default(),
+        backpressure: Default::default(),
         metrics_address: Mutex::new(None),
         local_roots: config.local_state_dirs(),
         local_state: std::sync::OnceLock::new(),
@@ -875,14 +880,32 @@ fn control(shared: &Shared, key: &ExecutionKey, c: TaskControl) {
     }
 }
 
-/// One subtask in `/metrics`: job id, job name, vertex, subtask, thread alive, records in, out.
-type TaskRow = (String, String, String, String, bool, u64, u64);
+/// One subtask in `/metrics`: job id, job name, vertex, subtask, thread alive, records in, out,
+/// its times and its back-pressure ratio over the last heartbeat interval.
+type TaskRow = (
+    String,
+    String,
+    String,
+    String,
+    bool,
+    u64,
+    u64,
+    Option<TaskTimes>,
+    Option<f64>,
+);
 
 /// This TaskManager's `/metrics` text (names from `eddy_core::metrics`).
 fn render_metrics(shared: &Shared) -> String {
     use eddy_core::metrics::{self as m, write_family};
     let mut out = String::new();
     // In a stable order.
+    let ratios: HashMap<ExecutionKey, f64> = match shared.backpressure.lock() {
+        Ok(b) => b
+            .iter()
+            .filter_map(|(k, (_, r))| Some((*k, (*r)?)))
+            .collect(),
+        Err(_) => HashMap::new(),
+    };
     let mut tasks: Vec<TaskRow> = match shared.tasks.lock() {
         Ok(tasks) => tasks
             .iter()
@@ -895,12 +918,14 @@ fn render_metrics(shared: &Shared) -> String {
                     t.thread.as_ref().is_some_and(|h| !h.is_finished()),
                     t.metrics.records_in(),
                     t.metrics.records_out(),
+                    t.metrics.times(),
+                    ratios.get(k).copied(),
                 )
             })
             .collect(),
         Err(_) => Vec::new(),
     };
-    tasks.sort();
+    tasks.sort_by(|a, b| (&a.0, &a.2, &a.3).cmp(&(&b.0, &b.2, &b.3)));
     let id = shared.id.0.as_str();
     let one = |v: String| vec![(vec![("taskmanager_id", id)], v)];
     write_family(
@@ -922,10 +947,10 @@ fn render_metrics(shared: &Shared) -> String {
         &m::TASKMANAGER_REGISTRATIONS,
         one(registrations.to_string()),
     );
-    let per_task = |value: &dyn Fn(&TaskRow) -> u64| {
+    let per_task = |value: &dyn Fn(&TaskRow) -> Option<String>| {
         tasks
             .iter()
-            .map(|t| {
+            .filter_map(|t| {
                 let labels = vec![
                     ("taskmanager_id", id),
                     ("job_id", t.0.as_str()),
@@ -933,12 +958,41 @@ fn render_metrics(shared: &Shared) -> String {
                     ("vertex_id", t.2.as_str()),
                     ("subtask", t.3.as_str()),
                 ];
-                (labels, value(t).to_string())
+                Some((labels, value(t)?))
             })
             .collect::<Vec<_>>()
     };
-    write_family(&mut out, &m::TASK_RECORDS_IN, per_task(&|t| t.5));
-    write_family(&mut out, &m::TASK_RECORDS_OUT, per_task(&|t| t.6));
+    write_family(
+        &mut out,
+        &m::TASK_RECORDS_IN,
+        per_task(&|t| Some(t.5.to_string())),
+    );
+    write_family(
+        &mut out,
+        &m::TASK_RECORDS_OUT,
+        per_task(&|t| Some(t.6.to_string())),
+    );
+    let seconds = |ms: u64| format!("{:.3}", ms as f64 / 1000.0);
+    write_family(
+        &mut out,
+        &m::TASK_BACKPRESSURED_TIME,
+        per_task(&|t| t.7.map(|x| seconds(x.backpressured_ms))),
+    );
+    write_family(
+        &mut out,
+        &m::TASK_IDLE_TIME,
+        per_task(&|t| t.7.map(|x| seconds(x.idle_ms))),
+    );
+    write_family(
+        &mut out,
+        &m::TASK_BUSY_TIME,
+        per_task(&|t| t.7.map(|x| seconds(x.busy_ms))),
+    );
+    write_family(
+        &mut out,
+        &m::TASK_BACKPRESSURE_RATIO,
+        per_task(&|t| t.8.map(|r| format!("{r:.3}"))),
+    );
     m::write_process_families(&mut out);
     out
 }
@@ -955,8 +1009,23 @@ fn heartbeat_loop(shared: Arc<Shared>, interval: Duration) {
                         key: *k,
                         records_in: t.metrics.records_in(),
                         records_out: t.metrics.records_out(),
+                        times: t.metrics.times(),
                     })
                     .collect();
+                if let Ok(mut b) = shared.backpressure.lock() {
+                    // The back-pressure ratio of each task over this heartbeat interval.
+                    b.retain(|k, _| tasks.contains_key(k));
+                    for c in &c {
+                        if let Some(now) = c.times {
+                            let ratio = b
+                                .get(&c.key)
+                                .and_then(|(prev, _)| now.ratios_since(prev))
+                                .map(|r| r.0);
+                            let kept = b.get(&c.key).and_then(|(_, r)| *r);
+                            b.insert(c.key, (now, ratio.or(kept)));
+                        }
+                    }
+                }
                 tasks.retain(|_, t| t.thread.as_ref().is_some_and(|h| !h.is_finished()));
                 // The job code of jobs with no task here any more is evicted (built again on
                 // the next deployment), so a long-running TaskManager does not keep every job.

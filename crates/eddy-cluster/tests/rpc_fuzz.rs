@@ -124,6 +124,11 @@ fn valid_frames() -> Vec<Vec<u8>> {
                     key: key(i),
                     records_in: i * 10,
                     records_out: i,
+                    times: (i % 2 == 0).then_some(eddy_runtime::task::metrics::TaskTimes {
+                        backpressured_ms: i,
+                        idle_ms: 2 * i,
+                        busy_ms: 3 * i,
+                    }),
                 })
                 .collect(),
         },

@@ -8,6 +8,7 @@
 //! for them). Labels: `job_id`, `job_name`, `state`, `vertex_id`, `vertex`, `subtask`,
 //! `taskmanager_id`. Nothing here invents a sample: a value Eddy does not know is left out.
 
+use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 
 /// The `Content-Type` of `/metrics`.
@@ -17,6 +18,7 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub enum MetricType {
     Counter,
     Gauge,
+    Histogram,
 }
 
 impl MetricType {
@@ -24,6 +26,7 @@ impl MetricType {
         match self {
             MetricType::Counter => "counter",
             MetricType::Gauge => "gauge",
+            MetricType::Histogram => "histogram",
         }
     }
 }
@@ -49,6 +52,121 @@ pub const fn counter(name: &'static str, help: &'static str) -> Metric {
         name,
         kind: MetricType::Counter,
         help,
+    }
+}
+
+pub const fn histogram(name: &'static str, help: &'static str) -> Metric {
+    Metric {
+        name,
+        kind: MetricType::Histogram,
+        help,
+    }
+}
+
+/// A Prometheus histogram of whole numbers (ms, bytes), kept where the observations happen and
+/// written by [`write_histograms`]. `counts[i]`: observations `<= bounds[i]` and above the
+/// previous bound; the last entry counts those above every bound.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Histogram {
+    pub bounds: Vec<u64>,
+    pub counts: Vec<u64>,
+    pub sum: u64,
+    pub count: u64,
+}
+
+impl Histogram {
+    pub fn new(bounds: &[u64]) -> Self {
+        Histogram {
+            bounds: bounds.to_vec(),
+            counts: vec![0; bounds.len() + 1],
+            sum: 0,
+            count: 0,
+        }
+    }
+
+    pub fn observe(&mut self, value: u64) {
+        if self.counts.len() != self.bounds.len() + 1 {
+            self.counts = vec![0; self.bounds.len() + 1];
+        }
+        let i = self.bounds.partition_point(|b| *b < value);
+        self.counts[i] += 1;
+        self.sum = self.sum.saturating_add(value);
+        self.count += 1;
+    }
+}
+
+/// Bounds of duration histograms, in ms (written in seconds).
+pub const DURATION_BOUNDS_MS: [u64; 12] = [
+    10, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 300_000,
+];
+/// Bounds of size histograms, in bytes.
+pub const SIZE_BOUNDS_BYTES: [u64; 8] = [
+    1 << 10,
+    16 << 10,
+    256 << 10,
+    1 << 20,
+    16 << 20,
+    256 << 20,
+    1 << 30,
+    16 << 30,
+];
+
+/// Writes a histogram family: `_bucket{le=...}` (cumulative, `+Inf` last), `_sum` and `_count`
+/// per labelled histogram; values and bounds are multiplied by `scale` (e.g. 0.001: ms → s).
+pub fn write_histograms(
+    out: &mut String,
+    m: &Metric,
+    samples: Vec<(Vec<(&'static str, &str)>, &Histogram)>,
+    scale: f64,
+) {
+    let _ = writeln!(out, "# HELP {} {}", m.name, m.help);
+    let _ = writeln!(out, "# TYPE {} {}", m.name, m.kind.name());
+    let number = |v: f64| {
+        let s = format!("{v:.6}");
+        let s = s.trim_end_matches('0').trim_end_matches('.');
+        s.to_string()
+    };
+    for (labels, h) in samples {
+        let labels_with = |extra: Option<(&str, &str)>| {
+            let mut parts: Vec<String> = labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
+                .collect();
+            if let Some((k, v)) = extra {
+                parts.push(format!("{k}=\"{v}\""));
+            }
+            if parts.is_empty() {
+                String::new()
+            } else {
+                format!("{{{}}}", parts.join(","))
+            }
+        };
+        let mut cumulative = 0;
+        for (i, bound) in h.bounds.iter().enumerate() {
+            cumulative += h.counts.get(i).copied().unwrap_or(0);
+            let le = number(*bound as f64 * scale);
+            let _ = writeln!(
+                out,
+                "{}_bucket{} {cumulative}",
+                m.name,
+                labels_with(Some(("le", &le)))
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{}_bucket{} {}",
+            m.name,
+            labels_with(Some(("le", "+Inf"))),
+            h.count
+        );
+        let _ = writeln!(
+            out,
+            "{}_sum{} {}",
+            m.name,
+            labels_with(None),
+            number(h.sum as f64 * scale)
+        );
+        let _ = writeln!(out, "{}_count{} {}", m.name, labels_with(None), h.count);
     }
 }
 
@@ -133,14 +251,35 @@ pub const TASK_RECORDS_OUT: Metric = counter(
     "Records emitted by a subtask (current attempt).",
 );
 
+pub const TASK_BACKPRESSURED_TIME: Metric = counter(
+    "eddy_task_backpressured_seconds_total",
+    "Time a subtask waited for credit on an output channel since it started running (Flink's accumulated back-pressured time).",
+);
+pub const TASK_IDLE_TIME: Metric = counter(
+    "eddy_task_idle_seconds_total",
+    "Time a subtask waited for input (or a source for its next record to be due) since it started running.",
+);
+pub const TASK_BUSY_TIME: Metric = counter(
+    "eddy_task_busy_seconds_total",
+    "Running time of a subtask neither back-pressured nor idle.",
+);
+pub const TASK_BACKPRESSURE_RATIO: Metric = gauge(
+    "eddy_task_backpressure_ratio",
+    "Share of time (0..1) a subtask was back-pressured between its TaskManager's last two heartbeats (Flink's backPressuredTimeMsPerSecond / 1000).",
+);
+
 /// Every family a TaskManager's `/metrics` writes, in output order.
-pub const TASKMANAGER_FAMILIES: [Metric; 8] = [
+pub const TASKMANAGER_FAMILIES: [Metric; 12] = [
     TASKMANAGER_SLOTS,
     TASKMANAGER_TASKS,
     TASKMANAGER_HEARTBEATS,
     TASKMANAGER_REGISTRATIONS,
     TASK_RECORDS_IN,
     TASK_RECORDS_OUT,
+    TASK_BACKPRESSURED_TIME,
+    TASK_IDLE_TIME,
+    TASK_BUSY_TIME,
+    TASK_BACKPRESSURE_RATIO,
     PROCESS_RESIDENT_MEMORY,
     PROCESS_CPU,
 ];
@@ -218,6 +357,27 @@ mod tests {
         }
         assert!(!follows_naming_scheme(&counter("eddy_job_restarts", "x")));
         assert!(!follows_naming_scheme(&gauge("other_job_x", "x")));
+    }
+
+    #[test]
+    fn histograms_are_cumulative_with_inf_sum_and_count() {
+        let mut h = Histogram::new(&[100, 1_000]);
+        for v in [50, 100, 101, 5_000] {
+            h.observe(v);
+        }
+        let mut out = String::new();
+        let m = histogram("eddy_job_x_seconds", "x");
+        assert!(follows_naming_scheme(&m));
+        write_histograms(&mut out, &m, vec![(vec![("job_id", "j")], &h)], 0.001);
+        assert_eq!(
+            out,
+            "# HELP eddy_job_x_seconds x\n# TYPE eddy_job_x_seconds histogram\n\
+             eddy_job_x_seconds_bucket{job_id=\"j\",le=\"0.1\"} 2\n\
+             eddy_job_x_seconds_bucket{job_id=\"j\",le=\"1\"} 3\n\
+             eddy_job_x_seconds_bucket{job_id=\"j\",le=\"+Inf\"} 4\n\
+             eddy_job_x_seconds_sum{job_id=\"j\"} 5.251\n\
+             eddy_job_x_seconds_count{job_id=\"j\"} 4\n"
+        );
     }
 
     #[test]

@@ -23,6 +23,13 @@ function bytes(n) {
   while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
   return (i ? n.toFixed(1) : n) + " " + u[i];
 }
+// Back-pressure as Flink grades it: ok up to 0.10, low up to 0.50, else high; "–" before a
+// subtask's TaskManager sent two heartbeats.
+function backpressure(ratio) {
+  if (ratio === null || ratio === undefined) return '<span class="muted">–</span>';
+  var level = ratio <= 0.10 ? "ok" : ratio <= 0.50 ? "low" : "high";
+  return '<span class="bp bp-' + level + '">' + level + " " + Math.round(ratio * 100) + "%</span>";
+}
 function state(s) { return '<span class="state ' + esc(s) + '">' + esc(s) + "</span>"; }
 function table(headers, rows, id) {
   return '<table' + (id ? ' id="' + id + '"' : "") + "><tr>" + headers.map(function (h) { return "<th>" + h + "</th>"; }).join("") +
@@ -165,8 +172,10 @@ function job(id) {
       var key = id + "/" + v.id, prev = lastRecords[key], rate = function (cur, old) {
         return prev && now > prev.t ? Math.max(0, Math.round((cur - old) * 1000 / (now - prev.t))) + "/s" : "–";
       };
+      var bp = null;
+      (v.subtasks || []).forEach(function (s) { if (s.backpressure && (bp === null || s.backpressure.ratio > bp)) bp = s.backpressure.ratio; });
       var r = [td(esc(v.name)), td(v.parallelism, "num"), td(state(v.status)), td(v.records_in, "num"), td(rate(v.records_in, prev && prev["in"]), "num"),
-        td(v.records_out, "num"), td(rate(v.records_out, prev && prev.out), "num")];
+        td(v.records_out, "num"), td(rate(v.records_out, prev && prev.out), "num"), td(backpressure(bp))];
       lastRecords[key] = { t: now, "in": v.records_in, out: v.records_out };
       return r;
     });
@@ -174,7 +183,8 @@ function job(id) {
     d.vertices.forEach(function (v) {
       (v.subtasks || []).forEach(function (s) {
         srows.push([td(esc(v.name) + " (" + (s.subtask + 1) + "/" + v.parallelism + ")"), td(state(s.state)), td(esc(s.taskmanager)),
-          td((v.subtask_deployments || [])[s.subtask], "num"), td(s.records_in, "num"), td(s.records_out, "num"), td(time(s.deployed_at))]);
+          td((v.subtask_deployments || [])[s.subtask], "num"), td(s.records_in, "num"), td(s.records_out, "num"),
+          td(backpressure(s.backpressure ? s.backpressure.ratio : null)), td(time(s.deployed_at))]);
       });
     });
     var crows = cp.history.map(function (c) {
@@ -190,8 +200,8 @@ function job(id) {
     return "<h1>Job " + esc(j.name) + " " + state(j.state) + "</h1>" +
       '<p class="muted">' + esc(j.jid) + " · started " + time(j["start-time"]) + " · " + dur(j.duration) + " · " + j.restarts + " restarts</p>" +
       (ended ? "" : '<button class="danger" id="cancel">Cancel job</button>') +
-      "<h2>Vertices</h2>" + table(["Vertex", "Parallelism", "State", "Records in", "In rate", "Records out", "Out rate"], vrows, "vertices") +
-      "<h2>Subtasks</h2>" + table(["Subtask", "State", "TaskManager", "Deployments", "Records in", "Records out", "Deployed"], srows, "subtasks") +
+      "<h2>Vertices</h2>" + table(["Vertex", "Parallelism", "State", "Records in", "In rate", "Records out", "Out rate", "Back-pressure"], vrows, "vertices") +
+      "<h2>Subtasks</h2>" + table(["Subtask", "State", "TaskManager", "Deployments", "Records in", "Records out", "Back-pressure", "Deployed"], srows, "subtasks") +
       "<h2>Recoveries</h2>" + recoveryTimeline(rec) +
       table(["#", "Detected", "Decision", "Restore + deploy", "Deploy → RUNNING", "Total", "Checkpoint", "Cause"], rrows, "recoveries") +
       "<h2>Checkpoints</h2>" + '<p id="checkpoint-counts">' + esc(cp.counts.completed) + " completed, " + esc(cp.counts.failed) + " failed</p>" +

@@ -185,6 +185,27 @@ pub(crate) async fn job_checkpoints(
     ok(v)
 }
 
+/// `GET /jobs/:jobid/vertices/:vertexid/backpressure`
+pub(crate) async fn job_vertex_backpressure(
+    State(s): State<AppState>,
+    Path((jobid, vertexid)): Path<(String, String)>,
+) -> Answer {
+    let d = job_details(&s, &jobid).await?;
+    let wanted = vertexid.to_ascii_lowercase();
+    match d.vertices.iter().find(|v| views::vertex_id(v) == wanted) {
+        Some(v) => ok(views::vertex_backpressure_json(v)),
+        None => Err(ApiError::not_found(format!(
+            "vertex '{vertexid}' not found in job {}: its vertices are {}",
+            d.job_id,
+            d.vertices
+                .iter()
+                .map(views::vertex_id)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
 /// `GET /taskmanagers`
 pub(crate) async fn taskmanagers(State(s): State<AppState>, uri: OriginalUri) -> Answer {
     let (tms, lost) = ask(&s, |h| Ok((h.taskmanagers()?, h.lost_taskmanagers()?))).await?;
@@ -203,7 +224,7 @@ pub(crate) async fn taskmanagers(State(s): State<AppState>, uri: OriginalUri) ->
 /// `GET /metrics`: Prometheus text format.
 pub(crate) async fn prometheus(State(s): State<AppState>) -> Answer {
     let (jobs, tms) = ask(&s, |h| Ok((h.list()?, h.taskmanagers()?))).await?;
-    let text = metrics::render(&jobs, &tms);
+    let text = metrics::render(&jobs, &tms, s.handle.counters());
     Ok(([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response())
 }
 

@@ -109,6 +109,10 @@ fn router(state: AppState, leader: LeaderState, token: Option<String>) -> Router
         )
         .route("/jobs/{jobid}/exceptions", get(handlers::job_exceptions))
         .route("/jobs/{jobid}/checkpoints", get(handlers::job_checkpoints))
+        .route(
+            "/jobs/{jobid}/vertices/{vertexid}/backpressure",
+            get(handlers::job_vertex_backpressure),
+        )
         .route("/taskmanagers", get(handlers::taskmanagers))
         .route("/metrics", get(handlers::prometheus))
         .route("/jars", any(handlers::jars_refused))

@@ -6,7 +6,7 @@
 //! where Flink's field is optional), and docs/rest.md says which fields those are.
 
 use eddy_cluster::jobmanager::TaskManagerInfo;
-use eddy_cluster::status::{ExceptionEntry, VertexDetails};
+use eddy_cluster::status::{BackPressure, ExceptionEntry, VertexDetails};
 use eddy_cluster::{JobDetails, JobStatus};
 use eddy_core::config::Config;
 use serde_json::{json, Map, Value};
@@ -254,9 +254,10 @@ pub fn job_details_json(j: &JobDetails, now: i64) -> Value {
                     "read-records-complete": true,
                     "write-records": v.records_out,
                     "write-records-complete": true,
-                    "accumulated-backpressured-time": UNKNOWN,
-                    "accumulated-idle-time": UNKNOWN,
-                    "accumulated-busy-time": UNKNOWN,
+                    // Summed over the subtasks that reported their times (Flink sums too).
+                    "accumulated-backpressured-time": accumulated(v, |t| t.backpressured_ms),
+                    "accumulated-idle-time": accumulated(v, |t| t.idle_ms),
+                    "accumulated-busy-time": accumulated(v, |t| t.busy_ms),
                 },
             })
         })
@@ -296,6 +297,65 @@ pub fn job_details_json(j: &JobDetails, now: i64) -> Value {
         // Eddy's own fields.
         "restarts": j.restarts,
         "status-reason": j.status_reason,
+    })
+}
+
+/// The sum of one of the subtasks' times (ms), or Flink's "not known" (`-1`) when no subtask
+/// reported its times yet.
+fn accumulated(v: &VertexDetails, f: impl Fn(&eddy_cluster::status::TaskTimes) -> u64) -> i64 {
+    let times: Vec<u64> = v
+        .subtasks
+        .iter()
+        .filter_map(|s| s.times.as_ref().map(&f))
+        .collect();
+    if times.is_empty() {
+        UNKNOWN
+    } else {
+        times.iter().sum::<u64>() as i64
+    }
+}
+
+/// The vertex's back-pressure: the highest ratio of its subtasks, as Flink's dashboard and
+/// `/backpressure` grade a vertex. `None` before any subtask reported two heartbeats.
+pub fn vertex_backpressure(v: &VertexDetails) -> Option<f64> {
+    v.subtasks
+        .iter()
+        .filter_map(|s| s.backpressure.map(|b| b.ratio))
+        .reduce(f64::max)
+}
+
+/// `GET /jobs/:jobid/vertices/:vertexid/backpressure` (Flink's `JobVertexBackPressureInfo`).
+/// Ratios are the subtasks' shares of time between their TaskManager's last two heartbeats;
+/// `end-timestamp` is when the newest of those heartbeats came. Before any subtask has a
+/// ratio the answer is Flink's own for "no metrics yet": `{"status": "deprecated"}`.
+pub fn vertex_backpressure_json(v: &VertexDetails) -> Value {
+    let measured: Vec<(u32, BackPressure)> = v
+        .subtasks
+        .iter()
+        .filter_map(|s| Some((s.subtask, s.backpressure?)))
+        .collect();
+    let Some(max) = vertex_backpressure(v) else {
+        return json!({ "status": "deprecated" });
+    };
+    let end = measured.iter().map(|(_, b)| b.at).max().unwrap_or(UNKNOWN);
+    let round = |r: f64| (r * 1000.0).round() / 1000.0;
+    let subtasks: Vec<Value> = measured
+        .iter()
+        .map(|(subtask, b)| {
+            json!({
+                "subtask": subtask,
+                "backpressureLevel": BackPressure::level(b.ratio),
+                "ratio": round(b.ratio),
+                "idleRatio": round(b.idle_ratio),
+                "busyRatio": round(b.busy_ratio),
+            })
+        })
+        .collect();
+    json!({
+        "status": "ok",
+        "backpressureLevel": BackPressure::level(max),
+        "end-timestamp": end,
+        "subtasks": subtasks,
     })
 }
 
@@ -483,6 +543,7 @@ pub(crate) mod tests {
             ],
             status_reason: None,
             recoveries: Vec::new(),
+            recovery_durations: Default::default(),
         }
     }
 
@@ -587,6 +648,63 @@ pub(crate) mod tests {
             v["lost-taskmanagers"][0]["lostReason"],
             "heartbeat timed out"
         );
+    }
+
+    #[test]
+    fn backpressure_grades_subtasks_and_the_vertex_with_flinks_thresholds() {
+        use eddy_cluster::status::{SubtaskDetails, TaskTimes};
+        let mut job = sample_job(JobStatus::Running);
+        let v = &mut job.vertices[0];
+        assert_eq!(
+            vertex_backpressure_json(v),
+            json!({ "status": "deprecated" }),
+            "no ratios yet: Flink's answer without metrics"
+        );
+        assert_eq!(
+            job_details_json(&job, 2_000)["vertices"][0]["metrics"]["accumulated-busy-time"],
+            -1
+        );
+        let v = &mut job.vertices[0];
+        let sub = |subtask: u32, ratio: f64, at: i64| SubtaskDetails {
+            subtask,
+            attempt: 9,
+            state: "RUNNING".into(),
+            taskmanager: "tm-1".into(),
+            records_in: 0,
+            records_out: 0,
+            deployed_at: 0,
+            times: Some(TaskTimes {
+                backpressured_ms: 100,
+                idle_ms: 20,
+                busy_ms: 5,
+            }),
+            backpressure: Some(BackPressure {
+                ratio,
+                idle_ratio: (1.0 - ratio) / 2.0,
+                busy_ratio: (1.0 - ratio) / 2.0,
+                at,
+            }),
+        };
+        v.subtasks = vec![sub(0, 0.10, 5_000), sub(1, 0.30, 6_000)];
+        let b = vertex_backpressure_json(v);
+        assert_eq!(b["status"], "ok");
+        assert_eq!(
+            b["backpressureLevel"], "low",
+            "the highest subtask grades the vertex"
+        );
+        assert_eq!(b["end-timestamp"], 6_000);
+        assert_eq!(
+            b["subtasks"][0]["backpressureLevel"], "ok",
+            "0.10 is still ok"
+        );
+        assert_eq!(b["subtasks"][1]["ratio"], 0.3);
+        assert_eq!(b["subtasks"][1]["idleRatio"], 0.35);
+        v.subtasks.push(sub(2, 0.51, 6_000));
+        assert_eq!(vertex_backpressure_json(v)["backpressureLevel"], "high");
+        let m = &job_details_json(&job, 2_000)["vertices"][0]["metrics"];
+        assert_eq!(m["accumulated-backpressured-time"], 300);
+        assert_eq!(m["accumulated-idle-time"], 60);
+        assert_eq!(m["accumulated-busy-time"], 15);
     }
 
     #[test]

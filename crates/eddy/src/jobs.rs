@@ -51,6 +51,7 @@ pub fn register_builtin(r: &mut JobRegistry) {
             "--slow-snapshots N       ... only the first N snapshots of each subtask attempt (default: all)",
             "--cancel-delay-ms D      every source subtask takes D ms longer to stop (a task slow to cancel, for tests)",
             "--counter-uid UID        the counting operator's uid (default counter): another one does not match its state in a savepoint",
+            "--count-delay-us D       the counting operator takes D microseconds per record (a slow operator: back-pressure upstream, for tests)",
         ],
         build: sequence,
     });
@@ -321,6 +322,10 @@ struct FailureInjector {
     processed: u64,
     rng: u64,
     active: bool,
+    /// `--count-delay-us`: the counter takes this long per record (a slow operator, so the
+    /// source upstream is back-pressured); slept in steps of at least 1 ms.
+    delay_us: u64,
+    owed_us: u64,
 }
 
 impl FailureInjector {
@@ -337,6 +342,13 @@ impl FailureInjector {
 
     #[inline]
     fn check(&mut self) -> Result<()> {
+        if self.delay_us > 0 {
+            self.owed_us += self.delay_us;
+            if self.owed_us >= 1_000 {
+                std::thread::sleep(Duration::from_micros(self.owed_us));
+                self.owed_us = 0;
+            }
+        }
         if !self.active {
             return Ok(());
         }
@@ -493,6 +505,7 @@ const SEQUENCE_TEST_HOOKS: &[&str] = &[
     "snapshot-delay-ms",
     "slow-snapshots",
     "cancel-delay-ms",
+    "count-delay-us",
 ];
 
 fn sequence(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
@@ -514,6 +527,8 @@ fn sequence(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
         processed: 0,
         rng: 0,
         active: false,
+        delay_us: args.number("count-delay-us", 0, 0, 1_000_000)?,
+        owed_us: 0,
     };
     let forward = args.flag("forward")?;
     let snapshot_delay: u64 = args.number("snapshot-delay-ms", 0, 0, 60_000)?;

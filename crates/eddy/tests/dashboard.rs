@@ -18,6 +18,7 @@
 mod common;
 
 use common::ha_cluster::*;
+use common::prometheus::{scrape, sum, venv_python};
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -169,6 +170,34 @@ fn the_dashboard_shows_a_lost_taskmanager_the_new_leader_and_the_recoveries_on_t
         c.running_on(&job, &[old])
     });
     assert_ne!(leader, old);
+    // The new leader's /metrics (a real Prometheus parser): it became leader once, and its
+    // recovery of the job (the leader change) is in the recovery-duration histogram once done.
+    let python = venv_python().expect("the Prometheus parser of scripts/pyenv.sh");
+    let recoveries_done = |m: &serde_json::Value| {
+        sum(
+            m,
+            "eddy_job_recovery_duration_seconds",
+            "eddy_job_recovery_duration_seconds_count",
+            &[("job_id", job.as_str())],
+        )
+    };
+    let before_tm_kill = c.wait_for(
+        "the leader change's recovery in /metrics",
+        JOB_LIMIT,
+        || {
+            let m = scrape(&python, &c.masters[leader]);
+            (recoveries_done(&m) >= 1.0).then_some(m)
+        },
+    );
+    assert!(
+        sum(
+            &before_tm_kill,
+            "eddy_jobmanager_leadership_granted",
+            "eddy_jobmanager_leadership_granted_total",
+            &[]
+        ) >= 1.0,
+        "the new leader counts its election"
+    );
 
     // 2. Kill a TaskManager that runs one of the job's subtasks.
     let details = c
@@ -197,6 +226,20 @@ fn the_dashboard_shows_a_lost_taskmanager_the_new_leader_and_the_recoveries_on_t
                 .count();
             (done >= 2).then_some(())
         },
+    );
+    // The lost TaskManager's recovery is one more in the histogram.
+    let after = scrape(&python, &c.masters[leader]);
+    assert!(
+        recoveries_done(&after) > recoveries_done(&before_tm_kill),
+        "recovery histogram count did not rise after the TaskManager was killed"
+    );
+    assert!(
+        sum(
+            &after,
+            "eddy_jobmanager_heartbeats_received",
+            "eddy_jobmanager_heartbeats_received_total",
+            &[]
+        ) > 0.0
     );
     let base = format!("http://{}", c.masters[leader]);
 
@@ -287,6 +330,25 @@ fn the_dashboard_shows_a_lost_taskmanager_the_new_leader_and_the_recoveries_on_t
         "{rec_rows:?}"
     );
     assert!(dom.contains("<svg id=\"checkpoint-chart\""), "{dom}");
+    // Back-pressure per vertex, graded as Flink grades it. The counter's vertex ends in the sink
+    // (no output channel): it never waits for credit.
+    let dom = render_until(
+        &c,
+        "back-pressure of every vertex",
+        &format!("{base}/#/job/{job}"),
+        "job",
+        |d| {
+            let v = rows(d, "vertices");
+            !v.is_empty() && v.iter().all(|r| r.contains("class=\"bp bp-"))
+        },
+    );
+    assert!(
+        rows(&dom, "vertices")
+            .iter()
+            .any(|r| r.contains("FileSink") && r.contains("class=\"bp bp-ok\">ok 0%")),
+        "{:?}",
+        rows(&dom, "vertices")
+    );
     assert!(
         rows(&dom, "subtasks")
             .iter()

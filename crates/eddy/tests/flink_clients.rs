@@ -208,6 +208,13 @@ fn flink_cli_lists_savepoints_stops_and_cancels_eddy_jobs() {
     let a = c.run_sequence(&out_a, per_key, 200, &[]);
     c.wait_running_with_checkpoint(&a);
 
+    // Back-pressure is graded once a TaskManager sent two heartbeats with the source's times.
+    let source_vertex = c.wait_for("the source's back-pressure", || {
+        let j = c.get(&format!("/jobs/{a}"))?;
+        let v = j["vertices"][0]["id"].as_str()?.to_string();
+        let b = c.get(&format!("/v1/jobs/{a}/vertices/{v}/backpressure"))?;
+        (b["status"] == "ok").then_some(v)
+    });
     // Every answer Flink's clients read, into Flink's classes (strict mapper: a missing
     // required field, a null primitive or an unknown field fails).
     let m = "org.apache.flink.runtime";
@@ -251,6 +258,10 @@ fn flink_cli_lists_savepoints_stops_and_cancels_eddy_jobs() {
         (
             "/v1/taskmanagers",
             format!("{m}.rest.messages.taskmanager.TaskManagersInfo"),
+        ),
+        (
+            &format!("/v1/jobs/{a}/vertices/{source_vertex}/backpressure"),
+            format!("{m}.rest.messages.JobVertexBackPressureInfo"),
         ),
     ]
     .iter()

@@ -7,100 +7,10 @@
 mod common;
 
 use common::plain_cluster::Cluster;
+use common::prometheus::*;
 use common::*;
 use serde_json::Value;
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
-
-/// Reads exposition text on stdin; prints `{family: {"type", "samples": [[name, labels, value]]}}`.
-const PARSE: &str = r#"
-import json, sys
-from prometheus_client.parser import text_string_to_metric_families
-out = {}
-for f in text_string_to_metric_families(sys.stdin.read()):
-    out[f.name] = {"type": f.type, "samples": [[s.name, s.labels, s.value] for s in f.samples]}
-print(json.dumps(out))
-"#;
-
-fn venv_python() -> Result<PathBuf, String> {
-    let venv = std::env::var("EDDY_VENV").unwrap_or_else(|_| "/var/tmp/eddy-venv".into());
-    let python = Path::new(&venv).join("bin/python");
-    let ok = Command::new(&python)
-        .args(["-c", "import prometheus_client"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if ok {
-        Ok(python)
-    } else {
-        Err(format!(
-            "no prometheus_client in the venv {venv} (run scripts/pyenv.sh, or set EDDY_VENV)"
-        ))
-    }
-}
-
-/// `GET http://address/path`: status and body.
-fn http_get(address: &str, path: &str) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(address).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("write request");
-    let mut answer = String::new();
-    let _ = s.read_to_string(&mut answer);
-    let status = answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, body.to_string())
-}
-
-/// Scrapes `address` and parses the text with prometheus_client; panics if it does not parse.
-fn scrape(python: &Path, address: &str) -> Value {
-    let (status, text) = http_get(address, "/metrics");
-    assert_eq!(status, 200, "GET {address}/metrics: {text}");
-    let mut child = Command::new(python)
-        .args(["-c", PARSE])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start python");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("write metrics");
-    let out = child.wait_with_output().expect("python");
-    assert!(
-        out.status.success(),
-        "prometheus_client cannot parse {address}/metrics: {}\n{text}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("parser output")
-}
-
-/// The sum of family `family`'s samples named `sample` whose labels include `labels`.
-fn sum(parsed: &Value, family: &str, sample: &str, labels: &[(&str, &str)]) -> f64 {
-    let Some(samples) = parsed[family]["samples"].as_array() else {
-        panic!("no family {family} in {parsed}");
-    };
-    samples
-        .iter()
-        .filter(|s| s[0] == sample)
-        .filter(|s| labels.iter().all(|(k, v)| s[1][*k] == *v))
-        .map(|s| s[2].as_f64().expect("value"))
-        .sum()
-}
 
 #[test]
 fn jobmanager_and_taskmanager_metrics_parse_and_counters_move() {
@@ -147,6 +57,29 @@ fn jobmanager_and_taskmanager_metrics_parse_and_counters_move() {
     assert!(
         checkpoints(&jm2) > checkpoints(&jm1),
         "JobManager checkpoints did not move"
+    );
+    let histogram_count = |p: &Value, family: &str| sum(p, family, &format!("{family}_count"), &j);
+    for family in [
+        "eddy_job_checkpoint_duration_seconds",
+        "eddy_job_checkpoint_size_bytes",
+    ] {
+        assert_eq!(jm2[family]["type"], "histogram");
+        assert!(
+            histogram_count(&jm2, family) > histogram_count(&jm1, family),
+            "{family} did not move"
+        );
+    }
+    let jm_counter = |p: &Value, family: &str| sum(p, family, &format!("{family}_total"), &[]);
+    assert_eq!(
+        jm_counter(&jm2, "eddy_jobmanager_leadership_granted"),
+        1.0,
+        "without HA the JobManager leads once, from its start"
+    );
+    assert_eq!(jm_counter(&jm2, "eddy_jobmanager_leadership_lost"), 0.0);
+    assert!(
+        jm_counter(&jm2, "eddy_jobmanager_heartbeats_received")
+            > jm_counter(&jm1, "eddy_jobmanager_heartbeats_received"),
+        "heartbeats received did not move"
     );
     let jm_out = |p: &Value| {
         sum(
@@ -268,4 +201,149 @@ fn a_bad_metrics_port_is_refused_in_one_line() {
             lines[0]
         );
     }
+}
+
+/// The `/jobs/:id` vertex whose name contains `part`: its 32-hex id and its index.
+fn vertex(c: &Cluster, job: &str, part: &str) -> (String, String) {
+    let j = c.get(&format!("/jobs/{job}")).expect("job details");
+    j["vertices"]
+        .as_array()
+        .and_then(|vs| {
+            vs.iter()
+                .enumerate()
+                .find(|(_, v)| v["name"].as_str().is_some_and(|n| n.contains(part)))
+        })
+        .map(|(i, v)| (v["id"].as_str().unwrap().to_string(), i.to_string()))
+        .unwrap_or_else(|| panic!("no vertex named like {part} in {j}"))
+}
+
+#[test]
+fn a_slow_operator_back_pressures_its_source_in_rest_and_metrics_and_a_throttled_job_does_not() {
+    let python = match venv_python() {
+        Ok(p) => p,
+        Err(why) => {
+            println!("skipped: no Prometheus text parser here: {why}");
+            return;
+        }
+    };
+    let tm_port = free_ports(1)[0];
+    let c = Cluster::start(
+        4,
+        &[
+            ("metrics.reporter.prom.port", tm_port.to_string()),
+            ("eddy.test-hooks.enabled", "true".to_string()),
+        ],
+    );
+    let tm = format!("127.0.0.1:{tm_port}");
+    // Slow: the counter takes 200 µs per record, the source is unthrottled.
+    let slow = c.run_sequence(
+        &c.dir.path().join("slow"),
+        10_000_000,
+        0,
+        &["--count-delay-us", "200"],
+    );
+    // Throttled: 400 records/s, a counter with nothing to wait for.
+    let calm = c.run_sequence(&c.dir.path().join("calm"), 10_000_000, 400, &[]);
+    c.wait_running_with_checkpoint(&slow);
+    c.wait_running_with_checkpoint(&calm);
+
+    let (slow_source, slow_source_index) = vertex(&c, &slow, "Sequence");
+    let (slow_count, _) = vertex(&c, &slow, "Count");
+    let (calm_source, _) = vertex(&c, &calm, "Sequence");
+    let level = |job: &str, v: &str| {
+        c.get(&format!("/v1/jobs/{job}/vertices/{v}/backpressure"))
+            .unwrap_or_else(|| panic!("no back-pressure of {v}"))
+    };
+    // Ratios cover one heartbeat interval (200 ms here): wait for the grade to settle.
+    let source = c.wait_for("the slow job's source back-pressured", || {
+        let b = level(&slow, &slow_source);
+        (b["backpressureLevel"] == "high").then_some(b)
+    });
+    assert_eq!(source["status"], "ok");
+    assert!(source["end-timestamp"].as_i64() > Some(0), "{source}");
+    let subtasks = source["subtasks"].as_array().expect("subtasks");
+    assert_eq!(subtasks.len(), 2, "{source}");
+    for s in subtasks {
+        let (r, i, b) = (
+            s["ratio"].as_f64().unwrap(),
+            s["idleRatio"].as_f64().unwrap(),
+            s["busyRatio"].as_f64().unwrap(),
+        );
+        assert!((r + i + b - 1.0).abs() < 0.01, "shares add up: {s}");
+    }
+    // The slow operator itself waits for nobody (its sink is chained): not back-pressured.
+    let count = c.wait_for("the slow counter graded", || {
+        let b = level(&slow, &slow_count);
+        (b["status"] == "ok").then_some(b)
+    });
+    assert_eq!(count["backpressureLevel"], "ok", "{count}");
+    let calm_level = c.wait_for("the throttled source graded", || {
+        let b = level(&calm, &calm_source);
+        (b["status"] == "ok").then_some(b)
+    });
+    assert_eq!(calm_level["backpressureLevel"], "ok", "{calm_level}");
+    assert!(
+        calm_level["subtasks"][0]["idleRatio"].as_f64() > Some(0.5),
+        "a throttled source is mostly idle: {calm_level}"
+    );
+
+    // Accumulated times in Flink's job details; an unknown vertex is a 404 naming it.
+    let d = c.get(&format!("/jobs/{slow}")).expect("details");
+    let metrics = d["vertices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["id"] == slow_source.as_str())
+        .map(|v| v["metrics"].clone())
+        .unwrap();
+    assert!(
+        metrics["accumulated-backpressured-time"].as_i64() > Some(0),
+        "{metrics}"
+    );
+    let (status, body) = http_get(
+        &c.rest,
+        &format!("/jobs/{slow}/vertices/{:032x}/backpressure", 99),
+    );
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains(&format!("{:032x}", 99)), "{body}");
+
+    // /metrics: the JobManager per vertex, the TaskManager per subtask.
+    let jm = scrape(&python, &c.rest);
+    let ratio = sum(
+        &jm,
+        "eddy_task_backpressure_ratio",
+        "eddy_task_backpressure_ratio",
+        &[
+            ("job_id", slow.as_str()),
+            ("vertex_id", slow_source_index.as_str()),
+        ],
+    );
+    assert!(ratio > 0.5, "JobManager back-pressure ratio {ratio}");
+    let t1 = scrape(&python, &tm);
+    std::thread::sleep(Duration::from_millis(1000));
+    let t2 = scrape(&python, &tm);
+    let src = [
+        ("job_id", slow.as_str()),
+        ("vertex_id", slow_source_index.as_str()),
+    ];
+    let bp = |p: &Value| {
+        sum(
+            p,
+            "eddy_task_backpressured_seconds",
+            "eddy_task_backpressured_seconds_total",
+            &src,
+        )
+    };
+    assert!(bp(&t2) > bp(&t1), "back-pressured seconds did not move");
+    let per_subtask = t2["eddy_task_backpressure_ratio"]["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| {
+            s[1]["job_id"] == slow.as_str() && s[1]["vertex_id"] == slow_source_index.as_str()
+        })
+        .map(|s| s[2].as_f64().unwrap())
+        .collect::<Vec<_>>();
+    assert_eq!(per_subtask.len(), 2, "{t2}");
+    assert!(per_subtask.iter().all(|r| *r > 0.5), "{per_subtask:?}");
 }

@@ -403,6 +403,16 @@ fn fault_points_need_the_key_or_the_process_refuses_to_start() {
         out.stderr
     );
     assert!(!output.exists());
+    let mut slowed = local.to_vec();
+    slowed.extend(["--count-delay-us", "100"]);
+    let out = eddy(&slowed, Duration::from_secs(30));
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("--count-delay-us is a test hook"),
+        "{}",
+        out.stderr
+    );
+    assert!(!output.exists());
     // With the key, both are accepted and the job runs to its end (that fault points then fire
     // is what the HA tests' crashes show).
     let mut enabled = local.to_vec();

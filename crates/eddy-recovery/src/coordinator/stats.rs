@@ -3,6 +3,7 @@
 
 use crate::ids::CheckpointId;
 use crate::metadata::CheckpointKind;
+use eddy_core::metrics::{Histogram, DURATION_BOUNDS_MS, SIZE_BOUNDS_BYTES};
 use serde::Serialize;
 use std::collections::VecDeque;
 
@@ -58,6 +59,10 @@ pub struct CheckpointStats {
     pub latest_restored: Option<RestoredCheckpoint>,
     /// Most recent last.
     pub history: VecDeque<CheckpointSummary>,
+    /// Every completed checkpoint and savepoint of this coordinator: trigger → completion (ms),
+    /// and state size (bytes), for `/metrics`.
+    pub completed_durations_ms: Histogram,
+    pub completed_sizes_bytes: Histogram,
 }
 
 impl CheckpointStats {
@@ -100,6 +105,13 @@ impl CheckpointStats {
             s.status = CheckpointStatus::Completed;
             s.end_timestamp_ms = Some(now_ms);
             let s = s.clone();
+            if self.completed_durations_ms.bounds.is_empty() {
+                self.completed_durations_ms = Histogram::new(&DURATION_BOUNDS_MS);
+                self.completed_sizes_bytes = Histogram::new(&SIZE_BOUNDS_BYTES);
+            }
+            self.completed_durations_ms
+                .observe(now_ms.saturating_sub(s.trigger_timestamp_ms));
+            self.completed_sizes_bytes.observe(s.state_size);
             if s.kind.is_savepoint() {
                 self.latest_savepoint = Some(s);
             } else {

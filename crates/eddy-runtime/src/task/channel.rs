@@ -175,6 +175,8 @@ pub struct ChannelWriter {
     credits: Arc<Credits>,
     target: ChannelTarget,
     cancel: Arc<AtomicBool>,
+    /// The producing task's metrics: a wait for credit counts as back-pressured time.
+    metrics: Option<Arc<crate::task::metrics::TaskMetrics>>,
 }
 
 enum ChannelTarget {
@@ -188,6 +190,7 @@ impl ChannelWriter {
             credits: endpoint.local_credits.clone(),
             target: ChannelTarget::Local(endpoint),
             cancel,
+            metrics: None,
         }
     }
 
@@ -201,7 +204,14 @@ impl ChannelWriter {
             credits,
             target: ChannelTarget::Remote(conn, id),
             cancel,
+            metrics: None,
         }
+    }
+
+    /// Times this writer's waits for credit as the task's back-pressured time.
+    pub fn measured(mut self, metrics: Arc<crate::task::metrics::TaskMetrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     pub fn is_local(&self) -> bool {
@@ -210,7 +220,14 @@ impl ChannelWriter {
 
     /// Sends one event, waiting for a credit first (back-pressure).
     pub fn send(&self, event: ChannelEvent) -> Result<()> {
-        self.credits.acquire(&self.cancel)?;
+        match &self.metrics {
+            // Timed only when it will wait: no clock read while credit is there.
+            Some(m) if self.credits.available() == 0 => {
+                let _wait = m.wait(crate::task::metrics::Wait::BackPressured);
+                self.credits.acquire(&self.cancel)?;
+            }
+            _ => self.credits.acquire(&self.cancel)?,
+        }
         match &self.target {
             ChannelTarget::Local(ep) => ep
                 .mailbox

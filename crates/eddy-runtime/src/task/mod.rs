@@ -265,10 +265,11 @@ fn build_chain(
     for o in &d.outputs {
         let mut writers: Vec<ChannelWriter> = Vec::new();
         for ch in &o.channels {
-            writers.push(match &ch.remote_address {
+            let writer = match &ch.remote_address {
                 None => network.local_writer(ch.id, cancel.clone(), Duration::from_secs(60))?,
                 Some(addr) => network.remote_writer(addr, ch.id, cancel.clone())?,
-            });
+            };
+            writers.push(writer.measured(metrics.clone()));
         }
         let edge = graph.edges.get(o.stream_edge).ok_or("unknown edge")?;
         outs.push((edge.output)(
@@ -314,16 +315,19 @@ fn run(
     let head = build_chain(d, graph, job_graph, network, cancel, metrics, run_ctx)?;
     // RUNNING only now: the chain is built, operators opened and their state restored (Flink's
     // INITIALIZING phase is the time before this).
+    metrics.mark_running();
     listener.state_changed(d, ExecutionState::Running, None, metrics);
     let buffer_timeout = Duration::from_millis(d.buffer_timeout_ms.max(1));
     match head {
         Head::Source(mut src) => {
-            let r = run_source(d, &mut *src, listener, &rx, cancel, buffer_timeout);
+            let r = run_source(d, &mut *src, listener, &rx, cancel, buffer_timeout, metrics);
+            metrics.mark_ended();
             src.close();
             r
         }
         Head::Input(mut h) => {
-            let r = run_input(d, &mut *h, listener, &rx, cancel, buffer_timeout);
+            let r = run_input(d, &mut *h, listener, &rx, cancel, buffer_timeout, metrics);
+            metrics.mark_ended();
             h.chain().close();
             r
         }
@@ -360,6 +364,7 @@ fn run_source(
     rx: &Receiver<MailboxItem>,
     cancel: &AtomicBool,
     buffer_timeout: Duration,
+    metrics: &TaskMetrics,
 ) -> Result<ExecutionState> {
     let mut last_flush = Instant::now();
     let mut end = SourceEnd::default();
@@ -383,7 +388,11 @@ fn run_source(
         if end.finished || end.stopping.is_some() {
             // Waiting for the final checkpoint (or the terminating savepoint) to complete:
             // `source_control` ends the task then.
-            match rx.recv_timeout(Duration::from_millis(50)) {
+            let waited = {
+                let _idle = metrics.wait(metrics::Wait::Idle);
+                rx.recv_timeout(Duration::from_millis(50))
+            };
+            match waited {
                 Ok(MailboxItem::Control(c)) => {
                     if let Some(state) = source_control(d, src, listener, c, &mut end)? {
                         return Ok(state);
@@ -410,7 +419,11 @@ fn run_source(
                 if let Some(dl) = src.chain().next_deadline() {
                     wait = wait.min((dl - now_millis()).max(0) as u64);
                 }
-                match rx.recv_timeout(Duration::from_millis(wait)) {
+                let waited = {
+                    let _idle = metrics.wait(metrics::Wait::Idle);
+                    rx.recv_timeout(Duration::from_millis(wait))
+                };
+                match waited {
                     Ok(MailboxItem::Control(c)) => {
                         if let Some(state) = source_control(d, src, listener, c, &mut end)? {
                             return Ok(state);
@@ -518,6 +531,7 @@ fn run_input(
     rx: &Receiver<MailboxItem>,
     cancel: &AtomicBool,
     buffer_timeout: Duration,
+    metrics: &TaskMetrics,
 ) -> Result<ExecutionState> {
     let mut gate = InputGate::new(d.inputs.len(), d.exactly_once);
     let mut last_flush = Instant::now();
@@ -544,7 +558,11 @@ fn run_input(
                     .next_deadline()
                     .map(|t| (t - now_millis()).clamp(0, 50) as u64)
                     .unwrap_or(50);
-                match rx.recv_timeout(Duration::from_millis(wait)) {
+                let waited = {
+                    let _idle = metrics.wait(metrics::Wait::Idle);
+                    rx.recv_timeout(Duration::from_millis(wait))
+                };
+                match waited {
                     Ok(item) => item,
                     Err(RecvTimeoutError::Timeout) => {
                         tick(head.chain())?;

@@ -554,6 +554,34 @@ fn a_local_channel_sends_one_event_per_credit_and_stalls_without_credit() {
     assert_eq!(endpoint.local_credits.available(), 2, "credits come back");
 }
 
+#[test]
+fn a_producer_waiting_for_credit_counts_back_pressure_and_one_with_credit_does_not() {
+    let (tx, rx) = std::sync::mpsc::sync_channel(64);
+    let endpoint = InputEndpoint {
+        mailbox: tx,
+        index: 0,
+        local_credits: Credits::new(1),
+    };
+    let metrics = Arc::new(TaskMetrics::default());
+    metrics.mark_running();
+    let writer = ChannelWriter::local(endpoint.clone(), Arc::new(AtomicBool::new(false)))
+        .measured(metrics.clone());
+    // A credit is there: no wait.
+    writer.send(ChannelEvent::Watermark(1)).unwrap();
+    assert_eq!(metrics.times().unwrap().backpressured_ms, 0);
+    // None left: the consumer gives one back after 300 ms; the producer waited that long.
+    let credits = endpoint.local_credits.clone();
+    let consumer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        credits.grant(1);
+    });
+    writer.send(ChannelEvent::Watermark(2)).unwrap();
+    consumer.join().unwrap();
+    let t = metrics.times().unwrap();
+    assert!(t.backpressured_ms >= 250, "{t:?}");
+    assert_eq!(rx.try_iter().count(), 2);
+}
+
 // ------------------------------------------------------- tasks at the end of a bounded input
 
 mod bounded_end {

@@ -7,6 +7,7 @@ pub mod committed;
 pub mod ha_cluster;
 pub mod moto;
 pub mod plain_cluster;
+pub mod prometheus;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
