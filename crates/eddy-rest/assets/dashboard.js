@@ -199,7 +199,9 @@ function job(id) {
     var ended = ["FINISHED", "FAILED", "CANCELED"].indexOf(j.state) >= 0;
     return "<h1>Job " + esc(j.name) + " " + state(j.state) + "</h1>" +
       '<p class="muted">' + esc(j.jid) + " · started " + time(j["start-time"]) + " · " + dur(j.duration) + " · " + j.restarts + " restarts</p>" +
-      (ended ? "" : '<button class="danger" id="cancel">Cancel job</button>') +
+      (ended ? "" : '<button id="savepoint">Trigger savepoint</button> <button id="stop-savepoint">Stop with savepoint</button> ' +
+        '<button class="danger" id="cancel">Cancel job</button>') +
+      (lastAction && lastAction.job === j.jid ? '<p id="action-result" class="' + (lastAction.ok ? "muted" : "error") + '">' + esc(lastAction.text) + "</p>" : "") +
       "<h2>Vertices</h2>" + table(["Vertex", "Parallelism", "State", "Records in", "In rate", "Records out", "Out rate", "Back-pressure"], vrows, "vertices") +
       "<h2>Subtasks</h2>" + table(["Subtask", "State", "TaskManager", "Deployments", "Records in", "Records out", "Back-pressure", "Deployed"], srows, "subtasks") +
       "<h2>Recoveries</h2>" + recoveryTimeline(rec) +
@@ -210,15 +212,58 @@ function job(id) {
   });
 }
 
+// The outcome of the last savepoint / stop-with-savepoint started here, shown on the job page
+// across refreshes: {job, ok, text}.
+var lastAction = null;
+
+// Triggers a savepoint (stop: stop-with-savepoint) of `jid` into the cluster's default
+// savepoint directory and follows the operation until it completes or fails.
+function savepointAction(jid, stop) {
+  var what = stop ? "Stop with savepoint" : "Savepoint";
+  var base = "/jobs/" + encodeURIComponent(jid);
+  var body = stop ? {} : { "cancel-job": false };
+  lastAction = { job: jid, ok: true, text: what + " in progress" };
+  var report = function (ok, text) { lastAction = { job: jid, ok: ok, text: text }; render(); };
+  var failed = function (r) {
+    return r.json().then(function (b) { report(false, what + " failed: " + (b.errors || []).join("; ")); });
+  };
+  fetch(base + (stop ? "/stop" : "/savepoints"), { method: "POST", headers: Object.assign({ "Content-Type": "application/json" }, authHeaders()), body: JSON.stringify(body) })
+    .then(function (r) {
+      if (!r.ok) return failed(r);
+      return r.json().then(function (t) {
+        var poll = function () {
+          fetch(base + "/savepoints/" + encodeURIComponent(t["request-id"]), { headers: authHeaders() }).then(function (r) {
+            if (!r.ok) return failed(r);
+            return r.json().then(function (st) {
+              if (st.status.id !== "COMPLETED") { setTimeout(poll, 500); return; }
+              var op = st.operation || {};
+              if (op.location) report(true, what + " completed: " + op.location);
+              else report(false, what + " failed: " + (op["failure-cause"] && op["failure-cause"]["stack-trace"] || "no cause given"));
+            });
+          }).catch(function (e) { report(false, what + ": " + e.message); });
+        };
+        poll();
+      });
+    }).catch(function (e) { report(false, what + ": " + e.message); });
+  render();
+}
+
 function bindActions(route) {
+  var jid = route[1];
   var b = document.getElementById("cancel");
   if (!b) return;
   b.onclick = function () {
-    if (!window.confirm("Cancel job " + route[1] + "?")) return;
-    fetch("/jobs/" + encodeURIComponent(route[1]) + "?mode=cancel", { method: "PATCH", headers: authHeaders() }).then(function (r) {
+    if (!window.confirm("Cancel job " + jid + "?")) return;
+    fetch("/jobs/" + encodeURIComponent(jid) + "?mode=cancel", { method: "PATCH", headers: authHeaders() }).then(function (r) {
       if (!r.ok) return r.json().then(function (b) { alert("Cancel failed: " + (b.errors || []).join("; ")); });
       render();
     });
+  };
+  document.getElementById("savepoint").onclick = function () {
+    if (window.confirm("Trigger a savepoint of job " + jid + "?")) savepointAction(jid, false);
+  };
+  document.getElementById("stop-savepoint").onclick = function () {
+    if (window.confirm("Stop job " + jid + " with a savepoint?")) savepointAction(jid, true);
   };
 }
 

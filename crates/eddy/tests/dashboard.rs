@@ -17,6 +17,7 @@
 
 mod common;
 
+use common::chromium::chromium_binary;
 use common::ha_cluster::*;
 use common::prometheus::{scrape, sum, venv_python};
 use common::*;
@@ -31,19 +32,6 @@ impl Cluster {}
 
 /// How long one Chromium run may take before it is killed (by pid).
 const CHROMIUM_LIMIT: Duration = Duration::from_secs(90);
-
-fn chromium_binary() -> &'static str {
-    let found = Command::new("sh")
-        .args(["-c", "command -v chromium"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        found,
-        "Chromium is not installed: the dashboard test drives Debian's `chromium` headless. \
-         Install it with `scripts/zookeeper.sh install` (apt-get install chromium)."
-    );
-    "chromium"
-}
 
 /// Runs headless Chromium on `url` with a fresh profile: `--dump-dom` returns the DOM after the
 /// page's scripts ran (virtual time lets its fetches finish); with `screenshot`, also writes a

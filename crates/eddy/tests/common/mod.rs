@@ -3,6 +3,7 @@
 //! that committed output is never retracted.
 #![allow(dead_code)]
 
+pub mod chromium;
 pub mod committed;
 pub mod ha_cluster;
 pub mod moto;
