@@ -16,8 +16,8 @@
 //! plus the floating ones it lends ([`GateBuffers`]). The record writer ships a batch before
 //! its serialized form exceeds one segment (a single record larger than a segment travels alone,
 //! in one buffer of its own size). Exclusive buffers guarantee every channel progress, so
-//! floating buffers never deadlock a gate: they are returned to the gate as soon as the event
-//! that used one is consumed.
+//! floating buffers never deadlock a gate: a channel keeps the ones lent to it while it has
+//! events queued and gives one back each time its queue drains.
 
 use crate::error::{JobError, Result};
 use crate::task::channel::CreditReturn;
@@ -182,8 +182,10 @@ impl Drop for Reservation {
 /// Per channel it counts the events that arrived and are not yet consumed (`in_use`) and the
 /// floating buffers lent to it. When an arrival leaves the producer without credits (every
 /// buffer of the channel in use) and a floating buffer is free, it is lent to the channel: one
-/// more credit for its producer. When an event is consumed, a lent buffer goes back to the gate
-/// first; otherwise the producer gets its exclusive credit back.
+/// more credit for its producer. When an event is consumed, its buffer goes back to the producer
+/// as a credit — a busy channel keeps its lent buffers, so its producer never waits for the
+/// queue to drain — except when that consumption drained the channel's queue: then one lent
+/// buffer goes back to the gate for the other channels.
 pub struct GateBuffers {
     exclusive: u32,
     state: Mutex<GateState>,
@@ -232,8 +234,8 @@ impl GateBuffers {
         }
     }
 
-    /// The event on channel `index` was consumed: a lent buffer goes back to the gate, else
-    /// the producer gets its credit back.
+    /// The event on channel `index` was consumed: the producer gets its credit back, unless the
+    /// channel's queue drained and it holds a lent buffer (that goes back to the gate).
     pub fn consumed(&self, index: u32, credit: &CreditReturn) {
         let regrant = {
             let Ok(mut s) = self.state.lock() else { return };
@@ -241,7 +243,7 @@ impl GateBuffers {
                 return;
             };
             ch.0 = ch.0.saturating_sub(1);
-            if ch.1 > 0 {
+            if ch.0 == 0 && ch.1 > 0 {
                 ch.1 -= 1;
                 s.free_floating += 1;
                 false
@@ -334,7 +336,7 @@ mod tests {
     }
 
     #[test]
-    fn floating_buffers_go_to_a_channel_out_of_credits_and_come_back_when_consumed() {
+    fn floating_buffers_go_to_a_channel_out_of_credits_and_come_back_when_its_queue_drains() {
         let gate = GateBuffers::new(2, 2, 1);
         let producer = Credits::new(2);
         let ret = CreditReturn::local(gate.clone(), 0, producer.clone());
@@ -349,11 +351,21 @@ mod tests {
         assert!(producer.try_acquire());
         gate.arrived(0, &ret);
         assert_eq!(producer.available(), 0, "only one floating buffer to lend");
-        // The first consumed event returns the lent buffer to the gate, the next ones credits.
+        // While events are queued, consumed ones are credits again (the channel keeps the lent
+        // buffer); the one that drains the queue gives the lent buffer back to the gate.
         ret.release();
-        assert_eq!((gate.free_floating(), producer.available()), (1, 0));
+        assert_eq!((gate.free_floating(), producer.available()), (0, 1));
         ret.release();
+        assert_eq!((gate.free_floating(), producer.available()), (0, 2));
         ret.release();
         assert_eq!((gate.free_floating(), producer.available()), (1, 2));
+        // The other channel still has its exclusive credits: a lent buffer never blocks it.
+        let other = Credits::new(2);
+        let ret1 = CreditReturn::local(gate.clone(), 1, other.clone());
+        for _ in 0..2 {
+            assert!(other.try_acquire());
+            ret1.arrived();
+        }
+        assert_eq!((gate.free_floating(), other.available()), (0, 1));
     }
 }
