@@ -1006,6 +1006,16 @@ impl JobMaster {
                     .pending_restart
                     .as_ref()
                     .is_some_and(|p| p.tasks.contains(&t)) => {}
+            // Refused at deployment for lack of network buffers: a restart would ask the same
+            // TaskManagers for the same buffers, so the job fails (not a restart loop).
+            ExecutionState::Failed
+                if error
+                    .as_deref()
+                    .is_some_and(eddy_runtime::task::buffers::is_unrecoverable) =>
+            {
+                let msg = format!("{}: {}", self.task_name(t), error.unwrap_or_default());
+                cmds.extend(self.fail_job(msg, now));
+            }
             ExecutionState::Failed => {
                 let msg = error.unwrap_or_else(|| "task failed".into());
                 cmds.extend(self.on_failure(msg, Some(t), Some(tm), now));

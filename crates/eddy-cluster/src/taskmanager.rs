@@ -22,6 +22,7 @@ use eddy_runtime::error::JobError;
 use eddy_runtime::framing::FrameLimits;
 use eddy_runtime::registry::{BuiltJob, JobRegistry};
 use eddy_runtime::snapshot::OperatorSnapshot;
+use eddy_runtime::task::buffers::{BufferPoolConfig, NetworkBufferPool};
 use eddy_runtime::task::chain::ChainSnapshot;
 use eddy_runtime::task::channel::TaskControl;
 use eddy_runtime::task::metrics::TaskTimes;
@@ -365,6 +366,16 @@ pub enum JobManagerTarget {
     Ha(Arc<crate::ha::Ha>),
 }
 
+/// The network buffer pool of `taskmanager.memory.network.*` and friends (task/buffers.rs).
+fn network_buffers(config: &Config) -> Arc<NetworkBufferPool> {
+    NetworkBufferPool::new(BufferPoolConfig {
+        pool_bytes: config.network_memory_size(),
+        segment_size: config.network_segment_size(),
+        buffers_per_channel: config.network_buffers_per_channel(),
+        floating_per_gate: config.network_floating_buffers_per_gate(),
+    })
+}
+
 /// Starts a TaskManager that registers with the JobManager at `jm_address`, retrying until it
 /// is reachable.
 pub fn start(
@@ -387,11 +398,14 @@ pub fn start_with(
         config.taskmanager_data_port(),
         frame_limits(config.network_max_frame_size(), config.heartbeat_timeout()),
         tls.clone(),
+        network_buffers(config),
     )
     .map_err(|e| e.to_string())?;
+    let id = TaskManagerId::random("tm");
+    network.buffers().set_owner(&id.to_string());
     let writer: Writer = Arc::new(Mutex::new(None));
     let shared = Arc::new(Shared {
-        id: TaskManagerId::random("tm"),
+        id,
         registry,
         network,
         tasks: Mutex::new(HashMap::new()),

@@ -5,7 +5,7 @@
 //! multiple of the frame it read (measured by a counting allocator).
 
 use eddy_runtime::framing::{self, FrameLimits};
-use eddy_runtime::task::channel::CHANNEL_CREDITS;
+use eddy_runtime::task::channel::MAX_CHANNEL_CREDITS;
 use eddy_runtime::task::network::{decode_frame, frame_limits, DataFrame};
 use proptest::prelude::*;
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -73,7 +73,7 @@ fn decode_everything(bytes: &[u8]) {
                 Ok(DataFrame::Batch(_, payload)) => {
                     let _ = framing::decode::<Batch>(payload);
                 }
-                Ok(DataFrame::Credit(_, n)) => assert!((1..=CHANNEL_CREDITS).contains(&n)),
+                Ok(DataFrame::Credit(_, n)) => assert!((1..=MAX_CHANNEL_CREDITS).contains(&n)),
                 Ok(_) => {}
                 Err(_) => break,
             }
@@ -131,11 +131,11 @@ fn malformed_frames_are_refused_with_a_reason() {
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (
             frame(6, 7, &u32::MAX.to_le_bytes()),
-            "a credit of 4294967295 on channel 7: a channel holds 1 to 8",
+            "a credit of 4294967295 on channel 7: a channel holds 1 to 17408",
         ),
         (
             frame(6, 7, &0u32.to_le_bytes()),
-            "a credit of 0 on channel 7: a channel holds 1 to 8",
+            "a credit of 0 on channel 7: a channel holds 1 to 17408",
         ),
         (
             frame(6, 7, &[1]),

@@ -252,6 +252,33 @@ fn daemons_refuse_unsupported_keys_at_configuration_load() {
 }
 
 #[test]
+fn daemons_refuse_bad_network_buffer_values_in_one_line() {
+    let cases = [
+        (
+            "taskmanager.memory.network.max: 4m\n",
+            "invalid value '4m' for key 'taskmanager.memory.network.max': expected a size at least taskmanager.memory.network.min (64m)",
+        ),
+        (
+            "taskmanager.memory.segment-size: 3000b\n",
+            "invalid value '3000b' for key 'taskmanager.memory.segment-size': expected a power of two from 4k to 16m",
+        ),
+        (
+            "taskmanager.network.memory.buffers-per-channel: 0\n",
+            "invalid value '0' for key 'taskmanager.network.memory.buffers-per-channel'",
+        ),
+    ];
+    for (yaml, start) in cases {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (conf, _) = jobmanager_conf(dir.path(), yaml);
+        let out = eddy(
+            &["taskmanager", "--conf", &conf.display().to_string()],
+            LIMIT,
+        );
+        assert_refused(&format!("eddy taskmanager with {yaml:?}"), &out, start);
+    }
+}
+
+#[test]
 fn rest_submit_refuses_what_eddy_cannot_do_with_400_and_one_line() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (conf, rest_port) = jobmanager_conf(dir.path(), "");

@@ -52,6 +52,14 @@ pub const MAX_TASK_SLOTS: u32 = 1024;
 /// below 64 KiB ordinary messages do not fit; a length prefix is 32 bits.
 pub const MIN_FRAME_SIZE: u64 = 64 << 10;
 pub const MAX_FRAME_SIZE: u64 = 1 << 30;
+/// Bounds of the network buffer keys (a channel's credits fit the data plane's CREDIT frame check).
+pub const MAX_BUFFERS_PER_CHANNEL: u32 = 1024;
+pub const MAX_FLOATING_PER_GATE: u32 = 16384;
+pub const MIN_SEGMENT_SIZE: u64 = 4 << 10;
+pub const MAX_SEGMENT_SIZE: u64 = 16 << 20;
+/// The total a TaskManager's network fraction applies to while `taskmanager.memory.process.size`
+/// is unset: the value in Flink's default configuration file.
+pub const DEFAULT_TM_PROCESS_SIZE: u64 = 1728 << 20;
 
 pub const HA_TYPES: &[&[&str]] = &[&["none", "standalone"], &["zookeeper"]];
 pub const STATE_BACKENDS: &[&[&str]] = &[&["hashmap"], &["rocksdb"]];
@@ -78,7 +86,7 @@ pub static KEYS: &[KeySpec] = &[
     spec("jobmanager.rpc.address", &[], ValueType::Host, Some("localhost"), "Host of the JobManager's RPC endpoint (without HA)."),
     spec("jobmanager.rpc.port", &[], ValueType::Port, Some("6123"), "Port of the JobManager's RPC endpoint (without HA)."),
     spec("jobmanager.memory.process.size", &[], ValueType::Size, None, "Accepted for Flink compatibility and reported; not enforced."),
-    spec("taskmanager.memory.process.size", &[], ValueType::Size, None, "Accepted for Flink compatibility and reported; not enforced."),
+    spec("taskmanager.memory.process.size", &[], ValueType::Size, None, "Accepted for Flink compatibility and reported; not enforced; the total of taskmanager.memory.network.fraction."),
     spec("taskmanager.numberOfTaskSlots", &[], ValueType::Int { min: 1, max: MAX_TASK_SLOTS as i64 }, Some("1"), "Slots each TaskManager offers."),
     spec("taskmanager.host", &[], ValueType::Host, Some("127.0.0.1"), "Address a TaskManager binds and advertises."),
     spec("taskmanager.data.port", &[], ValueType::Port, Some("0"), "TaskManager data-exchange port (0 = any free port)."),
@@ -182,6 +190,12 @@ pub static KEYS: &[KeySpec] = &[
     // --- data plane
     spec("execution.buffer-timeout", &[], DUR, Some("100 ms"), "How long a partly filled output buffer may wait before it is sent."),
     spec("taskmanager.network.max-frame-size", &[], ValueType::Size, Some("16m"), "Largest data frame (one buffer of records) between TaskManagers (64k..1g); a larger one fails the sending task."),
+    spec("taskmanager.memory.network.fraction", &[], ValueType::Float { min: 0.0, max: 1.0 }, Some("0.1"), "Share of taskmanager.memory.process.size (1728m if unset) for the network buffer pool, clamped to min..max."),
+    spec("taskmanager.memory.network.min", &[], ValueType::Size, Some("64m"), "Smallest network buffer pool of a TaskManager."),
+    spec("taskmanager.memory.network.max", &[], ValueType::Size, None, "Largest network buffer pool of a TaskManager; unset = no bound (Flink 2.x: Long.MAX_VALUE bytes)."),
+    spec("taskmanager.memory.segment-size", &[], ValueType::Size, Some("32k"), "Size of one network buffer: a batch of records on a channel fills at most one (a power of two from 4k to 16m)."),
+    spec("taskmanager.network.memory.buffers-per-channel", &[], ValueType::Int { min: 1, max: MAX_BUFFERS_PER_CHANNEL as i64 }, Some("2"), "Exclusive buffers (credits) of each input channel."),
+    spec("taskmanager.network.memory.floating-buffers-per-gate", &[], ValueType::Int { min: 0, max: MAX_FLOATING_PER_GATE as i64 }, Some("8"), "Floating buffers shared by the input channels of a task, lent to a channel whose exclusive buffers are all in use."),
 ];
 
 /// Keys a submitted job may set (`POST /jobs` `config`, `eddy run -D`): what one job decides for

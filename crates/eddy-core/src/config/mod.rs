@@ -25,7 +25,8 @@ pub use duration::{format_duration, parse_duration};
 pub use error::ConfigError;
 pub use keys::{
     is_job_key, lookup as lookup_key, suggest as suggest_key, KeySpec, JOB_KEYS, JOB_KEY_PREFIXES,
-    KEYS, MAX_FRAME_SIZE, MAX_TASK_SLOTS, MIN_FRAME_SIZE,
+    KEYS, MAX_BUFFERS_PER_CHANNEL, MAX_FLOATING_PER_GATE, MAX_FRAME_SIZE, MAX_TASK_SLOTS,
+    MIN_FRAME_SIZE,
 };
 pub use size::{format_size, parse_size};
 pub use support::{support_of, Support, SAVEPOINTS_ISSUE, SUPPORT};

@@ -167,6 +167,12 @@ pub static SUPPORT: &[(&str, Support)] = &[
     ("eddy.test-hooks.enabled", Support::Works),
     ("execution.buffer-timeout", Support::Works),
     ("taskmanager.network.max-frame-size", Support::Works),
+    ("taskmanager.memory.network.fraction", Support::Works),
+    ("taskmanager.memory.network.min", Support::Works),
+    ("taskmanager.memory.network.max", Support::Works),
+    ("taskmanager.memory.segment-size", Support::Works),
+    ("taskmanager.network.memory.buffers-per-channel", Support::Works),
+    ("taskmanager.network.memory.floating-buffers-per-gate", Support::Works),
 ];
 
 /// The support row of a canonical key name.

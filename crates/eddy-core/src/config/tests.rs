@@ -1141,6 +1141,84 @@ fn frame_sizes_default_to_flinks_rpc_frame_and_16m_and_stay_within_64k_to_1g() {
 }
 
 #[test]
+fn the_network_pool_is_a_fraction_of_the_process_size_clamped_to_min_and_max() {
+    let c = cfg(&[]);
+    // 10 % of 1728m (Flink's default configuration file) while the process size is unset.
+    assert_eq!(c.network_memory_size(), (1728u64 << 20) / 10);
+    assert_eq!(
+        (
+            c.network_segment_size(),
+            c.network_buffers_per_channel(),
+            c.network_floating_buffers_per_gate()
+        ),
+        (32 << 10, 2, 8)
+    );
+    let c = cfg(&[
+        ("taskmanager.memory.process.size", "4g"),
+        ("taskmanager.memory.network.fraction", "0.25"),
+    ]);
+    assert_eq!(c.network_memory_size(), 1 << 30);
+    // Below min: min; above max: max.
+    let c = cfg(&[
+        ("taskmanager.memory.process.size", "100m"),
+        ("taskmanager.memory.network.min", "32m"),
+    ]);
+    assert_eq!(c.network_memory_size(), 32 << 20);
+    let c = cfg(&[
+        ("taskmanager.memory.network.min", "1m"),
+        ("taskmanager.memory.network.max", "4m"),
+        ("taskmanager.memory.segment-size", "64k"),
+        ("taskmanager.network.memory.buffers-per-channel", "4"),
+        ("taskmanager.network.memory.floating-buffers-per-gate", "0"),
+    ]);
+    assert_eq!(c.network_memory_size(), 4 << 20);
+    assert_eq!(
+        (
+            c.network_segment_size(),
+            c.network_buffers_per_channel(),
+            c.network_floating_buffers_per_gate()
+        ),
+        (64 << 10, 4, 0)
+    );
+}
+
+#[test]
+fn bad_network_buffer_values_are_refused_in_one_line() {
+    assert_eq!(
+        err_of(&[("taskmanager.memory.network.max", "4m")]),
+        "invalid value '4m' for key 'taskmanager.memory.network.max': expected a size at least taskmanager.memory.network.min (64m)"
+    );
+    assert_eq!(
+        err_of(&[
+            ("taskmanager.memory.network.min", "8m"),
+            ("taskmanager.memory.network.max", "4m")
+        ]),
+        "invalid value '8m' for key 'taskmanager.memory.network.min': expected a size at most taskmanager.memory.network.max (4m)"
+    );
+    assert_eq!(
+        err_of(&[("taskmanager.memory.segment-size", "3000b")]),
+        "invalid value '3000b' for key 'taskmanager.memory.segment-size': expected a power of two from 4k to 16m"
+    );
+    assert_eq!(
+        err_of(&[("taskmanager.memory.segment-size", "1k")]),
+        "invalid value '1k' for key 'taskmanager.memory.segment-size': expected a power of two from 4k to 16m"
+    );
+    for (key, value) in [
+        ("taskmanager.memory.network.fraction", "1.5"),
+        ("taskmanager.network.memory.buffers-per-channel", "0"),
+        ("taskmanager.network.memory.floating-buffers-per-gate", "-1"),
+    ] {
+        let e = err_of(&[(key, value)]);
+        assert!(
+            e.starts_with(&format!(
+                "invalid value '{value}' for key '{key}': expected "
+            )),
+            "{e}"
+        );
+    }
+}
+
+#[test]
 fn heartbeat_timeout_must_exceed_interval() {
     assert_eq!(
         err_of(&[("heartbeat.timeout", "5 s")]),

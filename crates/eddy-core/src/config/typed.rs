@@ -487,6 +487,39 @@ impl Config {
     pub fn network_max_frame_size(&self) -> u32 {
         self.frame_size("taskmanager.network.max-frame-size")
     }
+    /// The network buffer pool of a TaskManager in bytes: `taskmanager.memory.network.fraction`
+    /// of `taskmanager.memory.process.size` (or [`super::keys::DEFAULT_TM_PROCESS_SIZE`] while it
+    /// is unset), clamped to `taskmanager.memory.network.min..=max` (Flink's rule).
+    pub fn network_memory_size(&self) -> u64 {
+        let total = self
+            .taskmanager_memory_process_size()
+            .unwrap_or(super::keys::DEFAULT_TM_PROCESS_SIZE);
+        let share = (total as f64 * self.float("taskmanager.memory.network.fraction")) as u64;
+        let min = self
+            .get_size("taskmanager.memory.network.min")
+            .unwrap_or(64 << 20);
+        let max = self
+            .get_size("taskmanager.memory.network.max")
+            .unwrap_or(u64::MAX);
+        share.max(min).min(max)
+    }
+    /// `taskmanager.memory.segment-size` in bytes: one network buffer.
+    pub fn network_segment_size(&self) -> u32 {
+        let bytes = self
+            .get_size("taskmanager.memory.segment-size")
+            .unwrap_or(32 << 10);
+        bytes.clamp(super::keys::MIN_SEGMENT_SIZE, super::keys::MAX_SEGMENT_SIZE) as u32
+    }
+    /// `taskmanager.network.memory.buffers-per-channel`: exclusive credits per input channel.
+    pub fn network_buffers_per_channel(&self) -> u32 {
+        self.get_u32("taskmanager.network.memory.buffers-per-channel")
+            .unwrap_or(2)
+    }
+    /// `taskmanager.network.memory.floating-buffers-per-gate`: shared by a task's inputs.
+    pub fn network_floating_buffers_per_gate(&self) -> u32 {
+        self.get_u32("taskmanager.network.memory.floating-buffers-per-gate")
+            .unwrap_or(8)
+    }
     fn frame_size(&self, key: &str) -> u32 {
         let bytes = self.get_size(key).unwrap_or(super::keys::MIN_FRAME_SIZE);
         bytes.clamp(super::keys::MIN_FRAME_SIZE, super::keys::MAX_FRAME_SIZE) as u32

@@ -167,6 +167,45 @@ fn cross_check(config: &Config) -> Result<Vec<String>, ConfigError> {
             ));
         }
     }
+    let segment_key = "taskmanager.memory.segment-size";
+    if let Some(bytes) = config.get_size(segment_key) {
+        if !(keys::MIN_SEGMENT_SIZE..=keys::MAX_SEGMENT_SIZE).contains(&bytes)
+            || !bytes.is_power_of_two()
+        {
+            return Err(ConfigError::invalid(
+                segment_key,
+                config.get(segment_key).unwrap_or(""),
+                format!(
+                    "a power of two from {} to {}",
+                    format_size(keys::MIN_SEGMENT_SIZE),
+                    format_size(keys::MAX_SEGMENT_SIZE)
+                ),
+            ));
+        }
+    }
+    let (min_key, max_key) = (
+        "taskmanager.memory.network.min",
+        "taskmanager.memory.network.max",
+    );
+    if let (Some(min), Some(max)) = (config.get_size(min_key), config.get_size(max_key)) {
+        if min > max {
+            let blamed = if config.get(max_key).is_some() && config.get(min_key).is_none() {
+                max_key
+            } else {
+                min_key
+            };
+            let (expected, other, other_value) = if blamed == min_key {
+                ("at most", max_key, max)
+            } else {
+                ("at least", min_key, min)
+            };
+            return Err(ConfigError::invalid(
+                blamed,
+                config.get(blamed).unwrap_or(""),
+                format!("a size {expected} {other} ({})", format_size(other_value)),
+            ));
+        }
+    }
     if config.ssl_internal_enabled() {
         for key in [
             "security.ssl.internal.cert",

@@ -1,23 +1,27 @@
 //! Channels between subtasks, with credit-based flow control.
 //!
 //! Every event a producer sends on a channel (a batch, a watermark, a barrier, end of data, the
-//! end) costs one
-//! credit; the consumer returns the credit after it processed the event. A channel starts with
-//! [`CHANNEL_CREDITS`] credits, so at most that many events are in flight per channel and a
-//! consumer's mailbox (sized to the sum of its channels' credits) can never overflow: slow
-//! consumers stall producers (back-pressure), nothing buffers without bound.
+//! end) costs one credit, i.e. one network buffer of the consumer; the consumer returns the
+//! credit after it processed the event. A channel starts with its exclusive buffers
+//! (`taskmanager.network.memory.buffers-per-channel`) as credits and may borrow floating ones of
+//! its gate (`task/buffers.rs`), so a consumer's mailbox (sized to the sum of its gate's
+//! buffers) can never overflow: slow consumers stall producers (back-pressure), nothing buffers
+//! without bound.
 //! Local channels hand over `Vec<T>` batches without serialization; remote channels carry bytes
 //! over the TaskManagers' TCP connection (see `network.rs`).
 
 use crate::error::{JobError, Result};
+use crate::task::buffers::GateBuffers;
 use std::any::Any;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-/// Events in flight per channel.
-pub const CHANNEL_CREDITS: u32 = 8;
+/// The most credits a consumer may grant in one CREDIT frame, and a channel may hold: the
+/// largest `buffers-per-channel` plus the largest `floating-buffers-per-gate`.
+pub const MAX_CHANNEL_CREDITS: u32 =
+    eddy_core::config::MAX_BUFFERS_PER_CHANNEL + eddy_core::config::MAX_FLOATING_PER_GATE;
 
 /// A globally unique channel id within one deployment of a job (assigned by the JobMaster).
 pub type ChannelId = u64;
@@ -76,6 +80,17 @@ impl Credits {
         Ok(())
     }
 
+    /// Takes one credit if one is available.
+    pub fn try_acquire(&self) -> bool {
+        match self.available.lock() {
+            Ok(mut n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Credits available right now.
     pub fn available(&self) -> u32 {
         self.available.lock().map(|n| *n).unwrap_or(0)
@@ -105,18 +120,60 @@ impl Credits {
     }
 }
 
-/// How a consumer gives a credit back after processing an event.
+/// How a consumer gives a buffer back after processing an event: to its gate (a lent floating
+/// buffer) or as a credit to the channel's producer.
 #[derive(Clone)]
-pub enum CreditReturn {
+pub struct CreditReturn {
+    gate: Arc<GateBuffers>,
+    index: u32,
+    producer: Producer,
+}
+
+#[derive(Clone)]
+enum Producer {
     Local(Arc<Credits>),
     Remote(Arc<crate::task::network::PeerConnection>, ChannelId),
 }
 
 impl CreditReturn {
+    /// Channel `index` of `gate`, fed by a producer on this TaskManager.
+    pub fn local(gate: Arc<GateBuffers>, index: u32, credits: Arc<Credits>) -> Self {
+        CreditReturn {
+            gate,
+            index,
+            producer: Producer::Local(credits),
+        }
+    }
+
+    /// Channel `index` of `gate`, fed over `conn`.
+    pub fn remote(
+        gate: Arc<GateBuffers>,
+        index: u32,
+        conn: Arc<crate::task::network::PeerConnection>,
+        id: ChannelId,
+    ) -> Self {
+        CreditReturn {
+            gate,
+            index,
+            producer: Producer::Remote(conn, id),
+        }
+    }
+
+    /// The event arrived (counted before it enters the mailbox).
+    pub fn arrived(&self) {
+        self.gate.arrived(self.index, self);
+    }
+
+    /// The event was consumed.
     pub fn release(&self) {
-        match self {
-            CreditReturn::Local(c) => c.grant(1),
-            CreditReturn::Remote(conn, id) => conn.send_credit(*id, 1),
+        self.gate.consumed(self.index, self);
+    }
+
+    /// `n` more credits for the channel's producer.
+    pub fn grant_producer(&self, n: u32) {
+        match &self.producer {
+            Producer::Local(c) => c.grant(n),
+            Producer::Remote(conn, id) => conn.send_credit(*id, n),
         }
     }
 }
@@ -168,6 +225,8 @@ pub struct InputEndpoint {
     pub index: u32,
     /// Credits for a local producer (remote producers get theirs over the connection).
     pub local_credits: Arc<Credits>,
+    /// The buffers of the consuming task's input gate.
+    pub gate: Arc<GateBuffers>,
 }
 
 /// The producer end of one channel.
@@ -177,6 +236,8 @@ pub struct ChannelWriter {
     cancel: Arc<AtomicBool>,
     /// The producing task's metrics: a wait for credit counts as back-pressured time.
     metrics: Option<Arc<crate::task::metrics::TaskMetrics>>,
+    /// `taskmanager.memory.segment-size`: the record writer ships a batch before it exceeds it.
+    segment_size: usize,
 }
 
 enum ChannelTarget {
@@ -185,12 +246,13 @@ enum ChannelTarget {
 }
 
 impl ChannelWriter {
-    pub fn local(endpoint: InputEndpoint, cancel: Arc<AtomicBool>) -> Self {
+    pub fn local(endpoint: InputEndpoint, cancel: Arc<AtomicBool>, segment_size: usize) -> Self {
         ChannelWriter {
             credits: endpoint.local_credits.clone(),
             target: ChannelTarget::Local(endpoint),
             cancel,
             metrics: None,
+            segment_size,
         }
     }
 
@@ -199,12 +261,14 @@ impl ChannelWriter {
         id: ChannelId,
         credits: Arc<Credits>,
         cancel: Arc<AtomicBool>,
+        segment_size: usize,
     ) -> Self {
         ChannelWriter {
             credits,
             target: ChannelTarget::Remote(conn, id),
             cancel,
             metrics: None,
+            segment_size,
         }
     }
 
@@ -212,6 +276,11 @@ impl ChannelWriter {
     pub fn measured(mut self, metrics: Arc<crate::task::metrics::TaskMetrics>) -> Self {
         self.metrics = Some(metrics);
         self
+    }
+
+    /// Bytes of one network buffer: the most a batch on this channel should hold.
+    pub fn segment_size(&self) -> usize {
+        self.segment_size
     }
 
     pub fn is_local(&self) -> bool {
@@ -229,14 +298,17 @@ impl ChannelWriter {
             _ => self.credits.acquire(&self.cancel)?,
         }
         match &self.target {
-            ChannelTarget::Local(ep) => ep
-                .mailbox
-                .send(MailboxItem::Channel {
-                    index: ep.index,
-                    event,
-                    credit: CreditReturn::Local(self.credits.clone()),
-                })
-                .map_err(|_| JobError::new("the consuming task is gone")),
+            ChannelTarget::Local(ep) => {
+                let credit = CreditReturn::local(ep.gate.clone(), ep.index, self.credits.clone());
+                credit.arrived();
+                ep.mailbox
+                    .send(MailboxItem::Channel {
+                        index: ep.index,
+                        event,
+                        credit,
+                    })
+                    .map_err(|_| JobError::new("the consuming task is gone"))
+            }
             ChannelTarget::Remote(conn, id) => conn.send_event(*id, &event),
         }
     }

@@ -17,6 +17,7 @@
 //! it completed, end their output without end of data; downstream tasks then end the same way
 //! once notified of it, their operators unfinished (their state is in the savepoint).
 
+pub mod buffers;
 pub mod chain;
 pub mod channel;
 pub mod input;
@@ -34,10 +35,9 @@ use crate::graph::{AnyEmit, JobGraph, PartitionKind, SourceDriver, StreamGraph};
 use crate::operator::TaskInfo;
 use crate::snapshot::OperatorSnapshot;
 use crate::source::SourceStatus;
+use buffers::GateBuffers;
 use chain::ChainSnapshot;
-use channel::{
-    ChannelId, ChannelWriter, Credits, InputEndpoint, MailboxItem, TaskControl, CHANNEL_CREDITS,
-};
+use channel::{ChannelId, ChannelWriter, Credits, InputEndpoint, MailboxItem, TaskControl};
 use input::{InputGate, InputHandler};
 use metrics::TaskMetrics;
 use network::NetworkEnvironment;
@@ -160,7 +160,18 @@ pub fn spawn_task(
     state_backend: Arc<dyn crate::state::StateBackend>,
 ) -> Result<TaskHandle> {
     let deployment = Arc::new(deployment);
-    let capacity = deployment.inputs.len() * CHANNEL_CREDITS as usize + 64;
+    // The task's network buffers, or a refusal (task/buffers.rs); back to the pool when it ends.
+    let reserved = network.buffers().reserve(&deployment)?;
+    let c = network.buffers().config();
+    let gate = GateBuffers::new(
+        deployment.inputs.len(),
+        c.buffers_per_channel,
+        c.floating_per_gate,
+    );
+    // Every event holds one of the gate's buffers until consumed: the mailbox never fills.
+    let capacity = deployment.inputs.len() * c.buffers_per_channel as usize
+        + c.floating_per_gate as usize
+        + 64;
     let (tx, rx) = sync_channel(capacity);
     for (index, &id) in deployment.inputs.iter().enumerate() {
         network.register_input(
@@ -168,7 +179,8 @@ pub fn spawn_task(
             InputEndpoint {
                 mailbox: tx.clone(),
                 index: index as u32,
-                local_credits: Credits::new(CHANNEL_CREDITS),
+                local_credits: Credits::new(c.buffers_per_channel),
+                gate: gate.clone(),
             },
         );
     }
@@ -197,6 +209,7 @@ pub fn spawn_task(
             .flat_map(|o| o.channels.iter().map(|c| c.id))
             .collect();
         network.release_outputs(&outputs);
+        drop(reserved);
         match result {
             Ok(Ok(state)) => listener.state_changed(&d, state, None, &m),
             Ok(Err(e)) if c.load(Ordering::Relaxed) => {

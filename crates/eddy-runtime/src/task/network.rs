@@ -17,13 +17,19 @@
 //! Frames come from peers we do not trust: each is read with `framing::read_frame` (at most
 //! `taskmanager.network.max-frame-size` bytes, complete within `heartbeat.timeout` once begun) and
 //! checked by [`decode_frame`] (a known kind, the exact payload length of its kind, a credit of at
-//! most [`CHANNEL_CREDITS`]). Anything else closes the connection; it never panics.
+//! most [`MAX_CHANNEL_CREDITS`]). Anything else closes the connection; it never panics.
+//!
+//! Credits are network buffers of the consumer (`task/buffers.rs`): a channel opens with its
+//! exclusive buffers (`taskmanager.network.memory.buffers-per-channel`) and may be lent floating
+//! ones of its gate; a consumer granting a channel more than exclusive + floating-per-gate is
+//! refused, so every TaskManager of a cluster must use the same network buffer keys.
 
 use crate::error::{JobError, Result};
 use crate::framing::{self, FrameLimits};
+use crate::task::buffers::{BufferPoolConfig, NetworkBufferPool};
 use crate::task::channel::{
     ChannelEvent, ChannelId, ChannelWriter, CreditReturn, Credits, InputEndpoint, MailboxItem,
-    Payload, CHANNEL_CREDITS,
+    Payload, MAX_CHANNEL_CREDITS,
 };
 use eddy_core::tls::{self, ConnWriter, InternalTls};
 use std::collections::HashMap;
@@ -57,7 +63,7 @@ pub enum DataFrame<'a> {
     /// FLIP-147: the producer's data ended (it finished); END follows after its final checkpoint.
     EndOfData(ChannelId),
     End(ChannelId),
-    /// `1..=CHANNEL_CREDITS` credits: a channel never holds more.
+    /// `1..=MAX_CHANNEL_CREDITS` credits: a channel never holds more.
     Credit(ChannelId, u32),
 }
 
@@ -108,9 +114,9 @@ pub fn decode_frame(body: &[u8]) -> std::result::Result<DataFrame<'_>, String> {
         CREDIT => {
             let b = fixed(4)?;
             let n = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            if !(1..=CHANNEL_CREDITS).contains(&n) {
+            if !(1..=MAX_CHANNEL_CREDITS).contains(&n) {
                 return Err(format!(
-                    "a credit of {n} on channel {id}: a channel holds 1 to {CHANNEL_CREDITS}"
+                    "a credit of {n} on channel {id}: a channel holds 1 to {MAX_CHANNEL_CREDITS}"
                 ));
             }
             DataFrame::Credit(id, n)
@@ -449,21 +455,26 @@ pub struct NetworkEnvironment {
     tls: Option<InternalTls>,
     /// The [`IO_THREADS`] threads that accept and read every plain connection.
     io: tokio::runtime::Runtime,
+    /// This TaskManager's network buffers.
+    buffers: Arc<NetworkBufferPool>,
 }
 
 impl NetworkEnvironment {
     /// Binds the data port (0 = any free port) and starts accepting producers; `limits` bound
     /// the frames of every connection ([`frame_limits`]).
     pub fn start(host: &str, port: u16, limits: FrameLimits) -> Result<Arc<Self>> {
-        Self::start_with_tls(host, port, limits, None)
+        let buffers = NetworkBufferPool::new(BufferPoolConfig::default());
+        Self::start_with_tls(host, port, limits, None, buffers)
     }
 
-    /// [`NetworkEnvironment::start`]; with `tls`, every connection, in and out, is mutual TLS.
+    /// [`NetworkEnvironment::start`]; with `tls`, every connection, in and out, is mutual TLS;
+    /// the tasks' network buffers come from `buffers`.
     pub fn start_with_tls(
         host: &str,
         port: u16,
         limits: FrameLimits,
         tls: Option<InternalTls>,
+        buffers: Arc<NetworkBufferPool>,
     ) -> Result<Arc<Self>> {
         let listener = TcpListener::bind((host, port))
             .map_err(|e| JobError::new(format!("cannot bind the data port {host}:{port}: {e}")))?;
@@ -493,6 +504,7 @@ impl NetworkEnvironment {
             limits,
             tls,
             io,
+            buffers,
         });
         let weak = Arc::downgrade(&env);
         env.io.spawn(async move {
@@ -510,6 +522,11 @@ impl NetworkEnvironment {
 
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// This TaskManager's network buffer pool.
+    pub fn buffers(&self) -> &Arc<NetworkBufferPool> {
+        &self.buffers
     }
 
     /// Serves an accepted producer connection: plain on the I/O threads, TLS on a thread of its
@@ -589,6 +606,7 @@ impl NetworkEnvironment {
     /// Registers a consuming task's input channel; a remote producer waiting on it gets its
     /// first credits now.
     pub fn register_input(&self, id: ChannelId, endpoint: InputEndpoint) {
+        let exclusive = endpoint.gate.exclusive();
         let pending = match self.registry.lock() {
             Ok(mut r) => {
                 r.insert(id, endpoint);
@@ -601,7 +619,7 @@ impl NetworkEnvironment {
         };
         self.registered.notify_all();
         if let Some(conn) = pending {
-            conn.send_credit(id, CHANNEL_CREDITS);
+            conn.send_credit(id, exclusive);
         }
     }
 
@@ -632,7 +650,8 @@ impl NetworkEnvironment {
             .map_err(|_| JobError::new("registry lock poisoned"))?;
         loop {
             if let Some(ep) = r.get(&id) {
-                return Ok(ChannelWriter::local(ep.clone(), cancel));
+                let segment = self.buffers.config().segment_size as usize;
+                return Ok(ChannelWriter::local(ep.clone(), cancel, segment));
             }
             if cancel.load(Ordering::Relaxed) {
                 return Err(JobError::new("task canceled"));
@@ -664,7 +683,8 @@ impl NetworkEnvironment {
             .map_err(|_| JobError::new("credit map poisoned"))?
             .insert(id, credits.clone());
         conn.write_frame(OPEN, id, &[])?;
-        Ok(ChannelWriter::remote(conn, id, credits, cancel))
+        let segment = self.buffers.config().segment_size as usize;
+        Ok(ChannelWriter::remote(conn, id, credits, cancel, segment))
     }
 
     /// The (cached) connection to a consumer TaskManager; a broken one is replaced.
@@ -690,8 +710,9 @@ impl NetworkEnvironment {
                 PeerConnection::plain(stream, self.io.handle(), self.limits.max_len)?;
             let c2 = conn.clone();
             let limits = self.limits.clone();
+            let max = self.buffers.config().max_channel_credits();
             self.io.spawn(async move {
-                let why = read_frames(&stream, &limits, |body| apply_credit(&c2, body)).await;
+                let why = read_frames(&stream, &limits, |body| apply_credit(&c2, body, max)).await;
                 producer_connection_closed(&c2, &why);
             });
             conn
@@ -713,6 +734,7 @@ impl NetworkEnvironment {
         let conn = PeerConnection::tls(stream, self.limits.max_len)?;
         let c2 = conn.clone();
         let limits = self.limits.clone();
+        let max = self.buffers.config().max_channel_credits();
         std::thread::Builder::new()
             .name("data-credits".into())
             .spawn(move || {
@@ -722,7 +744,7 @@ impl NetworkEnvironment {
                     if let Err(e) = framing::read_frame(&mut reader, &mut buf, &limits) {
                         break e.to_string();
                     }
-                    if let Err(why) = apply_credit(&c2, &buf) {
+                    if let Err(why) = apply_credit(&c2, &buf, max) {
                         break why;
                     }
                 };
@@ -772,9 +794,9 @@ impl<'a> Consumer<'a> {
                 let Ok(registry) = self.env.registry.lock() else {
                     return Err("registry lock poisoned".into());
                 };
-                if registry.contains_key(&id) {
+                if let Some(exclusive) = registry.get(&id).map(|ep| ep.gate.exclusive()) {
                     drop(registry);
-                    self.conn.send_credit(id, CHANNEL_CREDITS);
+                    self.conn.send_credit(id, exclusive);
                 } else if let Ok(mut p) = self.env.pending_opens.lock() {
                     p.insert(id, self.conn.clone());
                 }
@@ -807,10 +829,12 @@ impl<'a> Consumer<'a> {
                 None => return Ok(()), // an older deployment's channel
             },
         };
+        let credit = CreditReturn::remote(ep.gate.clone(), ep.index, self.conn.clone(), id);
+        credit.arrived();
         let item = MailboxItem::Channel {
             index: ep.index,
             event,
-            credit: CreditReturn::Remote(self.conn.clone(), id),
+            credit,
         };
         // A mailbox holds its channels' credits, so a producer within its credits never finds
         // it full; if it ever is (control messages), wait without stalling the I/O thread's
@@ -834,17 +858,18 @@ impl<'a> Consumer<'a> {
 }
 
 /// Applies one frame a consumer sent on a producer connection. A consumer never grants a
-/// channel more credits than it holds, so one that does is refused (the connection closes)
-/// instead of clamped into place.
-fn apply_credit(conn: &PeerConnection, body: &[u8]) -> std::result::Result<(), String> {
+/// channel more credits than it has buffers for (`max`: exclusive + floating per gate), so one
+/// that does is refused (the connection closes) instead of clamped into place.
+fn apply_credit(conn: &PeerConnection, body: &[u8], max: u32) -> std::result::Result<(), String> {
     match decode_frame(body)? {
         DataFrame::Credit(id, n) => {
             let c = conn.credits.lock().ok().and_then(|m| m.get(&id).cloned());
             if let Some(c) = c {
-                if let Err(had) = c.grant_within(n, CHANNEL_CREDITS) {
+                if let Err(had) = c.grant_within(n, max) {
                     return Err(format!(
                         "a credit of {n} on channel {id}, which already has {had} of at most \
-                         {CHANNEL_CREDITS}"
+                         {max} (taskmanager.network.memory.buffers-per-channel + \
+                         floating-buffers-per-gate)"
                     ));
                 }
             }
@@ -863,7 +888,7 @@ fn producer_connection_closed(conn: &PeerConnection, why: &str) {
     conn.shutdown();
     if let Ok(m) = conn.credits.lock() {
         for c in m.values() {
-            c.grant(CHANNEL_CREDITS);
+            c.grant(MAX_CHANNEL_CREDITS);
         }
     }
 }
@@ -886,12 +911,15 @@ mod tests {
         .expect("start the data plane")
     }
 
+    const EXCLUSIVE: u32 = 2;
+
     fn endpoint(index: u32) -> (InputEndpoint, Receiver<MailboxItem>) {
         let (tx, rx) = sync_channel(64);
         let ep = InputEndpoint {
             mailbox: tx,
             index,
-            local_credits: Credits::new(CHANNEL_CREDITS),
+            local_credits: Credits::new(EXCLUSIVE),
+            gate: crate::task::buffers::GateBuffers::new(index as usize + 1, EXCLUSIVE, 8),
         };
         (ep, rx)
     }
@@ -993,7 +1021,7 @@ mod tests {
             .expect("the pending open gets its credits");
         assert_eq!(
             decode_frame(&credit[4..]),
-            Ok(DataFrame::Credit(3, CHANNEL_CREDITS))
+            Ok(DataFrame::Credit(3, EXCLUSIVE))
         );
         s.write_all(&raw_frame(BARRIER, 3, &9u64.to_le_bytes()))
             .expect("barrier");
@@ -1016,7 +1044,9 @@ mod tests {
         let (mut s, _) = consumer.accept().expect("accept");
         let mut open = [0u8; 4 + FRAME_HEAD];
         s.read_exact(&mut open).expect("the OPEN frame");
-        s.write_all(&raw_frame(CREDIT, 4, &CHANNEL_CREDITS.to_le_bytes()))
+        // Exclusive + floating per gate: all a channel can hold.
+        let max = BufferPoolConfig::default().max_channel_credits();
+        s.write_all(&raw_frame(CREDIT, 4, &max.to_le_bytes()))
             .expect("credits");
         s.write_all(&raw_frame(CREDIT, 4, &1u32.to_le_bytes()))
             .expect("one credit too many");
@@ -1025,7 +1055,7 @@ mod tests {
             "the over-granting consumer stayed connected"
         );
         // The producer is not left waiting: its sends fail once the connection is broken.
-        let failed = (0..=CHANNEL_CREDITS + 1).any(|_| w.send(ChannelEvent::Watermark(1)).is_err());
+        let failed = (0..=max + 1).any(|_| w.send(ChannelEvent::Watermark(1)).is_err());
         assert!(failed, "sends on a broken connection kept succeeding");
     }
 

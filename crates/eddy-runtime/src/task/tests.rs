@@ -393,6 +393,7 @@ fn run_row(row: &Row) -> Vec<String> {
     let credits: Vec<Arc<Credits>> = (0..row.channels).map(|_| Credits::new(0)).collect();
     let mut sent = vec![0u32; row.channels];
     let mut gate = InputGate::new(row.channels, row.exactly_once);
+    let gate_buffers = crate::task::buffers::GateBuffers::new(row.channels, 1 << 20, 0);
     let mut head = Recorder::default();
     let mut acked = Vec::new();
     let mut errors = Vec::new();
@@ -412,7 +413,8 @@ fn run_row(row: &Row) -> Vec<String> {
             }
         };
         sent[ch] += 1;
-        let credit = CreditReturn::Local(credits[ch].clone());
+        // No floating buffers: every consumed event is one credit back to its producer.
+        let credit = CreditReturn::local(gate_buffers.clone(), ch as u32, credits[ch].clone());
         if let Err(e) = gate.on_event(ch, event, credit, &mut head) {
             errors.push(format!("{ev:?}: {e}"));
         }
@@ -525,9 +527,10 @@ fn a_local_channel_sends_one_event_per_credit_and_stalls_without_credit() {
         mailbox: tx,
         index: 3,
         local_credits: Credits::new(2),
+        gate: crate::task::buffers::GateBuffers::new(4, 2, 0),
     };
     let cancel = Arc::new(AtomicBool::new(false));
-    let writer = ChannelWriter::local(endpoint.clone(), cancel.clone());
+    let writer = ChannelWriter::local(endpoint.clone(), cancel.clone(), 32 << 10);
     writer.send(ChannelEvent::Watermark(1)).unwrap();
     writer.send(ChannelEvent::Barrier(7)).unwrap();
     assert_eq!(endpoint.local_credits.available(), 0);

@@ -1,6 +1,12 @@
 //! The network end of a chain: partitions records over the consumer's channels into per-channel
 //! buffers and ships full buffers (local: the `Vec` itself; remote: bincode bytes).
 //!
+//! A batch fills at most one network buffer (`taskmanager.memory.segment-size`, see
+//! `task/buffers.rs`): it ships at [`BATCH_RECORDS`] records or at as many records of `T` as fit
+//! a segment, and a serialized batch found larger than a segment is sent in pieces that fit (and
+//! later batches of that writer ship earlier). A single record larger than a segment travels
+//! alone.
+//!
 //! Watermarks, barriers, end of data and the end of the partition flush every buffer first and
 //! then go to every channel, so they stay behind the records that preceded them. End of data
 //! always precedes the end of the partition.
@@ -12,7 +18,7 @@ use crate::task::channel::{ChannelEvent, ChannelWriter, Payload};
 use crate::task::metrics::TaskMetrics;
 use std::sync::Arc;
 
-/// Records per buffer before it is shipped.
+/// Records per buffer before it is shipped (at most; fewer when they do not fit a segment).
 pub const BATCH_RECORDS: usize = 1024;
 
 pub enum Partitioner<T> {
@@ -33,6 +39,10 @@ pub struct RecordWriter<T> {
     metrics: Arc<TaskMetrics>,
     data_ended: bool,
     ended: bool,
+    /// Bytes of one network buffer.
+    segment: usize,
+    /// Records per batch: [`BATCH_RECORDS`], fewer when that many do not fit a segment.
+    limit: usize,
 }
 
 impl<T: Data> RecordWriter<T> {
@@ -44,6 +54,11 @@ impl<T: Data> RecordWriter<T> {
         // Allocated as records arrive: a keyed exchange to p consumers that sees few records
         // per channel must not hold p empty batches of BATCH_RECORDS each.
         let buffers = channels.iter().map(|_| Vec::new()).collect();
+        let segment = channels
+            .first()
+            .map_or(32 << 10, ChannelWriter::segment_size)
+            .max(1);
+        let limit = (segment / std::mem::size_of::<T>().max(1)).clamp(1, BATCH_RECORDS);
         RecordWriter {
             channels,
             buffers,
@@ -51,6 +66,8 @@ impl<T: Data> RecordWriter<T> {
             metrics,
             data_ended: false,
             ended: false,
+            segment,
+            limit,
         }
     }
 
@@ -60,14 +77,33 @@ impl<T: Data> RecordWriter<T> {
         }
         // The next batch starts with room for as many records as this one had: full batches
         // never reallocate, a channel that sees few records holds little.
-        let room = self.buffers[ch].len();
-        let batch = std::mem::replace(&mut self.buffers[ch], Vec::with_capacity(room));
-        let payload = if self.channels[ch].is_local() {
-            Payload::Local(Box::new(batch))
-        } else {
-            Payload::Bytes(bincode::serialize(&batch)?)
-        };
-        self.channels[ch].send(ChannelEvent::Batch(payload))
+        let room = self.buffers[ch].len().min(self.limit);
+        let mut batch = std::mem::replace(&mut self.buffers[ch], Vec::with_capacity(room));
+        while batch.len() > self.limit {
+            let rest = batch.split_off(self.limit);
+            self.send_batch(ch, batch)?;
+            batch = rest;
+        }
+        self.send_batch(ch, batch)
+    }
+
+    fn send_batch(&mut self, ch: usize, mut batch: Vec<T>) -> Result<()> {
+        if self.channels[ch].is_local() {
+            return self.channels[ch].send(ChannelEvent::Batch(Payload::Local(Box::new(batch))));
+        }
+        let bytes = bincode::serialize(&batch)?;
+        if bytes.len() <= self.segment || batch.len() == 1 {
+            return self.channels[ch].send(ChannelEvent::Batch(Payload::Bytes(bytes)));
+        }
+        // More than one buffer: send it in pieces that fit, and ship earlier from now on.
+        let fit = (batch.len() * self.segment / bytes.len()).max(1);
+        self.limit = self.limit.min(fit);
+        while !batch.is_empty() {
+            let rest = batch.split_off(fit.min(batch.len()));
+            self.send_batch(ch, batch)?;
+            batch = rest;
+        }
+        Ok(())
     }
 
     fn broadcast_event(&mut self, make: impl Fn() -> ChannelEvent) -> Result<()> {
@@ -130,7 +166,7 @@ impl<T: Data> Emit<T> for RecordWriter<T> {
                 // A forward edge gives each producer exactly one channel: its peer subtask.
                 let ch = 0;
                 self.buffers[ch].append(batch);
-                if self.buffers[ch].len() >= BATCH_RECORDS {
+                if self.buffers[ch].len() >= self.limit {
                     self.ship(ch)?;
                 }
                 return Ok(());
@@ -160,7 +196,7 @@ impl<T: Data> Emit<T> for RecordWriter<T> {
             }
         }
         for ch in 0..n {
-            if self.buffers[ch].len() >= BATCH_RECORDS {
+            if self.buffers[ch].len() >= self.limit {
                 self.ship(ch)?;
             }
         }

@@ -25,6 +25,11 @@ pub struct Cluster {
 impl Cluster {
     /// `extra` keys replace or add to the generated ones.
     pub fn start(slots: u32, extra: &[(&str, String)]) -> Cluster {
+        Cluster::start_workers(1, slots, extra)
+    }
+
+    /// [`Cluster::start`] with `workers` TaskManagers.
+    pub fn start_workers(workers: usize, slots: u32, extra: &[(&str, String)]) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let conf = dir.path().join("conf");
         let log = dir.path().join("log");
@@ -54,7 +59,7 @@ impl Cluster {
         write_config_yaml(&conf, keys, extra);
         std::fs::write(conf.join("masters"), format!("127.0.0.1:{}\n", ports[0]))
             .expect("write masters");
-        std::fs::write(conf.join("workers"), "127.0.0.1\n").expect("write workers");
+        std::fs::write(conf.join("workers"), "127.0.0.1\n".repeat(workers)).expect("write workers");
         let c = Cluster {
             dir,
             conf,
