@@ -187,6 +187,8 @@ pub struct JobMaster {
     claimed: Option<String>,
     /// The timeline of each recovery, newest last (bounded like the exception history).
     recoveries: Vec<RecoveryRecord>,
+    /// When the latest deployment was sent, until all its subtasks run (logged then).
+    deploying_since: Option<i64>,
 }
 
 fn evid(t: Task) -> ExecutionVertexId {
@@ -285,6 +287,7 @@ impl JobMaster {
             stop_failed: None,
             claimed: None,
             recoveries: Vec::new(),
+            deploying_since: None,
         };
         jm.timestamps.insert(JobStatus::Created.name().into(), now);
         Ok(jm)
@@ -659,13 +662,14 @@ impl JobMaster {
         let budget = self.settings.max_message_bytes / 2;
         let base_size = bincode::serialized_size(&empty).unwrap_or(0) as usize;
         let mut cmds = Vec::new();
+        let taskmanagers = per_tm.len();
         for (tm_id, subtasks) in per_tm {
             let mut batch = empty.clone();
             let mut size = base_size;
             for t in subtasks {
                 let n = bincode::serialized_size(&t).unwrap_or(0) as usize;
                 if !batch.tasks.is_empty() && size + n > budget {
-                    let full = std::mem::replace(&mut batch.tasks, Vec::new());
+                    let full = std::mem::take(&mut batch.tasks);
                     cmds.push(self.deploy_command(&tm_id, &batch, full));
                     size = base_size;
                 }
@@ -678,6 +682,13 @@ impl JobMaster {
         if let Some(c) = self.coordinator.as_mut() {
             c.tasks_redeployed(tasks.iter().map(|t| evid(*t)));
         }
+        tracing::info!(
+            "job {}: deployed {} subtasks to {taskmanagers} TaskManagers in {} messages (attempt {attempt})",
+            self.job_id,
+            tasks.len(),
+            cmds.len()
+        );
+        self.deploying_since = Some(now);
         cmds
     }
 
@@ -1370,6 +1381,14 @@ impl JobMaster {
             {
                 self.transition(JobStatus::Running, now);
                 self.recovery_running(now);
+                if let Some(since) = self.deploying_since.take() {
+                    tracing::info!(
+                        "job {}: all {} subtasks RUNNING, {} ms after the deployment",
+                        self.job_id,
+                        self.executions.len(),
+                        now - since
+                    );
+                }
                 if let Some(c) = self.coordinator.as_mut() {
                     if !c.is_running() {
                         c.tasks_running(now as u64);

@@ -768,6 +768,13 @@ fn handle(shared: &Arc<Shared>, msg: JmMessage) {
 /// Starts the subtasks of one deployment batch, in its order. Each subtask restores its own
 /// state; a subtask that cannot start is reported FAILED, the others start.
 fn deploy_batch(shared: &Arc<Shared>, batch: &DeploymentBatch, deployed_under: FencingToken) {
+    tracing::info!(
+        "TaskManager {}: starting {} subtasks of job {} (attempt {})",
+        shared.id,
+        batch.tasks.len(),
+        batch.job_id,
+        batch.attempt
+    );
     let job = &batch.job;
     let storage = job
         .config

@@ -133,7 +133,10 @@ pub fn decode_frame(body: &[u8]) -> std::result::Result<DataFrame<'_>, String> {
         OPENS | CREDITS => {
             let entry = if kind == OPENS { 8 } else { 12 };
             let n = payload.len() / entry;
-            if id != 0 || payload.len() % entry != 0 || !(1..=MAX_IDS_PER_FRAME).contains(&n) {
+            if id != 0
+                || !payload.len().is_multiple_of(entry)
+                || !(1..=MAX_IDS_PER_FRAME).contains(&n)
+            {
                 return Err(format!(
                     "a frame of kind {kind} with channel {id} and {} payload bytes; expected \
                      channel 0 and 1 to {MAX_IDS_PER_FRAME} entries of {entry} bytes",
@@ -669,7 +672,9 @@ impl NetworkEnvironment {
     /// Registers all input channels of a consuming task at once; remote producers waiting on
     /// some of them get their first credits with one frame per connection.
     pub fn register_inputs(&self, inputs: Vec<(ChannelId, InputEndpoint)>) {
-        let mut waiting: Vec<(Arc<PeerConnection>, Vec<(ChannelId, u32)>)> = Vec::new();
+        // Per producer connection, the channels it waits on.
+        type Grants = Vec<(ChannelId, u32)>;
+        let mut waiting: Vec<(Arc<PeerConnection>, Grants)> = Vec::new();
         if let Ok(mut r) = self.registry.lock() {
             let mut pending = self.pending_opens.lock().ok();
             for (id, endpoint) in inputs {
