@@ -7,7 +7,13 @@
 # the TaskManager with the most threads). Everything is stopped at the end (also on failure).
 #
 #   bench/scale.sh WORKERS P        (EDDY_BIN=path to the binary, default
-#                                    $CARGO_TARGET_DIR/release/eddy or target/release/eddy)
+#                                    $CARGO_TARGET_DIR/release/eddy or target/release/eddy;
+#                                    KEEP_LOGS=DIR keeps the cluster's logs there; RATE=records/s
+#                                    for the whole job, default 40000: with RATE=400 the job's own
+#                                    traffic no longer loads the machine while it deploys)
+# Also printed: the load average before the run, how long `eddy run -d` took, the CPU seconds of
+# the JobManager and of all TaskManagers between submit and all RUNNING, and the JobManager's
+# log lines of the phases (submitted, deployed, all subtasks RUNNING).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORKERS="${1:?usage: bench/scale.sh WORKERS P}"
@@ -40,18 +46,40 @@ cleanup() {
     pid=$(head -1 "$f" 2>/dev/null || true)
     if [ -n "$pid" ] && grep -q eddy "/proc/$pid/cmdline" 2>/dev/null; then kill -9 "$pid" 2>/dev/null || true; fi
   done
+  if [ -n "${KEEP_LOGS:-}" ]; then rm -rf "$KEEP_LOGS"; cp -r "$DIR/log" "$KEEP_LOGS"; fi
   rm -rf "$DIR"
 }
 trap cleanup EXIT
 echo "# $(date -u +%FT%TZ) $(git rev-parse --short HEAD) $BIN: $WORKERS TaskManagers x 4 slots, sequence -p $P"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+# CPU seconds (user + system) of the JobManager and, summed, of the TaskManagers so far.
+cpu_seconds() {
+  python3 - "$DIR/log" <<'PY'
+import glob, os, sys
+tick = os.sysconf("SC_CLK_TCK")
+def cpu(pattern):
+    total = 0
+    for f in glob.glob(f"{sys.argv[1]}/{pattern}"):
+        try:
+            pid = open(f).read().split()[0]
+            st = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            total += (int(st[11]) + int(st[12])) / tick
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+print(f"{cpu('eddy-jobmanager-*.pid'):.2f} {cpu('eddy-taskmanager-*.pid'):.2f}")
+PY
+}
 T0=$(date +%s.%N)
 "$BIN" cluster start --conf "$DIR/conf" >/dev/null
 T1=$(date +%s.%N)
 echo "cluster start: $(python3 -c "print(round($T1-$T0,2))") s"
+read -r JM_CPU0 TM_CPU0 < <(cpu_seconds)
 T1=$(date +%s.%N)
-JOB=$("$BIN" run sequence --keys 4000 --per-key 1000 --rate 40000 -p "$P" -d -D pipeline.max-parallelism=4096 \
+JOB=$("$BIN" run sequence --keys 4000 --per-key 1000 --rate "${RATE:-40000}" -p "$P" -d -D pipeline.max-parallelism=4096 \
   --output "$DIR/out" -m "127.0.0.1:$REST" --conf "$DIR/conf" 2>"$DIR/run.err") \
   || { echo "error: submit failed: $(tail -1 "$DIR/run.err")" >&2; exit 1; }
+echo "eddy run -d (until POST /jobs answered and it exited): $(python3 -c "import time; print(round(time.time()-$T1,2))") s"
 python3 - "127.0.0.1:$REST" "$JOB" "$T1" <<'PY'
 import json, sys, time, urllib.request
 rest, job = sys.argv[1], sys.argv[2]
@@ -74,6 +102,32 @@ print(f"all tasks RUNNING after `eddy run -d` returned: {time.time() - start:.2f
 PY
 T2=$(date +%s.%N)
 echo "submit (start of eddy run -d) to all tasks RUNNING: $(python3 -c "print(round($T2-$T1,2))") s"
+read -r JM_CPU1 TM_CPU1 < <(cpu_seconds)
+echo "CPU seconds from submit to all RUNNING: JobManager $(python3 -c "print(round($JM_CPU1-$JM_CPU0,2))"), TaskManagers (sum) $(python3 -c "print(round($TM_CPU1-$TM_CPU0,2))")"
+# Where the TaskManagers' CPU went (threads alive now, by name; task threads as task-*).
+python3 - "$DIR/log" <<'PY'
+import glob, os, sys
+tick = os.sysconf("SC_CLK_TCK")
+by = {}
+for f in glob.glob(f"{sys.argv[1]}/eddy-taskmanager-*.pid"):
+    pid = open(f).read().split()[0]
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        continue
+    for t in tids:
+        try:
+            comm = open(f"/proc/{pid}/task/{t}/comm").read().strip()
+            st = open(f"/proc/{pid}/task/{t}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = "task-*" if comm.startswith("task-") else comm
+        by[name] = by.get(name, 0) + (int(st[11]) + int(st[12])) / tick
+top = sorted(by.items(), key=lambda kv: -kv[1])[:8]
+print("TaskManager CPU seconds since start by thread: " + ", ".join(f"{k} {v:.1f}" for k, v in top))
+PY
+# The JobManager's own phases (its log's timestamps): submitted, deployed, every subtask RUNNING.
+grep -hE "submitting job|deployed [0-9]+ subtasks|subtasks RUNNING" "$DIR"/log/eddy-jobmanager-0.log | cut -c1-200 || true
 sleep 5
 python3 - "$DIR/log" <<'PY'
 import glob, os, statistics, sys

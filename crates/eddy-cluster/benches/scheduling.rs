@@ -2,8 +2,8 @@
 //! with the resource manager's [`SlotPool`]; a job of two vertices of parallelism P (source →
 //! keyed exchange → sink, 2P subtasks, P² channels) gets its slots and the [`JobMaster`] computes
 //! every deployment (channel ids and addresses included) and the messages to send, as the
-//! JobManager does — no socket, no thread, no file. The serialized size of the deployments is
-//! printed too (what goes over the RPC connections).
+//! JobManager does — no socket, no thread, no file. The serialized size of the deploy messages
+//! (one batch per TaskManager) is printed too (what goes over the RPC connections).
 //!
 //!     cargo bench -p eddy-cluster --bench scheduling [-- TASKMANAGERS P ROUNDS]
 //!
@@ -58,12 +58,13 @@ fn settings() -> JobMasterSettings {
         first_attempt: 1 << 32,
         deploy_timeout_ms: 50_000,
         exception_history_size: 16,
+        max_message_bytes: 10 << 20,
     }
 }
 
-/// One round: register the TaskManagers, allocate, deploy. Returns (time, deploy messages,
-/// TaskManagers addressed, serialized bytes).
-fn round(tms: usize, p: u32) -> (Duration, usize, usize, usize) {
+/// One round: register the TaskManagers, allocate, deploy. Returns (time, subtasks deployed,
+/// deploy messages, TaskManagers addressed, serialized bytes).
+fn round(tms: usize, p: u32) -> (Duration, usize, usize, usize, usize) {
     let started = Instant::now();
     let mut pool = SlotPool::default();
     for i in 0..tms {
@@ -82,16 +83,18 @@ fn round(tms: usize, p: u32) -> (Duration, usize, usize, usize) {
     let mut per_tm: HashMap<&str, usize> = HashMap::new();
     let mut bytes = 0;
     let mut deploys = 0;
+    let mut messages = 0;
     for c in &cmds {
         if let Command::Send { tm_id, msg } = c {
-            if let JmMessage::Deploy { .. } = msg {
-                deploys += 1;
+            if let JmMessage::Deploy { batch, .. } = msg {
+                deploys += batch.tasks.len();
+                messages += 1;
                 *per_tm.entry(tm_id).or_default() += 1;
                 bytes += bincode::serialized_size(msg).unwrap_or(0) as usize;
             }
         }
     }
-    (elapsed, deploys, per_tm.len(), bytes)
+    (elapsed, deploys, messages, per_tm.len(), bytes)
 }
 
 fn main() {
@@ -109,9 +112,9 @@ fn main() {
     );
     let mut times = Vec::new();
     for r in 0..rounds {
-        let (t, deploys, tm_count, bytes) = round(tms, p);
+        let (t, deploys, messages, tm_count, bytes) = round(tms, p);
         println!(
-            "round {r}: {:.3} s to schedule ({deploys} deployments to {tm_count} TaskManagers, {:.1} MB serialized)",
+            "round {r}: {:.3} s to schedule ({deploys} subtasks in {messages} deploy messages to {tm_count} TaskManagers, {:.1} MB serialized)",
             t.as_secs_f64(),
             bytes as f64 / 1e6
         );

@@ -1065,6 +1065,7 @@ impl JobManagerLoop {
             first_attempt: (eddy_core::ids::random_u128() as u64) & !0xFFFF_FFFF,
             deploy_timeout_ms: self.config.heartbeat_timeout().as_millis() as i64,
             exception_history_size: self.config.exception_history_size(),
+            max_message_bytes: self.config.rpc_frame_size() as usize,
         };
         let resume = match crate::savepoints::resume_plan(&spec, &built.job_graph) {
             Ok(r) => r,

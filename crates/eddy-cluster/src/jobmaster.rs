@@ -13,7 +13,10 @@
 //! selects the checkpoint to restore from and the subtasks are deployed again with its state.
 //! Concurrent failures while a restart is pending join that restart (one attempt).
 
-use crate::rpc::{ExecutionKey, FencingToken, JmMessage, RestoreSpec};
+use crate::rpc::{
+    push_id, DeploymentBatch, ExecutionKey, FencingToken, IdRun, JmMessage, OutputRange,
+    RestoreSpec, SubtaskDeployment,
+};
 use crate::status::{
     BackPressure, ExceptionEntry, JobDetails, JobStatus, RecoveryRecord, SubtaskDetails,
     VertexDetails,
@@ -29,7 +32,7 @@ use eddy_runtime::graph::{JobGraph, PartitionKind};
 use eddy_runtime::registry::JobSpec;
 use eddy_runtime::task::channel::StopMode;
 use eddy_runtime::task::metrics::TaskTimes;
-use eddy_runtime::task::{ExecutionState, OutputChannel, OutputEdge, TaskDeployment};
+use eddy_runtime::task::ExecutionState;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -122,6 +125,8 @@ pub struct JobMasterSettings {
     pub deploy_timeout_ms: i64,
     /// Exceptions kept (`web.exception-history-size`).
     pub exception_history_size: usize,
+    /// The largest RPC message (`pekko.framesize`): a deployment batch is split below it.
+    pub max_message_bytes: usize,
 }
 
 struct PendingRestart {
@@ -190,6 +195,8 @@ pub struct JobMaster {
     recoveries: Vec<RecoveryRecord>,
     /// Every complete recovery's detection → RUNNING (ms), for `/metrics`.
     recovery_durations: eddy_core::metrics::Histogram,
+    /// When the latest deployment was sent, until all its subtasks run (logged then).
+    deploying_since: Option<i64>,
 }
 
 fn evid(t: Task) -> ExecutionVertexId {
@@ -291,6 +298,7 @@ impl JobMaster {
             recovery_durations: eddy_core::metrics::Histogram::new(
                 &eddy_core::metrics::DURATION_BOUNDS_MS,
             ),
+            deploying_since: None,
         };
         jm.timestamps.insert(JobStatus::Created.name().into(), now);
         Ok(jm)
@@ -549,7 +557,9 @@ impl JobMaster {
         cmds
     }
 
-    /// Deploys `tasks` (a union of pipelined regions) as a new attempt.
+    /// Deploys `tasks` (a union of pipelined regions) as a new attempt: one
+    /// [`JmMessage::Deploy`] per TaskManager (more only when its subtasks' restore state would
+    /// not fit one RPC message), carrying the job and the address table once.
     fn deploy(
         &mut self,
         tasks: &BTreeSet<Task>,
@@ -559,11 +569,12 @@ impl JobMaster {
         let attempt = self.next_attempt;
         self.next_attempt += 1;
         // Channel ids: random high bits per deployment, so a stale producer never feeds a new
-        // consumer.
+        // consumer. The channels of one producer's output edge get consecutive ids, so a
+        // consumer's ids form one run per input edge (`IdRun`): O(edges) per subtask.
         let base = (eddy_core::ids::random_u128() as u64) & !0xFFFF_FFFF;
         let mut next_id = base;
-        let mut inputs: HashMap<Task, Vec<u64>> = HashMap::new();
-        let mut outputs: HashMap<Task, Vec<OutputEdge>> = HashMap::new();
+        let mut inputs: HashMap<Task, Vec<IdRun>> = HashMap::new();
+        let mut outputs: HashMap<Task, Vec<OutputRange>> = HashMap::new();
         for e in &self.graph.edges {
             let (src, dst) = (
                 &self.graph.vertices[e.source],
@@ -573,32 +584,42 @@ impl JobMaster {
                 if !tasks.contains(&(src.id, i)) {
                     continue;
                 }
-                let targets: Vec<u32> = if e.kind == PartitionKind::Forward {
-                    vec![i]
+                let (first_target, count) = if e.kind == PartitionKind::Forward {
+                    (i, 1)
                 } else {
-                    (0..dst.parallelism).collect()
+                    (0, dst.parallelism)
                 };
-                let mut channels = Vec::new();
-                for j in targets {
+                let first_channel = next_id + 1;
+                for j in first_target..first_target + count {
                     next_id += 1;
-                    inputs.entry((dst.id, j)).or_default().push(next_id);
-                    let (p, c) = (&self.slots[i as usize], &self.slots[j as usize]);
-                    channels.push(OutputChannel {
-                        id: next_id,
-                        remote_address: (p.tm_id != c.tm_id).then(|| c.data_address.clone()),
-                    });
+                    push_id(inputs.entry((dst.id, j)).or_default(), next_id);
                 }
-                outputs.entry((src.id, i)).or_default().push(OutputEdge {
-                    stream_edge: e.stream_edge,
+                outputs.entry((src.id, i)).or_default().push(OutputRange {
+                    stream_edge: e.stream_edge as u32,
                     kind: e.kind,
-                    channels,
+                    first_channel,
+                    first_target,
+                    channels: count,
                 });
             }
         }
+        // The address table: each TaskManager of the job's slots once.
+        let mut tm_index: HashMap<&str, u32> = HashMap::new();
+        let mut addresses = Vec::new();
+        let slot_table: Vec<u32> = self
+            .slots
+            .iter()
+            .map(|s| {
+                *tm_index.entry(s.tm_id.as_str()).or_insert_with(|| {
+                    addresses.push(s.data_address.clone());
+                    (addresses.len() - 1) as u32
+                })
+            })
+            .collect();
         let checkpointing = self.coordinator.is_some();
         let exactly_once =
             self.settings.checkpointing.mode == eddy_core::settings::CheckpointingMode::ExactlyOnce;
-        let mut cmds = Vec::new();
+        let mut per_tm: BTreeMap<String, Vec<SubtaskDeployment>> = BTreeMap::new();
         for &(v, s) in tasks {
             let vertex = &self.graph.vertices[v];
             let slot = &self.slots[s as usize];
@@ -609,22 +630,18 @@ impl JobMaster {
                     state: state.clone(),
                 })
             });
-            let d = TaskDeployment {
-                job_id: self.job_id,
-                job_name: self.spec.name.clone(),
-                attempt,
-                vertex: v,
-                subtask: s,
-                parallelism: vertex.parallelism,
-                max_parallelism: vertex.max_parallelism,
-                inputs: inputs.remove(&(v, s)).unwrap_or_default(),
-                outputs: outputs.remove(&(v, s)).unwrap_or_default(),
-                exactly_once,
-                checkpointing,
-                buffer_timeout_ms: self.settings.buffer_timeout_ms,
-                restore: HashMap::new(),
-                restored_checkpoint: restore.map(|c| c.checkpoint_id),
-            };
+            per_tm
+                .entry(slot.tm_id.clone())
+                .or_default()
+                .push(SubtaskDeployment {
+                    vertex: v as u32,
+                    subtask: s,
+                    parallelism: vertex.parallelism,
+                    max_parallelism: vertex.max_parallelism,
+                    inputs: inputs.remove(&(v, s)).unwrap_or_default(),
+                    outputs: outputs.remove(&(v, s)).unwrap_or_default(),
+                    restore: restore_spec,
+                });
             let deployments = self.executions.get(&(v, s)).map_or(0, |e| e.deployments) + 1;
             self.executions.insert(
                 (v, s),
@@ -641,20 +658,69 @@ impl JobMaster {
                     cancel_requested: false,
                 },
             );
-            cmds.push(Command::Send {
-                tm_id: slot.tm_id.clone(),
-                msg: JmMessage::Deploy {
-                    token: self.token,
-                    job: self.spec.clone(),
-                    deployment: Box::new(d),
-                    restore: restore_spec.map(Box::new),
-                },
-            });
+        }
+        let empty = DeploymentBatch {
+            job: self.spec.clone(),
+            job_id: self.job_id,
+            attempt,
+            exactly_once,
+            checkpointing,
+            buffer_timeout_ms: self.settings.buffer_timeout_ms,
+            restored_checkpoint: restore.map(|c| c.checkpoint_id),
+            addresses,
+            slots: slot_table,
+            tasks: Vec::new(),
+        };
+        // A message must fit `pekko.framesize`; half of it leaves room for the estimate's
+        // framing. Only restore state (inline bytes, file lists) makes a subtask large.
+        let budget = self.settings.max_message_bytes / 2;
+        let base_size = bincode::serialized_size(&empty).unwrap_or(0) as usize;
+        let mut cmds = Vec::new();
+        let taskmanagers = per_tm.len();
+        for (tm_id, subtasks) in per_tm {
+            let mut batch = empty.clone();
+            let mut size = base_size;
+            for t in subtasks {
+                let n = bincode::serialized_size(&t).unwrap_or(0) as usize;
+                if !batch.tasks.is_empty() && size + n > budget {
+                    let full = std::mem::take(&mut batch.tasks);
+                    cmds.push(self.deploy_command(&tm_id, &batch, full));
+                    size = base_size;
+                }
+                size += n;
+                batch.tasks.push(t);
+            }
+            let rest = std::mem::take(&mut batch.tasks);
+            cmds.push(self.deploy_command(&tm_id, &batch, rest));
         }
         if let Some(c) = self.coordinator.as_mut() {
             c.tasks_redeployed(tasks.iter().map(|t| evid(*t)));
         }
+        tracing::info!(
+            "job {}: deployed {} subtasks to {taskmanagers} TaskManagers in {} messages (attempt {attempt})",
+            self.job_id,
+            tasks.len(),
+            cmds.len()
+        );
+        self.deploying_since = Some(now);
         cmds
+    }
+
+    fn deploy_command(
+        &self,
+        tm_id: &str,
+        template: &DeploymentBatch,
+        tasks: Vec<SubtaskDeployment>,
+    ) -> Command {
+        let mut batch = template.clone();
+        batch.tasks = tasks;
+        Command::Send {
+            tm_id: tm_id.to_string(),
+            msg: JmMessage::Deploy {
+                token: self.token,
+                batch: Box::new(batch),
+            },
+        }
     }
 
     /// Where the state files of `cp` are: its own `chk-<id>/`, or the directory of the savepoint
@@ -1339,6 +1405,14 @@ impl JobMaster {
             {
                 self.transition(JobStatus::Running, now);
                 self.recovery_running(now);
+                if let Some(since) = self.deploying_since.take() {
+                    tracing::info!(
+                        "job {}: all {} subtasks RUNNING, {} ms after the deployment",
+                        self.job_id,
+                        self.executions.len(),
+                        now - since
+                    );
+                }
                 if let Some(c) = self.coordinator.as_mut() {
                     if !c.is_running() {
                         c.tasks_running(now as u64);

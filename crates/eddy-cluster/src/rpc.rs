@@ -14,8 +14,9 @@ use eddy_core::config::{Config, MAX_TASK_SLOTS};
 use eddy_core::JobId;
 use eddy_recovery::TaskStateSnapshot;
 use eddy_runtime::framing::{self, FrameLimits};
+use eddy_runtime::graph::PartitionKind;
 use eddy_runtime::registry::JobSpec;
-use eddy_runtime::task::{ExecutionState, TaskDeployment};
+use eddy_runtime::task::{ExecutionState, OutputChannel, OutputEdge, TaskDeployment};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::io::{Read, Write};
 
@@ -84,11 +85,11 @@ pub enum JmMessage {
     Refused {
         reason: String,
     },
+    /// Subtasks of one job to start on this TaskManager, all of one attempt: every subtask the
+    /// TaskManager hosts on a (re)deployment, or the subset a partial restart redeploys.
     Deploy {
         token: FencingToken,
-        job: JobSpec,
-        deployment: Box<TaskDeployment>,
-        restore: Option<Box<RestoreSpec>>,
+        batch: Box<DeploymentBatch>,
     },
     Cancel {
         token: FencingToken,
@@ -115,6 +116,191 @@ pub enum JmMessage {
     HeartbeatReply {
         token: FencingToken,
     },
+}
+
+/// One (re)deployment of a job's subtasks on one TaskManager (Flink sends one
+/// `TaskDeploymentDescriptor` per subtask; at 4,000 subtasks that repeats the job and the peers'
+/// addresses thousands of times). The job spec and the table of data addresses travel once; a
+/// subtask carries its channel ids as runs and its outputs as ranges of consumer subtasks.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DeploymentBatch {
+    pub job: JobSpec,
+    pub job_id: JobId,
+    pub attempt: u64,
+    pub exactly_once: bool,
+    pub checkpointing: bool,
+    pub buffer_timeout_ms: u64,
+    /// The checkpoint (or savepoint) the subtasks restore from, if any.
+    pub restored_checkpoint: Option<u64>,
+    /// The data addresses of the TaskManagers holding the job's slots, each once.
+    pub addresses: Vec<String>,
+    /// Slot `i` (which hosts subtask `i` of every vertex: slot sharing) is on the TaskManager at
+    /// `addresses[slots[i]]`.
+    pub slots: Vec<u32>,
+    pub tasks: Vec<SubtaskDeployment>,
+}
+
+/// The part of a deployment that is one subtask's own.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SubtaskDeployment {
+    pub vertex: u32,
+    pub subtask: u32,
+    pub parallelism: u32,
+    pub max_parallelism: u32,
+    /// Input channel ids in gate order.
+    pub inputs: Vec<IdRun>,
+    pub outputs: Vec<OutputRange>,
+    /// Where its state is (per subtask, as before batching).
+    pub restore: Option<RestoreSpec>,
+}
+
+/// Channel ids `first, first + step, …` (`count` of them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdRun {
+    pub first: u64,
+    pub step: u64,
+    pub count: u32,
+}
+
+/// Appends `id` to a list of runs, extending the last run when `id` continues it.
+pub fn push_id(runs: &mut Vec<IdRun>, id: u64) {
+    if let Some(r) = runs.last_mut() {
+        if r.count == 1 && id > r.first {
+            r.step = id - r.first;
+            r.count = 2;
+            return;
+        }
+        if r.count > 1
+            && r.count < u32::MAX
+            && r.step
+                .checked_mul(u64::from(r.count))
+                .and_then(|d| r.first.checked_add(d))
+                == Some(id)
+        {
+            r.count += 1;
+            return;
+        }
+    }
+    runs.push(IdRun {
+        first: id,
+        step: 0,
+        count: 1,
+    });
+}
+
+/// The ids of `runs`, in order; `None` when they would not fit in `limit` ids.
+pub fn expand_ids(runs: &[IdRun], limit: usize) -> Option<Vec<u64>> {
+    let total = runs
+        .iter()
+        .try_fold(0usize, |n, r| n.checked_add(r.count as usize))?;
+    if total > limit {
+        return None;
+    }
+    let mut ids = Vec::with_capacity(total);
+    for r in runs {
+        for k in 0..u64::from(r.count) {
+            ids.push(r.first.checked_add(r.step.checked_mul(k)?)?);
+        }
+    }
+    Some(ids)
+}
+
+/// One outgoing exchange of a subtask: channel `first_channel + k` goes to subtask
+/// `first_target + k` of the consumer vertex, `k < channels`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputRange {
+    pub stream_edge: u32,
+    pub kind: PartitionKind,
+    pub first_channel: u64,
+    pub first_target: u32,
+    pub channels: u32,
+}
+
+impl DeploymentBatch {
+    /// The runtime's deployment of `tasks[index]` (channels to a subtask on another TaskManager
+    /// carry its data address). A batch that does not add up (an index out of its tables) is an
+    /// error naming what was wrong, never a panic.
+    pub fn task_deployment(&self, index: usize) -> Result<TaskDeployment, String> {
+        let t = self
+            .tasks
+            .get(index)
+            .ok_or_else(|| format!("no subtask {index} in a batch of {}", self.tasks.len()))?;
+        let slot_of = |s: u32| -> Result<u32, String> {
+            let a = *self.slots.get(s as usize).ok_or_else(|| {
+                format!(
+                    "a deployment names slot {s} of a job holding {} slots",
+                    self.slots.len()
+                )
+            })?;
+            if a as usize >= self.addresses.len() {
+                return Err(format!(
+                    "slot {s} is on TaskManager {a} of {}",
+                    self.addresses.len()
+                ));
+            }
+            Ok(a)
+        };
+        let own = slot_of(t.subtask)?;
+        // Bounds what a malformed batch can make us allocate: 1,024 input edges of the job's
+        // parallelism (at least a million ids).
+        let limit = self.slots.len().saturating_mul(1024).max(1 << 20);
+        let inputs = expand_ids(&t.inputs, limit)
+            .ok_or_else(|| format!("the input channels of subtask {} do not add up", t.subtask))?;
+        let mut outputs = Vec::with_capacity(t.outputs.len());
+        for o in &t.outputs {
+            if o.channels as usize > self.slots.len() {
+                return Err(format!(
+                    "an output of subtask {} to {} consumers of a job holding {} slots",
+                    t.subtask,
+                    o.channels,
+                    self.slots.len()
+                ));
+            }
+            let mut channels = Vec::with_capacity(o.channels as usize);
+            for k in 0..o.channels {
+                let target = o
+                    .first_target
+                    .checked_add(k)
+                    .ok_or("an output range beyond u32")?;
+                let peer = slot_of(target)?;
+                channels.push(OutputChannel {
+                    id: o.first_channel.wrapping_add(u64::from(k)),
+                    remote_address: (peer != own).then(|| self.addresses[peer as usize].clone()),
+                });
+            }
+            outputs.push(OutputEdge {
+                stream_edge: o.stream_edge as usize,
+                kind: o.kind,
+                channels,
+            });
+        }
+        Ok(TaskDeployment {
+            job_id: self.job_id,
+            job_name: self.job.name.clone(),
+            attempt: self.attempt,
+            vertex: t.vertex as usize,
+            subtask: t.subtask,
+            parallelism: t.parallelism,
+            max_parallelism: t.max_parallelism,
+            inputs,
+            outputs,
+            exactly_once: self.exactly_once,
+            checkpointing: self.checkpointing,
+            buffer_timeout_ms: self.buffer_timeout_ms,
+            restore: Default::default(),
+            restored_checkpoint: self.restored_checkpoint,
+        })
+    }
+
+    /// The execution key of `tasks[index]`.
+    pub fn key(&self, t: &SubtaskDeployment) -> ExecutionKey {
+        ExecutionKey {
+            job_id: self.job_id,
+            attempt: self.attempt,
+            vertex: t.vertex as usize,
+            subtask: t.subtask,
+        }
+    }
 }
 
 /// Where a redeployed subtask finds its state: files under the checkpoint directory of
@@ -382,6 +568,140 @@ mod tests {
                     .into()
             )
         );
+    }
+
+    #[test]
+    fn id_runs_hold_any_id_list_and_expand_to_it() {
+        let lists: Vec<Vec<u64>> = vec![
+            vec![],
+            vec![5],
+            vec![5, 6, 7, 8],
+            vec![10, 410, 810, 1210, 3, 4, 5, 100],
+            vec![9, 3, 3, 7, 1 << 40, (1 << 40) + 2, (1 << 40) + 4, u64::MAX],
+        ];
+        for ids in lists {
+            let mut runs = Vec::new();
+            for &id in &ids {
+                push_id(&mut runs, id);
+            }
+            assert_eq!(expand_ids(&runs, usize::MAX).as_deref(), Some(&ids[..]));
+        }
+        // A consumer of a keyed exchange from 400 producers: one run.
+        let mut runs = Vec::new();
+        for i in 0..400u64 {
+            push_id(&mut runs, 1_000 + i * 400 + 7);
+        }
+        assert_eq!(
+            runs,
+            vec![IdRun {
+                first: 1_007,
+                step: 400,
+                count: 400
+            }]
+        );
+        assert_eq!(expand_ids(&runs, 399), None, "beyond the limit");
+    }
+
+    fn batch() -> DeploymentBatch {
+        DeploymentBatch {
+            job: JobSpec {
+                name: "j".into(),
+                args: vec![],
+                config: Default::default(),
+                parallelism: 3,
+            },
+            job_id: JobId(3),
+            attempt: 9,
+            exactly_once: true,
+            checkpointing: true,
+            buffer_timeout_ms: 100,
+            restored_checkpoint: Some(4),
+            addresses: vec!["127.0.0.1:1".into(), "127.0.0.1:2".into()],
+            // Subtasks 0 and 2 on the first TaskManager, 1 on the second.
+            slots: vec![0, 1, 0],
+            tasks: vec![SubtaskDeployment {
+                vertex: 0,
+                subtask: 2,
+                parallelism: 3,
+                max_parallelism: 128,
+                inputs: vec![IdRun {
+                    first: 50,
+                    step: 3,
+                    count: 3,
+                }],
+                outputs: vec![OutputRange {
+                    stream_edge: 1,
+                    kind: PartitionKind::Hash,
+                    first_channel: 70,
+                    first_target: 0,
+                    channels: 3,
+                }],
+                restore: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_batch_expands_to_the_runtime_deployment_with_addresses_only_for_remote_peers() {
+        let b = batch();
+        let d = b.task_deployment(0).unwrap();
+        assert_eq!(
+            (d.job_id, d.attempt, d.vertex, d.subtask),
+            (JobId(3), 9, 0, 2)
+        );
+        assert_eq!((d.parallelism, d.max_parallelism), (3, 128));
+        assert_eq!(d.job_name, "j");
+        assert_eq!(d.restored_checkpoint, Some(4));
+        assert_eq!(d.inputs, vec![50, 53, 56]);
+        let out: Vec<(u64, Option<String>)> = d.outputs[0]
+            .channels
+            .iter()
+            .map(|c| (c.id, c.remote_address.clone()))
+            .collect();
+        assert_eq!(
+            out,
+            vec![(70, None), (71, Some("127.0.0.1:2".into())), (72, None)]
+        );
+        assert_eq!(d.outputs[0].stream_edge, 1);
+        let mut buf = Vec::new();
+        write_message(
+            &mut buf,
+            &JmMessage::Deploy {
+                token: 1,
+                batch: Box::new(b),
+            },
+        )
+        .unwrap();
+        assert!(matches!(
+            read_message::<JmMessage>(&mut buf.as_slice(), &limits()).unwrap(),
+            JmMessage::Deploy { batch, .. } if batch.tasks.len() == 1
+        ));
+    }
+
+    #[test]
+    fn a_batch_that_does_not_add_up_is_an_error_not_a_panic() {
+        let mut b = batch();
+        b.tasks[0].subtask = 3;
+        assert_eq!(
+            b.task_deployment(0).unwrap_err(),
+            "a deployment names slot 3 of a job holding 3 slots"
+        );
+        let mut b = batch();
+        b.slots[1] = 2;
+        assert_eq!(
+            b.task_deployment(0).unwrap_err(),
+            "slot 1 is on TaskManager 2 of 2"
+        );
+        let mut b = batch();
+        b.tasks[0].outputs[0].channels = u32::MAX;
+        assert!(b
+            .task_deployment(0)
+            .unwrap_err()
+            .contains("4294967295 consumers"));
+        let mut b = batch();
+        b.tasks[0].inputs[0].count = u32::MAX;
+        assert!(b.task_deployment(0).unwrap_err().contains("do not add up"));
+        assert!(batch().task_deployment(1).is_err());
     }
 
     #[test]

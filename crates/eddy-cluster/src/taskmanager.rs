@@ -10,8 +10,8 @@
 
 use crate::peer::Peer;
 use crate::rpc::{
-    read_message, rpc_limits, write_message, ExecutionKey, FencingToken, JmMessage, RestoreSpec,
-    TaskCounters, TmMessage,
+    read_message, rpc_limits, write_message, DeploymentBatch, ExecutionKey, FencingToken,
+    JmMessage, RestoreSpec, TaskCounters, TmMessage,
 };
 use eddy_core::config::Config;
 use eddy_core::ids::TaskManagerId;
@@ -744,111 +744,9 @@ fn handle(shared: &Arc<Shared>, msg: JmMessage) {
         return;
     }
     match msg {
-        JmMessage::Deploy {
-            job,
-            deployment,
-            restore,
-            ..
-        } => {
-            let mut d = *deployment;
-            let key = key_of(&d);
-            let storage = job
-                .config
-                .checkpoints_dir()
-                .map(|dir| CheckpointStorage::new(dir, d.job_id));
-            let uploads = match shared.uploads.lock() {
-                Ok(u) => u.clone(),
-                Err(_) => return,
-            };
+        JmMessage::Deploy { batch, .. } => {
             let Some(deployed_under) = token else { return };
-            let local = job
-                .config
-                .local_recovery()
-                .then(|| shared.local_state())
-                .flatten();
-            let relay: Arc<dyn TaskListener> = Arc::new(Relay {
-                writer: shared.writer.clone(),
-                deployed_under,
-                uploads,
-                storage,
-                local: local.clone(),
-            });
-            if let Some(spec) = restore {
-                let mut read = RestoreRead::default();
-                match load_state(&spec, d.job_id, local.as_ref(), &mut read) {
-                    Ok(state) => {
-                        // Tests read this line (task-local recovery reads 0 bytes from storage).
-                        tracing::info!(
-                            "restored {} {}/{} of job {} from checkpoint {}: {} bytes of state files from checkpoint storage, {} bytes from local copies",
-                            d.vertex,
-                            d.subtask + 1,
-                            d.parallelism,
-                            d.job_id,
-                            spec.checkpoint_id,
-                            read.from_storage,
-                            read.from_local
-                        );
-                        d.restore = state
-                    }
-                    Err(e) => {
-                        let m = eddy_runtime::task::metrics::TaskMetrics::default();
-                        relay.state_changed(
-                            &d,
-                            ExecutionState::Failed,
-                            Some(JobError::new(format!(
-                                "restoring from checkpoint {}: {e}",
-                                spec.checkpoint_id
-                            ))),
-                            &m,
-                        );
-                        return;
-                    }
-                }
-            }
-            let built = {
-                let mut jobs = match shared.jobs.lock() {
-                    Ok(j) => j,
-                    Err(_) => return,
-                };
-                match jobs.get(&d.job_id) {
-                    Some(b) => Ok(b.clone()),
-                    None => shared.registry.build(&job).inspect(|b| {
-                        jobs.insert(d.job_id, b.clone());
-                    }),
-                }
-            };
-            let result = built.and_then(|b| {
-                let token = format!("{}-a{}", shared.id, d.attempt);
-                // RocksDB instances live in the TaskManager's working directory, one
-                // subdirectory per TaskManager, removed by each operator when it closes.
-                let backend =
-                    eddy_runtime::state::state_backend(&eddy_runtime::state::StateBackendSpec {
-                        kind: job.config.state_backend(),
-                        working_dir: std::env::temp_dir().join("eddy-rocksdb").join(&shared.id.0),
-                    });
-                spawn_task(
-                    d.clone(),
-                    b.graph,
-                    b.job_graph,
-                    shared.network.clone(),
-                    relay.clone(),
-                    token,
-                    backend,
-                )
-            });
-            match result {
-                Ok(handle) => {
-                    if let Ok(mut t) = shared.tasks.lock() {
-                        t.insert(key, handle);
-                    }
-                }
-                Err(e) => relay.state_changed(
-                    &d,
-                    ExecutionState::Failed,
-                    Some(e.context("deploying the task")),
-                    &Default::default(),
-                ),
-            }
+            deploy_batch(shared, &batch, deployed_under);
         }
         JmMessage::Cancel { key, .. } => control(shared, &key, TaskControl::Cancel),
         JmMessage::TriggerCheckpoint {
@@ -883,6 +781,142 @@ fn handle(shared: &Arc<Shared>, msg: JmMessage) {
         JmMessage::HeartbeatReply { .. }
         | JmMessage::Registered { .. }
         | JmMessage::Refused { .. } => {}
+    }
+}
+
+/// Starts the subtasks of one deployment batch, in its order. Each subtask restores its own
+/// state; a subtask that cannot start is reported FAILED, the others start.
+fn deploy_batch(shared: &Arc<Shared>, batch: &DeploymentBatch, deployed_under: FencingToken) {
+    tracing::info!(
+        "TaskManager {}: starting {} subtasks of job {} (attempt {})",
+        shared.id,
+        batch.tasks.len(),
+        batch.job_id,
+        batch.attempt
+    );
+    let job = &batch.job;
+    let storage = job
+        .config
+        .checkpoints_dir()
+        .map(|dir| CheckpointStorage::new(dir, batch.job_id));
+    let uploads = match shared.uploads.lock() {
+        Ok(u) => u.clone(),
+        Err(_) => return,
+    };
+    let local = job
+        .config
+        .local_recovery()
+        .then(|| shared.local_state())
+        .flatten();
+    let relay: Arc<dyn TaskListener> = Arc::new(Relay {
+        writer: shared.writer.clone(),
+        deployed_under,
+        uploads,
+        storage,
+        local: local.clone(),
+    });
+    let built = {
+        let mut jobs = match shared.jobs.lock() {
+            Ok(j) => j,
+            Err(_) => return,
+        };
+        match jobs.get(&batch.job_id) {
+            Some(b) => Ok(b.clone()),
+            None => shared.registry.build(job).inspect(|b| {
+                jobs.insert(batch.job_id, b.clone());
+            }),
+        }
+    };
+    for (index, t) in batch.tasks.iter().enumerate() {
+        let mut d = match batch.task_deployment(index) {
+            Ok(d) => d,
+            Err(e) => {
+                // Reported under the subtask's key with the job-level fields the batch has.
+                tracing::warn!(
+                    "TaskManager {}: a malformed deployment of job {}: {e}",
+                    shared.id,
+                    batch.job_id
+                );
+                let key = batch.key(t);
+                send(
+                    &shared.writer,
+                    TmMessage::TaskState {
+                        key,
+                        state: ExecutionState::Failed,
+                        error: Some(format!("deploying the task: {e}")),
+                        records_in: 0,
+                        records_out: 0,
+                    },
+                    Some(deployed_under),
+                );
+                continue;
+            }
+        };
+        let key = key_of(&d);
+        if let Some(spec) = &t.restore {
+            let mut read = RestoreRead::default();
+            match load_state(spec, d.job_id, local.as_ref(), &mut read) {
+                Ok(state) => {
+                    // Tests read this line (task-local recovery reads 0 bytes from storage).
+                    tracing::info!(
+                        "restored {} {}/{} of job {} from checkpoint {}: {} bytes of state files from checkpoint storage, {} bytes from local copies",
+                        d.vertex,
+                        d.subtask + 1,
+                        d.parallelism,
+                        d.job_id,
+                        spec.checkpoint_id,
+                        read.from_storage,
+                        read.from_local
+                    );
+                    d.restore = state
+                }
+                Err(e) => {
+                    let m = eddy_runtime::task::metrics::TaskMetrics::default();
+                    relay.state_changed(
+                        &d,
+                        ExecutionState::Failed,
+                        Some(JobError::new(format!(
+                            "restoring from checkpoint {}: {e}",
+                            spec.checkpoint_id
+                        ))),
+                        &m,
+                    );
+                    continue;
+                }
+            }
+        }
+        let result = built.clone().and_then(|b| {
+            let token = format!("{}-a{}", shared.id, d.attempt);
+            // RocksDB instances live in the TaskManager's working directory, one
+            // subdirectory per TaskManager, removed by each operator when it closes.
+            let backend =
+                eddy_runtime::state::state_backend(&eddy_runtime::state::StateBackendSpec {
+                    kind: job.config.state_backend(),
+                    working_dir: std::env::temp_dir().join("eddy-rocksdb").join(&shared.id.0),
+                });
+            spawn_task(
+                d.clone(),
+                b.graph,
+                b.job_graph,
+                shared.network.clone(),
+                relay.clone(),
+                token,
+                backend,
+            )
+        });
+        match result {
+            Ok(handle) => {
+                if let Ok(mut t) = shared.tasks.lock() {
+                    t.insert(key, handle);
+                }
+            }
+            Err(e) => relay.state_changed(
+                &d,
+                ExecutionState::Failed,
+                Some(e.context("deploying the task")),
+                &Default::default(),
+            ),
+        }
     }
 }
 

@@ -151,7 +151,7 @@ fn malformed_frames_are_refused_with_a_reason() {
         ),
         (
             frame(99, 7, &[]),
-            "unknown data frame kind 99 on channel 7 (known: 1 to 6)",
+            "unknown data frame kind 99 on channel 7 (known: 1 to 9)",
         ),
         (
             vec![3, 0, 0, 0, 2, 0, 0],

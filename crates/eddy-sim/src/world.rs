@@ -1482,6 +1482,7 @@ impl World {
             first_attempt: (self.rng.gen::<u32>() as u64) << 32,
             deploy_timeout_ms: self.p.hb_timeout,
             exception_history_size: 100_000,
+            max_message_bytes: 10 << 20,
         };
         let mut job = match JobMaster::new(
             JOB,
@@ -2010,39 +2011,36 @@ impl World {
             return;
         };
         let (token, m) = match msg {
-            JmMessage::Deploy {
-                token,
-                deployment,
-                restore,
-                ..
-            } => {
-                let key = ExecutionKey {
-                    job_id: deployment.job_id,
-                    attempt: deployment.attempt,
-                    vertex: deployment.vertex,
-                    subtask: deployment.subtask,
-                };
-                // Invariant 5: nobody runs the job once its result is recorded.
-                if self.zk.result.is_some() && self.zk.leader.is_some_and(|l| l.token == token) {
-                    self.violate(format!(
-                        "{key:?} deployed by the current leader after the job's result {:?} was recorded",
-                        self.zk.result
-                    ));
+            JmMessage::Deploy { token, batch } => {
+                // One message per TaskManager: its subtasks arrive together, in order.
+                for t in &batch.tasks {
+                    let key = batch.key(t);
+                    // Invariant 5: nobody runs the job once its result is recorded.
+                    if self.zk.result.is_some() && self.zk.leader.is_some_and(|l| l.token == token)
+                    {
+                        self.violate(format!(
+                            "{key:?} deployed by the current leader after the job's result {:?} was recorded",
+                            self.zk.result
+                        ));
+                    }
+                    if batch.restored_checkpoint.is_none() && !self.zk.checkpoints.is_empty() {
+                        self.violate(format!(
+                            "{key:?} deployed from nothing while checkpoints {:?} are registered",
+                            self.zk.checkpoints.keys().collect::<Vec<_>>()
+                        ));
+                    }
+                    self.transmit_to_tm(
+                        tm,
+                        epoch,
+                        token,
+                        ToTm::Deploy {
+                            key,
+                            restored: batch.restored_checkpoint,
+                            state: t.restore.as_ref().map(|r| r.state.clone()),
+                        },
+                    );
                 }
-                if deployment.restored_checkpoint.is_none() && !self.zk.checkpoints.is_empty() {
-                    self.violate(format!(
-                        "{key:?} deployed from nothing while checkpoints {:?} are registered",
-                        self.zk.checkpoints.keys().collect::<Vec<_>>()
-                    ));
-                }
-                (
-                    token,
-                    ToTm::Deploy {
-                        key,
-                        restored: deployment.restored_checkpoint,
-                        state: restore.map(|r| r.state),
-                    },
-                )
+                return;
             }
             JmMessage::Cancel { token, key } => (token, ToTm::Cancel(key)),
             JmMessage::TriggerCheckpoint {

@@ -543,6 +543,83 @@ fn tm_killed_mid_job_standalone_the_job_continues_on_the_spare_taskmanagers() {
     job.assert_witness_holds(&c);
 }
 
+/// Subtask -> (TaskManager, attempt) of vertex 0, from `eddy-details`.
+fn placement(c: &Cluster, job: &str) -> Vec<(String, u64)> {
+    let d = c
+        .get(&format!("/jobs/{job}/eddy-details"))
+        .expect("eddy-details");
+    d["vertices"][0]["subtasks"]
+        .as_array()
+        .expect("subtasks")
+        .iter()
+        .map(|s| {
+            (
+                s["taskmanager"].as_str().unwrap_or("").to_string(),
+                s["attempt"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// Deployments are batched per TaskManager; a region restart after a TaskManager SIGKILL still
+/// redeploys only the regions of the lost subtasks (a forward job: one region per subtask), in
+/// one batch per TaskManager that takes them; the other subtasks keep their attempt, and the
+/// witness is exact.
+#[test]
+fn tm_killed_region_restart_redeploys_only_the_lost_subtasks_under_batched_deployment() {
+    let c = Cluster::start(4, 2, &[]);
+    let job = c.submit_sequence_with(8, 3000, 6000, 4, &["--forward"]);
+    c.wait_for_checkpoints(&job.id, "two completed checkpoints", |n| {
+        n["completed"].as_u64() >= Some(2)
+    });
+    let before = placement(&c, &job.id);
+    assert_eq!(before.len(), 4, "{before:?}");
+    let tm = c.busy_taskmanager();
+    let killed = c.kill_taskmanager(&tm);
+    let lost: BTreeSet<usize> = (0..4).filter(|&s| before[s].0 == killed.id).collect();
+    assert!(!lost.is_empty(), "{} held a subtask: {before:?}", killed.id);
+    let after = c.wait_for("the lost subtasks RUNNING elsewhere", JOB_LIMIT, || {
+        let j = c.get(&format!("/jobs/{}", job.id))?;
+        if is_terminal(&j) {
+            panic!("the job ended before it ran again: {j}\n{}", c.log_tail());
+        }
+        if j["restarts"].as_u64() < Some(1) || !all_tasks_running(&j) {
+            return None;
+        }
+        let p = placement(&c, &job.id);
+        lost.iter().all(|&s| p[s].0 != killed.id).then_some(p)
+    });
+    for s in 0..4 {
+        if lost.contains(&s) {
+            assert_ne!(
+                after[s].1, before[s].1,
+                "subtask {s} was lost: a new attempt"
+            );
+        } else {
+            assert_eq!(after[s], before[s], "subtask {s} kept running where it was");
+        }
+    }
+    let end = c.await_end(&job.id);
+    assert_eq!(state(&end), "FINISHED", "{end}\n{}", c.log_tail());
+    let d = c
+        .get(&format!("/jobs/{}/eddy-details", job.id))
+        .expect("eddy-details");
+    let deployments: Vec<u64> = d["vertices"][0]["subtask_deployments"]
+        .as_array()
+        .expect("deployments")
+        .iter()
+        .map(|v| v.as_u64().unwrap_or(0))
+        .collect();
+    for (s, n) in deployments.iter().enumerate() {
+        if lost.contains(&s) {
+            assert!(*n >= 2, "subtask {s} redeployed: {deployments:?}");
+        } else {
+            assert_eq!(*n, 1, "subtask {s} never redeployed: {deployments:?}");
+        }
+    }
+    job.assert_witness_holds(&c);
+}
+
 /// A stateful Nexmark query (q4: keyed join state, event-time timers, a second keyed stage)
 /// survives a TaskManager SIGKILL: restored from a checkpoint, its committed output equals the
 /// single-threaded reference, every closed auction counted exactly once.

@@ -48,6 +48,7 @@ fn settings(
         first_attempt: 7 << 32,
         deploy_timeout_ms: 5_000,
         exception_history_size: 3,
+        max_message_bytes: 10 << 20,
     }
 }
 
@@ -77,19 +78,138 @@ fn started(p: u32, kind: PartitionKind, s: JobMasterSettings) -> (JobMaster, Vec
 
 fn deployed_keys(cmds: &[Command]) -> Vec<ExecutionKey> {
     cmds.iter()
+        .flat_map(|c| match c {
+            Command::Send {
+                msg: JmMessage::Deploy { batch, .. },
+                ..
+            } => batch.tasks.iter().map(|t| batch.key(t)).collect(),
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+/// The deploy messages: (TaskManager, its batch).
+fn deploy_batches(cmds: &[Command]) -> Vec<(String, &DeploymentBatch)> {
+    cmds.iter()
         .filter_map(|c| match c {
             Command::Send {
-                msg: JmMessage::Deploy { deployment, .. },
-                ..
-            } => Some(ExecutionKey {
-                job_id: deployment.job_id,
-                attempt: deployment.attempt,
-                vertex: deployment.vertex,
-                subtask: deployment.subtask,
-            }),
+                tm_id,
+                msg: JmMessage::Deploy { batch, .. },
+            } => Some((tm_id.clone(), &**batch)),
             _ => None,
         })
         .collect()
+}
+
+#[test]
+fn one_deploy_message_per_taskmanager_whose_channels_connect_every_producer_to_every_consumer() {
+    let (_, cmds) = started(
+        6,
+        PartitionKind::Hash,
+        settings(
+            RestartStrategyConfig::None,
+            FailoverStrategyKind::Region,
+            false,
+        ),
+    );
+    let batches = deploy_batches(&cmds);
+    // slots(6): subtasks 0, 2, 4 on tm0, 1, 3, 5 on tm1; both vertices share the slots.
+    assert_eq!(batches.len(), 2, "one message per TaskManager");
+    assert_eq!(cmds.len(), 2);
+    // Every channel id: (producer subtask, consumer subtask, remote address).
+    let mut produced: BTreeMap<u64, (u32, u32, Option<String>)> = BTreeMap::new();
+    let mut consumed: BTreeMap<u64, u32> = BTreeMap::new();
+    for (tm, b) in &batches {
+        let tm_no: u32 = tm[2..].parse().unwrap();
+        let mut subtasks: Vec<(u32, u32)> = b.tasks.iter().map(|t| (t.vertex, t.subtask)).collect();
+        subtasks.sort();
+        let own: Vec<u32> = (0..6).filter(|s| s % 2 == tm_no).collect();
+        let expected: Vec<(u32, u32)> = [0, 1]
+            .into_iter()
+            .flat_map(|v| own.iter().map(move |&s| (v, s)))
+            .collect();
+        assert_eq!(subtasks, expected, "{tm} gets its own subtasks, each once");
+        assert_eq!(
+            b.addresses.len(),
+            2,
+            "the address table lists each TaskManager once"
+        );
+        for i in 0..b.tasks.len() {
+            let d = b.task_deployment(i).unwrap();
+            assert_eq!((d.parallelism, d.max_parallelism), (6, 128));
+            for &id in &d.inputs {
+                assert!(consumed.insert(id, d.subtask).is_none(), "input {id} twice");
+            }
+            for o in &d.outputs {
+                assert_eq!(o.channels.len(), 6);
+                for (j, c) in o.channels.iter().enumerate() {
+                    let prev =
+                        produced.insert(c.id, (d.subtask, j as u32, c.remote_address.clone()));
+                    assert!(prev.is_none(), "output {} twice", c.id);
+                }
+            }
+        }
+    }
+    assert_eq!(produced.len(), 36);
+    for (id, (from, to, remote)) in &produced {
+        assert_eq!(
+            consumed.get(id),
+            Some(to),
+            "channel {id} reaches its consumer"
+        );
+        let expected = (from % 2 != to % 2).then(|| format!("127.0.0.1:{}", 1000 + to % 2));
+        assert_eq!(remote, &expected, "channel {id} from {from} to {to}");
+    }
+    assert_eq!(consumed.len(), 36);
+}
+
+#[test]
+fn a_batch_whose_restore_state_would_not_fit_one_message_is_split() {
+    let mut s = settings(
+        RestartStrategyConfig::None,
+        FailoverStrategyKind::Region,
+        true,
+    );
+    s.max_message_bytes = 64 * 1024;
+    let mut jm =
+        JobMaster::new(JobId(7), spec(), graph(4, PartitionKind::Forward), 1, s, 0).unwrap();
+    // A retained checkpoint with 20 KiB of inline state per subtask.
+    let state = |v: u32, st: u32| eddy_recovery::TaskState {
+        task: ExecutionVertexId::new(v, st),
+        state: TaskStateSnapshot {
+            operators: vec![eddy_recovery::OperatorSubtaskState {
+                operator_uid: if v == 0 { "src" } else { "sink" }.into(),
+                key_groups: None,
+                files: vec![],
+                inline: vec![7; 20 * 1024],
+            }],
+        },
+    };
+    let cp = CompletedCheckpoint {
+        job_id: JobId(7),
+        checkpoint_id: 3,
+        kind: eddy_recovery::CheckpointKind::Checkpoint,
+        trigger_timestamp_ms: 0,
+        completion_timestamp_ms: 0,
+        tasks: (0..2)
+            .flat_map(|v| (0..4).map(move |st| state(v, st)))
+            .collect(),
+        operators: Vec::new(),
+    };
+    jm.recover_from(vec![cp], Vec::new(), 0, 0);
+    let cmds = jm.assign_slots(slots(4), 0);
+    let batches = deploy_batches(&cmds);
+    // 4 subtasks of 20 KiB per TaskManager, at most 32 KiB per message: one each.
+    assert_eq!(batches.len(), 8, "{}", batches.len());
+    for (_, b) in &batches {
+        assert_eq!(b.tasks.len(), 1);
+        assert!(bincode::serialized_size(b).unwrap() < 64 * 1024);
+        assert_eq!(
+            b.tasks[0].restore.as_ref().map(|r| r.checkpoint_id),
+            Some(3)
+        );
+    }
+    assert_eq!(deployed_keys(&cmds).len(), 8);
 }
 
 fn report_all(
@@ -203,8 +323,13 @@ fn region_failover_restarts_only_the_failed_region() {
         })
         .unwrap();
     assert_eq!(tasks, BTreeSet::from([(0, 2), (1, 2)]));
-    let redeployed = deployed_keys(&jm.deploy_restarted(None, vec![], 5));
+    let again = jm.deploy_restarted(None, vec![], 5);
+    let redeployed = deployed_keys(&again);
     assert_eq!(redeployed.len(), 2);
+    // Both subtasks of region 2 are in slot 2 (on tm0): one batch with just them.
+    let batches = deploy_batches(&again);
+    assert_eq!(batches.len(), 1, "{batches:?}");
+    assert_eq!(batches[0].0, "tm0");
     let d = jm.details(6);
     assert_eq!(d.vertices[0].subtask_deployments, vec![1, 1, 2, 1]);
     assert_eq!(d.restarts, 1);
@@ -622,23 +747,24 @@ fn a_failure_after_the_stop_savepoint_completed_restarts_from_that_savepoint() {
     let out = jm.deploy_restarted(None, Vec::new(), 1401);
     let restored: Vec<(Option<u64>, String)> = out
         .iter()
-        .filter_map(|c| match c {
+        .flat_map(|c| match c {
             Command::Send {
-                msg:
-                    JmMessage::Deploy {
-                        deployment,
-                        restore,
-                        ..
-                    },
+                msg: JmMessage::Deploy { batch, .. },
                 ..
-            } => Some((
-                deployment.restored_checkpoint,
-                restore
-                    .as_ref()
-                    .map(|r| r.state_dir.clone())
-                    .unwrap_or_default(),
-            )),
-            _ => None,
+            } => batch
+                .tasks
+                .iter()
+                .map(|t| {
+                    (
+                        batch.restored_checkpoint,
+                        t.restore
+                            .as_ref()
+                            .map(|r| r.state_dir.clone())
+                            .unwrap_or_default(),
+                    )
+                })
+                .collect(),
+            _ => Vec::new(),
         })
         .collect();
     assert_eq!(restored.len(), 4);

@@ -173,17 +173,24 @@ pub fn spawn_task(
         + c.floating_per_gate as usize
         + 64;
     let (tx, rx) = sync_channel(capacity);
-    for (index, &id) in deployment.inputs.iter().enumerate() {
-        network.register_input(
-            id,
-            InputEndpoint {
-                mailbox: tx.clone(),
-                index: index as u32,
-                local_credits: Credits::new(c.buffers_per_channel),
-                gate: gate.clone(),
-            },
-        );
-    }
+    network.register_inputs(
+        deployment
+            .inputs
+            .iter()
+            .enumerate()
+            .map(|(index, &id)| {
+                (
+                    id,
+                    InputEndpoint {
+                        mailbox: tx.clone(),
+                        index: index as u32,
+                        local_credits: Credits::new(c.buffers_per_channel),
+                        gate: gate.clone(),
+                    },
+                )
+            })
+            .collect(),
+    );
     let cancel = Arc::new(AtomicBool::new(false));
     let metrics = Arc::new(TaskMetrics::default());
     let (d, c, m) = (deployment.clone(), cancel.clone(), metrics.clone());
@@ -274,15 +281,42 @@ fn build_chain(
         state_backend: state_backend.clone(),
     };
     let tail = *vertex.nodes.last().ok_or("empty vertex")?;
+    // Remote channels first, all of them to one peer TaskManager with one OPENS frame; then the
+    // local ones (which wait for their consumers to register).
+    let mut remote: HashMap<&str, Vec<(usize, usize)>> = HashMap::new();
+    for (e, o) in d.outputs.iter().enumerate() {
+        for (k, ch) in o.channels.iter().enumerate() {
+            if let Some(addr) = &ch.remote_address {
+                remote.entry(addr.as_str()).or_default().push((e, k));
+            }
+        }
+    }
+    let mut slots: Vec<Vec<Option<ChannelWriter>>> = d
+        .outputs
+        .iter()
+        .map(|o| o.channels.iter().map(|_| None).collect())
+        .collect();
+    for (addr, positions) in remote {
+        let ids: Vec<ChannelId> = positions
+            .iter()
+            .map(|&(e, k)| d.outputs[e].channels[k].id)
+            .collect();
+        let writers = network.remote_writers(addr, &ids, cancel)?;
+        for ((e, k), w) in positions.into_iter().zip(writers) {
+            slots[e][k] = Some(w);
+        }
+    }
     let mut outs: Vec<AnyEmit> = Vec::new();
-    for o in &d.outputs {
-        let mut writers: Vec<ChannelWriter> = Vec::new();
-        for ch in &o.channels {
-            let writer = match &ch.remote_address {
-                None => network.local_writer(ch.id, cancel.clone(), Duration::from_secs(60))?,
-                Some(addr) => network.remote_writer(addr, ch.id, cancel.clone())?,
-            };
-            writers.push(writer.measured(metrics.clone()));
+    for (o, slots) in d.outputs.iter().zip(slots) {
+        let mut writers: Vec<ChannelWriter> = Vec::with_capacity(slots.len());
+        for (ch, w) in o.channels.iter().zip(slots) {
+            writers.push(
+                match w {
+                    Some(w) => w,
+                    None => network.local_writer(ch.id, cancel.clone(), Duration::from_secs(60))?,
+                }
+                .measured(metrics.clone()),
+            );
         }
         let edge = graph.edges.get(o.stream_edge).ok_or("unknown edge")?;
         outs.push((edge.output)(

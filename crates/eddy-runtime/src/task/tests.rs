@@ -564,10 +564,11 @@ fn a_producer_waiting_for_credit_counts_back_pressure_and_one_with_credit_does_n
         mailbox: tx,
         index: 0,
         local_credits: Credits::new(1),
+        gate: crate::task::buffers::GateBuffers::new(1, 1, 0),
     };
     let metrics = Arc::new(TaskMetrics::default());
     metrics.mark_running();
-    let writer = ChannelWriter::local(endpoint.clone(), Arc::new(AtomicBool::new(false)))
+    let writer = ChannelWriter::local(endpoint.clone(), Arc::new(AtomicBool::new(false)), 32 << 10)
         .measured(metrics.clone());
     // A credit is there: no wait.
     writer.send(ChannelEvent::Watermark(1)).unwrap();
