@@ -315,7 +315,9 @@ fn rocksdb_memory_keys_size_each_slots_shared_memory_and_a_too_small_slot_fails_
         "taskmanager.memory.managed.fraction=0.25",
     ]);
     assert_eq!((code, w), (0, (0, 0, 0)), "{stderr}");
-    for m in rocksdb_memory_lines(&stderr) {
+    let mem = rocksdb_memory_lines(&stderr);
+    assert_eq!(mem.len(), 2, "{stderr}");
+    for m in mem {
         assert!(
             m.starts_with("slot budget 33554432 bytes (block cache 16777216 bytes shared by the slot, write buffers 16777216 bytes)"),
             "{m}"
@@ -324,7 +326,9 @@ fn rocksdb_memory_keys_size_each_slots_shared_memory_and_a_too_small_slot_fails_
     // fixed-per-slot wins over the managed share; managed=false alone: 64 MiB per instance.
     let (code, stderr, w) = run_rocksdb_local(&["state.backend.rocksdb.memory.fixed-per-slot=24m"]);
     assert_eq!((code, w), (0, (0, 0, 0)), "{stderr}");
-    for m in rocksdb_memory_lines(&stderr) {
+    let mem = rocksdb_memory_lines(&stderr);
+    assert_eq!(mem.len(), 2, "{stderr}");
+    for m in mem {
         assert!(m.starts_with("slot budget 25165824 bytes"), "{m}");
     }
     let (code, stderr, w) = run_rocksdb_local(&["state.backend.rocksdb.memory.managed=false"]);
