@@ -1463,7 +1463,9 @@ fn rocksdb_ten_million_keys_checkpoint_and_restore_under_a_taskmanager_memory_li
             ("taskmanager.memory.managed.size", "64m"),
             ("execution.checkpointing.interval", "30 s"),
             ("state.checkpoints.num-retained", "1"),
-            ("heartbeat.timeout", "20 s"),
+            // Also how long a deployed task may take to start: restoring 10^7 keys into
+            // RocksDB in `open` takes longer than 20 s in the debug build.
+            ("heartbeat.timeout", "120 s"),
         ],
     );
     let job = c.submit_sequence(KEYS, 2, 0, 1);
