@@ -13,7 +13,7 @@ use crate::rpc::{
     read_message, rpc_limits, write_message, DeploymentBatch, ExecutionKey, FencingToken,
     JmMessage, RestoreSpec, TaskCounters, TmMessage,
 };
-use eddy_core::config::Config;
+use eddy_core::config::{Config, StateBackendKind};
 use eddy_core::ids::TaskManagerId;
 use eddy_core::JobId;
 use eddy_recovery::storage::local::LocalStateStore;
@@ -301,6 +301,12 @@ struct Shared {
     /// The local state copies (task-local recovery), opened at start when this TaskManager's
     /// configuration enables local recovery, else by the first job that does.
     local_state: std::sync::OnceLock<Option<LocalStateStore>>,
+    /// Managed memory (`taskmanager.memory.managed.*`): RocksDB's memory, split over the slots.
+    managed_memory: u64,
+    /// RocksDB's memory per slot: slot i of a job hosts subtask i of every vertex (slot
+    /// sharing), so `(job, subtask)` names a slot's contents. Weak: it goes with its last
+    /// instance.
+    slot_memory: Mutex<HashMap<(JobId, u32), std::sync::Weak<eddy_runtime::state::SlotMemory>>>,
 }
 
 impl Shared {
@@ -424,7 +430,14 @@ pub fn start_with(
         metrics_address: Mutex::new(None),
         local_roots: config.local_state_dirs(),
         local_state: std::sync::OnceLock::new(),
+        managed_memory: config.taskmanager_managed_memory(),
+        slot_memory: Mutex::new(HashMap::new()),
     });
+    tracing::info!(
+        "managed memory (RocksDB): {} bytes, {} per slot",
+        shared.managed_memory,
+        shared.managed_memory / u64::from(shared.slots.max(1))
+    );
     if config.local_recovery() {
         // Also removes the copies of TaskManagers that ran on these roots before.
         if let Some(l) = shared.local_state() {
@@ -887,12 +900,17 @@ fn deploy_batch(shared: &Arc<Shared>, batch: &DeploymentBatch, deployed_under: F
         }
         let result = built.clone().and_then(|b| {
             let token = format!("{}-a{}", shared.id, d.attempt);
+            let memory = match job.config.state_backend() {
+                StateBackendKind::RocksDb => rocksdb_memory(shared, &job.config, &d, &b.graph)?,
+                StateBackendKind::HashMap => Default::default(),
+            };
             // RocksDB instances live in the TaskManager's working directory, one
             // subdirectory per TaskManager, removed by each operator when it closes.
             let backend =
                 eddy_runtime::state::state_backend(&eddy_runtime::state::StateBackendSpec {
                     kind: job.config.state_backend(),
                     working_dir: std::env::temp_dir().join("eddy-rocksdb").join(&shared.id.0),
+                    memory,
                 });
             spawn_task(
                 d.clone(),
@@ -1089,6 +1107,51 @@ fn heartbeat_loop(shared: Arc<Shared>, interval: Duration) {
             shared.heartbeats_sent.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// RocksDB's memory for subtask `d`: with `state.backend.rocksdb.memory.managed` (the default)
+/// or `fixed-per-slot`, the memory of its slot (the TaskManager's managed memory divided by its
+/// slots, or the fixed size), shared by every RocksDB instance of the slot: the first task of the
+/// slot makes it. With `managed: false` and no fixed size, a fixed budget per instance.
+fn rocksdb_memory(
+    shared: &Shared,
+    config: &Config,
+    d: &TaskDeployment,
+    graph: &eddy_runtime::graph::StreamGraph,
+) -> Result<eddy_runtime::state::InstanceMemory, JobError> {
+    use eddy_runtime::state::{InstanceMemory, SlotMemory};
+    let budget = match (
+        config.rocksdb_memory_fixed_per_slot(),
+        config.rocksdb_memory_managed(),
+    ) {
+        (Some(fixed), _) => fixed,
+        (None, true) => shared.managed_memory / u64::from(shared.slots.max(1)),
+        (None, false) => return Ok(InstanceMemory::Fixed),
+    };
+    let ratio = config.rocksdb_write_buffer_ratio();
+    // Keyed operators (those behind a keyBy) per slot: one subtask of each in every slot.
+    let keyed = graph
+        .edges
+        .iter()
+        .filter(|e| e.kind == eddy_runtime::graph::PartitionKind::Hash)
+        .map(|e| e.target)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    let mut slots = shared
+        .slot_memory
+        .lock()
+        .map_err(|_| JobError::new("slot memory table poisoned"))?;
+    slots.retain(|_, m| m.strong_count() > 0);
+    let key = (d.job_id, d.subtask);
+    if let Some(m) = slots.get(&key).and_then(|m| m.upgrade()) {
+        if m.budget == budget && m.write_buffer_ratio == ratio && m.keyed_operators == keyed.max(1)
+        {
+            return Ok(InstanceMemory::Slot(m));
+        }
+    }
+    let m = Arc::new(SlotMemory::new(budget, ratio, keyed)?);
+    slots.insert(key, Arc::downgrade(&m));
+    Ok(InstanceMemory::Slot(m))
 }
 
 #[cfg(test)]

@@ -1471,3 +1471,158 @@ fn taskmanager_threads_stay_bounded_as_peers_grow() {
         "32 TaskManagers: {large} threads, {large_tasks} of tasks: {large_names}"
     );
 }
+
+/// Peak resident set size of a process (`VmHWM`, kept by the kernel), in bytes.
+fn peak_rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// The exactly-once witness of `sequence` (see `common::witness`) over the committed files in
+/// `dir`, streamed (tens of millions of lines): (missing, duplicates, wrong counts).
+fn streamed_witness(dir: &Path, keys: u64, per_key: u64) -> (u64, u64, u64) {
+    use std::io::BufRead;
+    let mut seen = vec![0u8; (keys * per_key) as usize];
+    let mut wrong = 0;
+    for e in std::fs::read_dir(dir).expect("read output dir") {
+        let e = e.expect("entry");
+        if e.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let file = std::io::BufReader::new(std::fs::File::open(e.path()).expect("part file"));
+        for line in file.lines() {
+            let line = line.expect("read part file");
+            let f: Vec<u64> = line
+                .split(',')
+                .map(|x| x.trim().parse().expect("number"))
+                .collect();
+            assert_eq!(f.len(), 3, "bad line {line}");
+            if f[1] != f[2] || f[0] >= keys || f[1] == 0 || f[1] > per_key {
+                wrong += 1;
+                continue;
+            }
+            let i = (f[0] * per_key + f[1] - 1) as usize;
+            seen[i] = seen[i].saturating_add(1);
+        }
+    }
+    let missing = seen.iter().filter(|&&n| n == 0).count() as u64;
+    let dups = seen.iter().map(|&n| u64::from(n.saturating_sub(1))).sum();
+    (missing, dups, wrong)
+}
+
+/// The bound on the peak RSS of the TaskManager that runs and checkpoints the 10^7-key job: one
+/// holding the job's 10^7 keys with `hashmap` needs more (681 MiB, bench/RESULTS.md, *State
+/// backends*).
+const TEN_MILLION_KEYS_TM_PEAK_RSS: u64 = 512 << 20;
+
+/// Ignored by default: 2 x 10^7 records through RocksDB take minutes in the debug build. Not
+/// yet seen passing: on a machine loaded by other builds the job reached 9.4 M keys in ~6 min,
+/// then restoring 150 MB into RocksDB in the debug build took longer than the deployment
+/// timeout (`heartbeat.timeout`) and the task was redeployed (bench/RESULTS.md). Run it with
+/// `cargo nextest run -p eddy --test cluster --run-ignored only rocksdb_ten_million`.
+#[test]
+#[ignore = "10^7 keys: minutes in the debug build; run with --run-ignored"]
+fn rocksdb_ten_million_keys_checkpoint_and_restore_under_a_taskmanager_memory_limit() {
+    const KEYS: u64 = 10_000_000;
+    const LONG: Duration = Duration::from_secs(1800);
+    // p = 1: one TaskManager holds all 10^7 keys; a spare one takes over after the kill. The
+    // RocksDB memory of its slot is bounded by its 64 MiB of managed memory.
+    let c = Cluster::start(
+        2,
+        1,
+        &[
+            ("state.backend.type", "rocksdb"),
+            ("taskmanager.memory.managed.size", "64m"),
+            ("execution.checkpointing.interval", "30 s"),
+            ("state.checkpoints.num-retained", "1"),
+            // Also how long a deployed task may take to start: restoring 10^7 keys into
+            // RocksDB in `open` takes longer than 20 s in the debug build.
+            ("heartbeat.timeout", "120 s"),
+        ],
+    );
+    let job = c.submit_sequence(KEYS, 2, 0, 1);
+    // A checkpoint holding (nearly) all 10^7 keys: 16 bytes each in the canonical format.
+    let min_state = KEYS * 16 * 9 / 10;
+    let stats = c.wait_for("a checkpoint with 9 million keys", LONG, || {
+        std::thread::sleep(Duration::from_millis(500));
+        let s = c.get(&format!("/jobs/{}/checkpoints", job.id))?;
+        if let Some(j) = c.get(&format!("/jobs/{}", job.id)).filter(is_terminal) {
+            panic!(
+                "the job ended before the big checkpoint: {j}\n{}",
+                c.log_tail()
+            );
+        }
+        (s["latest"]["completed"]["state_size"].as_u64() >= Some(min_state)).then_some(s)
+    });
+    let busy = c.busy_taskmanager();
+    let busy_pid = pid_of(&busy);
+    let killed_peak = peak_rss(busy_pid).expect("the busy TaskManager's VmHWM");
+    let killed = c.kill_taskmanager(&busy);
+    let end = c.wait_for("the job to end after the kill", LONG, || {
+        std::thread::sleep(Duration::from_millis(500));
+        c.get(&format!("/jobs/{}", job.id)).filter(is_terminal)
+    });
+    assert_eq!(state(&end), "FINISHED", "{end}\n{}", c.log_tail());
+    assert!(end["restarts"].as_u64() >= Some(1), "{end}");
+    let chk = c
+        .get(&format!("/jobs/{}/checkpoints", job.id))
+        .expect("checkpoints");
+    assert!(
+        chk["counts"]["restored"].as_u64() >= Some(1),
+        "restored from a checkpoint: {chk}"
+    );
+    // The spare TaskManager restored the big state from checkpoint storage.
+    let restored: u64 = taskmanager_log_lines(&c, "bytes of state files from checkpoint storage")
+        .iter()
+        .filter_map(|l| {
+            l.split(": ")
+                .last()?
+                .split(" bytes of state files")
+                .next()?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(
+        restored >= min_state,
+        "a restore read {restored} bytes, less than the {min_state} of the checkpoint {stats}"
+    );
+    let survivor = c
+        .taskmanagers()
+        .into_iter()
+        .map(|t| pid_of(&t))
+        .find(|&p| p != killed.pid)
+        .expect("the spare TaskManager");
+    let survivor_peak = peak_rss(survivor).expect("the spare TaskManager's VmHWM");
+    eprintln!(
+        "peak RSS: killed TaskManager {} MiB, restoring TaskManager {} MiB (limit {} MiB)",
+        killed_peak >> 20,
+        survivor_peak >> 20,
+        TEN_MILLION_KEYS_TM_PEAK_RSS >> 20
+    );
+    // The limit holds while the TaskManager runs and checkpoints 10^7 keys. A restore does not
+    // keep to it yet: it holds the restored key groups' bytes (2-3 copies of the 150 MB) before
+    // they are written to RocksDB (608 MiB measured; docs/state-backends.md, *Not yet*), so the
+    // restoring TaskManager's peak is only reported.
+    assert!(
+        killed_peak < TEN_MILLION_KEYS_TM_PEAK_RSS,
+        "the TaskManager holding 10^7 keys peaked at {} MiB, over the {} MiB limit",
+        killed_peak >> 20,
+        TEN_MILLION_KEYS_TM_PEAK_RSS >> 20
+    );
+    assert_eq!(
+        streamed_witness(&job.output, KEYS, 2),
+        (0, 0, 0),
+        "(missing, duplicates, wrong counts)\n{}",
+        c.log_tail()
+    );
+}

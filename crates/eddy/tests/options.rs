@@ -103,6 +103,25 @@ const REFUSED: &[(&[&str], &str)] = &[
         ],
         "high-availability.zookeeper.client.max-retry-attempts: '5' is not supported",
     ),
+    (
+        &[
+            "-D",
+            "state.backend.rocksdb.memory.high-prio-pool-ratio=0.1",
+        ],
+        "state.backend.rocksdb.memory.high-prio-pool-ratio: '0.1' is not supported",
+    ),
+    (
+        &["-D", "state.backend.rocksdb.memory.write-buffer-ratio=1.5"],
+        "invalid value '1.5' for key 'state.backend.rocksdb.memory.write-buffer-ratio'",
+    ),
+    (
+        &["-D", "taskmanager.memory.managed.size=lots"],
+        "invalid value 'lots' for key 'taskmanager.memory.managed.size'",
+    ),
+    (
+        &["-D", "taskmanager.memory.managed.fraction=-0.1"],
+        "invalid value '-0.1' for key 'taskmanager.memory.managed.fraction'",
+    ),
 ];
 
 #[test]
@@ -199,6 +218,137 @@ fn values_equal_to_todays_behaviour_are_accepted_and_the_job_runs() {
         .filter(|l| !l.is_empty())
         .collect();
     assert_eq!(witness(&lines, 3, 20), (0, 0, 0));
+}
+
+/// Runs `sequence` (3 keys x 200) with rocksdb under `eddy local` with 2 slots and `keys`;
+/// returns (exit code, stderr, witness) with the runtime's info logs on stderr.
+fn run_rocksdb_local(keys: &[&str]) -> (i32, String, (u64, u64, u64)) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = dir.path().join("out").display().to_string();
+    let mut args = vec![
+        "local",
+        "sequence",
+        "--keys",
+        "3",
+        "--per-key",
+        "200",
+        "--output",
+        &output,
+        "-p",
+        "2",
+        "--slots",
+        "2",
+        "-D",
+        "state.backend.type=rocksdb",
+    ];
+    for k in keys {
+        args.extend_from_slice(&["-D", k]);
+    }
+    let out = eddy_with_env(
+        &args,
+        &[("EDDY_LOG", "warn,eddy_runtime=info,eddy_cluster=info")],
+        Duration::from_secs(120),
+    );
+    let lines: Vec<String> = if Path::new(&output).exists() {
+        committed_lines(Path::new(&output))
+            .into_iter()
+            .filter(|l| !l.is_empty())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    (out.code, out.stderr, witness(&lines, 3, 200))
+}
+
+/// `text` without ANSI colour sequences (`ESC [ ... m`), which the logs carry.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The `memory=...` of the "keyed state in RocksDB" lines.
+fn rocksdb_memory_lines(stderr: &str) -> Vec<String> {
+    strip_ansi(stderr)
+        .lines()
+        .filter(|l| l.contains("keyed state in RocksDB"))
+        .filter_map(|l| l.split_once("memory=").map(|(_, m)| m.to_string()))
+        .collect()
+}
+
+#[test]
+fn rocksdb_memory_keys_size_each_slots_shared_memory_and_a_too_small_slot_fails_in_one_line() {
+    // Managed memory split over 2 slots, a quarter of each slot's for write buffers (one keyed
+    // operator per slot): 48 MiB per slot = 36 MiB block cache + 12 MiB of memtables.
+    let (code, stderr, w) = run_rocksdb_local(&[
+        "taskmanager.memory.managed.size=96m",
+        "state.backend.rocksdb.memory.write-buffer-ratio=0.25",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(w, (0, 0, 0));
+    assert!(
+        stderr.contains("managed memory (RocksDB): 100663296 bytes, 50331648 per slot"),
+        "{stderr}"
+    );
+    let mem = rocksdb_memory_lines(&stderr);
+    assert_eq!(mem.len(), 2, "one RocksDB instance per subtask: {stderr}");
+    for m in &mem {
+        assert!(
+            m.starts_with("slot budget 50331648 bytes (block cache 37748736 bytes shared by the slot, write buffers 12582912 bytes)"),
+            "{m}"
+        );
+    }
+    // The fraction of the process size (no managed.size): 0.25 x 256m = 64m, 32m per slot.
+    let (code, stderr, w) = run_rocksdb_local(&[
+        "taskmanager.memory.process.size=256m",
+        "taskmanager.memory.managed.fraction=0.25",
+    ]);
+    assert_eq!((code, w), (0, (0, 0, 0)), "{stderr}");
+    let mem = rocksdb_memory_lines(&stderr);
+    assert_eq!(mem.len(), 2, "{stderr}");
+    for m in mem {
+        assert!(
+            m.starts_with("slot budget 33554432 bytes (block cache 16777216 bytes shared by the slot, write buffers 16777216 bytes)"),
+            "{m}"
+        );
+    }
+    // fixed-per-slot wins over the managed share; managed=false alone: 64 MiB per instance.
+    let (code, stderr, w) = run_rocksdb_local(&["state.backend.rocksdb.memory.fixed-per-slot=24m"]);
+    assert_eq!((code, w), (0, (0, 0, 0)), "{stderr}");
+    let mem = rocksdb_memory_lines(&stderr);
+    assert_eq!(mem.len(), 2, "{stderr}");
+    for m in mem {
+        assert!(m.starts_with("slot budget 25165824 bytes"), "{m}");
+    }
+    let (code, stderr, w) = run_rocksdb_local(&["state.backend.rocksdb.memory.managed=false"]);
+    assert_eq!((code, w), (0, (0, 0, 0)), "{stderr}");
+    let mem = rocksdb_memory_lines(&stderr);
+    assert_eq!(mem.len(), 2, "{stderr}");
+    for m in mem {
+        assert!(m.starts_with("fixed 67108864 bytes"), "{m}");
+    }
+    // 8 MiB over 2 slots is 4 MiB per slot: the task fails naming the budget and the keys.
+    let (code, stderr, _) = run_rocksdb_local(&[
+        "taskmanager.memory.managed.size=8m",
+        "restart-strategy.type=none",
+    ]);
+    assert_ne!(code, 0, "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("RocksDB memory of a slot is 4194304 bytes"))
+        .unwrap_or_else(|| panic!("no refusal line: {stderr}"));
+    assert!(line.contains("taskmanager.memory.managed.size"), "{line}");
 }
 
 // ---------------------------------------------------------------------------------------------

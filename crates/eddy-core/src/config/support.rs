@@ -36,6 +36,7 @@ const INCREMENTAL_ISSUE: &str =
 const S3_ISSUE: &str =
     "yet (HA metadata on S3 is not built; checkpoints and savepoints can be on S3)";
 const UNSET: &str = "leave the key unset";
+const HIGH_PRIO_POOL: &str = "(the RocksDB 7.8 C API Eddy links has no high-priority pool in its LRU cache: index and filter blocks share the slot's block cache with data blocks; docs/state-backends.md)";
 const PEM_NOT_JKS: &str = "(Eddy reads PEM files, not Java keystores: security.ssl.{internal,rest}.{cert,key,trust-cert}; docs/security.md)";
 const CLAIM_REFUSED: &str = "(LEGACY is Flink's deprecated mode; NO_CLAIM never deletes the restored snapshot, CLAIM takes ownership and deletes it once subsumed)";
 
@@ -74,6 +75,8 @@ pub static SUPPORT: &[(&str, Support)] = &[
     ("jobmanager.rpc.port", Support::Works),
     ("jobmanager.memory.process.size", Support::Documented),
     ("taskmanager.memory.process.size", Support::Documented),
+    ("taskmanager.memory.managed.size", Support::Works),
+    ("taskmanager.memory.managed.fraction", Support::Works),
     ("taskmanager.numberOfTaskSlots", Support::Works),
     ("taskmanager.host", Support::Works),
     ("taskmanager.data.port", Support::Works),
@@ -96,6 +99,10 @@ pub static SUPPORT: &[(&str, Support)] = &[
     ("high-availability.zookeeper.client.tolerate-suspended-connections", Support::Works),
     ("high-availability.jobmanager.port", Support::Works),
     ("state.backend.type", Support::Works),
+    ("state.backend.rocksdb.memory.managed", Support::Works),
+    ("state.backend.rocksdb.memory.fixed-per-slot", Support::Works),
+    ("state.backend.rocksdb.memory.write-buffer-ratio", Support::Works),
+    ("state.backend.rocksdb.memory.high-prio-pool-ratio", limited(never, UNSET, HIGH_PRIO_POOL)),
     ("execution.checkpointing.dir", Support::Works),
     ("execution.checkpointing.savepoint-dir", Support::Works),
     ("execution.checkpointing.incremental", limited(is_false, "false", INCREMENTAL_ISSUE)),

@@ -176,6 +176,7 @@ fn sample(ty: ValueType) -> &'static str {
         ValueType::Size => "1g",
         ValueType::Bool => "true",
         ValueType::Int { .. } | ValueType::Count { .. } => "2",
+        ValueType::Float { max, .. } if max < 1.0 => "0.5",
         ValueType::Float { .. } => "1.0",
         ValueType::Enum(groups) => groups[groups.len() - 1][0],
         ValueType::Text => "/x",

@@ -16,6 +16,10 @@ use std::time::Duration;
 
 /// Where the REST server binds when `rest.bind-address` is unset: loopback only.
 pub const DEFAULT_REST_BIND_ADDRESS: &str = "127.0.0.1";
+/// The base of `taskmanager.memory.managed.fraction` when `taskmanager.memory.process.size` is
+/// unset: Flink's default total Flink memory of a TaskManager (1728m process size), so the
+/// default managed memory is Flink's 512 MiB.
+pub const DEFAULT_TOTAL_MEMORY: u64 = 1280 << 20;
 
 /// `high-availability.type`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,6 +162,19 @@ impl Config {
     pub fn taskmanager_memory_process_size(&self) -> Option<u64> {
         self.get_size("taskmanager.memory.process.size")
     }
+    /// The TaskManager's managed memory in bytes (RocksDB's block caches and write buffers, split
+    /// over its slots): `taskmanager.memory.managed.size`, else
+    /// `taskmanager.memory.managed.fraction` of `taskmanager.memory.process.size`, else of
+    /// [`DEFAULT_TOTAL_MEMORY`] (Flink's default total memory, whose 0.4 is 512 MiB).
+    pub fn taskmanager_managed_memory(&self) -> u64 {
+        if let Some(size) = self.get_size("taskmanager.memory.managed.size") {
+            return size;
+        }
+        let base = self
+            .taskmanager_memory_process_size()
+            .unwrap_or(DEFAULT_TOTAL_MEMORY);
+        (base as f64 * self.float("taskmanager.memory.managed.fraction")) as u64
+    }
     pub fn slots_per_taskmanager(&self) -> u32 {
         self.number("taskmanager.numberOfTaskSlots")
     }
@@ -253,6 +270,18 @@ impl Config {
             Some("rocksdb") => StateBackendKind::RocksDb,
             _ => StateBackendKind::HashMap,
         }
+    }
+    /// `state.backend.rocksdb.memory.managed`.
+    pub fn rocksdb_memory_managed(&self) -> bool {
+        self.flag("state.backend.rocksdb.memory.managed")
+    }
+    /// `state.backend.rocksdb.memory.fixed-per-slot` in bytes, if set.
+    pub fn rocksdb_memory_fixed_per_slot(&self) -> Option<u64> {
+        self.get_size("state.backend.rocksdb.memory.fixed-per-slot")
+    }
+    /// `state.backend.rocksdb.memory.write-buffer-ratio`.
+    pub fn rocksdb_write_buffer_ratio(&self) -> f64 {
+        self.float("state.backend.rocksdb.memory.write-buffer-ratio")
     }
     /// `s3.endpoint`, `s3.region`, `s3.access-key`, `s3.secret-key`, `s3.path.style.access`.
     pub fn s3_endpoint(&self) -> Option<String> {

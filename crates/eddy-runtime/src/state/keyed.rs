@@ -44,10 +44,12 @@ impl StateBackend for HashMapStateBackend {
     }
 }
 
-/// `state.backend.type: rocksdb`: one instance per keyed operator subtask under `working_dir`.
+/// `state.backend.type: rocksdb`: one instance per keyed operator subtask under `working_dir`,
+/// with `memory` (the slot's shared block cache and write buffers, or a fixed budget each).
 #[derive(Debug)]
 pub struct EmbeddedRocksDbStateBackend {
     pub working_dir: std::path::PathBuf,
+    pub memory: rocks::InstanceMemory,
 }
 
 impl StateBackend for EmbeddedRocksDbStateBackend {
@@ -58,8 +60,9 @@ impl StateBackend for EmbeddedRocksDbStateBackend {
         let spec = StateBackendSpec {
             kind: StateBackendKind::RocksDb,
             working_dir: self.working_dir.clone(),
+            memory: self.memory.clone(),
         };
-        RocksStore::open(&rocks::instance_dir(&spec, info)).map(Some)
+        RocksStore::open_with(&rocks::instance_dir(&spec, info), &self.memory).map(Some)
     }
 }
 
@@ -69,6 +72,7 @@ pub fn state_backend(spec: &StateBackendSpec) -> std::sync::Arc<dyn StateBackend
         StateBackendKind::HashMap => std::sync::Arc::new(HashMapStateBackend),
         StateBackendKind::RocksDb => std::sync::Arc::new(EmbeddedRocksDbStateBackend {
             working_dir: spec.working_dir.clone(),
+            memory: spec.memory.clone(),
         }),
     }
 }
@@ -395,6 +399,7 @@ impl<K: Key> KeyedStateBackend<K> {
                 operator = %info.operator_name,
                 subtask = info.subtask_index,
                 dir = %store.dir().display(),
+                memory = %store.memory_description(),
                 "keyed state in RocksDB"
             );
         }

@@ -9,5 +9,5 @@ pub use keyed::{
     state_backend, EmbeddedRocksDbStateBackend, HashMapStateBackend, KeyedStateBackend, ListState,
     MapState, StateBackend, ValueState,
 };
-pub use rocks::StateBackendSpec;
+pub use rocks::{InstanceMemory, SlotMemory, StateBackendSpec};
 pub use timers::{TimeDomain, TimerService};
