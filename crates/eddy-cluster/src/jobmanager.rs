@@ -791,6 +791,12 @@ impl JobManagerLoop {
                     self.execute(key.job_id, cmds);
                 }
             }
+            TmMessage::EndOfData { key } => {
+                if let Some(jm) = self.jobs.get_mut(&key.job_id) {
+                    let cmds = jm.on_end_of_data(key, now);
+                    self.execute(key.job_id, cmds);
+                }
+            }
         }
     }
 

@@ -1461,6 +1461,20 @@ impl JobMaster {
         self.coordinator_commands(out, now)
     }
 
+    /// A source's input ended: once every source's did, the final checkpoint is triggered now
+    /// rather than at the next interval (crates/eddy-recovery/src/coordinator/end_of_input.rs).
+    pub fn on_end_of_data(&mut self, key: ExecutionKey, now: i64) -> Vec<Command> {
+        if !self.current(&key) {
+            return Vec::new(); // a report from an older attempt
+        }
+        let Some(c) = self.coordinator.as_mut() else {
+            return Vec::new();
+        };
+        c.source_ended(evid((key.vertex, key.subtask)));
+        let out = c.tick(now as u64);
+        self.coordinator_commands(out, now)
+    }
+
     pub fn on_checkpoint_decline(
         &mut self,
         key: ExecutionKey,

@@ -74,6 +74,10 @@ pub enum TmMessage {
         reason: String,
         counted: bool,
     },
+    /// A source task's input ended; it waits for its final checkpoint (triggered at once).
+    EndOfData {
+        key: ExecutionKey,
+    },
 }
 
 /// JobManager → TaskManager.

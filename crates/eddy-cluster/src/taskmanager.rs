@@ -266,6 +266,14 @@ impl TaskListener for Relay {
             Some(self.deployed_under),
         );
     }
+
+    fn end_of_data(&self, task: &TaskDeployment) {
+        send(
+            &self.writer,
+            TmMessage::EndOfData { key: key_of(task) },
+            Some(self.deployed_under),
+        );
+    }
 }
 
 struct Shared {

@@ -135,15 +135,61 @@ fn word_count(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
         .uid(&count_uid);
     // One record `(word, first, last)` stands for the lines `word,first` … `word,last`.
     sink_lines(&counts, &output, |r: &(String, u64, u64), s| {
+        // The counts `first..=last` follow each other: the decimal digits are incremented in
+        // place (an odometer) instead of being divided out for every line.
+        let mut digits = Digits::new(r.1);
         for c in r.1..=r.2 {
             if c > r.1 {
                 s.push('\n');
+                digits.increment();
             }
             s.push_str(&r.0);
             s.push(',');
-            push_decimal(s, c);
+            s.push_str(digits.as_str());
         }
     })
+}
+
+/// A number's decimal digits, right-aligned in a buffer, that can count up by one.
+struct Digits {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl Digits {
+    fn new(n: u64) -> Digits {
+        let mut s = String::new();
+        push_decimal(&mut s, n);
+        let mut buf = [b'0'; 20];
+        buf[20 - s.len()..].copy_from_slice(s.as_bytes());
+        Digits {
+            buf,
+            start: 20 - s.len(),
+        }
+    }
+
+    /// Adds one (the caller never passes `u64::MAX`, which has 20 digits).
+    fn increment(&mut self) {
+        let mut i = self.buf.len();
+        loop {
+            i -= 1;
+            if self.buf[i] == b'9' {
+                self.buf[i] = b'0';
+                if i == self.start {
+                    self.start -= 1;
+                    self.buf[self.start] = b'1';
+                    return;
+                }
+            } else {
+                self.buf[i] += 1;
+                return;
+            }
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[self.start..]).expect("decimal digits")
+    }
 }
 
 /// Appends `n` in decimal: a digit loop, cheaper than `fmt` on the sink's hot path.
@@ -168,12 +214,26 @@ fn push_decimal(s: &mut String, mut n: u64) {
 fn count_words<S: BuildHasher>(mut line: String, counts: &mut HashMap<String, u64, S>) {
     let split = |c: char| !c.is_alphanumeric();
     if line.is_ascii() {
+        // ASCII: a byte is a character, and `is_alphanumeric` is `is_ascii_alphanumeric`; the
+        // words are found on the bytes, without decoding characters.
         line.make_ascii_lowercase();
-        for w in line.split(split).filter(|w| !w.is_empty()) {
-            match counts.get_mut(w) {
-                Some(c) => *c += 1,
-                None => {
-                    counts.insert(w.to_owned(), 1);
+        let bytes = line.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            while i < bytes.len() && !bytes[i].is_ascii_alphanumeric() {
+                i += 1;
+            }
+            let start = i;
+            while i < bytes.len() && bytes[i].is_ascii_alphanumeric() {
+                i += 1;
+            }
+            if i > start {
+                let w = &line[start..i];
+                match counts.get_mut(w) {
+                    Some(c) => *c += 1,
+                    None => {
+                        counts.insert(w.to_owned(), 1);
+                    }
                 }
             }
         }
@@ -265,18 +325,46 @@ mod tests {
     }
 
     #[test]
+    fn digits_count_up_across_every_carry() {
+        for start in [
+            0u64,
+            1,
+            8,
+            9,
+            98,
+            99,
+            999,
+            1_000,
+            123_456_789,
+            999_999_999_999,
+        ] {
+            let mut d = super::Digits::new(start);
+            assert_eq!(d.as_str(), start.to_string());
+            for n in start + 1..start + 1_200 {
+                d.increment();
+                assert_eq!(d.as_str(), n.to_string());
+            }
+        }
+    }
+
+    #[test]
     fn count_words_splits_before_lowercasing() {
         let mut counts = std::collections::HashMap::new();
         super::count_words("Hello, World-x1 hello".into(), &mut counts);
         super::count_words("Über naïve ÜBER".into(), &mut counts);
         super::count_words(" ,; ".into(), &mut counts);
+        super::count_words("--X1y,,z9 ".into(), &mut counts);
+        super::count_words("a".into(), &mut counts);
         let mut got: Vec<(String, u64)> = counts.into_iter().collect();
         got.sort();
         let want = [
+            ("a", 1),
             ("hello", 2),
             ("naïve", 1),
             ("world", 1),
             ("x1", 1),
+            ("x1y", 1),
+            ("z9", 1),
             ("über", 2),
         ];
         assert_eq!(got, want.map(|(w, c)| (w.to_string(), c)));

@@ -144,10 +144,16 @@ fn q0(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
     })
 }
 
-/// `price × 0.908` with exactly three decimals (no float rounding).
-pub fn dollar_to_euro(price: u64) -> String {
-    let milli = price as u128 * 908;
-    format!("{}.{:03}", milli / 1000, milli % 1000)
+/// `price × 0.908` in thousandths of a euro: exact integer arithmetic, a number like Flink's
+/// `0.908 * price` (no string per bid); the sink writes it with three decimals
+/// ([`push_milli`]). Prices stay below 10^8 · 100, far from overflowing.
+pub fn dollar_to_milli_euro(price: u64) -> u64 {
+    price.saturating_mul(908)
+}
+
+/// Appends `milli / 1000` with exactly three decimals.
+fn push_milli(s: &mut String, milli: u64) {
+    let _ = write!(s, "{}.{:03}", milli / 1000, milli % 1000);
 }
 
 fn q1(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
@@ -157,7 +163,7 @@ fn q1(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
             (
                 b.auction,
                 b.bidder,
-                dollar_to_euro(b.price),
+                dollar_to_milli_euro(b.price),
                 b.date_time,
                 b.extra,
             )
@@ -166,8 +172,10 @@ fn q1(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
     sink(
         &converted,
         &output,
-        |r: &(u64, u64, String, Timestamp, String), s| {
-            let _ = write!(s, "{},{},{},{},{}", r.0, r.1, r.2, r.3, r.4);
+        |r: &(u64, u64, u64, Timestamp, String), s| {
+            let _ = write!(s, "{},{},", r.0, r.1);
+            push_milli(s, r.2);
+            let _ = write!(s, ",{},{}", r.3, r.4);
         },
     )
 }

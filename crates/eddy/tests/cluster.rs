@@ -1214,14 +1214,16 @@ fn a_paused_taskmanager_never_blocks_the_jobmanager_and_is_lost_after_the_heartb
     });
 }
 
-/// FLIP-147 end to end: a TaskManager is SIGKILLed after the bounded source ended — its last
-/// windows fired by the final watermark are written but wait, uncommitted, for the final
-/// checkpoint — and before the job is FINISHED. The job restores, the output equals a fault-free
-/// run, and no committed part file ever disappears or changes (watched during the whole run).
+/// FLIP-147 end to end: a TaskManager is SIGKILLed after the bounded source ended and reported
+/// its end of data — its last windows fired by the final watermark are written but wait,
+/// uncommitted, for the final checkpoint, which the coordinator triggered at once — and before
+/// the job is FINISHED. The job restores, the output equals a fault-free run, and no committed
+/// part file ever disappears or changes (watched during the whole run).
 #[test]
 fn tm_killed_after_the_bounded_source_ended_output_equals_a_fault_free_run_and_stays_committed() {
-    // 4 cars x 3750 rounds at 2000 events/s: the input ends ~7.5 s after the start, between two
-    // checkpoints 5 s apart, so the final checkpoint is ~2.5 s away when the kill comes.
+    // 4 cars x 3750 rounds at 2000 events/s: the input ends ~7.5 s after the start. The final
+    // checkpoint is triggered at once; the fault point holds the source for 4 s after its report,
+    // before it takes that checkpoint's barrier, which is when the kill comes.
     const EVENTS: u64 = 15_000;
     let events = EVENTS.to_string();
     let job_args = |out: &str| -> Vec<String> {
@@ -1242,7 +1244,19 @@ fn tm_killed_after_the_bounded_source_ended_output_equals_a_fault_free_run_and_s
         .map(|s| s.to_string())
         .collect()
     };
-    let c = Cluster::start(2, 2, &[("execution.checkpointing.interval", "5 s")]);
+    let c = Cluster::configure(2, 2, &[("execution.checkpointing.interval", "5 s")]);
+    let started = eddy_with_env(
+        &["cluster", "start", "--conf", c.conf_str()],
+        &[
+            ("EDDY_LOG", "info"),
+            (
+                "EDDY_FAULT_POINTS",
+                "task.end-of-data.after-report=sleep-4000",
+            ),
+        ],
+        CLI_LIMIT,
+    );
+    assert_eq!(started.code, 0, "cluster start: {}", started.stderr);
 
     let reference = c.dir.path().join("reference");
     let mut args = vec!["local".to_string()];

@@ -404,3 +404,45 @@ fn progress_without_a_terminal_is_plain_lines_with_rate_checkpoint_and_restarts(
     );
     assert_eq!(witness(&committed_lines(&out), 4, 1000), (0, 0, 0));
 }
+
+/// A bounded job ends at its final checkpoint, triggered as soon as every source ended, not at
+/// the next periodic one: with a 60 s interval, a job of a few seconds ends in well under it,
+/// its one completed checkpoint the final one, and its committed output exact. Before, it waited
+/// for the 60 s checkpoint.
+#[test]
+fn bounded_job_with_a_long_checkpoint_interval_ends_at_once_with_exact_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("seq");
+    let started = std::time::Instant::now();
+    let r = eddy(
+        &[
+            "local",
+            "sequence",
+            "--keys",
+            "50",
+            "--per-key",
+            "400",
+            "--output",
+            out.to_str().unwrap(),
+            "-p",
+            "2",
+            "--taskmanagers",
+            "2",
+            "-D",
+            "execution.checkpointing.interval=60s",
+            "--json",
+        ],
+        LIMIT,
+    );
+    let elapsed = started.elapsed();
+    assert_eq!(r.code, 0, "stderr: {}", r.stderr);
+    let summary: serde_json::Value =
+        serde_json::from_str(r.stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["status"], "FINISHED", "{summary}");
+    assert_eq!(summary["completed_checkpoints"], 1, "{summary}");
+    assert!(
+        summary["duration_ms"].as_u64().unwrap() < 30_000 && elapsed < Duration::from_secs(30),
+        "the job waited for the periodic checkpoint: {summary}, {elapsed:?} in all"
+    );
+    assert_eq!(witness(&committed_lines(&out), 50, 400), (0, 0, 0));
+}

@@ -27,6 +27,7 @@
 //! - ids strictly increase and are never reused.
 
 mod command;
+mod end_of_input;
 mod stats;
 #[cfg(test)]
 mod tests;
@@ -153,6 +154,8 @@ pub struct CheckpointCoordinator {
     /// A stop-with-savepoint is in flight or completed: no periodic checkpoint may follow it
     /// (one would commit output beyond the savepoint). Cleared if that savepoint fails.
     stopping: Option<CheckpointId>,
+    /// Sources whose data ended: the final checkpoint is triggered at once (end_of_input.rs).
+    end_of_input: end_of_input::EndOfInput,
 }
 
 impl CheckpointCoordinator {
@@ -174,6 +177,7 @@ impl CheckpointCoordinator {
             consecutive_failures: 0,
             stats: CheckpointStats::default(),
             stopping: None,
+            end_of_input: Default::default(),
         }
     }
 
@@ -412,6 +416,7 @@ impl CheckpointCoordinator {
         // Restarted tasks run from a snapshot again: a stop-with-savepoint before is void.
         self.stopping = None;
         for t in tasks {
+            self.end_of_input_redeployed(t);
             if self.finished.remove(&t).is_some() {
                 self.tasks_to_ack.insert(t);
                 if self.all_triggered.contains(&t) {
@@ -563,7 +568,8 @@ impl CheckpointCoordinator {
         {
             return None;
         }
-        let mut due = self.periodic_base_ms.saturating_add(millis(interval));
+        let mut due =
+            self.due_after_end_of_input(self.periodic_base_ms.saturating_add(millis(interval)));
         if let Some(end) = self.last_end_ms {
             due = due.max(end.saturating_add(millis(self.settings.min_pause)));
         }
@@ -594,6 +600,7 @@ impl CheckpointCoordinator {
     ) -> CheckpointId {
         let id = self.next_id;
         self.next_id += 1;
+        self.end_of_input_triggered();
         self.stats
             .triggered(id, target.kind(), now_ms, self.tasks_to_ack.len());
         self.pending.insert(

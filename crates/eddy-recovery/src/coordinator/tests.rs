@@ -6,11 +6,11 @@ use eddy_core::settings::CheckpointingMode;
 
 const S: u64 = 1000;
 
-fn ev(v: u32, s: u32) -> ExecutionVertexId {
+pub(super) fn ev(v: u32, s: u32) -> ExecutionVertexId {
     ExecutionVertexId::new(v, s)
 }
 
-fn sources() -> BTreeSet<ExecutionVertexId> {
+pub(super) fn sources() -> BTreeSet<ExecutionVertexId> {
     BTreeSet::from([ev(0, 0), ev(0, 1)])
 }
 
@@ -18,7 +18,7 @@ fn all_tasks() -> BTreeSet<ExecutionVertexId> {
     BTreeSet::from([ev(0, 0), ev(0, 1), ev(1, 0), ev(1, 1)])
 }
 
-fn settings() -> CheckpointingSettings {
+pub(super) fn settings() -> CheckpointingSettings {
     CheckpointingSettings {
         interval: Some(Duration::from_secs(10)),
         mode: CheckpointingMode::ExactlyOnce,
@@ -49,7 +49,7 @@ fn coordinator_from(
 }
 
 /// A running coordinator (tasks running since t = 0).
-fn running(settings: CheckpointingSettings) -> CheckpointCoordinator {
+pub(super) fn running(settings: CheckpointingSettings) -> CheckpointCoordinator {
     let mut c = coordinator_with(settings);
     c.tasks_running(0);
     c
@@ -73,7 +73,7 @@ fn state(task: ExecutionVertexId, files: &[&str]) -> TaskStateSnapshot {
     }
 }
 
-fn triggered(cmds: &[Command]) -> Vec<CheckpointId> {
+pub(super) fn triggered(cmds: &[Command]) -> Vec<CheckpointId> {
     cmds.iter()
         .filter_map(|c| match c {
             Command::TriggerCheckpoint { id, .. } => Some(*id),
@@ -124,7 +124,7 @@ fn write_requested(cmds: &[Command]) -> Option<&CompletedCheckpoint> {
 }
 
 /// Triggers the next periodic checkpoint at `now` and returns its id.
-fn trigger_at(c: &mut CheckpointCoordinator, now: u64) -> CheckpointId {
+pub(super) fn trigger_at(c: &mut CheckpointCoordinator, now: u64) -> CheckpointId {
     let cmds = c.tick(now);
     let ids = triggered(&cmds);
     assert_eq!(ids.len(), 1, "expected one trigger at {now}: {cmds:?}");
@@ -140,7 +140,7 @@ fn ack_all(c: &mut CheckpointCoordinator, id: CheckpointId, now: u64) -> Vec<Com
 }
 
 /// Acks from every task, then the metadata write succeeds.
-fn complete(c: &mut CheckpointCoordinator, id: CheckpointId, now: u64) -> Vec<Command> {
+pub(super) fn complete(c: &mut CheckpointCoordinator, id: CheckpointId, now: u64) -> Vec<Command> {
     let mut out = ack_all(c, id, now);
     assert!(
         write_requested(&out).is_some(),
@@ -151,7 +151,7 @@ fn complete(c: &mut CheckpointCoordinator, id: CheckpointId, now: u64) -> Vec<Co
 }
 
 /// A counted failure: a task declines because its upload failed.
-fn fail(c: &mut CheckpointCoordinator, id: CheckpointId, now: u64) -> Vec<Command> {
+pub(super) fn fail(c: &mut CheckpointCoordinator, id: CheckpointId, now: u64) -> Vec<Command> {
     let reason = DeclineReason::AsyncSnapshotFailed("upload failed".into());
     let cmds = c.decline(id, ev(1, 0), reason, now);
     assert_eq!(aborted(&cmds).len(), 1, "{cmds:?}");

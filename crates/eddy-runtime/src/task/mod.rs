@@ -115,6 +115,9 @@ pub trait TaskListener: Send + Sync {
         snapshot: ChainSnapshot,
     );
     fn checkpoint_declined(&self, task: &TaskDeployment, checkpoint_id: u64, reason: String);
+    /// A source task's input ended (checkpointing on): it emitted its last record and waits for
+    /// its final checkpoint, which the coordinator then triggers at once.
+    fn end_of_data(&self, task: &TaskDeployment);
 }
 
 /// A running task as its TaskManager sees it.
@@ -492,6 +495,8 @@ fn run_source(
                     return Ok(ExecutionState::Finished);
                 }
                 end.finished = true;
+                listener.end_of_data(d);
+                eddy_core::faultpoint::hit("task.end-of-data.after-report");
             }
         }
     }

@@ -691,6 +691,9 @@ mod bounded_end {
         fn checkpoint_declined(&self, task: &TaskDeployment, id: u64, reason: String) {
             push(&self.0, format!("v{} decline {id} {reason}", task.vertex));
         }
+        fn end_of_data(&self, task: &TaskDeployment) {
+            push(&self.0, format!("v{} end of data", task.vertex));
+        }
     }
 
     /// Cancels the tasks when the test ends, also on failure.
