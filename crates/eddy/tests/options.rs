@@ -61,14 +61,6 @@ impl Drop for Daemon {
 /// The refused flags and `-D` values of `eddy run` and `eddy local`, with the start of the line.
 const REFUSED: &[(&[&str], &str)] = &[
     (
-        &["-D", "execution.checkpointing.incremental=true"],
-        "execution.checkpointing.incremental: 'true' is not supported yet",
-    ),
-    (
-        &["-D", "state.backend.incremental=true"],
-        "state.backend.incremental: 'true' is not supported yet",
-    ),
-    (
         &["-D", "high-availability.storageDir=s3://bucket/ha"],
         "high-availability.storageDir: 's3://bucket/ha' is not supported yet",
     ),
@@ -227,10 +219,6 @@ fn jobmanager_conf(dir: &Path, extra: &str) -> (PathBuf, u16) {
 #[test]
 fn daemons_refuse_unsupported_keys_at_configuration_load() {
     let cases = [
-        (
-            "state.backend.incremental: true\n",
-            "state.backend.incremental: 'true' is not supported yet",
-        ),
         (
             "high-availability.storageDir: s3://bucket/ha\n",
             "high-availability.storageDir: 's3://bucket/ha' is not supported yet",

@@ -30,9 +30,6 @@ pub enum Support {
 
 /// Savepoints (trigger, stop-with-savepoint, resume with `-s`) are built by issue 11.
 pub const SAVEPOINTS_ISSUE: &str = "yet (savepoints and resuming from them arrive with issue 11)";
-/// Incremental checkpoints, local recovery and S3 storage are built by issue 12.
-const INCREMENTAL_ISSUE: &str =
-    "yet (incremental checkpoints need the RocksDB state backend, issue 12)";
 const S3_ISSUE: &str =
     "yet (HA metadata on S3 is not built; checkpoints and savepoints can be on S3)";
 const UNSET: &str = "leave the key unset";
@@ -98,7 +95,7 @@ pub static SUPPORT: &[(&str, Support)] = &[
     ("state.backend.type", Support::Works),
     ("execution.checkpointing.dir", Support::Works),
     ("execution.checkpointing.savepoint-dir", Support::Works),
-    ("execution.checkpointing.incremental", limited(is_false, "false", INCREMENTAL_ISSUE)),
+    ("execution.checkpointing.incremental", Support::Works),
     ("execution.checkpointing.num-retained", Support::Works),
     ("execution.state-recovery.from-local", Support::Works),
     ("execution.checkpointing.local-backup.dirs", Support::Works),

@@ -69,6 +69,7 @@ fn state(task: ExecutionVertexId, files: &[&str]) -> TaskStateSnapshot {
                 })
                 .collect(),
             inline: vec![task.subtask as u8],
+            rocksdb: None,
         }],
     }
 }

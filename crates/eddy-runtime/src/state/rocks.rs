@@ -33,6 +33,9 @@ pub struct StateBackendSpec {
     /// The TaskManager's directory for RocksDB instances (each operator subtask makes its own
     /// subdirectory and deletes it when it closes).
     pub working_dir: PathBuf,
+    /// `execution.checkpointing.incremental`: `rocksdb` checkpoints are native RocksDB
+    /// snapshots (see `incremental.rs`); savepoints and `hashmap` stay canonical.
+    pub incremental: bool,
 }
 
 impl Default for StateBackendSpec {
@@ -40,6 +43,7 @@ impl Default for StateBackendSpec {
         StateBackendSpec {
             kind: StateBackendKind::HashMap,
             working_dir: std::env::temp_dir().join("eddy-rocksdb"),
+            incremental: false,
         }
     }
 }
@@ -66,6 +70,16 @@ pub struct RocksStore {
 impl RocksStore {
     /// Opens a fresh instance in `dir` (removing whatever a killed earlier run left there).
     pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_with(dir, None)
+    }
+
+    /// Opens the RocksDB checkpoint in `restored` (a directory on the same file system, e.g.
+    /// downloaded from checkpoint storage) as the instance in `dir`: moved there, not copied.
+    pub fn open_restored(dir: &Path, restored: &Path) -> Result<Self> {
+        Self::open_with(dir, Some(restored))
+    }
+
+    fn open_with(dir: &Path, restored: Option<&Path>) -> Result<Self> {
         if dir.exists() {
             std::fs::remove_dir_all(dir).map_err(|e| {
                 JobError::new(format!(
@@ -80,6 +94,17 @@ impl RocksStore {
                 dir.display()
             ))
         })?;
+        if let Some(from) = restored {
+            std::fs::remove_dir(dir)
+                .and_then(|_| std::fs::rename(from, dir))
+                .map_err(|e| {
+                    JobError::new(format!(
+                        "moving the restored RocksDB files {} to {}: {e}",
+                        from.display(),
+                        dir.display()
+                    ))
+                })?;
+        }
         let cache = Cache::new_lru_cache(MEMORY_BUDGET_BYTES / 2)
             .map_err(|e| JobError::new(format!("RocksDB block cache: {e}")))?;
         let mut table = BlockBasedOptions::default();
@@ -112,6 +137,48 @@ impl RocksStore {
     /// The directory of this instance.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Opens a RocksDB checkpoint directory read-only (a restore copies key groups out of it);
+    /// the directory is deleted when the store is dropped.
+    pub(crate) fn open_read_only(dir: &Path) -> Result<Self> {
+        let cache = Cache::new_lru_cache(8 << 20)
+            .map_err(|e| JobError::new(format!("RocksDB block cache: {e}")))?;
+        let db = DB::open_for_read_only(&Options::default(), dir, false).map_err(|e| {
+            JobError::new(format!(
+                "opening the restored RocksDB snapshot in {}: {e}",
+                dir.display()
+            ))
+        })?;
+        Ok(RocksStore {
+            db: Some(db),
+            dir: dir.to_path_buf(),
+            no_wal: WriteOptions::default(),
+            _cache: cache,
+        })
+    }
+
+    /// Where native snapshots of this instance are made (`<dir>.snapshots/chk-<id>`).
+    pub(crate) fn snapshot_dir(&self, checkpoint_id: u64) -> PathBuf {
+        let mut name = self.dir.as_os_str().to_owned();
+        name.push(".snapshots");
+        PathBuf::from(name).join(format!("chk-{checkpoint_id}"))
+    }
+
+    /// A native snapshot: flushes the memtables and makes a RocksDB checkpoint in `target` (hard
+    /// links to the SST files, copies of the small files). `target` must not exist.
+    pub(crate) fn native_checkpoint(&self, target: &Path) -> Result<()> {
+        let err = |e: &dyn std::fmt::Display| {
+            JobError::new(format!("RocksDB checkpoint into {}: {e}", target.display()))
+        };
+        if target.exists() {
+            std::fs::remove_dir_all(target).map_err(|e| err(&e))?;
+        }
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| err(&e))?;
+        }
+        let cp = rocksdb::checkpoint::Checkpoint::new(self.db()).map_err(|e| err(&e))?;
+        cp.create_checkpoint(target).map_err(|e| err(&e))
     }
 
     /// Reads one value; `f` gets its bytes.
@@ -172,6 +239,11 @@ impl Drop for RocksStore {
         drop(self.db.take());
         if let Err(e) = std::fs::remove_dir_all(&self.dir) {
             tracing::warn!("removing RocksDB directory {}: {e}", self.dir.display());
+        }
+        // Native snapshots not uploaded yet (a cancelled task): their upload fails, which
+        // declines that checkpoint.
+        if let Some(snapshots) = self.snapshot_dir(0).parent() {
+            let _ = std::fs::remove_dir_all(snapshots);
         }
         // The job's and the TaskManager's directories go with their last instance (removing a
         // directory that is not empty fails, which is fine).
