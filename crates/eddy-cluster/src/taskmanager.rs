@@ -247,6 +247,49 @@ fn upload_native(
     names.sort();
     let mut files = Vec::new();
     let mut ssts = std::collections::BTreeMap::new();
+    let mut uploaded: Vec<StateFileHandle> = Vec::new();
+    let result = upload_files(
+        storage,
+        checkpoint_id,
+        uid,
+        subtask,
+        n,
+        names,
+        &mut files,
+        &mut ssts,
+        &mut uploaded,
+    );
+    if let Err(e) = result {
+        // Nothing will refer to the shared files uploaded so far.
+        let _ = storage.discard_shared(&uploaded);
+        return Err(err(&e));
+    }
+    eddy_core::faultpoint::hit("tm.checkpoint.rocksdb.after-upload");
+    if let Some(uploads) = &n.uploads {
+        if let Ok(mut u) = uploads.lock() {
+            u.record(checkpoint_id, ssts);
+        }
+    }
+    Ok(RocksDbStateHandle {
+        key_groups: n.key_groups,
+        state_names: n.state_names.clone(),
+        files,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn upload_files(
+    storage: &CheckpointStorage,
+    checkpoint_id: u64,
+    uid: &str,
+    subtask: u32,
+    n: &NativeState,
+    names: Vec<String>,
+    files: &mut Vec<RocksDbFile>,
+    ssts: &mut std::collections::BTreeMap<String, StoredFile>,
+    uploaded: &mut Vec<StateFileHandle>,
+) -> Result<(), String> {
+    let err = |e: &dyn std::fmt::Display| e.to_string();
     for name in names {
         let path = n.dir.join(&name);
         let handle = match n.shared.get(&name) {
@@ -258,9 +301,11 @@ fn upload_native(
             _ => {
                 let mut file = std::fs::File::open(&path).map_err(|e| err(&e))?;
                 if is_sst(&name) {
-                    storage
+                    let h = storage
                         .write_shared_file(&format!("{uid}-{subtask}-{name}"), &mut file)
-                        .map_err(|e| err(&e))?
+                        .map_err(|e| err(&e))?;
+                    uploaded.push(h.clone());
+                    h
                 } else {
                     storage
                         .write_state_file_from(
@@ -285,17 +330,7 @@ fn upload_native(
         }
         files.push(RocksDbFile { name, handle });
     }
-    eddy_core::faultpoint::hit("tm.checkpoint.rocksdb.after-upload");
-    if let Some(uploads) = &n.uploads {
-        if let Ok(mut u) = uploads.lock() {
-            u.record(checkpoint_id, ssts);
-        }
-    }
-    Ok(RocksDbStateHandle {
-        key_groups: n.key_groups,
-        state_names: n.state_names.clone(),
-        files,
-    })
+    Ok(())
 }
 
 /// How many files a restore downloads at once.
