@@ -39,9 +39,6 @@ const CLAIM_REFUSED: &str = "(LEGACY is Flink's deprecated mode; NO_CLAIM never 
 fn never(_: &Value) -> bool {
     false
 }
-fn is_false(v: &Value) -> bool {
-    *v == Value::Bool(false)
-}
 fn is_no_claim_or_claim(v: &Value) -> bool {
     *v == Value::Enum("NO_CLAIM") || *v == Value::Enum("CLAIM")
 }

@@ -540,6 +540,8 @@ impl CheckpointCoordinator {
             (JobShutdownStatus::Failed, r) => r == R::NoExternalizedCheckpoints,
         };
         if discard {
+            // Nothing carries finished tasks' states into a later checkpoint any more.
+            self.finished.clear();
             while let Some(c) = self.completed.pop_front() {
                 let shared = self.unreferenced_shared(c.files(), None);
                 out.push(Command::DiscardCheckpoint {

@@ -887,6 +887,18 @@ fn a_late_ack_of_an_aborted_checkpoint_has_its_new_shared_files_deleted() {
 }
 
 #[test]
+fn a_finished_job_deletes_the_shared_files_its_finished_tasks_carried() {
+    let mut c = running(settings());
+    complete_with(&mut c, 10 * S, &["../shared/a"]);
+    for t in all_tasks() {
+        c.task_finished(t, 11 * S);
+    }
+    assert_eq!(c.shared_state().references("../shared/a"), 1 + 4);
+    let cmds = c.shutdown(JobShutdownStatus::Finished, 12 * S);
+    assert_eq!(shared_discards(&cmds), vec!["../shared/a".to_string()]);
+}
+
+#[test]
 fn shutdown_discards_retained_checkpoints_as_the_retention_policy_says() {
     use ExternalizedCheckpointRetention as R;
     let cases = [
