@@ -1216,7 +1216,7 @@ fn serde_round_trip_and_unvalidated_configs() {
     );
     // A deserialized config (a job graph, a REST body) is refused like a loaded one.
     let raw: Config =
-        serde_json::from_str(r#"{"state.backend.incremental":"true"}"#).expect("json");
+        serde_json::from_str(r#"{"execution.state-recovery.claim-mode":"LEGACY"}"#).expect("json");
     assert!(matches!(
         raw.validate(),
         Err(ConfigError::Unsupported { .. })
