@@ -276,10 +276,6 @@ fn rest_submit_refuses_what_eddy_cannot_do_with_400_and_one_line() {
             "execution.state-recovery.claim-mode: 'LEGACY' is not supported",
         ),
         (
-            serde_json::json!({"job": "sequence", "args": ["--output", output], "config": {"execution.checkpointing.incremental": true}}),
-            "execution.checkpointing.incremental: 'true' is not supported yet",
-        ),
-        (
             serde_json::json!({"job": "sequence", "args": ["--output", output], "config": {"state.savepoints.dir": "gs://bucket/sp"}}),
             "invalid value 'gs://bucket/sp' for key 'state.savepoints.dir'",
         ),
