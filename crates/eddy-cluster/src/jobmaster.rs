@@ -1550,6 +1550,34 @@ impl JobMaster {
         self.coordinator_commands(out, now)
     }
 
+    /// Incremental RocksDB checkpoints: tells every TaskManager running a task of the job
+    /// whether checkpoint `id` is a savepoint, before its trigger (the TaskManagers' uploaders
+    /// wait for it, and make a savepoint's keyed state canonical).
+    fn announce_checkpoint_kind(&self, id: u64, savepoint: bool, cmds: &mut Vec<Command>) {
+        if !(self.spec.config.incremental()
+            && self.spec.config.state_backend() == eddy_core::config::StateBackendKind::RocksDb)
+        {
+            return;
+        }
+        let tms: std::collections::BTreeSet<&String> = self
+            .executions
+            .values()
+            .filter(|e| !is_terminal(e.state))
+            .map(|e| &e.tm_id)
+            .collect();
+        for tm_id in tms {
+            cmds.push(Command::Send {
+                tm_id: tm_id.clone(),
+                msg: JmMessage::CheckpointKind {
+                    token: self.token,
+                    job_id: self.job_id,
+                    checkpoint_id: id,
+                    savepoint,
+                },
+            });
+        }
+    }
+
     /// Turns coordinator commands into shell commands addressed to the current executions.
     fn coordinator_commands(&mut self, out: Vec<eddy_recovery::Command>, now: i64) -> Vec<Command> {
         use eddy_recovery::Command as C;
@@ -1583,6 +1611,7 @@ impl JobMaster {
                 } => {
                     cmds.push(Command::ReserveCheckpointId { id });
                     let token = self.token;
+                    self.announce_checkpoint_kind(id, target.kind().is_savepoint(), &mut cmds);
                     let stop = match target {
                         eddy_recovery::CheckpointTarget::StopWithSavepoint { drain, .. } => {
                             Some(if drain {

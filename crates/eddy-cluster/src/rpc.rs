@@ -112,6 +112,15 @@ pub enum JmMessage {
         key: ExecutionKey,
         checkpoint_id: u64,
     },
+    /// Jobs with incremental RocksDB checkpoints: whether checkpoint `checkpoint_id` is a
+    /// savepoint (sent to every TaskManager of the job before the trigger; the uploader makes a
+    /// savepoint's keyed state canonical).
+    CheckpointKind {
+        token: FencingToken,
+        job_id: JobId,
+        checkpoint_id: u64,
+        savepoint: bool,
+    },
     AbortCheckpoint {
         token: FencingToken,
         key: ExecutionKey,
@@ -449,6 +458,7 @@ mod tests {
                     key_groups: None,
                     files: vec![],
                     inline: vec![],
+                    rocksdb: None,
                 },
                 OperatorSubtaskState {
                     operator_uid: "b".into(),
@@ -459,6 +469,7 @@ mod tests {
                         crc32: 2,
                     }],
                     inline: vec![7],
+                    rocksdb: None,
                 },
             ],
         };

@@ -17,11 +17,15 @@ use eddy_core::config::{Config, StateBackendKind};
 use eddy_core::ids::TaskManagerId;
 use eddy_core::JobId;
 use eddy_recovery::storage::local::LocalStateStore;
-use eddy_recovery::{CheckpointStorage, OperatorSubtaskState, TaskStateSnapshot};
+use eddy_recovery::{
+    CheckpointStorage, OperatorSubtaskState, RocksDbFile, RocksDbStateHandle, StateFileHandle,
+    TaskStateSnapshot,
+};
 use eddy_runtime::error::JobError;
 use eddy_runtime::framing::FrameLimits;
 use eddy_runtime::registry::{BuiltJob, JobRegistry};
 use eddy_runtime::snapshot::OperatorSnapshot;
+use eddy_runtime::state::incremental::{is_sst, NativeState, StoredFile};
 use eddy_runtime::task::buffers::{BufferPoolConfig, NetworkBufferPool};
 use eddy_runtime::task::chain::ChainSnapshot;
 use eddy_runtime::task::channel::TaskControl;
@@ -78,15 +82,60 @@ struct Upload {
     snapshot: ChainSnapshot,
 }
 
+/// Which checkpoints are savepoints, as the JobManager announces them (jobs with incremental
+/// RocksDB checkpoints only): the uploader turns a native snapshot into canonical key groups
+/// for a savepoint, so savepoints stay backend-independent.
+#[derive(Default)]
+struct CheckpointKinds {
+    kinds: Mutex<HashMap<(JobId, u64), bool>>,
+    cv: Condvar,
+}
+
+/// How long the uploader waits for the JobManager's word on a checkpoint's kind.
+const KIND_WAIT: Duration = Duration::from_secs(60);
+
+impl CheckpointKinds {
+    fn announce(&self, job: JobId, checkpoint_id: u64, savepoint: bool) {
+        if let Ok(mut k) = self.kinds.lock() {
+            // Older announcements of the job are no longer waited for.
+            k.retain(|(j, id), _| *j != job || id + 64 > checkpoint_id);
+            k.insert((job, checkpoint_id), savepoint);
+            self.cv.notify_all();
+        }
+    }
+
+    fn savepoint(&self, job: JobId, checkpoint_id: u64) -> Result<bool, String> {
+        let deadline = Instant::now() + KIND_WAIT;
+        let Ok(mut k) = self.kinds.lock() else {
+            return Err("checkpoint kinds lock poisoned".into());
+        };
+        loop {
+            if let Some(s) = k.get(&(job, checkpoint_id)) {
+                return Ok(*s);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(format!(
+                    "the JobManager did not say within {KIND_WAIT:?} whether checkpoint {checkpoint_id} is a savepoint"
+                ));
+            }
+            k = match self.cv.wait_timeout(k, deadline - now) {
+                Ok((g, _)) => g,
+                Err(_) => return Err("checkpoint kinds lock poisoned".into()),
+            };
+        }
+    }
+}
+
 /// Writes snapshots to checkpoint storage (fsync + atomic rename) off the task threads, then
 /// acknowledges them: the asynchronous part of a checkpoint.
-fn uploader(writer: Writer) -> Sender<Upload> {
+fn uploader(writer: Writer, kinds: Arc<CheckpointKinds>) -> Sender<Upload> {
     let (tx, rx) = channel::<Upload>();
     let _ = std::thread::Builder::new()
         .name("tm-uploader".into())
         .spawn(move || {
-            for u in rx {
-                let msg = match encode_state(&u) {
+            for mut u in rx {
+                let msg = match encode_state(&mut u, &kinds) {
                     Ok(state) => TmMessage::CheckpointAck {
                         key: u.key,
                         checkpoint_id: u.checkpoint_id,
@@ -105,16 +154,60 @@ fn uploader(writer: Writer) -> Sender<Upload> {
     tx
 }
 
-fn encode_state(u: &Upload) -> Result<TaskStateSnapshot, String> {
+fn encode_state(u: &mut Upload, kinds: &CheckpointKinds) -> Result<TaskStateSnapshot, String> {
     let mut operators = Vec::new();
-    for (uid, snap) in &u.snapshot {
-        let bytes = bincode::serialize(snap)
+    let mut natives = Vec::new();
+    for (_, snap) in &mut u.snapshot {
+        natives.push(std::mem::take(&mut snap.native));
+    }
+    let result = encode_operators(u, &natives, kinds, &mut operators);
+    // Whatever happened, the local RocksDB checkpoints (hard links) go.
+    for n in natives.iter().flatten() {
+        let _ = std::fs::remove_dir_all(&n.dir);
+    }
+    result.map(|_| TaskStateSnapshot { operators })
+}
+
+fn encode_operators(
+    u: &mut Upload,
+    natives: &[Vec<NativeState>],
+    kinds: &CheckpointKinds,
+    operators: &mut Vec<OperatorSubtaskState>,
+) -> Result<(), String> {
+    let savepoint = if natives.iter().any(|n| !n.is_empty()) {
+        Some(kinds.savepoint(u.key.job_id, u.checkpoint_id)?)
+    } else {
+        None
+    };
+    for ((uid, snap), native) in u.snapshot.iter_mut().zip(natives) {
+        let mut rocksdb = None;
+        let mut key_groups = None;
+        for n in native {
+            if savepoint == Some(true) {
+                // Savepoints are canonical: read the key groups out of the RocksDB checkpoint.
+                let groups = eddy_runtime::state::keyed::canonical_from_native(n)
+                    .map_err(|e| format!("savepoint of operator '{uid}': {e}"))?;
+                snap.keyed_state.extend(groups);
+                continue;
+            }
+            let Some(storage) = &u.storage else {
+                return Err(format!(
+                    "operator '{uid}': incremental RocksDB checkpoints need a checkpoint directory"
+                ));
+            };
+            key_groups = Some(n.key_groups);
+            let upload = upload_native(storage, u.checkpoint_id, uid, u.subtask, n);
+            let _ = std::fs::remove_dir_all(&n.dir);
+            rocksdb = Some(upload?);
+        }
+        let bytes = bincode::serialize(&*snap)
             .map_err(|e| format!("cannot encode the state of operator '{uid}': {e}"))?;
         let mut op = OperatorSubtaskState {
             operator_uid: uid.clone(),
-            key_groups: None,
+            key_groups,
             files: Vec::new(),
             inline: Vec::new(),
+            rocksdb,
         };
         match &u.storage {
             Some(storage) if bytes.len() > INLINE_STATE_BYTES => {
@@ -133,7 +226,190 @@ fn encode_state(u: &Upload) -> Result<TaskStateSnapshot, String> {
         }
         operators.push(op);
     }
-    Ok(TaskStateSnapshot { operators })
+    Ok(())
+}
+
+/// Uploads a native RocksDB snapshot: SST files not in checkpoint storage yet into the job's
+/// `shared/` directory (the others are referenced), the small files into the checkpoint's
+/// directory; records the SST files for the next checkpoints once this one completes.
+fn upload_native(
+    storage: &CheckpointStorage,
+    checkpoint_id: u64,
+    uid: &str,
+    subtask: u32,
+    n: &NativeState,
+) -> Result<RocksDbStateHandle, String> {
+    let err = |e: &dyn std::fmt::Display| format!("operator '{uid}': RocksDB snapshot: {e}");
+    let mut names: Vec<String> = std::fs::read_dir(&n.dir)
+        .map_err(|e| err(&e))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    let mut files = Vec::new();
+    let mut ssts = std::collections::BTreeMap::new();
+    let mut uploaded: Vec<StateFileHandle> = Vec::new();
+    let result = upload_files(
+        storage,
+        checkpoint_id,
+        uid,
+        subtask,
+        n,
+        names,
+        &mut files,
+        &mut ssts,
+        &mut uploaded,
+    );
+    if let Err(e) = result {
+        // Nothing will refer to the shared files uploaded so far.
+        let _ = storage.discard_shared(&uploaded);
+        return Err(err(&e));
+    }
+    eddy_core::faultpoint::hit("tm.checkpoint.rocksdb.after-upload");
+    if let Some(uploads) = &n.uploads {
+        if let Ok(mut u) = uploads.lock() {
+            u.record(checkpoint_id, ssts);
+        }
+    }
+    Ok(RocksDbStateHandle {
+        key_groups: n.key_groups,
+        state_names: n.state_names.clone(),
+        files,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn upload_files(
+    storage: &CheckpointStorage,
+    checkpoint_id: u64,
+    uid: &str,
+    subtask: u32,
+    n: &NativeState,
+    names: Vec<String>,
+    files: &mut Vec<RocksDbFile>,
+    ssts: &mut std::collections::BTreeMap<String, StoredFile>,
+    uploaded: &mut Vec<StateFileHandle>,
+) -> Result<(), String> {
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    for name in names {
+        let path = n.dir.join(&name);
+        let handle = match n.shared.get(&name) {
+            Some(f) if is_sst(&name) => StateFileHandle {
+                path: f.path.clone(),
+                len: f.len,
+                crc32: f.crc32,
+            },
+            _ => {
+                let mut file = std::fs::File::open(&path).map_err(|e| err(&e))?;
+                if is_sst(&name) {
+                    let h = storage
+                        .write_shared_file(&format!("{uid}-{subtask}-{name}"), &mut file)
+                        .map_err(|e| err(&e))?;
+                    uploaded.push(h.clone());
+                    h
+                } else {
+                    storage
+                        .write_state_file_from(
+                            checkpoint_id,
+                            &format!("{uid}.{name}"),
+                            subtask,
+                            &mut file,
+                        )
+                        .map_err(|e| err(&e))?
+                }
+            }
+        };
+        if is_sst(&name) {
+            ssts.insert(
+                name.clone(),
+                StoredFile {
+                    path: handle.path.clone(),
+                    len: handle.len,
+                    crc32: handle.crc32,
+                },
+            );
+        }
+        files.push(RocksDbFile { name, handle });
+    }
+    Ok(())
+}
+
+/// How many files a restore downloads at once.
+const PARALLEL_DOWNLOADS: usize = 4;
+
+/// Downloads the files of a native RocksDB snapshot into `dir` (created; removed on failure),
+/// `PARALLEL_DOWNLOADS` at a time, verifying each file's length and CRC-32.
+fn download_native(
+    state_dir: &std::path::Path,
+    handle: &RocksDbStateHandle,
+    dir: &std::path::Path,
+) -> Result<(NativeState, u64), String> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let read = std::sync::atomic::AtomicU64::new(0);
+    let failed: Mutex<Option<String>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..PARALLEL_DOWNLOADS.min(handle.files.len()) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(f) = handle.files.get(i) else { break };
+                if failed.lock().map(|g| g.is_some()).unwrap_or(true) {
+                    break;
+                }
+                let r = eddy_recovery::storage::read_state_file(state_dir, &f.handle)
+                    .map_err(|e| e.to_string())
+                    .and_then(|data| {
+                        read.fetch_add(data.len() as u64, Ordering::Relaxed);
+                        // A plain name, no path: checked, the handle comes from metadata.
+                        if f.name.is_empty()
+                            || f.name.contains(['/', '\\'])
+                            || f.name.starts_with('.')
+                        {
+                            return Err(format!("invalid RocksDB file name '{}'", f.name));
+                        }
+                        std::fs::write(dir.join(&f.name), &data)
+                            .map_err(|e| format!("writing {}: {e}", dir.join(&f.name).display()))
+                    });
+                if let Err(e) = r {
+                    if let Ok(mut g) = failed.lock() {
+                        g.get_or_insert(e);
+                    }
+                    break;
+                }
+            });
+        }
+    });
+    if let Some(e) = failed.into_inner().ok().flatten() {
+        let _ = std::fs::remove_dir_all(dir);
+        return Err(e);
+    }
+    let shared = handle
+        .files
+        .iter()
+        .filter(|f| is_sst(&f.name))
+        .map(|f| {
+            (
+                f.name.clone(),
+                StoredFile {
+                    path: f.handle.path.clone(),
+                    len: f.handle.len,
+                    crc32: f.handle.crc32,
+                },
+            )
+        })
+        .collect();
+    Ok((
+        NativeState {
+            dir: dir.to_path_buf(),
+            key_groups: handle.key_groups,
+            state_names: handle.state_names.clone(),
+            shared,
+            uploads: None,
+        },
+        read.into_inner(),
+    ))
 }
 
 /// Bytes a restore read, by source.
@@ -147,16 +423,32 @@ struct RestoreRead {
 /// file from the local copy when `local` has a verified one, else from checkpoint storage.
 fn load_state(
     spec: &RestoreSpec,
-    job_id: JobId,
+    d: &TaskDeployment,
+    rocksdb_dir: &std::path::Path,
     local: Option<&LocalStateStore>,
     read: &mut RestoreRead,
 ) -> Result<HashMap<String, OperatorSnapshot>, String> {
+    let job_id = d.job_id;
     let dir = std::path::Path::new(&spec.state_dir);
+    let range = eddy_core::KeyGroupRange::for_subtask(d.subtask, d.parallelism, d.max_parallelism);
     let mut out: HashMap<String, OperatorSnapshot> = HashMap::new();
-    for op in &spec.state.operators {
+    for (i, op) in spec.state.operators.iter().enumerate() {
         // After a rescale several old subtasks' states of one operator arrive: merged (keyed
         // state by key group, operator state as the union).
         let snap = out.entry(op.operator_uid.clone()).or_default();
+        if let Some(h) = &op.rocksdb {
+            // Only snapshots holding some of this subtask's key groups (rescale) are read; not
+            // from local copies (task-local recovery covers the canonical files only).
+            if h.key_groups.start.max(range.start) < h.key_groups.end.min(range.end) {
+                let target = rocksdb_dir.join(format!(
+                    "restore-{job_id}-{}-{}-a{}-{i}",
+                    d.vertex, d.subtask, d.attempt
+                ));
+                let (native, bytes) = download_native(dir, h, &target)?;
+                read.from_storage += bytes;
+                snap.native.push(native);
+            }
+        }
         let mut blobs = Vec::new();
         if !op.inline.is_empty() {
             blobs.push(op.inline.clone());
@@ -284,6 +576,8 @@ struct Shared {
     jobs: Mutex<HashMap<JobId, BuiltJob>>,
     writer: Writer,
     uploads: Mutex<Sender<Upload>>,
+    /// Which checkpoints are savepoints (incremental RocksDB checkpoints).
+    kinds: Arc<CheckpointKinds>,
     token: Mutex<Option<FencingToken>>,
     /// The connection to a JobManager (its address and socket), from before registration until
     /// it ends, so a leader change can end it: also a registration that waits for an answer
@@ -418,13 +712,15 @@ pub fn start_with(
     let id = TaskManagerId::random("tm");
     network.buffers().set_owner(&id.to_string());
     let writer: Writer = Arc::new(Mutex::new(None));
+    let kinds = Arc::new(CheckpointKinds::default());
     let shared = Arc::new(Shared {
         id,
         registry,
         network,
         tasks: Mutex::new(HashMap::new()),
         jobs: Mutex::new(HashMap::new()),
-        uploads: Mutex::new(uploader(writer.clone())),
+        uploads: Mutex::new(uploader(writer.clone(), kinds.clone())),
+        kinds,
         writer,
         token: Mutex::new(None),
         connection: Mutex::new(None),
@@ -743,6 +1039,11 @@ fn serve(
     }
 }
 
+/// This TaskManager's directory for RocksDB instances (and downloaded snapshots).
+fn rocksdb_dir(shared: &Shared) -> std::path::PathBuf {
+    std::env::temp_dir().join("eddy-rocksdb").join(&shared.id.0)
+}
+
 fn current_token(shared: &Shared) -> Option<FencingToken> {
     shared.token.lock().ok().and_then(|t| *t)
 }
@@ -754,6 +1055,7 @@ fn handle(shared: &Arc<Shared>, msg: JmMessage) {
         | JmMessage::TriggerCheckpoint { token, .. }
         | JmMessage::NotifyCheckpointComplete { token, .. }
         | JmMessage::AbortCheckpoint { token, .. }
+        | JmMessage::CheckpointKind { token, .. }
         | JmMessage::HeartbeatReply { token } => Some(*token),
         JmMessage::Registered { .. } | JmMessage::Refused { .. } => None,
     };
@@ -799,6 +1101,12 @@ fn handle(shared: &Arc<Shared>, msg: JmMessage) {
         JmMessage::AbortCheckpoint {
             key, checkpoint_id, ..
         } => control(shared, &key, TaskControl::AbortCheckpoint { checkpoint_id }),
+        JmMessage::CheckpointKind {
+            job_id,
+            checkpoint_id,
+            savepoint,
+            ..
+        } => shared.kinds.announce(job_id, checkpoint_id, savepoint),
         JmMessage::HeartbeatReply { .. }
         | JmMessage::Registered { .. }
         | JmMessage::Refused { .. } => {}
@@ -876,7 +1184,7 @@ fn deploy_batch(shared: &Arc<Shared>, batch: &DeploymentBatch, deployed_under: F
         let key = key_of(&d);
         if let Some(spec) = &t.restore {
             let mut read = RestoreRead::default();
-            match load_state(spec, d.job_id, local.as_ref(), &mut read) {
+            match load_state(spec, &d, &rocksdb_dir(shared), local.as_ref(), &mut read) {
                 Ok(state) => {
                     // Tests read this line (task-local recovery reads 0 bytes from storage).
                     tracing::info!(
@@ -917,8 +1225,9 @@ fn deploy_batch(shared: &Arc<Shared>, batch: &DeploymentBatch, deployed_under: F
             let backend =
                 eddy_runtime::state::state_backend(&eddy_runtime::state::StateBackendSpec {
                     kind: job.config.state_backend(),
-                    working_dir: std::env::temp_dir().join("eddy-rocksdb").join(&shared.id.0),
+                    working_dir: rocksdb_dir(shared),
                     memory,
+                    incremental: job.config.incremental(),
                 });
             spawn_task(
                 d.clone(),

@@ -109,6 +109,7 @@ fn valid_frames() -> Vec<Vec<u8>> {
                 crc32: 99,
             }],
             inline: vec![1, 2, 3, 4],
+            rocksdb: None,
         }],
     };
     let tm = vec![

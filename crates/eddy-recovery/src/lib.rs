@@ -27,8 +27,8 @@ pub use failover::{
 };
 pub use ids::{CheckpointId, ExecutionVertexId};
 pub use metadata::{
-    CheckpointKind, CompletedCheckpoint, OperatorInfo, OperatorSubtaskState, StateFileHandle,
-    TaskState, TaskStateSnapshot,
+    CheckpointKind, CompletedCheckpoint, OperatorInfo, OperatorSubtaskState, RocksDbFile,
+    RocksDbStateHandle, StateFileHandle, TaskState, TaskStateSnapshot,
 };
 pub use restart::{RestartBackoff, RestartDecision};
 pub use storage::{

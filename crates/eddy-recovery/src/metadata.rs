@@ -50,6 +50,42 @@ pub struct OperatorSubtaskState {
     /// metadata checksum.
     #[serde(default)]
     pub inline: Vec<u8>,
+    /// Keyed state as a native RocksDB snapshot (`rocksdb` with incremental checkpoints); the
+    /// rest of the operator's state (timers, operator state) is in `files`/`inline` as usual.
+    #[serde(default)]
+    pub rocksdb: Option<RocksDbStateHandle>,
+}
+
+/// The files of one native RocksDB snapshot (an incremental checkpoint of one keyed operator
+/// subtask): restoring them into one directory gives the instance as it was at the barrier.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RocksDbStateHandle {
+    /// The key groups the instance held.
+    pub key_groups: KeyGroupRange,
+    /// State names by RocksDB state id (the two bytes after the key group in every key).
+    pub state_names: Vec<String>,
+    /// SST files are shared (`../shared/…`, referenced by later checkpoints until compacted
+    /// away); MANIFEST, CURRENT and OPTIONS are exclusive to the checkpoint.
+    pub files: Vec<RocksDbFile>,
+}
+
+/// One file of a native RocksDB snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RocksDbFile {
+    /// Its name in the RocksDB directory (e.g. `000012.sst`, `MANIFEST-000005`).
+    pub name: String,
+    pub handle: StateFileHandle,
+}
+
+impl OperatorSubtaskState {
+    /// Every file of this state: `files`, then the native snapshot's.
+    pub fn all_files(&self) -> impl Iterator<Item = &StateFileHandle> {
+        self.files.iter().chain(
+            self.rocksdb
+                .iter()
+                .flat_map(|r| r.files.iter().map(|f| &f.handle)),
+        )
+    }
 }
 
 /// What one task (a chain of operators) acknowledges a checkpoint with.
@@ -61,14 +97,14 @@ pub struct TaskStateSnapshot {
 impl TaskStateSnapshot {
     /// All files referenced by this snapshot.
     pub fn files(&self) -> impl Iterator<Item = &StateFileHandle> {
-        self.operators.iter().flat_map(|o| o.files.iter())
+        self.operators.iter().flat_map(|o| o.all_files())
     }
 
     /// Bytes of state: files plus inline state.
     pub fn state_size(&self) -> u64 {
         self.operators
             .iter()
-            .map(|o| o.files.iter().map(|f| f.len).sum::<u64>() + o.inline.len() as u64)
+            .map(|o| o.all_files().map(|f| f.len).sum::<u64>() + o.inline.len() as u64)
             .sum()
     }
 }
@@ -208,6 +244,7 @@ mod tests {
                             crc32: 4,
                         }],
                         inline: vec![1, 2],
+                        rocksdb: None,
                     }],
                 },
             }],

@@ -212,6 +212,7 @@ impl<K: Key, I: Data, O: Data, F: KeyedProcessFunction<K, I, O>> Operator
                 .cloned()
                 .partition(|(kg, _)| *kg >= TIMER_GROUP_BASE);
             backend.restore(&states)?;
+            backend.restore_native(&snap.native)?;
             let timers: Vec<(u32, Vec<u8>)> = timers
                 .into_iter()
                 .map(|(kg, b)| (kg - TIMER_GROUP_BASE, b))
@@ -266,14 +267,19 @@ impl<K: Key, I: Data, O: Data, F: KeyedProcessFunction<K, I, O>> Operator
         self.timers.next_processing_time()
     }
 
-    fn snapshot_state(&mut self, _checkpoint_id: u64, writer: &mut SnapshotWriter) -> Result<()> {
+    fn snapshot_state(&mut self, checkpoint_id: u64, writer: &mut SnapshotWriter) -> Result<()> {
         if let Some(b) = &mut self.backend {
-            for (kg, bytes) in b.snapshot()? {
-                writer.put_keyed_state(kg, bytes);
-            }
+            b.snapshot_to(checkpoint_id, writer)?;
         }
         for (kg, bytes) in self.timers.snapshot(self.max_parallelism)? {
             writer.put_keyed_state(TIMER_GROUP_BASE + kg, bytes);
+        }
+        Ok(())
+    }
+
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
+        if let Some(b) = &mut self.backend {
+            b.checkpoint_complete(checkpoint_id);
         }
         Ok(())
     }

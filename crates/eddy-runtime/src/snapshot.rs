@@ -13,11 +13,16 @@ pub struct OperatorSnapshot {
     pub operator_state: Vec<(String, Vec<u8>)>,
     /// Keyed state: `(key group, bytes)` for every non-empty key group this subtask owns.
     pub keyed_state: Vec<(u32, Vec<u8>)>,
+    /// Keyed state as native RocksDB snapshots (`rocksdb` with incremental checkpoints): local
+    /// directories, never serialized with the rest (the TaskManager uploads their files and
+    /// lists them in the checkpoint's metadata; on restore it downloads them).
+    #[serde(skip)]
+    pub native: Vec<crate::state::incremental::NativeState>,
 }
 
 impl OperatorSnapshot {
     pub fn is_empty(&self) -> bool {
-        self.operator_state.is_empty() && self.keyed_state.is_empty()
+        self.operator_state.is_empty() && self.keyed_state.is_empty() && self.native.is_empty()
     }
 
     /// The operator-state entries with this name (several after a union redistribution).
@@ -60,6 +65,11 @@ impl SnapshotWriter {
     /// Adds the state of one key group.
     pub fn put_keyed_state(&mut self, key_group: u32, bytes: Vec<u8>) {
         self.snapshot.keyed_state.push((key_group, bytes));
+    }
+
+    /// Adds keyed state as a native RocksDB snapshot (incremental checkpoints).
+    pub fn put_native(&mut self, native: crate::state::incremental::NativeState) {
+        self.snapshot.native.push(native);
     }
 
     pub fn into_snapshot(self) -> OperatorSnapshot {

@@ -487,6 +487,7 @@ fn snapshot(uid: &str, values: impl IntoIterator<Item = u64>) -> TaskStateSnapsh
             key_groups: None,
             files: Vec::new(),
             inline: values.into_iter().flat_map(|v| v.to_le_bytes()).collect(),
+            rocksdb: None,
         }],
     }
 }

@@ -61,14 +61,6 @@ impl Drop for Daemon {
 /// The refused flags and `-D` values of `eddy run` and `eddy local`, with the start of the line.
 const REFUSED: &[(&[&str], &str)] = &[
     (
-        &["-D", "execution.checkpointing.incremental=true"],
-        "execution.checkpointing.incremental: 'true' is not supported yet",
-    ),
-    (
-        &["-D", "state.backend.incremental=true"],
-        "state.backend.incremental: 'true' is not supported yet",
-    ),
-    (
         &["-D", "high-availability.storageDir=s3://bucket/ha"],
         "high-availability.storageDir: 's3://bucket/ha' is not supported yet",
     ),
@@ -378,10 +370,6 @@ fn jobmanager_conf(dir: &Path, extra: &str) -> (PathBuf, u16) {
 fn daemons_refuse_unsupported_keys_at_configuration_load() {
     let cases = [
         (
-            "state.backend.incremental: true\n",
-            "state.backend.incremental: 'true' is not supported yet",
-        ),
-        (
             "high-availability.storageDir: s3://bucket/ha\n",
             "high-availability.storageDir: 's3://bucket/ha' is not supported yet",
         ),
@@ -463,10 +451,6 @@ fn rest_submit_refuses_what_eddy_cannot_do_with_400_and_one_line() {
         (
             serde_json::json!({"job": "sequence", "args": ["--output", output], "config": {"execution.state-recovery.claim-mode": "LEGACY"}}),
             "execution.state-recovery.claim-mode: 'LEGACY' is not supported",
-        ),
-        (
-            serde_json::json!({"job": "sequence", "args": ["--output", output], "config": {"execution.checkpointing.incremental": true}}),
-            "execution.checkpointing.incremental: 'true' is not supported yet",
         ),
         (
             serde_json::json!({"job": "sequence", "args": ["--output", output], "config": {"state.savepoints.dir": "gs://bucket/sp"}}),
@@ -982,4 +966,109 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Incremental RocksDB checkpoints (`state.backend.incremental`, `execution.checkpointing.incremental`)
+
+/// The SST files in `checkpoints/<job>/shared/` (`<uid>-<subtask>-<n>.sst-<random>`).
+fn shared_ssts(checkpoints: &Path) -> Vec<PathBuf> {
+    walk(checkpoints)
+        .into_iter()
+        .filter(|p| {
+            p.parent()
+                .and_then(|d| d.file_name())
+                .and_then(|n| n.to_str())
+                == Some("shared")
+                && p.to_string_lossy().contains(".sst-")
+        })
+        .collect()
+}
+
+#[test]
+fn incremental_rocksdb_checkpoints_share_sst_files_and_a_failed_task_restores_from_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = dir.path().join("out");
+    let checkpoints = dir.path().join("chk");
+    let trigger = dir.path().join("fail-now");
+    let log = dir.path().join("eddy.log");
+    let (keys, per_key) = (2000, 60);
+    let child = Command::new(EDDY)
+        .args([
+            "local",
+            "sequence",
+            "--keys",
+            &keys.to_string(),
+            "--per-key",
+            &per_key.to_string(),
+            "--rate",
+            "12000",
+            "--output",
+            output.to_str().unwrap(),
+            "--fail-on-file",
+            trigger.to_str().unwrap(),
+            "-p",
+            "2",
+            "-D",
+            "eddy.test-hooks.enabled=true",
+            "-D",
+            "execution.checkpointing.interval=200 ms",
+            "-D",
+            &format!("state.checkpoints.dir={}", checkpoints.display()),
+            // Seed 002's names of the keys.
+            "-D",
+            "state.backend=rocksdb",
+            "-D",
+            "state.backend.incremental=true",
+        ])
+        .env("EDDY_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("start eddy local");
+    let mut daemon = Daemon(child);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !has_completed_checkpoint(&checkpoints) || shared_ssts(&checkpoints).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no completed checkpoint with shared SST files"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // `_metadata` lists the native snapshot: SST files by reference into shared/.
+    let metadata: Vec<String> = walk(&checkpoints)
+        .into_iter()
+        .filter(|p| p.ends_with("_metadata"))
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .collect();
+    assert!(
+        metadata
+            .iter()
+            .any(|m| m.contains("\"rocksdb\":{") && m.contains("../shared/") && m.contains(".sst")),
+        "no native RocksDB handle in {metadata:?}"
+    );
+    std::fs::write(&trigger, b"").expect("trigger file");
+    let status = loop {
+        if let Some(s) = daemon.0.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the job did not end");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "{text}");
+    assert!(!trigger.exists(), "the failure was never injected\n{text}");
+    let reads = restore_reads(&text);
+    assert!(
+        reads.iter().any(|(storage, _)| *storage > 0),
+        "no restore read the RocksDB files from checkpoint storage: {reads:?}\n{text}"
+    );
+    let lines: Vec<String> = committed_lines(&output)
+        .into_iter()
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(witness(&lines, keys, per_key), (0, 0, 0));
+    // The job finished: its checkpoints are discarded, shared files included.
+    assert_eq!(shared_ssts(&checkpoints), Vec::<PathBuf>::new());
 }

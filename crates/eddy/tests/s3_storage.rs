@@ -57,6 +57,7 @@ fn checkpoint(
                     key_groups: None,
                     files,
                     inline: Vec::new(),
+                    rocksdb: None,
                 }],
             },
         }],

@@ -525,6 +525,55 @@ fn savepoints_move_state_between_the_hashmap_and_rocksdb_backends_and_parallelis
     watch.assert_nothing_retracted();
 }
 
+/// With incremental RocksDB checkpoints a savepoint is still canonical (issue 12: savepoints stay
+/// backend-independent): no native RocksDB handle, nothing in the job's `shared/`, and it
+/// restores into `hashmap` at another parallelism.
+#[test]
+fn savepoints_of_incremental_rocksdb_jobs_are_canonical_and_restore_into_hashmap_rescaled() {
+    let c = Cluster::start(2, 2, &[]);
+    let out = c.dir.path().join("out");
+    let sp = c.dir.path().join("savepoints");
+    let (keys, per_key) = (12, 3000);
+    let incremental = [
+        "-D",
+        "state.backend.type=rocksdb",
+        "-D",
+        "execution.checkpointing.incremental=true",
+    ];
+    let a = c.run_sequence(&out, keys, per_key, 1500, 2, &incremental);
+    c.wait_for_checkpoints(&a, "two completed checkpoints", |n| {
+        n["completed"].as_u64() >= Some(2)
+    });
+    // Its checkpoints are incremental: SST files in the job's shared/ directory.
+    let shared = c.dir.path().join("checkpoints").join(&a).join("shared");
+    let ssts = std::fs::read_dir(&shared)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".sst-"))
+        .count();
+    assert!(ssts > 0, "no shared SST file in {}", shared.display());
+    let sp1 = c.stop_with_savepoint(&a, &sp);
+    let metadata = std::fs::read_to_string(sp1.join("_metadata")).expect("_metadata");
+    assert!(
+        metadata.contains("\"rocksdb\":null") && !metadata.contains("\"rocksdb\":{"),
+        "a native RocksDB handle in the savepoint: {metadata}"
+    );
+    assert!(!metadata.contains("../shared/"), "{metadata}");
+    let (missing, _, _) = witness_of(&out, keys, per_key);
+    assert!(missing > 0, "run 1 was stopped before its end");
+    let sp1_arg = sp1.display().to_string();
+    let b = c.run_sequence(&out, keys, per_key, 100_000, 3, &["-s", &sp1_arg]);
+    let end = c.await_end(&b);
+    assert_eq!(state(&end), "FINISHED", "{end}\n{}", c.log_tail());
+    assert_eq!(
+        witness_of(&out, keys, per_key),
+        (0, 0, 0),
+        "(missing, duplicates, wrong counts)\n{}",
+        c.log_tail()
+    );
+}
+
 #[test]
 fn plain_savepoint_moved_then_restored_continues_every_key_and_keeps_earlier_output() {
     let c = Cluster::start(2, 2, &[("state.savepoints.dir", "{dir}/sp-default")]);

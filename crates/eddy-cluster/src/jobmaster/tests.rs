@@ -182,6 +182,7 @@ fn a_batch_whose_restore_state_would_not_fit_one_message_is_split() {
                 key_groups: None,
                 files: vec![],
                 inline: vec![7; 20 * 1024],
+                rocksdb: None,
             }],
         },
     };

@@ -119,7 +119,7 @@ pub static KEYS: &[KeySpec] = &[
     spec("state.backend.rocksdb.memory.high-prio-pool-ratio", &[], ValueType::Float { min: 0.0, max: 1.0 }, Some("0.1"), "Flink: the block cache's high-priority pool. Refused (support.rs)."),
     spec("execution.checkpointing.dir", &["state.checkpoints.dir"], ValueType::StoragePath, None, "Checkpoint root directory, reachable by all processes."),
     spec("execution.checkpointing.savepoint-dir", &["state.savepoints.dir"], ValueType::StoragePath, None, "Default savepoint target directory (savepoint-<job>-<random> is created under it)."),
-    spec("execution.checkpointing.incremental", &["state.backend.incremental"], ValueType::Bool, Some("false"), "Incremental checkpoints (rocksdb only); true is refused until issue 12."),
+    spec("execution.checkpointing.incremental", &["state.backend.incremental"], ValueType::Bool, Some("false"), "Incremental checkpoints: rocksdb uploads only new SST files (hashmap: full checkpoints, as Flink)."),
     spec("execution.checkpointing.num-retained", &["state.checkpoints.num-retained"], POS_INT, Some("1"), "Completed checkpoints kept."),
     spec("execution.state-recovery.from-local", &["state.backend.local-recovery"], ValueType::Bool, Some("false"), "Task-local recovery: each TaskManager keeps a local copy of the state it uploads and restores a subtask redeployed on it from that copy."),
     spec("execution.checkpointing.local-backup.dirs", &["taskmanager.state.local.root-dirs"], ValueType::LocalPathList, None, "Root directories of the local state copies (default: <temp dir>/eddy-local-state); a TaskManager uses <root>/<tm-id>."),

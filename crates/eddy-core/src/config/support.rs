@@ -30,9 +30,6 @@ pub enum Support {
 
 /// Savepoints (trigger, stop-with-savepoint, resume with `-s`) are built by issue 11.
 pub const SAVEPOINTS_ISSUE: &str = "yet (savepoints and resuming from them arrive with issue 11)";
-/// Incremental checkpoints, local recovery and S3 storage are built by issue 12.
-const INCREMENTAL_ISSUE: &str =
-    "yet (incremental checkpoints need the RocksDB state backend, issue 12)";
 const S3_ISSUE: &str =
     "yet (HA metadata on S3 is not built; checkpoints and savepoints can be on S3)";
 const UNSET: &str = "leave the key unset";
@@ -42,9 +39,6 @@ const CLAIM_REFUSED: &str = "(LEGACY is Flink's deprecated mode; NO_CLAIM never 
 
 fn never(_: &Value) -> bool {
     false
-}
-fn is_false(v: &Value) -> bool {
-    *v == Value::Bool(false)
 }
 fn is_no_claim_or_claim(v: &Value) -> bool {
     *v == Value::Enum("NO_CLAIM") || *v == Value::Enum("CLAIM")
@@ -105,7 +99,7 @@ pub static SUPPORT: &[(&str, Support)] = &[
     ("state.backend.rocksdb.memory.high-prio-pool-ratio", limited(never, UNSET, HIGH_PRIO_POOL)),
     ("execution.checkpointing.dir", Support::Works),
     ("execution.checkpointing.savepoint-dir", Support::Works),
-    ("execution.checkpointing.incremental", limited(is_false, "false", INCREMENTAL_ISSUE)),
+    ("execution.checkpointing.incremental", Support::Works),
     ("execution.checkpointing.num-retained", Support::Works),
     ("execution.state-recovery.from-local", Support::Works),
     ("execution.checkpointing.local-backup.dirs", Support::Works),

@@ -443,8 +443,6 @@ fn docs_give_every_key_its_status() {
 #[test]
 fn values_asking_for_what_eddy_lacks_are_refused_in_one_line() {
     let cases = [
-        ("execution.checkpointing.incremental", "true", "execution.checkpointing.incremental: 'true' is not supported yet (incremental checkpoints need the RocksDB state backend, issue 12); allowed: false"),
-        ("state.backend.incremental", "true", "state.backend.incremental: 'true' is not supported yet (incremental checkpoints need the RocksDB state backend, issue 12); allowed: false"),
         ("execution.state-recovery.claim-mode", "LEGACY", "execution.state-recovery.claim-mode: 'LEGACY' is not supported (LEGACY is Flink's deprecated mode; NO_CLAIM never deletes the restored snapshot, CLAIM takes ownership and deletes it once subsumed); allowed: NO_CLAIM, CLAIM"),
         ("high-availability.storageDir", "s3://bucket/ha", "high-availability.storageDir: 's3://bucket/ha' is not supported yet (HA metadata on S3 is not built; checkpoints and savepoints can be on S3); allowed: a local or shared path, or a file:// URI"),
         ("taskmanager.slot.timeout", "30 s", "taskmanager.slot.timeout: '30 s' is not supported (a TaskManager cancels the tasks of a disconnected JobMaster and frees their slots at once); allowed: leave the key unset"),
@@ -1297,7 +1295,7 @@ fn serde_round_trip_and_unvalidated_configs() {
     );
     // A deserialized config (a job graph, a REST body) is refused like a loaded one.
     let raw: Config =
-        serde_json::from_str(r#"{"state.backend.incremental":"true"}"#).expect("json");
+        serde_json::from_str(r#"{"execution.state-recovery.claim-mode":"LEGACY"}"#).expect("json");
     assert!(matches!(
         raw.validate(),
         Err(ConfigError::Unsupported { .. })

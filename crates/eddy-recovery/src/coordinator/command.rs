@@ -53,6 +53,9 @@ pub enum DeclineReason {
     InputEndOfStream,
     /// The asynchronous part of the snapshot (upload) failed. Counted.
     AsyncSnapshotFailed(String),
+    /// The snapshot refers to a shared file already deleted (its task had not yet learned that
+    /// the checkpoint it based the snapshot on was subsumed). Not counted: a race, not a fault.
+    StaleSharedState(String),
     /// Any other refusal. Counted.
     Other(String),
 }
@@ -75,6 +78,10 @@ impl fmt::Display for DeclineReason {
             DeclineReason::AlignmentCancelled => f.write_str("barrier alignment cancelled"),
             DeclineReason::InputEndOfStream => f.write_str("input ended before the barrier"),
             DeclineReason::AsyncSnapshotFailed(e) => write!(f, "asynchronous snapshot failed: {e}"),
+            DeclineReason::StaleSharedState(path) => write!(
+                f,
+                "the snapshot refers to the shared file {path} of a subsumed checkpoint, already deleted"
+            ),
             DeclineReason::Other(e) => f.write_str(e),
         }
     }

@@ -28,11 +28,14 @@
 
 mod command;
 mod end_of_input;
+mod shared;
 mod stats;
 #[cfg(test)]
 mod tests;
 
 pub use command::{CheckpointFailureReason, CheckpointTarget, Command, DeclineReason};
+use shared::DiscardedShared;
+pub use shared::SharedStateRegistry;
 pub use stats::{
     CheckpointCounts, CheckpointStats, CheckpointStatus, CheckpointSummary, RestoredCheckpoint,
     HISTORY_SIZE,
@@ -156,6 +159,8 @@ pub struct CheckpointCoordinator {
     stopping: Option<CheckpointId>,
     /// Sources whose data ended: the final checkpoint is triggered at once (end_of_input.rs).
     end_of_input: end_of_input::EndOfInput,
+    /// Shared files released for deletion (see `shared.rs`).
+    discarded_shared: DiscardedShared,
 }
 
 impl CheckpointCoordinator {
@@ -178,6 +183,7 @@ impl CheckpointCoordinator {
             stats: CheckpointStats::default(),
             stopping: None,
             end_of_input: Default::default(),
+            discarded_shared: DiscardedShared::default(),
         }
     }
 
@@ -366,13 +372,29 @@ impl CheckpointCoordinator {
         if !self.tasks_to_ack.contains(&task) {
             return out;
         }
-        let Some(p) = self.pending.get_mut(&id) else {
+        let Some(p) = self.pending.get(&id) else {
+            self.discard_late_ack(id, &state, &mut out);
             return out;
         };
         if !matches!(p.phase, Phase::AwaitingAcks) || p.acks.contains_key(&task) {
             return out;
         }
+        if let Some(f) = self.discarded_shared.first_discarded(state.files()) {
+            // The task based its snapshot on a checkpoint subsumed meanwhile (it had not yet
+            // been told of the newer one): this checkpoint cannot complete.
+            let reason = DeclineReason::StaleSharedState(f.path.clone());
+            self.abort(
+                id,
+                CheckpointFailureReason::Declined { task, reason },
+                now_ms,
+                &mut out,
+            );
+            return out;
+        }
         self.stats.acknowledged(id, state.state_size());
+        let Some(p) = self.pending.get_mut(&id) else {
+            return out;
+        };
         p.acks.insert(task, state);
         if self.tasks_to_ack.iter().all(|t| p.acks.contains_key(t)) {
             self.start_writing(id, now_ms, &mut out);
@@ -523,6 +545,8 @@ impl CheckpointCoordinator {
             (JobShutdownStatus::Failed, r) => r == R::NoExternalizedCheckpoints,
         };
         if discard {
+            // Nothing carries finished tasks' states into a later checkpoint any more.
+            self.finished.clear();
             while let Some(c) = self.completed.pop_front() {
                 let shared = self.unreferenced_shared(c.files(), None);
                 out.push(Command::DiscardCheckpoint {
@@ -708,6 +732,7 @@ impl CheckpointCoordinator {
                 break;
             };
             let shared = self.unreferenced_shared(c.files(), None);
+            self.discarded_shared.note(&shared);
             out.push(Command::DiscardCheckpoint {
                 id: c.checkpoint_id,
                 target: CheckpointTarget::Checkpoint,
@@ -788,8 +813,9 @@ impl CheckpointCoordinator {
         }
     }
 
-    fn discard_pending(&self, id: CheckpointId, p: PendingCheckpoint, out: &mut Vec<Command>) {
+    fn discard_pending(&mut self, id: CheckpointId, p: PendingCheckpoint, out: &mut Vec<Command>) {
         let shared = self.unreferenced_shared(p.files(), Some(id));
+        self.discarded_shared.note(&shared);
         out.push(Command::DiscardCheckpoint {
             id,
             target: p.target,
@@ -797,31 +823,67 @@ impl CheckpointCoordinator {
         });
     }
 
-    /// Shared files among `files` that no retained checkpoint and no other pending checkpoint
-    /// refers to.
+    /// An acknowledgement of a checkpoint aborted before it arrived: the shared files it uploaded
+    /// (incremental checkpoints) that nothing refers to are deleted with the checkpoint's
+    /// directory, or they would never be.
+    fn discard_late_ack(
+        &mut self,
+        id: CheckpointId,
+        state: &TaskStateSnapshot,
+        out: &mut Vec<Command>,
+    ) {
+        if id >= self.next_id || self.completed.iter().any(|c| c.checkpoint_id == id) {
+            return;
+        }
+        let shared = self.unreferenced_shared(state.files(), None);
+        if shared.is_empty() {
+            return;
+        }
+        self.discarded_shared.note(&shared);
+        out.push(Command::DiscardCheckpoint {
+            id,
+            target: CheckpointTarget::Checkpoint,
+            shared_files: shared,
+        });
+    }
+
+    /// Shared files among `files` that no retained checkpoint, no other pending checkpoint and
+    /// no finished task's state refers to.
     fn unreferenced_shared<'a>(
         &self,
         files: impl Iterator<Item = &'a StateFileHandle>,
         except_pending: Option<CheckpointId>,
     ) -> Vec<StateFileHandle> {
-        let candidates: BTreeSet<&StateFileHandle> = files.filter(|f| f.is_shared()).collect();
+        let candidates: Vec<&StateFileHandle> = files.filter(|f| f.is_shared()).collect();
         if candidates.is_empty() {
             return Vec::new();
         }
-        let mut referenced: BTreeSet<&str> = BTreeSet::new();
-        for c in &self.completed {
-            referenced.extend(c.files().filter(|f| f.is_shared()).map(|f| f.path.as_str()));
-        }
-        for (pid, p) in &self.pending {
-            if Some(*pid) != except_pending {
-                referenced.extend(p.files().filter(|f| f.is_shared()).map(|f| f.path.as_str()));
-            }
-        }
-        candidates
-            .into_iter()
-            .filter(|f| !referenced.contains(f.path.as_str()))
-            .cloned()
-            .collect()
+        self.shared_state_registry(except_pending)
+            .unreferenced(candidates)
+    }
+
+    /// The reference counts of shared files over the retained checkpoints, the in-flight ones
+    /// (but `except_pending`) and the finished tasks' states.
+    fn shared_state_registry(&self, except_pending: Option<CheckpointId>) -> SharedStateRegistry {
+        let completed = self
+            .completed
+            .iter()
+            .map(|c| Box::new(c.files()) as Box<dyn Iterator<Item = &StateFileHandle>>);
+        let pending = self
+            .pending
+            .iter()
+            .filter(move |(pid, _)| Some(**pid) != except_pending)
+            .map(|(_, p)| p.files());
+        let finished = self
+            .finished
+            .values()
+            .map(|s| Box::new(s.files()) as Box<dyn Iterator<Item = &StateFileHandle>>);
+        SharedStateRegistry::count(completed.chain(pending).chain(finished))
+    }
+
+    /// The shared-state registry as it stands (for inspection and tests).
+    pub fn shared_state(&self) -> SharedStateRegistry {
+        self.shared_state_registry(None)
     }
 }
 

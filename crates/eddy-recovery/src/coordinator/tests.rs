@@ -69,6 +69,7 @@ fn state(task: ExecutionVertexId, files: &[&str]) -> TaskStateSnapshot {
                 })
                 .collect(),
             inline: vec![task.subtask as u8],
+            rocksdb: None,
         }],
     }
 }
@@ -760,6 +761,143 @@ fn shared_files_are_discarded_only_when_no_retained_checkpoint_refers_to_them() 
     );
 }
 
+/// Completes a checkpoint at `now` whose every task refers to `files`.
+fn complete_with(c: &mut CheckpointCoordinator, now: u64, files: &[&str]) -> Vec<Command> {
+    let id = trigger_at(c, now);
+    let mut out = Vec::new();
+    for task in all_tasks() {
+        out.extend(c.ack(id, task, state(task, files), now + 1));
+    }
+    out.extend(c.metadata_written(id, now + 2));
+    out
+}
+
+fn shared_discards(cmds: &[Command]) -> Vec<String> {
+    cmds.iter()
+        .flat_map(|c| match c {
+            Command::DiscardCheckpoint { shared_files, .. } => shared_files.clone(),
+            _ => vec![],
+        })
+        .map(|f| f.path)
+        .collect()
+}
+
+#[test]
+fn the_shared_state_registry_counts_retained_and_in_flight_references() {
+    let mut c = running(CheckpointingSettings {
+        num_retained: 2,
+        ..settings()
+    });
+    complete_with(&mut c, 10 * S, &["../shared/a", "../shared/b"]);
+    complete_with(&mut c, 20 * S, &["../shared/b", "../shared/c"]);
+    let r = c.shared_state();
+    assert_eq!(r.references("../shared/a"), 1);
+    assert_eq!(r.references("../shared/b"), 2);
+    // In flight: one ack refers to a and d.
+    let id = trigger_at(&mut c, 30 * S);
+    c.ack(
+        id,
+        ev(1, 0),
+        state(ev(1, 0), &["../shared/a", "../shared/d"]),
+        30 * S + 1,
+    );
+    assert_eq!(c.shared_state().references("../shared/a"), 2);
+    // Checkpoint 3 completes (a from one task, c from the others): 1 goes, a stays (in 3).
+    for task in all_tasks().into_iter().filter(|t| *t != ev(1, 0)) {
+        c.ack(id, task, state(task, &["../shared/c"]), 30 * S + 2);
+    }
+    let cmds = c.metadata_written(id, 30 * S + 3);
+    assert_eq!(discarded(&cmds), vec![1]);
+    assert_eq!(
+        shared_discards(&cmds),
+        Vec::<String>::new(),
+        "a is in checkpoint 3"
+    );
+    // An aborted checkpoint's new files go; the ones retained checkpoints hold stay.
+    let id = trigger_at(&mut c, 40 * S);
+    c.ack(
+        id,
+        ev(1, 1),
+        state(ev(1, 1), &["../shared/c", "../shared/e"]),
+        40 * S + 1,
+    );
+    let cmds = c.decline(id, ev(0, 0), DeclineReason::Other("x".into()), 40 * S + 2);
+    assert_eq!(shared_discards(&cmds), vec!["../shared/e".to_string()]);
+}
+
+#[test]
+fn a_new_coordinator_rebuilds_the_registry_from_the_retained_checkpoints() {
+    // The old leader retained checkpoints 1 and 2; a new one (JobManager failover) loads them.
+    let mut old = running(CheckpointingSettings {
+        num_retained: 2,
+        ..settings()
+    });
+    complete_with(&mut old, 10 * S, &["../shared/a", "../shared/b"]);
+    complete_with(&mut old, 20 * S, &["../shared/b", "../shared/c"]);
+    let retained: Vec<CompletedCheckpoint> = old.completed_checkpoints().cloned().collect();
+    let mut new = coordinator_from(
+        CheckpointingSettings {
+            num_retained: 2,
+            ..settings()
+        },
+        1,
+    );
+    assert!(new.restore_completed(retained).is_empty());
+    new.tasks_running(100 * S);
+    assert_eq!(new.shared_state().references("../shared/b"), 2);
+    // Checkpoint 3 subsumes 1: a (only in 1) is deleted, b (in 2 and 3) is not.
+    let cmds = complete_with(&mut new, 200 * S, &["../shared/b", "../shared/d"]);
+    assert_eq!(discarded(&cmds), vec![1]);
+    assert_eq!(shared_discards(&cmds), vec!["../shared/a".to_string()]);
+    // Checkpoint 4 subsumes 2: c goes; b stays with 3.
+    let cmds = complete_with(&mut new, 300 * S, &["../shared/d"]);
+    assert_eq!(shared_discards(&cmds), vec!["../shared/c".to_string()]);
+}
+
+#[test]
+fn a_late_reference_to_a_deleted_shared_file_aborts_the_checkpoint() {
+    let mut c = running(settings());
+    complete_with(&mut c, 10 * S, &["../shared/a"]);
+    let cmds = complete_with(&mut c, 20 * S, &["../shared/b"]);
+    assert_eq!(shared_discards(&cmds), vec!["../shared/a".to_string()]);
+    // A task that had not seen checkpoint 2 complete bases checkpoint 3 on checkpoint 1.
+    let id = trigger_at(&mut c, 30 * S);
+    let cmds = c.ack(id, ev(1, 0), state(ev(1, 0), &["../shared/a"]), 30 * S + 1);
+    assert_eq!(aborted(&cmds).len(), 1, "{cmds:?}");
+    assert_eq!(
+        fail_job(&cmds),
+        None,
+        "not counted against the tolerable failures"
+    );
+    assert!(c.pending_ids().is_empty());
+}
+
+#[test]
+fn a_late_ack_of_an_aborted_checkpoint_has_its_new_shared_files_deleted() {
+    let mut c = running(settings());
+    complete_with(&mut c, 10 * S, &["../shared/a"]);
+    let id = trigger_at(&mut c, 20 * S);
+    c.decline(id, ev(0, 0), DeclineReason::AlignmentCancelled, 20 * S + 1);
+    let late = state(ev(1, 0), &["../shared/a", "../shared/new"]);
+    let cmds = c.ack(id, ev(1, 0), late.clone(), 20 * S + 2);
+    assert_eq!(discarded(&cmds), vec![id]);
+    assert_eq!(shared_discards(&cmds), vec!["../shared/new".to_string()]);
+    // Not for a retained checkpoint.
+    assert!(c.ack(1, ev(1, 0), late, 20 * S + 3).is_empty());
+}
+
+#[test]
+fn a_finished_job_deletes_the_shared_files_its_finished_tasks_carried() {
+    let mut c = running(settings());
+    complete_with(&mut c, 10 * S, &["../shared/a"]);
+    for t in all_tasks() {
+        c.task_finished(t, 11 * S);
+    }
+    assert_eq!(c.shared_state().references("../shared/a"), 1 + 4);
+    let cmds = c.shutdown(JobShutdownStatus::Finished, 12 * S);
+    assert_eq!(shared_discards(&cmds), vec!["../shared/a".to_string()]);
+}
+
 #[test]
 fn shutdown_discards_retained_checkpoints_as_the_retention_policy_says() {
     use ExternalizedCheckpointRetention as R;
@@ -910,7 +1048,8 @@ fn random_schedules_keep_the_invariants() {
                 3..=5 if !pending.is_empty() => {
                     let id = pending[rng.gen_range(0..pending.len())];
                     let t = tasks[rng.gen_range(0..tasks.len())];
-                    c.ack(id, t, state(t, &["../shared/s"]), now)
+                    // One new shared file per checkpoint (uploads have unique names).
+                    c.ack(id, t, state(t, &[&format!("../shared/s{id}")]), now)
                 }
                 6 if !pending.is_empty() && rng.gen_bool(0.3) => {
                     let id = pending[rng.gen_range(0..pending.len())];

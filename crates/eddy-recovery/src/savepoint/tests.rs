@@ -15,6 +15,7 @@ fn op(uid: &str, files: Vec<StateFileHandle>, inline: &[u8]) -> OperatorSubtaskS
         key_groups: None,
         files,
         inline: inline.to_vec(),
+        rocksdb: None,
     }
 }
 

@@ -36,6 +36,7 @@ fn write_state_files(s: &CheckpointStorage, id: CheckpointId) -> CompletedCheckp
                     key_groups: None,
                     files: vec![file],
                     inline: vec![subtask as u8, 7],
+                    rocksdb: None,
                 }],
             },
         });
@@ -470,6 +471,7 @@ fn savepoint_directory_is_relocatable() {
                     key_groups: None,
                     files: vec![file.clone()],
                     inline: vec![],
+                    rocksdb: None,
                 }],
             },
         }],

@@ -14,6 +14,7 @@
 use crate::data::{Data, Key};
 use crate::error::{JobError, Result};
 use crate::operator::TaskInfo;
+use crate::state::incremental::{NativeState, UploadedFiles};
 use crate::state::rocks::{self, RocksStore, StateBackendSpec, WRITE_BACK_ENTRIES};
 use eddy_core::config::StateBackendKind;
 use eddy_core::keygroup::KeyGroupRange;
@@ -21,6 +22,7 @@ use hashbrown::HashTable;
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
 
 /// A state backend (Flink's `StateBackend`): makes the keyed state of each operator subtask.
 /// `hashmap` keeps it on the heap; `rocksdb` in an embedded RocksDB instance per subtask.
@@ -29,6 +31,11 @@ pub trait StateBackend: Send + Sync + std::fmt::Debug {
     fn name(&self) -> &'static str;
     /// The store the keyed state of this operator subtask lives in; `None`: the heap.
     fn create_store(&self, info: &TaskInfo) -> Result<Option<RocksStore>>;
+    /// Checkpoints are native, incremental snapshots (`rocksdb` with
+    /// `execution.checkpointing.incremental: true`).
+    fn incremental(&self) -> bool {
+        false
+    }
 }
 
 /// `state.backend.type: hashmap`.
@@ -50,6 +57,8 @@ impl StateBackend for HashMapStateBackend {
 pub struct EmbeddedRocksDbStateBackend {
     pub working_dir: std::path::PathBuf,
     pub memory: rocks::InstanceMemory,
+    /// `execution.checkpointing.incremental`.
+    pub incremental: bool,
 }
 
 impl StateBackend for EmbeddedRocksDbStateBackend {
@@ -61,8 +70,12 @@ impl StateBackend for EmbeddedRocksDbStateBackend {
             kind: StateBackendKind::RocksDb,
             working_dir: self.working_dir.clone(),
             memory: self.memory.clone(),
+            incremental: self.incremental,
         };
         RocksStore::open_with(&rocks::instance_dir(&spec, info), &self.memory).map(Some)
+    }
+    fn incremental(&self) -> bool {
+        self.incremental
     }
 }
 
@@ -73,6 +86,7 @@ pub fn state_backend(spec: &StateBackendSpec) -> std::sync::Arc<dyn StateBackend
         StateBackendKind::RocksDb => std::sync::Arc::new(EmbeddedRocksDbStateBackend {
             working_dir: spec.working_dir.clone(),
             memory: spec.memory.clone(),
+            incremental: spec.incremental,
         }),
     }
 }
@@ -366,6 +380,13 @@ pub struct KeyedStateBackend<K> {
     store: Option<RocksStore>,
     /// `rocksdb`: the write-back cache's bound (entries over all states).
     write_back_entries: usize,
+    /// `rocksdb`: state names by RocksDB state id (the key prefix after the key group). The
+    /// registration order, except after a native restore, which keeps the snapshot's ids.
+    db_names: Vec<String>,
+    /// `rocksdb` with incremental checkpoints: checkpoints are native snapshots.
+    incremental: bool,
+    /// Incremental: the SST files already in checkpoint storage.
+    uploads: Arc<Mutex<UploadedFiles>>,
 }
 
 /// The tables' view of the store (a free function, so it borrows `store` apart from `tables`).
@@ -387,6 +408,9 @@ impl<K: Key> KeyedStateBackend<K> {
             pending_restore: BTreeMap::new(),
             store: None,
             write_back_entries: WRITE_BACK_ENTRIES,
+            db_names: Vec::new(),
+            incremental: false,
+            uploads: Arc::default(),
         }
     }
 
@@ -394,6 +418,7 @@ impl<K: Key> KeyedStateBackend<K> {
     pub fn for_task(info: &TaskInfo) -> Result<Self> {
         let mut b = Self::new(info.key_group_range(), info.max_parallelism);
         b.store = info.state_backend.create_store(info)?;
+        b.incremental = b.store.is_some() && info.state_backend.incremental();
         if let Some(store) = &b.store {
             tracing::info!(
                 operator = %info.operator_name,
@@ -480,7 +505,13 @@ impl<K: Key> KeyedStateBackend<K> {
                 "keyed state '{name}' registered twice in one operator"
             )));
         }
-        let id = self.tables.len();
+        let id = match self.db_names.iter().position(|n| n == name) {
+            Some(id) => id,
+            None => {
+                self.db_names.push(name.to_string());
+                self.db_names.len() - 1
+            }
+        };
         if id > u16::MAX as usize {
             return Err(JobError::new(format!(
                 "keyed state '{name}': more than {} states in one operator",
@@ -677,8 +708,28 @@ impl<K: Key> KeyedStateBackend<K> {
         let Some(store) = &self.store else {
             return Ok(Vec::new());
         };
+        canonical_groups(store, self.range, &self.db_names)
+    }
+}
+
+/// The canonical key groups of a native snapshot (a savepoint taken with incremental
+/// checkpoints on: savepoints stay backend-independent). Deletes the snapshot's directory.
+pub fn canonical_from_native(native: &NativeState) -> Result<Vec<(u32, Vec<u8>)>> {
+    let db = RocksStore::open_read_only(&native.dir)?;
+    canonical_groups(&db, native.key_groups, &native.state_names)
+}
+
+/// The canonical snapshot of the key groups `range` of a RocksDB instance whose state ids name
+/// `names`. A state's blob is `bincode(Vec<(K, V)>)`: a little-endian u64 count, then each
+/// entry's key and value bytes, which are exactly the stored key (after the prefix) and value.
+fn canonical_groups(
+    store: &RocksStore,
+    range: KeyGroupRange,
+    names: &[String],
+) -> Result<Vec<(u32, Vec<u8>)>> {
+    {
         let mut out = Vec::new();
-        for kg in self.range.start..self.range.end {
+        for kg in range.start..range.end {
             let mut states: Vec<(&str, Vec<u8>)> = Vec::new();
             let mut current: Option<(usize, u64, Vec<u8>)> = None;
             fn finish<'a>(
@@ -699,7 +750,7 @@ impl<K: Key> KeyedStateBackend<K> {
             }
             store.scan_group(kg, |id, k, v| {
                 if current.as_ref().is_none_or(|c| c.0 != id) {
-                    finish(&self.names, current.take(), &mut states)?;
+                    finish(names, current.take(), &mut states)?;
                     current = Some((id, 0, vec![0u8; 8]));
                 }
                 if let Some(c) = current.as_mut() {
@@ -709,12 +760,103 @@ impl<K: Key> KeyedStateBackend<K> {
                 }
                 Ok(())
             })?;
-            finish(&self.names, current.take(), &mut states)?;
+            finish(names, current.take(), &mut states)?;
             if !states.is_empty() {
                 out.push((kg, bincode::serialize(&states)?));
             }
         }
         Ok(out)
+    }
+}
+
+impl<K: Key> KeyedStateBackend<K> {
+    /// Writes this subtask's keyed state into a snapshot: a native RocksDB snapshot with
+    /// incremental `rocksdb` (the uploader turns it into canonical key groups when the
+    /// snapshot is a savepoint), else the canonical key groups.
+    pub fn snapshot_to(
+        &mut self,
+        checkpoint_id: u64,
+        writer: &mut crate::snapshot::SnapshotWriter,
+    ) -> Result<()> {
+        if self.incremental {
+            if let Some(native) = self.snapshot_native(checkpoint_id)? {
+                writer.put_native(native);
+                return Ok(());
+            }
+        }
+        for (kg, bytes) in self.snapshot()? {
+            writer.put_keyed_state(kg, bytes);
+        }
+        Ok(())
+    }
+
+    /// `rocksdb`: writes the cache out and makes a native RocksDB snapshot (hard links; the
+    /// uploader uploads and deletes it). `None` with `hashmap`.
+    pub fn snapshot_native(&mut self, checkpoint_id: u64) -> Result<Option<NativeState>> {
+        self.spill()?;
+        let Some(store) = &self.store else {
+            return Ok(None);
+        };
+        let dir = store.snapshot_dir(checkpoint_id);
+        store.native_checkpoint(&dir)?;
+        let shared = self.uploads.lock().map(|u| u.base()).unwrap_or_default();
+        Ok(Some(NativeState {
+            dir,
+            key_groups: self.range,
+            state_names: self.db_names.clone(),
+            shared,
+            uploads: Some(self.uploads.clone()),
+        }))
+    }
+
+    /// A checkpoint completed: its uploaded files may be referenced by the next ones.
+    pub fn checkpoint_complete(&mut self, checkpoint_id: u64) {
+        if let Ok(mut u) = self.uploads.lock() {
+            u.confirm(checkpoint_id);
+        }
+    }
+
+    /// Accepts native RocksDB snapshots (downloaded directories; deleted here). Must be called
+    /// before states are registered. One snapshot of exactly this subtask's key groups into a
+    /// `rocksdb` backend becomes the instance as it is (no record is read or written); otherwise
+    /// (rescale, or another backend) the key groups in range are read out of each snapshot in
+    /// the canonical format and restored like a savepoint's.
+    pub fn restore_native(&mut self, natives: &[NativeState]) -> Result<()> {
+        if natives.is_empty() {
+            return Ok(());
+        }
+        if let ([native], Some(store)) = (natives, &self.store) {
+            if native.key_groups == self.range && self.db_names.is_empty() {
+                let dir = store.dir().to_path_buf();
+                let memory = store.memory().clone();
+                // Closes the fresh (empty) instance, then opens the snapshot in its place.
+                drop(self.store.take());
+                self.store = Some(RocksStore::open_restored(&dir, &native.dir, &memory)?);
+                self.db_names = native.state_names.clone();
+                if let Ok(mut u) = self.uploads.lock() {
+                    u.seed(
+                        native
+                            .shared
+                            .iter()
+                            .filter(|(name, _)| crate::state::incremental::is_sst(name))
+                            .map(|(n, f)| (n.clone(), f.clone()))
+                            .collect(),
+                    );
+                }
+                return Ok(());
+            }
+        }
+        for native in natives {
+            let start = native.key_groups.start.max(self.range.start);
+            let end = native.key_groups.end.min(self.range.end);
+            let db = RocksStore::open_read_only(&native.dir)?;
+            if start < end {
+                let groups =
+                    canonical_groups(&db, KeyGroupRange { start, end }, &native.state_names)?;
+                self.restore(&groups)?;
+            }
+        }
+        Ok(())
     }
 
     /// Accepts restored key groups (any subset; those outside this subtask's range are
@@ -922,6 +1064,93 @@ mod tests {
             total += h.len();
         }
         assert_eq!(total, heap.len());
+    }
+
+    /// Copies a native snapshot's directory (as a download would) and returns it for restore.
+    fn copied(native: &NativeState, to: &std::path::Path) -> NativeState {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(&native.dir).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+        NativeState {
+            dir: to.to_path_buf(),
+            uploads: None,
+            ..native.clone()
+        }
+    }
+
+    #[test]
+    fn native_snapshots_restore_as_they_are_or_by_key_group_after_a_rescale() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = 2 * 512;
+        let mut heap = backend(0, 1);
+        fill(&mut heap, n);
+        let mut rocks = rocks_backend(dir.path(), 0, 1);
+        rocks.incremental = true;
+        fill(&mut rocks, n);
+        let native = rocks
+            .snapshot_native(7)
+            .unwrap()
+            .expect("a native snapshot");
+        assert!(native.shared.is_empty(), "nothing uploaded yet");
+        let names: Vec<String> = std::fs::read_dir(&native.dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(names.iter().any(|n| n.ends_with(".sst")), "{names:?}");
+        assert!(names.iter().any(|n| n.starts_with("MANIFEST")), "{names:?}");
+        // Writes after the barrier do not change the snapshot (hard links to immutable files).
+        fill(&mut backend(0, 1), 1);
+        let (v, s0) = (
+            ValueState::<(u64, u64)> {
+                id: 0,
+                _v: PhantomData,
+            },
+            rocks.slot_of(&"key-1".to_string()),
+        );
+        rocks.set_value(v, s0, &"key-1".to_string(), (99, 99));
+        rocks.spill().unwrap();
+        let want = heap.snapshot().unwrap();
+        let canonical = |snap: &[(u32, Vec<u8>)]| -> Vec<(u32, Vec<(String, usize)>)> {
+            snap.iter()
+                .map(|(kg, b)| {
+                    let mut st: Vec<(String, Vec<u8>)> = bincode::deserialize(b).unwrap();
+                    st.sort();
+                    (*kg, st.into_iter().map(|(n, b)| (n, b.len())).collect())
+                })
+                .collect()
+        };
+        // Same key groups: the snapshot becomes the instance.
+        let mut same = rocks_backend(&dir.path().join("same"), 0, 1);
+        same.restore_native(&[copied(&native, &dir.path().join("dl-same"))])
+            .unwrap();
+        assert_eq!(same.db_names, ["acc", "list", "map"]);
+        same.value_state::<(u64, u64)>("acc").unwrap();
+        same.list_state::<u32>("list").unwrap();
+        same.map_state::<u32, String>("map").unwrap();
+        assert_eq!(canonical(&same.snapshot().unwrap()), canonical(&want));
+        // Rescaled to 3 subtasks, into rocksdb and hashmap: every key group arrives once.
+        let mut parts = Vec::new();
+        for index in 0..3 {
+            let mut part = if index == 1 {
+                backend(index, 3)
+            } else {
+                rocks_backend(dir.path(), index, 3)
+            };
+            part.restore_native(&[copied(&native, &dir.path().join(format!("dl-{index}")))])
+                .unwrap();
+            part.value_state::<(u64, u64)>("acc").unwrap();
+            part.list_state::<u32>("list").unwrap();
+            part.map_state::<u32, String>("map").unwrap();
+            parts.extend(part.snapshot().unwrap());
+        }
+        parts.sort_by_key(|(kg, _)| *kg);
+        assert_eq!(canonical(&parts), canonical(&want));
+        // A savepoint: the canonical key groups straight from the native snapshot.
+        let from_native = canonical_from_native(&native).unwrap();
+        assert_eq!(canonical(&from_native), canonical(&want));
+        assert!(!native.dir.exists(), "the snapshot directory is removed");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Keyed state and timers, partitioned by key group so they can be snapshotted per key group
 //! and redistributed when parallelism changes.
 
+pub mod incremental;
 pub mod keyed;
 pub mod rocks;
 pub mod timers;

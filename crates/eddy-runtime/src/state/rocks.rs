@@ -118,6 +118,9 @@ pub struct StateBackendSpec {
     pub working_dir: PathBuf,
     /// RocksDB's memory for the instances of this task's slot.
     pub memory: InstanceMemory,
+    /// `execution.checkpointing.incremental`: `rocksdb` checkpoints are native RocksDB
+    /// snapshots (see `incremental.rs`); savepoints and `hashmap` stay canonical.
+    pub incremental: bool,
 }
 
 impl Default for StateBackendSpec {
@@ -126,6 +129,7 @@ impl Default for StateBackendSpec {
             kind: StateBackendKind::HashMap,
             working_dir: std::env::temp_dir().join("eddy-rocksdb"),
             memory: InstanceMemory::Fixed,
+            incremental: false,
         }
     }
 }
@@ -155,12 +159,23 @@ impl RocksStore {
     /// Opens a fresh instance in `dir` (removing whatever a killed earlier run left there), with
     /// a fixed budget of its own ([`InstanceMemory::Fixed`]).
     pub fn open(dir: &Path) -> Result<Self> {
-        Self::open_with(dir, &InstanceMemory::Fixed)
+        Self::open_at(dir, &InstanceMemory::Fixed, None)
     }
 
     /// Opens a fresh instance in `dir` (removing whatever a killed earlier run left there), with
     /// `memory`.
     pub fn open_with(dir: &Path, memory: &InstanceMemory) -> Result<Self> {
+        Self::open_at(dir, memory, None)
+    }
+
+    /// Opens the RocksDB checkpoint in `restored` (a directory on the same file system, e.g.
+    /// downloaded from checkpoint storage) as the instance in `dir`, with `memory`: moved
+    /// there, not copied.
+    pub fn open_restored(dir: &Path, restored: &Path, memory: &InstanceMemory) -> Result<Self> {
+        Self::open_at(dir, memory, Some(restored))
+    }
+
+    fn open_at(dir: &Path, memory: &InstanceMemory, restored: Option<&Path>) -> Result<Self> {
         if dir.exists() {
             std::fs::remove_dir_all(dir).map_err(|e| {
                 JobError::new(format!(
@@ -175,6 +190,17 @@ impl RocksStore {
                 dir.display()
             ))
         })?;
+        if let Some(from) = restored {
+            std::fs::remove_dir(dir)
+                .and_then(|_| std::fs::rename(from, dir))
+                .map_err(|e| {
+                    JobError::new(format!(
+                        "moving the restored RocksDB files {} to {}: {e}",
+                        from.display(),
+                        dir.display()
+                    ))
+                })?;
+        }
         // Fixed: a cache of half the budget and two memtables of a quarter each. Slot: the
         // slot's cache, and two memtables of half this instance's write-buffer share, which
         // `db_write_buffer_size` caps (RocksDB flushes when the instance's memtables reach it).
@@ -244,9 +270,57 @@ impl RocksStore {
         self.db.as_ref().expect("RocksDB used after close")
     }
 
+    /// The memory this instance was opened with.
+    pub fn memory(&self) -> &InstanceMemory {
+        &self.memory
+    }
+
     /// The directory of this instance.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Opens a RocksDB checkpoint directory read-only (a restore copies key groups out of it);
+    /// the directory is deleted when the store is dropped.
+    pub(crate) fn open_read_only(dir: &Path) -> Result<Self> {
+        let cache = Cache::new_lru_cache(8 << 20)
+            .map_err(|e| JobError::new(format!("RocksDB block cache: {e}")))?;
+        let db = DB::open_for_read_only(&Options::default(), dir, false).map_err(|e| {
+            JobError::new(format!(
+                "opening the restored RocksDB snapshot in {}: {e}",
+                dir.display()
+            ))
+        })?;
+        Ok(RocksStore {
+            db: Some(db),
+            dir: dir.to_path_buf(),
+            no_wal: WriteOptions::default(),
+            _cache: cache,
+            memory: InstanceMemory::Fixed,
+        })
+    }
+
+    /// Where native snapshots of this instance are made (`<dir>.snapshots/chk-<id>`).
+    pub(crate) fn snapshot_dir(&self, checkpoint_id: u64) -> PathBuf {
+        let mut name = self.dir.as_os_str().to_owned();
+        name.push(".snapshots");
+        PathBuf::from(name).join(format!("chk-{checkpoint_id}"))
+    }
+
+    /// A native snapshot: flushes the memtables and makes a RocksDB checkpoint in `target` (hard
+    /// links to the SST files, copies of the small files). `target` must not exist.
+    pub(crate) fn native_checkpoint(&self, target: &Path) -> Result<()> {
+        let err = |e: &dyn std::fmt::Display| {
+            JobError::new(format!("RocksDB checkpoint into {}: {e}", target.display()))
+        };
+        if target.exists() {
+            std::fs::remove_dir_all(target).map_err(|e| err(&e))?;
+        }
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| err(&e))?;
+        }
+        let cp = rocksdb::checkpoint::Checkpoint::new(self.db()).map_err(|e| err(&e))?;
+        cp.create_checkpoint(target).map_err(|e| err(&e))
     }
 
     /// Reads one value; `f` gets its bytes.
@@ -307,6 +381,11 @@ impl Drop for RocksStore {
         drop(self.db.take());
         if let Err(e) = std::fs::remove_dir_all(&self.dir) {
             tracing::warn!("removing RocksDB directory {}: {e}", self.dir.display());
+        }
+        // Native snapshots not uploaded yet (a cancelled task): their upload fails, which
+        // declines that checkpoint.
+        if let Some(snapshots) = self.snapshot_dir(0).parent() {
+            let _ = std::fs::remove_dir_all(snapshots);
         }
         // The job's and the TaskManager's directories go with their last instance (removing a
         // directory that is not empty fails, which is fine).
