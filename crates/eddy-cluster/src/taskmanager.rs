@@ -421,9 +421,14 @@ struct RestoreRead {
 
 /// Reads a subtask's state back from a checkpoint (verifying length and checksum): each state
 /// file from the local copy when `local` has a verified one, else from checkpoint storage.
+/// `own` says the checkpoint is in this job's own checkpoint directory; a restored native RocksDB
+/// snapshot of another job (a resumed retained checkpoint) keeps no shared files to refer to, so
+/// the first checkpoint uploads every SST file into this job's `shared/` (Flink's NO_CLAIM: the
+/// new job never depends on the old job's files once it has a checkpoint of its own).
 fn load_state(
     spec: &RestoreSpec,
     d: &TaskDeployment,
+    own: bool,
     rocksdb_dir: &std::path::Path,
     local: Option<&LocalStateStore>,
     read: &mut RestoreRead,
@@ -444,7 +449,10 @@ fn load_state(
                     "restore-{job_id}-{}-{}-a{}-{i}",
                     d.vertex, d.subtask, d.attempt
                 ));
-                let (native, bytes) = download_native(dir, h, &target)?;
+                let (mut native, bytes) = download_native(dir, h, &target)?;
+                if !own {
+                    native.shared.clear();
+                }
                 read.from_storage += bytes;
                 snap.native.push(native);
             }
@@ -1128,6 +1136,7 @@ fn deploy_batch(shared: &Arc<Shared>, batch: &DeploymentBatch, deployed_under: F
         .config
         .checkpoints_dir()
         .map(|dir| CheckpointStorage::new(dir, batch.job_id));
+    let storage_dir = storage.as_ref().map(|s| s.job_dir().to_path_buf());
     let uploads = match shared.uploads.lock() {
         Ok(u) => u.clone(),
         Err(_) => return,
@@ -1184,7 +1193,17 @@ fn deploy_batch(shared: &Arc<Shared>, batch: &DeploymentBatch, deployed_under: F
         let key = key_of(&d);
         if let Some(spec) = &t.restore {
             let mut read = RestoreRead::default();
-            match load_state(spec, &d, &rocksdb_dir(shared), local.as_ref(), &mut read) {
+            let own = storage_dir
+                .as_ref()
+                .is_some_and(|s| std::path::Path::new(&spec.state_dir).starts_with(s));
+            match load_state(
+                spec,
+                &d,
+                own,
+                &rocksdb_dir(shared),
+                local.as_ref(),
+                &mut read,
+            ) {
                 Ok(state) => {
                     // Tests read this line (task-local recovery reads 0 bytes from storage).
                     tracing::info!(

@@ -574,6 +574,80 @@ fn savepoints_of_incremental_rocksdb_jobs_are_canonical_and_restore_into_hashmap
     );
 }
 
+/// A job resumed (NO_CLAIM) from another job's retained *incremental* RocksDB checkpoint owns its
+/// state once it has a checkpoint of its own: its first checkpoint uploads the restored SST files
+/// into its own `shared/`, so the old job's directory can be deleted and a TaskManager kill still
+/// restores. (Before, its checkpoints referred to the restored files as if they were in its own
+/// `shared/`, where they never were, and no restore of them could be read.)
+#[test]
+fn a_job_resumed_from_a_retained_incremental_checkpoint_restores_from_its_own_checkpoints() {
+    let c = Cluster::start(
+        3,
+        2,
+        &[(
+            "execution.checkpointing.externalized-checkpoint-retention",
+            "RETAIN_ON_CANCELLATION",
+        )],
+    );
+    let (keys, per_key) = (12, 6000);
+    let incremental = [
+        "-D",
+        "state.backend.type=rocksdb",
+        "-D",
+        "execution.checkpointing.incremental=true",
+    ];
+    let out = c.dir.path().join("out");
+    let a = c.run_sequence(&out, keys, per_key, 1500, 2, &incremental);
+    c.wait_for_checkpoints(&a, "two completed checkpoints", |n| {
+        n["completed"].as_u64() >= Some(2)
+    });
+    let o = c.cli(&["cancel", &a, "-m", &c.rest]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(state(&c.await_end(&a)), "CANCELED");
+    let a_dir = c.dir.path().join("checkpoints").join(&a);
+    let chk = std::fs::read_dir(&a_dir)
+        .expect("the cancelled job's checkpoints are retained")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("_metadata").is_file())
+        .max_by_key(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix("chk-"))
+                .and_then(|n| n.parse::<u64>().ok())
+        })
+        .expect("a retained checkpoint");
+    let metadata = std::fs::read_to_string(chk.join("_metadata")).expect("_metadata");
+    assert!(
+        metadata.contains("../shared/"),
+        "an incremental checkpoint: {metadata}"
+    );
+    // B resumes A's checkpoint and writes where A wrote (the witness spans both).
+    let mut args = incremental.to_vec();
+    let chk_arg = chk.display().to_string();
+    args.extend_from_slice(&["-s", &chk_arg]);
+    let b = c.run_sequence(&out, keys, per_key, 1500, 2, &args);
+    c.wait_for_checkpoints(&b, "a checkpoint of its own", |n| {
+        n["completed"].as_u64() >= Some(1)
+    });
+    // NO_CLAIM: from now on B needs nothing of A's.
+    std::fs::remove_dir_all(&a_dir).expect("delete A's checkpoints");
+    sigkill(pid_of(&c.busy_taskmanager()));
+    let end = c.await_end(&b);
+    assert_eq!(state(&end), "FINISHED", "{end}\n{}", c.log_tail());
+    let stats = c.get(&format!("/jobs/{b}/checkpoints")).expect("stats");
+    assert!(
+        stats["counts"]["restored"].as_u64() >= Some(1),
+        "B restored after the kill: {stats}"
+    );
+    assert_eq!(
+        witness_of(&out, keys, per_key),
+        (0, 0, 0),
+        "(missing, duplicates, wrong counts)\n{}",
+        c.log_tail()
+    );
+}
+
 #[test]
 fn plain_savepoint_moved_then_restored_continues_every_key_and_keeps_earlier_output() {
     let c = Cluster::start(2, 2, &[("state.savepoints.dir", "{dir}/sp-default")]);
