@@ -391,39 +391,57 @@ def _handles(v):
             yield from _handles(x)
 
 
+def load_sequence(eddy, out, K, interval_s, timeout):
+    """Puts K keys into RocksDB state: `sequence --keys K` unthrottled at -p 2 (full checkpoints
+    into out/ckpt-load), cancelled after the second checkpoint completed once the source emitted
+    every key once (checkpoints do not overlap, so that one was triggered after the first pass),
+    retained on cancellation. Returns (job, path of the retained checkpoint).
+
+    Full, not incremental: main's incremental checkpoints of a job resumed from a retained
+    *incremental* checkpoint reference the restored SST files under the new job's `shared/`,
+    where they were never uploaded, so the first restore of such a checkpoint fails the job
+    ("checkpoints N of this job completed but none can be read ... missing state file").
+    A full (canonical) checkpoint restores into a fresh RocksDB instance whose files are all new."""
+    load_dir = os.path.join(out, "ckpt-load")
+    st = {"loaded_at": None, "after": 0}
+
+    def on_load(job, line):
+        m = SOURCE_OUT.search(line)
+        if m and st["loaded_at"] is None and human(m.group(1)) >= K * 1.001:
+            st["loaded_at"] = time.time()
+            log(f"  load: {K:,} keys emitted after {time.time() - job.t0:.0f} s")
+        if CKPT_DONE.search(line) and st["loaded_at"]:
+            st["after"] += 1
+            if st["after"] >= 2:
+                job.cancel()
+
+    j = Job(eddy, "sequence", ["--keys", str(K), "--per-key", "1000", "--output", os.path.join(out, "seq-load"),
+                               "-p", "2", "--taskmanagers", "1", "--slots", "2"],
+            {"state.backend.type": "rocksdb", "execution.checkpointing.dir": load_dir,
+             "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
+             "restart-strategy.type": "none", "execution.checkpointing.incremental": "false",
+             "execution.checkpointing.interval": f"{interval_s}s"},
+            out, f"load-{K}", on_line=on_load, timeout=timeout).run()
+    shutil.rmtree(os.path.join(out, "seq-load"), ignore_errors=True)
+    jid = j.summary.get("job_id")
+    d = os.path.join(load_dir, jid) if jid else None
+    chks = sorted((c for c in os.listdir(d) if c.startswith("chk-")), key=lambda c: int(c[4:])) \
+        if d and os.path.isdir(d) else []
+    if not chks or st["after"] < 2:
+        sys.exit(f"error: the load of {K} keys left no retained checkpoint with every key (status "
+                 f"{j.summary.get('status')}, log {j.err_path})")
+    restore_from = os.path.join(d, chks[-1])
+    log(f"  load: {j.summary.get('status')} in {j.wall:.0f} s, CPU {j.cpu_s:.0f} s; resuming from {restore_from}")
+    return j, restore_from
+
+
 def cmd_checkpoints(a):
     out, eddy = prepare("checkpoints", a.eddy)
     K = a.keys
     print(f"- {machine(a.eddy)}")
     base_conf = {"state.backend.type": "rocksdb", "execution.checkpointing.externalized-checkpoint-retention":
                  "RETAIN_ON_CANCELLATION", "restart-strategy.type": "none"}
-    # Load: unthrottled, every key once (per-key 2 keeps the job alive), cancelled once a
-    # checkpoint triggered after the first pass completed.
-    load_dir = os.path.join(out, "ckpt-load")
-    state = {"loaded_at": None}
-
-    def on_load(job, line):
-        m = SOURCE_OUT.search(line)
-        if m and state["loaded_at"] is None and human(m.group(1)) >= K * 1.001:
-            state["loaded_at"] = time.time()
-            log(f"  load: {K:,} keys in state after {time.time() - job.t0:.0f} s")
-        c = CKPT_DONE.search(line)
-        if c and state["loaded_at"] and time.time() - state["loaded_at"] > a.interval_s + 1:
-            job.cancel()
-
-    j = Job(eddy, "sequence", ["--keys", str(K), "--per-key", "1000", "--output", os.path.join(out, "seq-load"),
-                               "-p", "2", "--taskmanagers", "1", "--slots", "2"],
-            dict(base_conf, **{"execution.checkpointing.dir": load_dir,
-                               "execution.checkpointing.incremental": "true",
-                               "execution.checkpointing.interval": f"{a.interval_s}s"}),
-            out, "load", on_line=on_load, timeout=a.timeout).run()
-    jid = j.summary.get("job_id")
-    chks = sorted((d for d in os.listdir(os.path.join(load_dir, jid)) if d.startswith("chk-")),
-                  key=lambda d: int(d[4:])) if jid else []
-    if not chks:
-        sys.exit(f"error: the load phase left no retained checkpoint (status {j.summary.get('status')}, log {j.err_path})")
-    restore_from = os.path.join(load_dir, jid, chks[-1])
-    log(f"  load phase: {j.summary.get('status')} in {j.wall:.0f} s, CPU {j.cpu_s:.0f} s; resuming from {restore_from}")
+    j, restore_from = load_sequence(eddy, out, K, a.interval_s, a.timeout)
     rate = K / 100 / a.interval_s
     results = {}
     for mode in ("full", "incremental"):
@@ -515,8 +533,10 @@ def cmd_restore(a):
     rows = []
     try:
         for K in [int(k) for k in a.keys.split(",")]:
+            _, loaded = load_sequence(eddy, out, K, a.interval_s, a.timeout)
             for c in configs:
-                rows.append(restore_one(a, out, eddy, moto, K, c))
+                rows.append(restore_one(a, out, eddy, moto, K, c, loaded))
+            shutil.rmtree(os.path.join(out, "ckpt-load"), ignore_errors=True)
     finally:
         if moto:
             moto.stop()
@@ -537,7 +557,7 @@ def cmd_restore(a):
     print(f"- 1-minute load average at the end: {load1()}")
 
 
-def restore_one(a, out, eddy, moto, K, config):
+def restore_one(a, out, eddy, moto, K, config, loaded):
     kind, storage = config.split("/")
     lr = storage.endswith("+LR")
     tag = f"{K}-{kind}-{storage.replace('+', '-')}"
@@ -551,34 +571,32 @@ def restore_one(a, out, eddy, moto, K, config):
             "execution.state-recovery.from-local": str(lr).lower(),
             "taskmanager.state.local.root-dirs": os.path.join(out, "local-" + tag),
             "restart-strategy.type": "fixed-delay", "restart-strategy.fixed-delay.attempts": "10",
-            "restart-strategy.fixed-delay.delay": "0ms", "eddy.test-hooks.enabled": "true"}
+            "restart-strategy.fixed-delay.delay": "0ms", "eddy.test-hooks.enabled": "true",
+            "execution.state-recovery.path": loaded}
     if storage.startswith("s3"):
         conf.update(moto.conf)
-    st = {"loaded": False, "fails": 0, "ckpt_after": 0, "restores": [], "last_size": 0, "armed": False}
+    # The job starts from the loaded checkpoint (every key in state). Once a checkpoint of its
+    # own completed (it holds every key, in this configuration's kind and storage), the counting
+    # operator fails; after the restart and the next completed checkpoint, again; F times, then
+    # the job is cancelled.
+    st = {"fails": 0, "ckpt_after": 0, "restores": [], "last_size": 0}
 
     def on_line(job, line):
-        m = SOURCE_OUT.search(line)
-        if m and not st["loaded"] and human(m.group(1)) >= K * 1.001:
-            st["loaded"] = True
-            st["ckpt_after"] = 0
         c = CKPT_DONE.search(line)
         if c:
             st["last_size"] = int(c.group(2))
-            if st["loaded"]:
-                st["ckpt_after"] += 1
-                # Two checkpoints after the load (the second holds every key) or after the
-                # restart: the next failure.
-                if st["ckpt_after"] >= 2 and not os.path.exists(trig):
-                    if st["fails"] < a.failures:
-                        st["fails"] += 1
-                        st["ckpt_after"] = 0
-                        open(trig, "w").close()
-                        log(f"  {tag}: failure {st['fails']} at {time.time() - job.t0:.0f} s "
-                            f"(last checkpoint {int(c.group(2)) / 1e6:.1f} MB)")
-                    else:
-                        job.cancel()
+            st["ckpt_after"] += 1
+            if not os.path.exists(trig):
+                if st["fails"] < a.failures:
+                    st["fails"] += 1
+                    st["ckpt_after"] = 0
+                    open(trig, "w").close()
+                    log(f"  {tag}: failure {st['fails']} at {time.time() - job.t0:.0f} s "
+                        f"(last checkpoint {int(c.group(2)) / 1e6:.1f} MB)")
+                else:
+                    job.cancel()
         r = RESTORED.search(line)
-        if r:
+        if r and st["fails"] > 0:  # not the start from the loaded checkpoint
             st["restores"].append((int(r.group(2)), int(r.group(3))))
 
     j = Job(eddy, "sequence", ["--keys", str(K), "--per-key", "1000", "--output", os.path.join(out, "seq-" + tag),
