@@ -393,9 +393,8 @@ def _handles(v):
 
 def load_sequence(eddy, out, K, interval_s, timeout):
     """Puts K keys into RocksDB state: `sequence --keys K` unthrottled at -p 2 (full checkpoints
-    into out/ckpt-load), cancelled after the second checkpoint completed once the source emitted
-    every key once (checkpoints do not overlap, so that one was triggered after the first pass),
-    retained on cancellation. Returns (job, path of the retained checkpoint).
+    into out/ckpt-load), cancelled after the first checkpoint triggered (completion time minus its
+    duration) after the source emitted every key once, retained on cancellation. Returns (job, path of the retained checkpoint).
 
     Full, not incremental: main's incremental checkpoints of a job resumed from a retained
     *incremental* checkpoint reference the restored SST files under the new job's `shared/`,
@@ -410,24 +409,27 @@ def load_sequence(eddy, out, K, interval_s, timeout):
         if m and st["loaded_at"] is None and human(m.group(1)) >= K * 1.001:
             st["loaded_at"] = time.time()
             log(f"  load: {K:,} keys emitted after {time.time() - job.t0:.0f} s")
-        if CKPT_DONE.search(line) and st["loaded_at"]:
+        c = CKPT_DONE.search(line)
+        # Its trigger time (now - its duration, minus up to ~2 s until the line is printed) is
+        # after every key was emitted: it holds them all.
+        if c and st["loaded_at"] and time.time() - int(c.group(3)) / 1000 - 2.5 > st["loaded_at"]:
             st["after"] += 1
-            if st["after"] >= 2:
-                job.cancel()
+            job.cancel()
 
     j = Job(eddy, "sequence", ["--keys", str(K), "--per-key", "1000", "--output", os.path.join(out, "seq-load"),
                                "-p", "2", "--taskmanagers", "1", "--slots", "2"],
             {"state.backend.type": "rocksdb", "execution.checkpointing.dir": load_dir,
              "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
              "restart-strategy.type": "none", "execution.checkpointing.incremental": "false",
-             "execution.checkpointing.interval": f"{interval_s}s"},
-            out, f"load-{K}", on_line=on_load, timeout=timeout).run()
+             # A full RocksDB snapshot is synchronous: at 10^7 keys it takes seconds of the task.
+             "execution.checkpointing.interval": f"{max(interval_s, 20)}s"},
+            out, f"load-{K}", on_line=on_load, timeout=max(timeout, 900)).run()
     shutil.rmtree(os.path.join(out, "seq-load"), ignore_errors=True)
     jid = j.summary.get("job_id")
     d = os.path.join(load_dir, jid) if jid else None
     chks = sorted((c for c in os.listdir(d) if c.startswith("chk-")), key=lambda c: int(c[4:])) \
         if d and os.path.isdir(d) else []
-    if not chks or st["after"] < 2:
+    if not chks or st["after"] < 1:
         sys.exit(f"error: the load of {K} keys left no retained checkpoint with every key (status "
                  f"{j.summary.get('status')}, log {j.err_path})")
     restore_from = os.path.join(d, chks[-1])
