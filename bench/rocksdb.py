@@ -14,31 +14,34 @@ killed by its PID on timeout or interrupt; the S3 server (moto_server from $EDDY
 /var/tmp/eddy-venv) listens on a free port of 127.0.0.1 and is killed by its PID at the end.
 
 throughput   `rows-groupby` (keyed COUNT(*) + SUM(value), `ValueState<(u64, i64)>`, discarding
-             sink) with `state.backend.type: rocksdb`, -p 2 on 1 TaskManager x 2 slots, a
-             checkpoint every 10 s (incremental), at 10 k keys (10^8 records) and at 10^7 keys
-             (2*10^7 records: every key inserted, then updated once). Figures: records / job
-             duration (--json `duration_ms`), records / CPU s (user + sys of the process, from
-             wait4), peak RSS (ru_maxrss). Variants interleaved round by round; medians.
-checkpoints  `sequence --keys K` with rocksdb, -p 2: a load phase (unthrottled, every key
-             inserted once; cancelled after a checkpoint that holds all keys, retained on
-             cancellation), then per mode (full, incremental) a job that resumes from that
-             checkpoint (`execution.state-recovery.path`) and updates 1 % of the keys per
+             sink) with `state.backend.type: rocksdb`, -p 2 on 1 TaskManager x 2 slots.
+             10 k keys: the whole job, 10^8 records, a checkpoint every second (incremental);
+             records / job duration (--json `duration_ms`) and records / CPU s of the process
+             (user + sys, wait4). 10^7 keys: the state is loaded once (`--records 0`, unbounded,
+             cancelled after the checkpoint that follows the 10^7th record, retained); each
+             measured run resumes from it, warms up, then records/s and records per CPU s
+             (/proc/PID/stat) over a window, with a checkpoint every 10 s (incremental): every
+             record is an update of a key in RocksDB. Rounds interleave the two variants.
+checkpoints  `sequence --keys K` with rocksdb, -p 2: a load phase (see load_sequence; or
+             --load-from a checkpoint it left), then per mode (full, incremental) a job that
+             resumes from it (`execution.state-recovery.path`) and updates 1 % of the keys per
              checkpoint interval (--rate K/100/interval: the source walks the keys round-robin,
              so an interval's records are distinct keys) for N checkpoints, then is cancelled.
              Per checkpoint: state size and duration from the JobManager's checkpoint stats
              (the `checkpoints.history` of the --json summary, the same object as REST
-             `/jobs/:id/checkpoints`), and the bytes uploaded by that checkpoint: a poller copies
-             each `chk-N/_metadata` (JSON) as it appears; uploaded = the files it references
-             that no earlier checkpoint of the job referenced (for full checkpoints: all).
-restore      per state size K and configuration (snapshot kind full|incr x storage dir|s3 x
-             task-local recovery off|on): `sequence --keys K --per-key 1000` unthrottled at -p 2,
-             checkpoint every 2 s; once every key is in state and a later checkpoint completed,
-             the counting operator fails (--fail-on-file: a task failure, the TaskManager stays),
-             F times, then the job is cancelled. Restore time = the JobManager's recovery
-             timeline (--json `recoveries`, as REST `/jobs/:id/recoveries`): failure detected ->
-             every subtask RUNNING again (`durations.total`) and its phases; bytes = the
-             TaskManager's `restored ... : B bytes of state files from checkpoint storage, L
-             bytes from local copies` lines (EDDY_LOG=info), summed per recovery.
+             `/jobs/:id/checkpoints`) and `_metadata`, and the bytes uploaded by that checkpoint:
+             a poller copies each `chk-N/_metadata` (JSON) as it appears; uploaded = the files it
+             references that no earlier checkpoint of the job referenced (full: all of them).
+restore      per state size K: one load phase (load_sequence), then per configuration (snapshot
+             kind full|incr x storage dir|s3 x task-local recovery off|on) a job that resumes
+             from it, unthrottled, a checkpoint every 2 s; after each of its own completed
+             checkpoints (all K keys, in this configuration's kind and storage) the counting
+             operator fails (--fail-on-file: a task failure, the TaskManager stays), F times,
+             then the job is cancelled. Restore time = the JobManager's recovery timeline
+             (--json `recoveries`, as REST `/jobs/:id/recoveries`): failure detected -> every
+             subtask RUNNING again (`durations.total`) and its phases; bytes = the TaskManager's
+             `restored ... : B bytes of state files from checkpoint storage, L bytes from local
+             copies` lines (EDDY_LOG=info) after the failures, summed per recovery.
 """
 
 import argparse
@@ -420,7 +423,7 @@ def load_sequence(eddy, out, K, interval_s, timeout):
             st["after"] += 1
             job.cancel()
 
-    j = Job(eddy, "sequence", ["--keys", str(K), "--per-key", "1000", "--output", os.path.join(out, "seq-load"),
+    j = Job(eddy, "sequence", ["--keys", str(K), "--per-key", "1000000", "--output", os.path.join(out, "seq-load"),
                                "-p", "2", "--taskmanagers", "1", "--slots", "2"],
             {"state.backend.type": "rocksdb", "execution.checkpointing.dir": load_dir,
              "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
@@ -464,7 +467,7 @@ def cmd_checkpoints(a):
                     job.cancel()
 
         poller = MetadataPoller(ck, os.path.join(out, f"meta-{mode}"))
-        jj = Job(eddy, "sequence", ["--keys", str(K), "--per-key", "1000", "--rate", f"{rate:.0f}",
+        jj = Job(eddy, "sequence", ["--keys", str(K), "--per-key", "1000000", "--rate", f"{rate:.0f}",
                                     "--output", os.path.join(out, f"seq-{mode}"), "-p", "2",
                                     "--taskmanagers", "1", "--slots", "2"],
                  dict(base_conf, **{"execution.checkpointing.dir": ck,
@@ -499,7 +502,7 @@ def cmd_checkpoints(a):
         log(f"  {mode}: {jj.summary.get('status')} ({len(rows)} checkpoints), CPU {jj.cpu_s:.0f} s")
         shutil.rmtree(ck, ignore_errors=True)
     if j:
-        print(f"- load phase: `sequence --keys {K} --per-key 1000`, unthrottled, full checkpoints, cancelled "
+        print(f"- load phase: `sequence --keys {K} --per-key 1000000`, unthrottled, full checkpoints, cancelled "
               f"at {j.wall:.0f} s after checkpoint `{os.path.basename(restore_from)}` (CPU {j.cpu_s:.0f} s)")
     else:
         print(f"- loaded state: {restore_from} (--load-from)")
@@ -615,7 +618,7 @@ def restore_one(a, out, eddy, moto, K, config, loaded):
         if r and st["fails"] > 0:  # not the start from the loaded checkpoint
             st["restores"].append((int(r.group(2)), int(r.group(3))))
 
-    j = Job(eddy, "sequence", ["--keys", str(K), "--per-key", "1000", "--output", os.path.join(out, "seq-" + tag),
+    j = Job(eddy, "sequence", ["--keys", str(K), "--per-key", "1000000", "--output", os.path.join(out, "seq-" + tag),
                                "--fail-on-file", trig, "-p", "2", "--taskmanagers", "1", "--slots", "2"],
             conf, out, tag, on_line=on_line, timeout=a.timeout, env={"EDDY_LOG": "info"}).run()
     shutil.rmtree(os.path.join(out, "seq-" + tag), ignore_errors=True)
