@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""RocksDB figures of issue 12 (bench/RESULTS.md, *RocksDB: throughput, checkpoints, restore*).
+"""RocksDB figures of issue 12 (bench/RESULTS.md, *RocksDB: records/s, checkpoint size full vs
+incremental, restore time*).
 
     bench/rocksdb.py throughput  EDDY [--runs 3]
     bench/rocksdb.py checkpoints EDDY [--keys 10000000] [--interval-s 10] [--checkpoints 6]
@@ -598,17 +599,15 @@ def restore_one(a, out, eddy, moto, K, config, loaded):
     # own completed (it holds every key, in this configuration's kind and storage), the counting
     # operator fails; after the restart and the next completed checkpoint, again; F times, then
     # the job is cancelled.
-    st = {"fails": 0, "ckpt_after": 0, "restores": [], "last_size": 0}
+    st = {"fails": 0, "restores": [], "last_size": 0}
 
     def on_line(job, line):
         c = CKPT_DONE.search(line)
         if c:
             st["last_size"] = int(c.group(2))
-            st["ckpt_after"] += 1
             if not os.path.exists(trig):
                 if st["fails"] < a.failures:
                     st["fails"] += 1
-                    st["ckpt_after"] = 0
                     open(trig, "w").close()
                     log(f"  {tag}: failure {st['fails']} at {time.time() - job.t0:.0f} s "
                         f"(last checkpoint {int(c.group(2)) / 1e6:.1f} MB)")
