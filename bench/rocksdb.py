@@ -540,12 +540,12 @@ CONFIGS = ["full/dir", "full/dir+LR", "full/s3", "full/s3+LR",
 
 
 def cmd_restore(a):
-    out, eddy = prepare("restore", a.eddy)
-    print(f"- {machine(a.eddy)}")
     configs = CONFIGS if a.configs == "all" else a.configs.split(",")
     for c in configs:
         if c not in CONFIGS:
             sys.exit(f"error: unknown configuration '{c}'; allowed: {', '.join(CONFIGS)} or all")
+    out, eddy = prepare("restore", a.eddy)
+    print(f"- {machine(a.eddy)}")
     moto = Moto(out) if any("s3" in c for c in configs) else None
     rows = []
     try:
