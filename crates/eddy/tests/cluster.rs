@@ -1616,10 +1616,24 @@ fn completed_checkpoint_size(c: &Cluster, id: u64) -> Option<u64> {
 /// instance (no record replayed), and the job finishes with the witness holding: the second
 /// record of every key reads the count the restored state holds. Both TaskManagers' peak RSS
 /// stays under [`TEN_MILLION_KEYS_TM_PEAK_RSS`], which `hashmap` exceeds with these keys.
+///
+/// Ignored by default: 2 x 10^7 records through RocksDB take longer than the ~4 minutes a
+/// default test may take, and the time is RocksDB's own work, not Eddy's debug build (`perf` on
+/// the restoring TaskManager: block-cache lookups, index seeks, reads, compaction and Snappy in
+/// Debian's release-built `librocksdb`; every record of the second round is a RocksDB read and
+/// write). One run (debug build, 2026-11-30 11:24-11:48 UTC, load average 15-600 from other
+/// test clusters on the 2 cores): 9 M keys committed after ~8 min; the spare TaskManager
+/// restored checkpoint 89 (78.8 MB, native) in 1.07 s (no redeployment: the old canonical
+/// restore took longer than `heartbeat.timeout`); it then ran the second round at ~7 k
+/// records/s and had committed ~13 M of the 2 x 10^7 records when the test's old 900 s bound
+/// ended it, at 137 MiB peak RSS. scripts/test.sh runs it as a separate step with
+/// `EDDY_TEN_MILLION_KEYS=1`. Run it with
+/// `cargo nextest run -p eddy --test cluster --run-ignored only rocksdb_ten_million`.
 #[test]
+#[ignore = "10^7 keys through RocksDB: over 10 minutes; scripts/test.sh runs it with EDDY_TEN_MILLION_KEYS=1"]
 fn rocksdb_ten_million_keys_checkpoint_and_restore_under_a_taskmanager_memory_limit() {
     const KEYS: u64 = 10_000_000;
-    const LONG: Duration = Duration::from_secs(900);
+    const LONG: Duration = Duration::from_secs(2400);
     // p = 1: one TaskManager holds all 10^7 keys; a spare one takes over after the kill. The
     // RocksDB memory of its slot is bounded by its 64 MiB of managed memory.
     let c = Cluster::start(
