@@ -349,7 +349,7 @@ fn taskmanager_crash_after_uploading_sst_files_leaves_only_that_uploads_files() 
 /// later leader collects them; docs/checkpoint-storage.md) — and at most the files uploaded for
 /// a checkpoint the crashed leader had in flight, nothing uploaded under the new leader.
 #[test]
-fn leader_crash_before_deleting_released_shared_files_leaks_exactly_those_files() {
+fn leader_crash_before_deleting_released_shared_files_leaks_those_files_and_nothing_newer() {
     let point = "jm.checkpoint.discard.before-shared";
     let (c, trigger) = start_armed("rocks-jm-crash", 2, point);
     let (keys, per_key) = (10, 5000);
