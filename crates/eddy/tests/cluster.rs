@@ -1626,11 +1626,11 @@ fn completed_checkpoint_size(c: &Cluster, id: u64) -> Option<u64> {
 /// restored checkpoint 89 (78.8 MB, native) in 1.07 s (no redeployment: the old canonical
 /// restore took longer than `heartbeat.timeout`); it then ran the second round at ~7 k
 /// records/s and had committed ~13 M of the 2 x 10^7 records when the test's old 900 s bound
-/// ended it, at 137 MiB peak RSS. A second run (11:51-12:35, load 13-280): the TaskManager
-/// holding ~9 M keys had used 150 CPU s (~17 us per record) at 127 MiB peak RSS when killed;
-/// the spare restored checkpoint 132 (79.1 MB) in 0.64 s. The first run's second round cost
-/// ~44 CPU us per record, so the job alone needs ~600 CPU s: 6-10 minutes on a quiet machine,
-/// not measured. scripts/test.sh runs it as a separate step with
+/// ended it, at 137 MiB peak RSS. A second run **passed** (11:53-12:26, 1994 s, load 13-280):
+/// the TaskManager holding ~9 M keys had used 150 CPU s at 128 MiB peak RSS when killed; the
+/// spare restored checkpoint 132 (79.1 MB) in 0.64 s and finished the job with 405 CPU s at
+/// 131 MiB peak RSS; the witness held. The job alone needs ~555 CPU s: several minutes on a
+/// quiet machine, not measured there. scripts/test.sh runs it as a separate step with
 /// `EDDY_TEN_MILLION_KEYS=1`. Run it with
 /// `cargo nextest run -p eddy --test cluster --run-ignored only rocksdb_ten_million`.
 #[test]
