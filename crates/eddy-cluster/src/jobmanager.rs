@@ -1414,7 +1414,9 @@ impl JobManagerLoop {
                     if let Some(dir) = self.jobs.get(&job).and_then(|j| j.checkpoints_dir()) {
                         let storage = CheckpointStorage::new(dir, job);
                         if let Err(e) = storage.discard(id).and_then(|_| {
-                            eddy_core::faultpoint::hit("jm.checkpoint.discard.before-shared");
+                            if !shared_files.is_empty() {
+                                eddy_core::faultpoint::hit("jm.checkpoint.discard.before-shared");
+                            }
                             storage.discard_shared(&shared_files)
                         }) {
                             tracing::warn!("job {job}: could not discard checkpoint {id}: {e}");

@@ -197,6 +197,17 @@ fn encode_operators(
             };
             key_groups = Some(n.key_groups);
             let upload = upload_native(storage, u.checkpoint_id, uid, u.subtask, n);
+            if let (Ok(h), Some(local)) = (&upload, &u.local) {
+                // Optional: without the copy, a restore downloads the files.
+                let kg = (uid.as_str(), n.key_groups.start, n.key_groups.end);
+                if let Err(e) =
+                    local.store_native(u.key.job_id, u.checkpoint_id, kg, &n.dir, &h.files)
+                {
+                    tracing::warn!(
+                        "cannot keep a local copy of operator '{uid}''s RocksDB snapshot: {e}"
+                    );
+                }
+            }
             let _ = std::fs::remove_dir_all(&n.dir);
             rocksdb = Some(upload?);
         }
@@ -385,6 +396,11 @@ fn download_native(
         let _ = std::fs::remove_dir_all(dir);
         return Err(e);
     }
+    Ok((native_state(handle, dir), read.into_inner()))
+}
+
+/// The restore side of a native snapshot whose files are in `dir`.
+fn native_state(handle: &RocksDbStateHandle, dir: &std::path::Path) -> NativeState {
     let shared = handle
         .files
         .iter()
@@ -400,16 +416,13 @@ fn download_native(
             )
         })
         .collect();
-    Ok((
-        NativeState {
-            dir: dir.to_path_buf(),
-            key_groups: handle.key_groups,
-            state_names: handle.state_names.clone(),
-            shared,
-            uploads: None,
-        },
-        read.into_inner(),
-    ))
+    NativeState {
+        dir: dir.to_path_buf(),
+        key_groups: handle.key_groups,
+        state_names: handle.state_names.clone(),
+        shared,
+        uploads: None,
+    }
 }
 
 /// Bytes a restore read, by source.
@@ -442,18 +455,35 @@ fn load_state(
         // state by key group, operator state as the union).
         let snap = out.entry(op.operator_uid.clone()).or_default();
         if let Some(h) = &op.rocksdb {
-            // Only snapshots holding some of this subtask's key groups (rescale) are read; not
-            // from local copies (task-local recovery covers the canonical files only).
+            // Only snapshots holding some of this subtask's key groups (rescale) are read: from
+            // the local copy when it has every file with the recorded length and CRC-32, else
+            // downloaded.
             if h.key_groups.start.max(range.start) < h.key_groups.end.min(range.end) {
                 let target = rocksdb_dir.join(format!(
                     "restore-{job_id}-{}-{}-a{}-{i}",
                     d.vertex, d.subtask, d.attempt
                 ));
-                let (mut native, bytes) = download_native(dir, h, &target)?;
+                let kg = (
+                    op.operator_uid.as_str(),
+                    h.key_groups.start,
+                    h.key_groups.end,
+                );
+                let from_local = local
+                    .and_then(|l| l.load_native(job_id, spec.checkpoint_id, kg, &h.files, &target));
+                let mut native = match from_local {
+                    Some(bytes) => {
+                        read.from_local += bytes;
+                        native_state(h, &target)
+                    }
+                    None => {
+                        let (native, bytes) = download_native(dir, h, &target)?;
+                        read.from_storage += bytes;
+                        native
+                    }
+                };
                 if !own {
                     native.shared.clear();
                 }
-                read.from_storage += bytes;
                 snap.native.push(native);
             }
         }

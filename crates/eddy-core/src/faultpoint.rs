@@ -4,7 +4,10 @@
 //! named points; a point that is not named costs one lookup in an empty map. Actions:
 //! - `exit` (the default): the process ends at once with exit code 86, running no destructors
 //!   and flushing nothing, like a crash between two steps;
-//! - `sleep-<ms>`: the calling thread sleeps that long, to widen a window in a test.
+//! - `sleep-<ms>`: the calling thread sleeps that long, to widen a window in a test;
+//! - `exit-on-file-<path>`: `exit` if the file `path` exists, removing it first, so that of the
+//!   processes armed alike only the first to pass the point after the test created the file
+//!   crashes, once (a restarted or standby process armed the same way goes on).
 //!
 //! This is a test hook: it is read from the environment only (never from REST), and it works
 //! only in a process whose configuration sets `eddy.test-hooks.enabled: true` ([`enable`]); a
@@ -21,10 +24,11 @@ pub const ENV: &str = "EDDY_FAULT_POINTS";
 /// The exit code of a process that crashed at a fault point.
 pub const EXIT_CODE: i32 = 86;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Action {
     Exit,
     Sleep(u64),
+    ExitOnFile(std::path::PathBuf),
 }
 
 fn parse(spec: &str) -> HashMap<String, Action> {
@@ -35,6 +39,9 @@ fn parse(spec: &str) -> HashMap<String, Action> {
             let (name, action) = item.split_once('=').unwrap_or((item, "exit"));
             let action = match action {
                 "exit" => Action::Exit,
+                a if a.starts_with("exit-on-file-") => {
+                    Action::ExitOnFile(a["exit-on-file-".len()..].into())
+                }
                 a => Action::Sleep(a.strip_prefix("sleep-")?.parse().ok()?),
             };
             Some((name.to_string(), action))
@@ -84,6 +91,12 @@ pub fn hit(name: &str) {
             std::process::exit(EXIT_CODE);
         }
         Some(Action::Sleep(ms)) => std::thread::sleep(Duration::from_millis(*ms)),
+        // Removing the file is the claim: one process wins it.
+        Some(Action::ExitOnFile(path)) if std::fs::remove_file(path).is_ok() => {
+            eprintln!("fault point '{name}' reached: exiting with code {EXIT_CODE}");
+            std::process::exit(EXIT_CODE);
+        }
+        Some(Action::ExitOnFile(_)) => {}
     }
 }
 
@@ -93,12 +106,13 @@ mod tests {
 
     #[test]
     fn spec_names_points_with_default_and_explicit_actions() {
-        let p = parse("a, b=exit ,c=sleep-250,d=bogus,,");
+        let p = parse("a, b=exit ,c=sleep-250,d=bogus,e=exit-on-file-/tmp/x=y,,");
         assert_eq!(p.get("a"), Some(&Action::Exit));
         assert_eq!(p.get("b"), Some(&Action::Exit));
         assert_eq!(p.get("c"), Some(&Action::Sleep(250)));
         assert_eq!(p.get("d"), None, "an unknown action arms nothing");
-        assert_eq!(p.len(), 3);
+        assert_eq!(p.get("e"), Some(&Action::ExitOnFile("/tmp/x=y".into())));
+        assert_eq!(p.len(), 4);
     }
 
     #[test]

@@ -863,6 +863,26 @@ fn restore_reads(log: &str) -> Vec<(u64, u64)> {
 
 #[test]
 fn local_recovery_restores_a_failed_task_from_its_local_copy_reading_nothing_from_storage() {
+    restores_from_local_copies(&[]);
+}
+
+/// The same with `rocksdb` and incremental checkpoints: the keyed state is a native RocksDB
+/// snapshot (SST files in `shared/`), and its local copy (hard links) is what the restarted
+/// task opens; nothing is downloaded.
+#[test]
+fn local_recovery_of_incremental_rocksdb_snapshots_reads_nothing_from_storage() {
+    restores_from_local_copies(&[
+        "-D",
+        "state.backend.type=rocksdb",
+        "-D",
+        "execution.checkpointing.incremental=true",
+    ]);
+}
+
+/// `sequence` with local recovery and `backend` flags; one injected task failure after a
+/// completed checkpoint: every restore reads 0 bytes from checkpoint storage and some from local
+/// copies, the witness holds, and old copies are pruned.
+fn restores_from_local_copies(backend: &[&str]) {
     let dir = tempfile::tempdir().expect("temp dir");
     let output = dir.path().join("out");
     let checkpoints = dir.path().join("chk");
@@ -897,6 +917,7 @@ fn local_recovery_restores_a_failed_task_from_its_local_copy_reading_nothing_fro
             "-D",
             &format!("taskmanager.state.local.root-dirs={}", local.display()),
         ])
+        .args(backend)
         .env("EDDY_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -915,6 +936,19 @@ fn local_recovery_restores_a_failed_task_from_its_local_copy_reading_nothing_fro
         "no TaskManager directory under {}",
         local.display()
     );
+    if !backend.is_empty() {
+        // The keyed state is in native snapshots: SST files in shared/, kept locally too.
+        while !walk(&checkpoints)
+            .iter()
+            .any(|p| p.to_string_lossy().contains("/shared/"))
+            || !walk(&local)
+                .iter()
+                .any(|p| p.to_string_lossy().ends_with(".sst"))
+        {
+            assert!(Instant::now() < deadline, "no native snapshot kept locally");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
     // One task failure (the counting operator), not a TaskManager loss.
     std::fs::write(&trigger, b"").expect("trigger file");
     let status = loop {
@@ -949,7 +983,14 @@ fn local_recovery_restores_a_failed_task_from_its_local_copy_reading_nothing_fro
         .collect();
     let chk_dirs: std::collections::BTreeSet<PathBuf> = copies
         .iter()
-        .filter_map(|p| p.parent().map(Path::to_path_buf))
+        .filter_map(|p| {
+            p.ancestors()
+                .find(|a| {
+                    a.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("chk-"))
+                })
+                .map(Path::to_path_buf)
+        })
         .collect();
     assert!(chk_dirs.len() <= 4, "local copies not pruned: {chk_dirs:?}");
 }

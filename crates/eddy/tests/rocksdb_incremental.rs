@@ -165,3 +165,244 @@ fn incremental_rocksdb_two_taskmanager_kills_and_a_leader_kill_witness_holds_and
         c.log_tail()
     );
 }
+
+/// [`Cluster::configure`] with rocksdb + incremental checkpoints (one retained) and test hooks,
+/// then `eddy cluster start` with the fault point `point` armed in every process to crash once
+/// the test creates the returned trigger file (`exit-on-file-…`: only the first process to
+/// pass the point then crashes, once).
+fn start_armed(name: &str, masters: usize, point: &str) -> (Cluster, PathBuf) {
+    let c = Cluster::configure(
+        name,
+        masters,
+        2,
+        Duration::from_secs(10),
+        &[
+            ("state.backend.type", "rocksdb".to_string()),
+            ("execution.checkpointing.incremental", "true".to_string()),
+            ("state.checkpoints.num-retained", "1".to_string()),
+            ("eddy.test-hooks.enabled", "true".to_string()),
+        ],
+    );
+    let trigger = c.dir.path().join("crash-now");
+    let spec = format!("{point}=exit-on-file-{}", trigger.display());
+    let out = eddy_with_env(
+        &["cluster", "start", "--conf", c.conf_str()],
+        &[("EDDY_LOG", "info"), ("EDDY_FAULT_POINTS", &spec)],
+        CLI_LIMIT,
+    );
+    assert_eq!(
+        out.code,
+        0,
+        "cluster start: {}\n{}",
+        out.stderr,
+        c.log_tail()
+    );
+    (c, trigger)
+}
+
+/// Waits until the process of `role` `index` that crashed at `point` is gone; checks its logs
+/// say so. Returns its index.
+fn await_crash(c: &Cluster, role: &str, count: usize, point: &str) -> usize {
+    let pids: Vec<(usize, u32)> = (0..count)
+        .filter_map(|i| Some((i, c.pid_of(role, i)?)))
+        .collect();
+    let crashed = c.wait_for(&format!("a {role} to crash at {point}"), JOB_LIMIT, || {
+        pids.iter().find(|(_, p)| !alive(*p)).map(|(i, _)| *i)
+    });
+    let said = std::fs::read_dir(&c.log)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("eddy-{role}-{crashed}"))
+        })
+        .any(|e| {
+            std::fs::read_to_string(e.path())
+                .unwrap_or_default()
+                .contains(&format!("fault point '{point}' reached"))
+        });
+    assert!(
+        said,
+        "{role} {crashed} crashed at {point}\n{}",
+        c.log_tail()
+    );
+    crashed
+}
+
+/// The shared files no retained checkpoint refers to.
+fn unreferenced(job_dir: &Path) -> BTreeSet<String> {
+    let referenced: BTreeSet<String> = retained(job_dir).into_values().flatten().collect();
+    shared_files(job_dir)
+        .into_iter()
+        .filter(|f| !referenced.contains(f))
+        .collect()
+}
+
+/// The job ended FINISHED (its checkpoints discarded) with the witness holding; returns what is
+/// left in its checkpoint directory: the shared files, and any other entry.
+fn finished_leftovers(
+    c: &Cluster,
+    job: &str,
+    output: &Path,
+    keys: u64,
+    per_key: u64,
+) -> (BTreeSet<String>, Vec<String>) {
+    let end = c.wait_for("the job to end", JOB_LIMIT, || {
+        c.leaders(&[]).into_iter().find_map(|l| {
+            c.get(l, &format!("/jobs/{job}/eddy-details"))
+                .filter(|d| matches!(status(d), "FINISHED" | "FAILED" | "CANCELED"))
+        })
+    });
+    assert_eq!(status(&end), "FINISHED", "{end}\n{}", c.log_tail());
+    let lines = committed_lines(output);
+    assert_eq!(
+        witness(&lines, keys, per_key),
+        (0, 0, 0),
+        "(missing, duplicates, wrong counts)\n{}",
+        c.log_tail()
+    );
+    let job_dir = c.dir.path().join("checkpoints").join(job);
+    // The finished job's checkpoints are discarded (after FINISHED shows): wait for the last
+    // checkpoint directory to go.
+    let others = c.wait_for(
+        "the finished job's checkpoints discarded",
+        JOB_LIMIT,
+        || {
+            let others: Vec<String> = std::fs::read_dir(&job_dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .filter(|n| n != "shared")
+                .collect();
+            (!others.iter().any(|n| n.starts_with("chk-"))).then_some(others)
+        },
+    );
+    (shared_files(&job_dir), others)
+}
+
+/// A TaskManager crashes at `tm.checkpoint.rocksdb.after-upload`: it uploaded a native
+/// snapshot's new SST files into `shared/` and dies before acknowledging. The job restores on
+/// the other TaskManager from the retained checkpoint (its shared files all there) and finishes
+/// with the witness holding. What is left: only SST files uploaded by the crashed TaskManager for
+/// the checkpoint in flight (nothing refers to them; docs/checkpoint-storage.md), nothing of the
+/// retained or discarded checkpoints.
+#[test]
+fn taskmanager_crash_after_uploading_sst_files_leaves_only_that_uploads_files() {
+    let point = "tm.checkpoint.rocksdb.after-upload";
+    let (c, trigger) = start_armed("rocks-tm-crash", 1, point);
+    let (keys, per_key) = (10, 4000);
+    let (job, output) = c.submit_sequence(keys, per_key, 2000);
+    let job_dir = c.dir.path().join("checkpoints").join(&job);
+    c.wait_for("a retained checkpoint with shared files", JOB_LIMIT, || {
+        retained(&job_dir)
+            .values()
+            .any(|r| !r.is_empty())
+            .then_some(())
+    });
+    let before = shared_files(&job_dir);
+    let armed_at = std::time::SystemTime::now();
+    std::fs::write(&trigger, b"").expect("trigger file");
+    await_crash(&c, "taskmanager", 2, point);
+    let crashed_at = std::time::SystemTime::now();
+    assert!(!trigger.exists());
+    c.wait_for("the job running again", JOB_LIMIT, || {
+        c.running_on(&job, &[])
+    });
+    // Restored from the retained checkpoint: its shared files are all there, and the next
+    // checkpoints complete.
+    let first_after = retained(&job_dir).keys().max().copied().unwrap_or(0) + 2;
+    c.wait_for("two more checkpoints", JOB_LIMIT, || {
+        assert_referenced_files_exist(&c, &job_dir);
+        (retained(&job_dir).keys().max() >= Some(&first_after)).then_some(())
+    });
+    assert_referenced_files_exist(&c, &job_dir);
+    let (left, others) = finished_leftovers(&c, &job, &output, keys, per_key);
+    assert!(
+        others.is_empty(),
+        "left in the job's checkpoint directory: {others:?}"
+    );
+    // Orphans: only files written between the trigger and the crash (the crashed upload).
+    for f in &left {
+        assert!(
+            !before.contains(f),
+            "{f} (uploaded before the crash) was not deleted"
+        );
+        let written = std::fs::metadata(job_dir.join("shared").join(f))
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        assert!(
+            written >= armed_at && written <= crashed_at,
+            "{f} was not uploaded by the crashed TaskManager"
+        );
+    }
+    eprintln!("orphaned by the crashed upload: {left:?}");
+}
+
+/// The leading JobManager crashes at `jm.checkpoint.discard.before-shared`: a subsumed
+/// checkpoint is unregistered and its directory deleted, the shared files only it referred to
+/// are not deleted yet. The new leader restores from the retained checkpoint (every shared file
+/// it refers to is there), the job finishes with the witness holding, and what is left are
+/// exactly the files that discard would have deleted (nothing refers to them any more, so no
+/// later leader collects them; docs/checkpoint-storage.md) — and at most the files uploaded for
+/// a checkpoint the crashed leader had in flight, nothing uploaded under the new leader.
+#[test]
+fn leader_crash_before_deleting_released_shared_files_leaks_those_files_and_nothing_newer() {
+    let point = "jm.checkpoint.discard.before-shared";
+    let (c, trigger) = start_armed("rocks-jm-crash", 2, point);
+    let (keys, per_key) = (10, 5000);
+    let (job, output) = c.submit_sequence(keys, per_key, 2000);
+    let job_dir = c.dir.path().join("checkpoints").join(&job);
+    c.wait_for("a retained checkpoint with shared files", JOB_LIMIT, || {
+        retained(&job_dir)
+            .values()
+            .any(|r| !r.is_empty())
+            .then_some(())
+    });
+    let leader = c.leader();
+    std::fs::write(&trigger, b"").expect("trigger file");
+    let crashed = await_crash(&c, "jobmanager", 2, point);
+    assert_eq!(crashed, leader, "the leader crashed");
+    // The files the crashed discard released: present, and no retained checkpoint refers to
+    // them.
+    let leaked = unreferenced(&job_dir);
+    assert!(
+        !leaked.is_empty(),
+        "the point is reached only with files to delete"
+    );
+    assert_referenced_files_exist(&c, &job_dir);
+    c.wait_for("the job running again", JOB_LIMIT, || {
+        c.running_on(&job, &[leader])
+    });
+    let new_leader_runs = std::time::SystemTime::now();
+    let first_after = retained(&job_dir).keys().max().copied().unwrap_or(0) + 2;
+    c.wait_for("two more checkpoints", JOB_LIMIT, || {
+        assert_referenced_files_exist(&c, &job_dir);
+        (retained(&job_dir).keys().max() >= Some(&first_after)).then_some(())
+    });
+    let (left, others) = finished_leftovers(&c, &job, &output, keys, per_key);
+    assert!(
+        others.is_empty(),
+        "left in the job's checkpoint directory: {others:?}"
+    );
+    // Left over: the files the crashed discard released, and at most files uploaded for a
+    // checkpoint the crashed leader had in flight (written before the new leader ran the job).
+    let missing: Vec<&String> = leaked.difference(&left).collect();
+    assert!(
+        missing.is_empty(),
+        "released files deleted after all: {missing:?}"
+    );
+    let in_flight: BTreeSet<&String> = left.difference(&leaked).collect();
+    for f in &in_flight {
+        let written = std::fs::metadata(job_dir.join("shared").join(f))
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        assert!(
+            written <= new_leader_runs,
+            "{f}, uploaded under the new leader, was not deleted"
+        );
+    }
+    eprintln!("leaked by the crashed discard: {leaked:?}; uploaded for a checkpoint in flight: {in_flight:?}");
+}
