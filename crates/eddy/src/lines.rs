@@ -85,7 +85,18 @@ mod tests {
     #[test]
     fn integers_are_written_as_display_writes_them() {
         let mut s = String::new();
-        for n in [0u64, 7, 9, 10, 99, 100, 12_345, 999_999, 1_000_000, u64::MAX] {
+        for n in [
+            0u64,
+            7,
+            9,
+            10,
+            99,
+            100,
+            12_345,
+            999_999,
+            1_000_000,
+            u64::MAX,
+        ] {
             s.clear();
             push(&mut s, &n);
             assert_eq!(s, n.to_string());
@@ -104,13 +115,35 @@ mod tests {
     fn csv_matches_write() {
         let mut s = String::from("x;");
         let name = String::from("naïve");
-        csv!(&mut s, 18_446_744_073_709_551_615u64, name, "CA", -5i64, 0u32);
-        assert_eq!(s, format!("x;{},{},{},{},{}", u64::MAX, "naïve", "CA", -5, 0));
+        csv!(
+            &mut s,
+            18_446_744_073_709_551_615u64,
+            name,
+            "CA",
+            -5i64,
+            0u32
+        );
+        assert_eq!(
+            s,
+            format!("x;{},{},{},{},{}", u64::MAX, "naïve", "CA", -5, 0)
+        );
     }
 
     #[test]
     fn milli_has_three_decimals() {
-        for m in [0u64, 5, 50, 99, 100, 999, 1_000, 1_001, 1_010, 90_800, 123_456_789] {
+        for m in [
+            0u64,
+            5,
+            50,
+            99,
+            100,
+            999,
+            1_000,
+            1_001,
+            1_010,
+            90_800,
+            123_456_789,
+        ] {
             let mut s = String::new();
             push_milli(&mut s, m);
             assert_eq!(s, format!("{}.{:03}", m / 1000, m % 1000));

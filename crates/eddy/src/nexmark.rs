@@ -147,7 +147,6 @@ pub fn dollar_to_milli_euro(price: u64) -> u64 {
     price.saturating_mul(908)
 }
 
-
 fn q1(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
     let (events, output) = source(env, args)?;
     let converted = bids(&events)
