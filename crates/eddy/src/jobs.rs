@@ -8,6 +8,7 @@
 use eddy_connectors::{
     BlackholeSink, CarEvent, CarSource, FileSink, FileSource, PrintSink, RowSource, SequenceSource,
 };
+use eddy_runtime::data::now_millis;
 use eddy_runtime::operator::{Output, TaskInfo};
 use eddy_runtime::registry::{JobArgs, JobDefinition, JobRegistry};
 use eddy_runtime::snapshot::{OperatorSnapshot, SnapshotWriter};
@@ -15,7 +16,7 @@ use eddy_runtime::state::ValueState;
 use eddy_runtime::window::{TumblingEventTimeWindows, WatermarkStrategy};
 use eddy_runtime::{
     Data, DataStream, JobError, KeyedContext, KeyedOpenContext, KeyedProcessFunction, Operator,
-    Result, StreamEnv,
+    Result, StreamEnv, Timestamp,
 };
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
@@ -186,12 +187,35 @@ fn count_words<S: BuildHasher>(mut line: String, counts: &mut HashMap<String, u6
     }
 }
 
-/// The tokenizer and a combiner: each input batch of lines becomes one `(word, occurrences)` per
-/// distinct word of the batch. Nothing is kept across batches (so nothing to checkpoint): the
-/// counter downstream sees the same occurrences per word, only fewer records.
+/// The tokenizer and a combiner: the words of up to [`COMBINE_LINES`] lines (several input
+/// batches) become one `(word, occurrences)` per distinct word. The counts go out when that many
+/// lines were counted, when the map holds [`COMBINE_WORDS`] words, [`COMBINE_DELAY_MS`] after
+/// the first held line (a slow source), before a watermark, at the end of input, and before
+/// every checkpoint barrier (`prepare_snapshot_pre_barrier`): nothing is held at a snapshot, so
+/// the combiner has no state to checkpoint, and the counter downstream sees the same
+/// occurrences per word, only in fewer records.
 #[derive(Default)]
 struct TokenizeCombine {
     counts: HashMap<String, u64, BuildHasherDefault<FxHasher>>,
+    /// Lines counted into `counts` since they were last emitted.
+    lines: usize,
+    /// Processing time by which the held counts go out.
+    deadline: Option<Timestamp>,
+}
+
+/// Lines whose words the combiner counts before it emits (16 input batches of 1024 lines).
+const COMBINE_LINES: usize = 16 * 1024;
+/// Distinct words held at most: the map's size bound for texts with a large vocabulary.
+const COMBINE_WORDS: usize = 64 * 1024;
+/// The longest a count is held back (a source slower than `COMBINE_LINES` per this time).
+const COMBINE_DELAY_MS: Timestamp = 50;
+
+impl TokenizeCombine {
+    fn emit(&mut self, out: &mut Output<(String, u64)>) {
+        out.records.extend(self.counts.drain());
+        self.lines = 0;
+        self.deadline = None;
+    }
 }
 
 /// rustc's classic FxHasher (rotate, xor, multiply; 8 bytes a step): the combiner's map is
@@ -247,10 +271,54 @@ impl Operator for TokenizeCombine {
         input: &mut Vec<String>,
         out: &mut Output<(String, u64)>,
     ) -> Result<()> {
+        if input.is_empty() {
+            return Ok(());
+        }
+        if self.deadline.is_none() {
+            self.deadline = Some(now_millis() + COMBINE_DELAY_MS);
+        }
+        self.lines += input.len();
         for line in input.drain(..) {
             count_words(line, &mut self.counts);
         }
-        out.records.extend(self.counts.drain());
+        if self.lines >= COMBINE_LINES || self.counts.len() >= COMBINE_WORDS {
+            self.emit(out);
+        }
+        Ok(())
+    }
+
+    fn on_processing_time(
+        &mut self,
+        now: Timestamp,
+        out: &mut Output<(String, u64)>,
+    ) -> Result<()> {
+        if self.deadline.is_some_and(|d| d <= now) {
+            self.emit(out);
+        }
+        Ok(())
+    }
+
+    fn next_processing_time_deadline(&self) -> Option<Timestamp> {
+        self.deadline
+    }
+
+    fn on_watermark(&mut self, wm: Timestamp, out: &mut Output<(String, u64)>) -> Result<()> {
+        self.emit(out);
+        out.emit_watermark(wm);
+        Ok(())
+    }
+
+    fn prepare_snapshot_pre_barrier(
+        &mut self,
+        _checkpoint_id: u64,
+        out: &mut Output<(String, u64)>,
+    ) -> Result<()> {
+        self.emit(out);
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut Output<(String, u64)>) -> Result<()> {
+        self.emit(out);
         Ok(())
     }
 }
