@@ -16,6 +16,9 @@ use std::sync::Arc;
 /// Extracts a record's key. Must be deterministic: the same record gives the same key in every
 /// process.
 pub type KeySelector<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
+/// Borrows a record's key (a field of it): the operator then copies the key into a buffer it
+/// reuses instead of cloning it per record (no allocation per record for `String` keys).
+pub type KeyRefSelector<T, K> = Arc<dyn for<'a> Fn(&'a T) -> &'a K + Send + Sync>;
 /// Extracts a record's event-time timestamp (ms).
 pub type TimestampFn<T> = Arc<dyn Fn(&T) -> Timestamp + Send + Sync>;
 
@@ -143,6 +146,10 @@ pub trait KeyedProcessFunction<K: Key, I: Data, O: Data>: Send + 'static {
 pub struct KeyedProcessOperator<K: Key, I: Data, O: Data, F> {
     function: F,
     key_selector: KeySelector<I, K>,
+    /// Set by `key_by_ref`: the key is copied into `key_buffer` (`clone_from`, which reuses its
+    /// allocation) instead of being cloned for every record.
+    key_ref: Option<KeyRefSelector<I, K>>,
+    key_buffer: Option<K>,
     timestamps: Option<TimestampFn<I>>,
     backend: Option<KeyedStateBackend<K>>,
     timers: TimerService<K>,
@@ -160,6 +167,8 @@ impl<K: Key, I: Data, O: Data, F: KeyedProcessFunction<K, I, O>> KeyedProcessOpe
         KeyedProcessOperator {
             function,
             key_selector,
+            key_ref: None,
+            key_buffer: None,
             timestamps,
             backend: None,
             timers: TimerService::default(),
@@ -167,6 +176,12 @@ impl<K: Key, I: Data, O: Data, F: KeyedProcessFunction<K, I, O>> KeyedProcessOpe
             max_parallelism: eddy_core::DEFAULT_MAX_PARALLELISM,
             _o: std::marker::PhantomData,
         }
+    }
+
+    /// Borrows the key of each record through `key_ref` (see [`KeyRefSelector`]).
+    pub fn with_key_ref(mut self, key_ref: Option<KeyRefSelector<I, K>>) -> Self {
+        self.key_ref = key_ref;
+        self
     }
 
     fn fire_timers(
@@ -233,13 +248,27 @@ impl<K: Key, I: Data, O: Data, F: KeyedProcessFunction<K, I, O>> Operator
             .backend
             .as_mut()
             .ok_or("keyed operator used before open")?;
+        let mut owned;
         for record in input.drain(..) {
-            let key = (self.key_selector)(&record);
-            let slot = backend.slot_of(&key);
-            backend.check_slot(&key, slot)?;
+            let key: &K = match &self.key_ref {
+                Some(f) => {
+                    let k = f(&record);
+                    match &mut self.key_buffer {
+                        Some(b) => b.clone_from(k),
+                        None => self.key_buffer = Some(k.clone()),
+                    }
+                    self.key_buffer.as_ref().expect("filled above")
+                }
+                None => {
+                    owned = (self.key_selector)(&record);
+                    &owned
+                }
+            };
+            let slot = backend.slot_of(key);
+            backend.check_slot(key, slot)?;
             let timestamp = self.timestamps.as_ref().map(|f| f(&record));
             let mut ctx = KeyedContext {
-                key: &key,
+                key,
                 slot,
                 timestamp,
                 watermark: self.watermark,

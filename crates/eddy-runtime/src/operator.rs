@@ -105,6 +105,18 @@ pub trait Operator: Send + 'static {
         None
     }
 
+    /// A checkpoint barrier reached this operator, before its state is written and before the
+    /// barrier goes on (Flink's `prepareSnapshotPreBarrier`): records emitted here go downstream
+    /// ahead of the barrier, so they belong to this checkpoint. For operators that hold output
+    /// back (a combiner), which then need not keep it in their state.
+    fn prepare_snapshot_pre_barrier(
+        &mut self,
+        _checkpoint_id: u64,
+        _out: &mut Output<Self::Out>,
+    ) -> Result<()> {
+        Ok(())
+    }
+
     /// A checkpoint barrier passed this operator: write its state (synchronous part; large
     /// uploads are done by the task afterwards).
     fn snapshot_state(&mut self, _checkpoint_id: u64, _writer: &mut SnapshotWriter) -> Result<()> {

@@ -8,6 +8,7 @@
 use eddy_connectors::{
     BlackholeSink, CarEvent, CarSource, FileSink, FileSource, PrintSink, RowSource, SequenceSource,
 };
+use eddy_runtime::data::now_millis;
 use eddy_runtime::operator::{Output, TaskInfo};
 use eddy_runtime::registry::{JobArgs, JobDefinition, JobRegistry};
 use eddy_runtime::snapshot::{OperatorSnapshot, SnapshotWriter};
@@ -15,7 +16,7 @@ use eddy_runtime::state::ValueState;
 use eddy_runtime::window::{TumblingEventTimeWindows, WatermarkStrategy};
 use eddy_runtime::{
     Data, DataStream, JobError, KeyedContext, KeyedOpenContext, KeyedProcessFunction, Operator,
-    Result, StreamEnv,
+    Result, StreamEnv, Timestamp,
 };
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
@@ -133,78 +134,20 @@ fn word_count(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
         .process(WordCounter::default())
         .name("Count")
         .uid(&count_uid);
-    // One record `(word, first, last)` stands for the lines `word,first` … `word,last`.
-    sink_lines(&counts, &output, |r: &(String, u64, u64), s| {
-        // The counts `first..=last` follow each other: the decimal digits are incremented in
-        // place (an odometer) instead of being divided out for every line.
-        let mut digits = Digits::new(r.1);
-        for c in r.1..=r.2 {
-            if c > r.1 {
-                s.push('\n');
-                digits.increment();
-            }
-            s.push_str(&r.0);
-            s.push(',');
-            s.push_str(digits.as_str());
-        }
-    })
+    sink_lines(&counts, &output, word_count_lines)
 }
 
-/// A number's decimal digits, right-aligned in a buffer, that can count up by one.
-struct Digits {
-    buf: [u8; 20],
-    start: usize,
-}
-
-impl Digits {
-    fn new(n: u64) -> Digits {
-        let mut s = String::new();
-        push_decimal(&mut s, n);
-        let mut buf = [b'0'; 20];
-        buf[20 - s.len()..].copy_from_slice(s.as_bytes());
-        Digits {
-            buf,
-            start: 20 - s.len(),
+/// One record `(word, first, last)` stands for the lines `word,first` … `word,last`.
+fn word_count_lines(r: &(String, u64, u64), s: &mut String) {
+    let mut digits = itoa::Buffer::new();
+    for c in r.1..=r.2 {
+        if c > r.1 {
+            s.push('\n');
         }
+        s.push_str(&r.0);
+        s.push(',');
+        s.push_str(digits.format(c));
     }
-
-    /// Adds one (the caller never passes `u64::MAX`, which has 20 digits).
-    fn increment(&mut self) {
-        let mut i = self.buf.len();
-        loop {
-            i -= 1;
-            if self.buf[i] == b'9' {
-                self.buf[i] = b'0';
-                if i == self.start {
-                    self.start -= 1;
-                    self.buf[self.start] = b'1';
-                    return;
-                }
-            } else {
-                self.buf[i] += 1;
-                return;
-            }
-        }
-    }
-
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.buf[self.start..]).expect("decimal digits")
-    }
-}
-
-/// Appends `n` in decimal: a digit loop, cheaper than `fmt` on the sink's hot path.
-fn push_decimal(s: &mut String, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    s.extend(buf[i..].iter().map(|&b| b as char));
 }
 
 /// Counts the lowercase words of a line into `counts`, split on non-alphanumeric characters.
@@ -244,12 +187,35 @@ fn count_words<S: BuildHasher>(mut line: String, counts: &mut HashMap<String, u6
     }
 }
 
-/// The tokenizer and a combiner: each input batch of lines becomes one `(word, occurrences)` per
-/// distinct word of the batch. Nothing is kept across batches (so nothing to checkpoint): the
-/// counter downstream sees the same occurrences per word, only fewer records.
+/// The tokenizer and a combiner: the words of up to [`COMBINE_LINES`] lines (several input
+/// batches) become one `(word, occurrences)` per distinct word. The counts go out when that many
+/// lines were counted, when the map holds [`COMBINE_WORDS`] words, [`COMBINE_DELAY_MS`] after
+/// the first held line (a slow source), before a watermark, at the end of input, and before
+/// every checkpoint barrier (`prepare_snapshot_pre_barrier`): nothing is held at a snapshot, so
+/// the combiner has no state to checkpoint, and the counter downstream sees the same
+/// occurrences per word, only in fewer records.
 #[derive(Default)]
 struct TokenizeCombine {
     counts: HashMap<String, u64, BuildHasherDefault<FxHasher>>,
+    /// Lines counted into `counts` since they were last emitted.
+    lines: usize,
+    /// Processing time by which the held counts go out.
+    deadline: Option<Timestamp>,
+}
+
+/// Lines whose words the combiner counts before it emits (16 input batches of 1024 lines).
+const COMBINE_LINES: usize = 16 * 1024;
+/// Distinct words held at most: the map's size bound for texts with a large vocabulary.
+const COMBINE_WORDS: usize = 64 * 1024;
+/// The longest a count is held back (a source slower than `COMBINE_LINES` per this time).
+const COMBINE_DELAY_MS: Timestamp = 50;
+
+impl TokenizeCombine {
+    fn emit(&mut self, out: &mut Output<(String, u64)>) {
+        out.records.extend(self.counts.drain());
+        self.lines = 0;
+        self.deadline = None;
+    }
 }
 
 /// rustc's classic FxHasher (rotate, xor, multiply; 8 bytes a step): the combiner's map is
@@ -305,10 +271,54 @@ impl Operator for TokenizeCombine {
         input: &mut Vec<String>,
         out: &mut Output<(String, u64)>,
     ) -> Result<()> {
+        if input.is_empty() {
+            return Ok(());
+        }
+        if self.deadline.is_none() {
+            self.deadline = Some(now_millis() + COMBINE_DELAY_MS);
+        }
+        self.lines += input.len();
         for line in input.drain(..) {
             count_words(line, &mut self.counts);
         }
-        out.records.extend(self.counts.drain());
+        if self.lines >= COMBINE_LINES || self.counts.len() >= COMBINE_WORDS {
+            self.emit(out);
+        }
+        Ok(())
+    }
+
+    fn on_processing_time(
+        &mut self,
+        now: Timestamp,
+        out: &mut Output<(String, u64)>,
+    ) -> Result<()> {
+        if self.deadline.is_some_and(|d| d <= now) {
+            self.emit(out);
+        }
+        Ok(())
+    }
+
+    fn next_processing_time_deadline(&self) -> Option<Timestamp> {
+        self.deadline
+    }
+
+    fn on_watermark(&mut self, wm: Timestamp, out: &mut Output<(String, u64)>) -> Result<()> {
+        self.emit(out);
+        out.emit_watermark(wm);
+        Ok(())
+    }
+
+    fn prepare_snapshot_pre_barrier(
+        &mut self,
+        _checkpoint_id: u64,
+        out: &mut Output<(String, u64)>,
+    ) -> Result<()> {
+        self.emit(out);
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut Output<(String, u64)>) -> Result<()> {
+        self.emit(out);
         Ok(())
     }
 }
@@ -316,35 +326,13 @@ impl Operator for TokenizeCombine {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn push_decimal_writes_every_magnitude() {
-        for n in [0u64, 7, 10, 99, 100, 12345, u64::MAX] {
-            let mut s = String::from("x,");
-            super::push_decimal(&mut s, n);
-            assert_eq!(s, format!("x,{n}"));
-        }
-    }
-
-    #[test]
-    fn digits_count_up_across_every_carry() {
-        for start in [
-            0u64,
-            1,
-            8,
-            9,
-            98,
-            99,
-            999,
-            1_000,
-            123_456_789,
-            999_999_999_999,
-        ] {
-            let mut d = super::Digits::new(start);
-            assert_eq!(d.as_str(), start.to_string());
-            for n in start + 1..start + 1_200 {
-                d.increment();
-                assert_eq!(d.as_str(), n.to_string());
-            }
-        }
+    fn word_count_lines_are_the_counts_in_order() {
+        let mut s = String::from("x\n");
+        super::word_count_lines(&("über".to_string(), 98, 101), &mut s);
+        assert_eq!(s, "x\nüber,98\nüber,99\nüber,100\nüber,101");
+        s.clear();
+        super::word_count_lines(&("a".to_string(), u64::MAX, u64::MAX), &mut s);
+        assert_eq!(s, format!("a,{}", u64::MAX));
     }
 
     #[test]
@@ -654,8 +642,7 @@ fn sequence(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
             .uid(&counter_uid)
     };
     sink_lines(&counted, &output, |r: &(u64, u64, u64), s| {
-        use std::fmt::Write;
-        let _ = write!(s, "{},{},{}", r.0, r.1, r.2);
+        crate::lines::csv!(s, r.0, r.1, r.2)
     })
 }
 

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod cluster;
 pub mod daemon;
 pub mod jobs;
+mod lines;
 pub mod local;
 pub mod nexmark;
 pub mod remote;

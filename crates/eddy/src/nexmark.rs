@@ -8,6 +8,7 @@
 //! formats are those of `sink`'s format closures below.
 
 use crate::jobs::sink_lines;
+use crate::lines::{csv, push_milli};
 use eddy_connectors::generators::nexmark::{Bid, Event};
 use eddy_connectors::{BlackholeSink, NexmarkSource};
 use eddy_runtime::registry::{JobArgs, JobDefinition, JobRegistry};
@@ -20,7 +21,6 @@ use eddy_runtime::{
     Timestamp,
 };
 use serde::{Deserialize, Serialize};
-use std::fmt::Write;
 use std::time::Duration;
 
 const COMMON_ARGS: [&str; 3] = [
@@ -136,24 +136,15 @@ fn bids(events: &DataStream<Event>) -> DataStream<Bid> {
 fn q0(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
     let (events, output) = source(env, args)?;
     sink(&bids(&events), &output, |b: &Bid, s| {
-        let _ = write!(
-            s,
-            "{},{},{},{},{}",
-            b.auction, b.bidder, b.price, b.date_time, b.extra
-        );
+        csv!(s, b.auction, b.bidder, b.price, b.date_time, b.extra);
     })
 }
 
 /// `price × 0.908` in thousandths of a euro: exact integer arithmetic, a number like Flink's
 /// `0.908 * price` (no string per bid); the sink writes it with three decimals
-/// ([`push_milli`]). Prices stay below 10^8 · 100, far from overflowing.
+/// (`lines::push_milli`). Prices stay below 10^8 · 100, far from overflowing.
 pub fn dollar_to_milli_euro(price: u64) -> u64 {
     price.saturating_mul(908)
-}
-
-/// Appends `milli / 1000` with exactly three decimals.
-fn push_milli(s: &mut String, milli: u64) {
-    let _ = write!(s, "{}.{:03}", milli / 1000, milli % 1000);
 }
 
 fn q1(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
@@ -173,9 +164,11 @@ fn q1(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
         &converted,
         &output,
         |r: &(u64, u64, u64, Timestamp, String), s| {
-            let _ = write!(s, "{},{},", r.0, r.1);
+            csv!(s, r.0, r.1);
+            s.push(',');
             push_milli(s, r.2);
-            let _ = write!(s, ",{},{}", r.3, r.4);
+            s.push(',');
+            csv!(s, r.3, r.4);
         },
     )
 }
@@ -189,7 +182,7 @@ fn q2(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
         })
         .name("Select");
     sink(&selected, &output, |r: &(u64, u64), s| {
-        let _ = write!(s, "{},{}", r.0, r.1);
+        csv!(s, r.0, r.1);
     })
 }
 
@@ -280,7 +273,7 @@ fn q3(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
         .name("JoinPersonAuction")
         .uid("q3-join");
     sink(&joined, &output, |r: &Q3Out, s| {
-        let _ = write!(s, "{},{},{},{}", r.0, r.1, r.2, r.3);
+        csv!(s, r.0, r.1, r.2, r.3);
     })
 }
 
@@ -456,7 +449,7 @@ fn q4(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
         .name("AveragePerCategory")
         .uid("q4-average");
     sink(&averages, &output, |r: &(u64, u64, u64), s| {
-        let _ = write!(s, "{},{},{}", r.0, r.1, r.2);
+        csv!(s, r.0, r.1, r.2);
     })
 }
 
@@ -546,7 +539,7 @@ fn q5(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
         .name("HotItems")
         .uid("q5-hot-items");
     sink(&hot, &output, |r: &(Timestamp, u64, u64), s| {
-        let _ = write!(s, "{},{},{}", r.0, r.1, r.2);
+        csv!(s, r.0, r.1, r.2);
     })
 }
 
@@ -654,7 +647,7 @@ fn q7(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
         .name("HighestBids")
         .uid("q7-highest-bids");
     sink(&highest, &output, |(end, r): &(Timestamp, Q7Bid), s| {
-        let _ = write!(s, "{},{},{},{},{}", end, r.0, r.1, r.2, r.3);
+        csv!(s, end, r.0, r.1, r.2, r.3);
     })
 }
 
@@ -724,6 +717,6 @@ fn q8(env: &StreamEnv, args: &mut JobArgs) -> Result<()> {
         .flat_map(|r: Option<(u64, String, Timestamp)>| r)
         .name("Joined");
     sink(&joined, &output, |r: &(u64, String, Timestamp), s| {
-        let _ = write!(s, "{},{},{}", r.0, r.1, r.2);
+        csv!(s, r.0, r.1, r.2);
     })
 }

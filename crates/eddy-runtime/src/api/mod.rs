@@ -12,7 +12,9 @@ pub mod window;
 use crate::data::{Data, Key};
 use crate::error::{JobError, Result};
 use crate::graph::{AnyEmit, NodeId, NodeKind, PartitionKind, StreamEdge, StreamGraph, StreamNode};
-use crate::keyed::{KeySelector, KeyedProcessFunction, KeyedProcessOperator, TimestampFn};
+use crate::keyed::{
+    KeyRefSelector, KeySelector, KeyedProcessFunction, KeyedProcessOperator, TimestampFn,
+};
 use crate::operator::{Operator, TaskInfo};
 use crate::sink::{Sink, SinkOperator};
 use crate::source::Source;
@@ -279,7 +281,11 @@ impl<T: Data> DataStream<T> {
         stream.hash = Some(Arc::new(move |t: &T| {
             eddy_core::keygroup::stable_hash(&s(t))
         }));
-        KeyedStream { stream, selector }
+        KeyedStream {
+            stream,
+            selector,
+            key_ref: None,
+        }
     }
 
     /// Like `key_by`, for a key that is a field of the record: partitioning hashes the key in
@@ -290,12 +296,17 @@ impl<T: Data> DataStream<T> {
     ) -> KeyedStream<T, K> {
         let owned = f.clone();
         let selector: KeySelector<T, K> = Arc::new(move |t: &T| owned(t).clone());
+        let key_ref: KeyRefSelector<T, K> = Arc::new(f.clone());
         let mut stream = self.clone();
         stream.pending = PartitionKind::Hash;
         stream.hash = Some(Arc::new(move |t: &T| {
             eddy_core::keygroup::stable_hash(f(t))
         }));
-        KeyedStream { stream, selector }
+        KeyedStream {
+            stream,
+            selector,
+            key_ref: Some(key_ref),
+        }
     }
 
     /// Round-robin to the next operator's subtasks.
@@ -362,6 +373,8 @@ impl<T: Data> DataStream<T> {
 pub struct KeyedStream<T: Data, K: Key> {
     pub(crate) stream: DataStream<T>,
     pub(crate) selector: KeySelector<T, K>,
+    /// From `key_by_ref`: keyed process operators borrow the key instead of cloning it.
+    pub(crate) key_ref: Option<KeyRefSelector<T, K>>,
 }
 
 impl<T: Data, K: Key> KeyedStream<T, K> {
@@ -380,9 +393,11 @@ impl<T: Data, K: Key> KeyedStream<T, K> {
         f: F,
     ) -> DataStream<O> {
         let selector = self.selector.clone();
+        let key_ref = self.key_ref.clone();
         let ts = self.stream.timestamps.clone();
         self.stream.transform("KeyedProcess", move || {
             KeyedProcessOperator::new(f.clone(), selector.clone(), ts.clone())
+                .with_key_ref(key_ref.clone())
         })
     }
 

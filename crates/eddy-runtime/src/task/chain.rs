@@ -114,6 +114,9 @@ impl<O: Operator> Control for OperatorLink<O> {
     }
 
     fn barrier(&mut self, checkpoint_id: u64, snapshots: &mut ChainSnapshot) -> Result<()> {
+        self.op
+            .prepare_snapshot_pre_barrier(checkpoint_id, &mut self.out)?;
+        self.drain_out()?;
         let mut writer = SnapshotWriter::new();
         self.op.snapshot_state(checkpoint_id, &mut writer)?;
         let snap = writer.into_snapshot();
@@ -265,5 +268,97 @@ impl<T> Emit<T> for Discard {
     fn records(&mut self, batch: &mut Vec<T>) -> Result<()> {
         batch.clear();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    type Log = Arc<Mutex<Vec<String>>>;
+
+    /// Holds every record back and lets them out only before a barrier.
+    struct HoldUntilBarrier(Vec<u64>);
+
+    impl Operator for HoldUntilBarrier {
+        type In = u64;
+        type Out = u64;
+        fn process_batch(&mut self, input: &mut Vec<u64>, _out: &mut Output<u64>) -> Result<()> {
+            self.0.append(input);
+            Ok(())
+        }
+        fn prepare_snapshot_pre_barrier(&mut self, _id: u64, out: &mut Output<u64>) -> Result<()> {
+            out.records.append(&mut self.0);
+            Ok(())
+        }
+        fn snapshot_state(&mut self, id: u64, _w: &mut SnapshotWriter) -> Result<()> {
+            assert!(
+                self.0.is_empty(),
+                "records still held at the snapshot of {id}"
+            );
+            Ok(())
+        }
+    }
+
+    /// The downstream end: logs records and barriers in the order they arrive.
+    struct Recorder(Log);
+
+    impl Control for Recorder {
+        fn watermark(&mut self, _wm: Timestamp) -> Result<()> {
+            Ok(())
+        }
+        fn processing_time(&mut self, _now: Timestamp) -> Result<()> {
+            Ok(())
+        }
+        fn next_deadline(&self) -> Option<Timestamp> {
+            None
+        }
+        fn barrier(&mut self, id: u64, _s: &mut ChainSnapshot) -> Result<()> {
+            self.0.lock().unwrap().push(format!("barrier {id}"));
+            Ok(())
+        }
+        fn notify_checkpoint_complete(&mut self, _id: u64) -> Result<()> {
+            Ok(())
+        }
+        fn end_of_input(&mut self) -> Result<()> {
+            Ok(())
+        }
+        fn end_of_partition(&mut self, _stopped: bool) -> Result<()> {
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<()> {
+            Ok(())
+        }
+        fn close(&mut self) {}
+    }
+
+    impl Emit<u64> for Recorder {
+        fn records(&mut self, batch: &mut Vec<u64>) -> Result<()> {
+            self.0.lock().unwrap().push(format!("records {batch:?}"));
+            batch.clear();
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn records_emitted_before_a_barrier_go_downstream_ahead_of_it() {
+        let log = Log::default();
+        let info = crate::window::tests::info(0, 1);
+        let mut link = OperatorLink::open(
+            HoldUntilBarrier(Vec::new()),
+            &info,
+            None,
+            Box::new(Recorder(log.clone())),
+        )
+        .unwrap();
+        link.records(&mut vec![1, 2]).unwrap();
+        link.records(&mut vec![3]).unwrap();
+        link.barrier(7, &mut ChainSnapshot::new()).unwrap();
+        link.barrier(8, &mut ChainSnapshot::new()).unwrap();
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["records [1, 2, 3]", "barrier 7", "barrier 8"]
+        );
     }
 }
