@@ -24,14 +24,10 @@ use crate::task::channel::{CreditReturn, Producer};
 use crate::task::TaskDeployment;
 use std::sync::{Arc, Mutex};
 
-/// How a refusal starts (Flink's message); the JobMaster fails the job on it instead of
-/// restarting: a restart would ask the same TaskManagers for the same buffers.
+/// How a refusal starts (Flink's message). The refusal is a non-recoverable error
+/// (`ThrowableType::NonRecoverableError`): the JobMaster fails the job on it instead of
+/// restarting, since a restart would ask the same TaskManagers for the same buffers.
 pub const INSUFFICIENT_BUFFERS: &str = "Insufficient number of network buffers";
-
-/// Whether a task failure is a refusal no restart can cure.
-pub fn is_unrecoverable(error: &str) -> bool {
-    error.contains(INSUFFICIENT_BUFFERS)
-}
 
 /// The sizes of a TaskManager's network memory (from `Config::network_*`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -126,7 +122,7 @@ impl NetworkBufferPool {
             .map_err(|_| JobError::new("buffer pool lock poisoned"))?;
         if need > *available {
             let owner = self.owner.lock().map(|o| o.clone()).unwrap_or_default();
-            return Err(JobError::new(format!(
+            return Err(JobError::non_recoverable(format!(
                 "{INSUFFICIENT_BUFFERS}: required {need}, but only {} available on TaskManager \
                  {owner} (subtask {}/{} of vertex {}: {} input channels x {} buffers-per-channel \
                  + {} floating + {outputs} output channels + {} output edges; the pool has {} \
@@ -150,6 +146,25 @@ impl NetworkBufferPool {
             )));
         }
         *available -= need;
+        tracing::info!(
+            "network buffers of subtask {}/{} of vertex {}: reserved {need} buffers of {} bytes \
+             ({} input channels x {} buffers-per-channel + {} floating-buffers-per-gate + \
+             {outputs} output channels + {} output edges), {} of {} left",
+            d.subtask + 1,
+            d.parallelism,
+            d.vertex,
+            c.segment_size,
+            d.inputs.len(),
+            c.buffers_per_channel,
+            if d.inputs.is_empty() {
+                0
+            } else {
+                c.floating_per_gate
+            },
+            d.outputs.len(),
+            *available,
+            c.total_buffers(),
+        );
         Ok(Reservation {
             pool: self.clone(),
             buffers: need,
@@ -432,7 +447,16 @@ mod tests {
         assert_eq!(r.buffers(), 105);
         assert_eq!(p.available(), 95);
         let e = match p.reserve(&deployment(32, &[32])) {
-            Err(e) => e.to_string(),
+            Err(e) => {
+                let e = e.context("deploying the task");
+                assert!(
+                    !e.is_recoverable(),
+                    "a refusal is not recoverable, with context too"
+                );
+                e.message
+                    .trim_start_matches("deploying the task: ")
+                    .to_string()
+            }
             Ok(_) => panic!("a second task fit into 95 buffers"),
         };
         assert!(
@@ -446,7 +470,7 @@ mod tests {
             "{e}"
         );
         assert!(!e.contains('\n'), "{e}");
-        assert!(is_unrecoverable(&format!("deploying the task: {e}")));
+
         drop(r);
         assert_eq!(p.available(), 200);
         // A source (no inputs) needs no floating buffers.
