@@ -1034,7 +1034,7 @@ impl JobMaster {
         &mut self,
         key: ExecutionKey,
         state: ExecutionState,
-        error: Option<String>,
+        error: Option<eddy_runtime::JobError>,
         now: i64,
     ) -> Vec<Command> {
         if !self.current(&key) {
@@ -1072,18 +1072,21 @@ impl JobMaster {
                     .pending_restart
                     .as_ref()
                     .is_some_and(|p| p.tasks.contains(&t)) => {}
-            // Refused at deployment for lack of network buffers: a restart would ask the same
-            // TaskManagers for the same buffers, so the job fails (not a restart loop).
-            ExecutionState::Failed
-                if error
-                    .as_deref()
-                    .is_some_and(eddy_runtime::task::buffers::is_unrecoverable) =>
-            {
-                let msg = format!("{}: {}", self.task_name(t), error.unwrap_or_default());
+            // A non-recoverable error (e.g. refused at deployment for lack of network buffers:
+            // a restart would ask the same TaskManagers for the same buffers): the job fails,
+            // decided by the error's type, not its text (not a restart loop).
+            ExecutionState::Failed if error.as_ref().is_some_and(|e| !e.is_recoverable()) => {
+                let msg = format!(
+                    "{}: {}",
+                    self.task_name(t),
+                    error.map(|e| e.message).unwrap_or_default()
+                );
                 cmds.extend(self.fail_job(msg, now));
             }
             ExecutionState::Failed => {
-                let msg = error.unwrap_or_else(|| "task failed".into());
+                let msg = error
+                    .map(|e| e.message)
+                    .unwrap_or_else(|| "task failed".into());
                 cmds.extend(self.on_failure(msg, Some(t), Some(tm), now));
             }
             ExecutionState::Finished => {

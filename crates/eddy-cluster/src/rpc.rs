@@ -56,7 +56,8 @@ pub enum TmMessage {
     TaskState {
         key: ExecutionKey,
         state: ExecutionState,
-        error: Option<String>,
+        /// Why it failed, typed: a non-recoverable error fails the job without a restart.
+        error: Option<eddy_runtime::JobError>,
         records_in: u64,
         records_out: u64,
     },

@@ -547,7 +547,7 @@ impl TaskListener for Relay {
             TmMessage::TaskState {
                 key: key_of(task),
                 state,
-                error: error.map(|e| e.message),
+                error,
                 records_in: metrics.records_in(),
                 records_out: metrics.records_out(),
             },
@@ -1211,7 +1211,7 @@ fn deploy_batch(shared: &Arc<Shared>, batch: &DeploymentBatch, deployed_under: F
                     TmMessage::TaskState {
                         key,
                         state: ExecutionState::Failed,
-                        error: Some(format!("deploying the task: {e}")),
+                        error: Some(JobError::new(format!("deploying the task: {e}"))),
                         records_in: 0,
                         records_out: 0,
                     },

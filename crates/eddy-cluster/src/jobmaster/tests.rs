@@ -587,7 +587,7 @@ fn the_exception_history_keeps_only_the_newest_entries() {
         jm.on_task_state(
             keys[0],
             ExecutionState::Failed,
-            Some(format!("boom {i}")),
+            Some(format!("boom {i}").into()),
             10 * i + 1,
         );
         jm.tick(10 * i + 2, 0);
@@ -775,4 +775,54 @@ fn a_failure_after_the_stop_savepoint_completed_restarts_from_that_savepoint() {
             .all(|(c, dir)| *c == Some(id) && dir == "/sp/savepoint-x"),
         "{restored:?}"
     );
+}
+
+#[test]
+fn a_non_recoverable_task_failure_fails_the_job_without_a_restart_by_its_type_not_its_text() {
+    let restart = RestartStrategyConfig::FixedDelay {
+        attempts: 3,
+        delay: Duration::ZERO,
+    };
+    let refusal = "deploying the task: Insufficient number of network buffers: required 105, \
+                   but only 95 available";
+    // The refusal's text in a recoverable error: an ordinary failure, restarted.
+    let (mut jm, cmds) = started(
+        2,
+        PartitionKind::Hash,
+        settings(restart.clone(), FailoverStrategyKind::Full, false),
+    );
+    let keys = deployed_keys(&cmds);
+    report_all(&mut jm, &keys, ExecutionState::Running, 1);
+    jm.on_task_state(
+        keys[0],
+        ExecutionState::Failed,
+        Some(eddy_runtime::JobError::new(refusal)),
+        2,
+    );
+    assert_ne!(jm.status(), JobStatus::Failed);
+    assert_ne!(jm.status(), JobStatus::Failing);
+
+    // Typed non-recoverable (whatever its text): the job fails at once, with no restart.
+    let (mut jm, cmds) = started(
+        2,
+        PartitionKind::Hash,
+        settings(restart, FailoverStrategyKind::Full, false),
+    );
+    let keys = deployed_keys(&cmds);
+    report_all(&mut jm, &keys, ExecutionState::Running, 1);
+    let out = jm.on_task_state(
+        keys[0],
+        ExecutionState::Failed,
+        Some(eddy_runtime::JobError::non_recoverable(
+            "the pool is too small",
+        )),
+        2,
+    );
+    assert_eq!(jm.status(), JobStatus::Failing);
+    assert_eq!(cancels(&out), 3);
+    report_all(&mut jm, &keys[1..], ExecutionState::Canceled, 3);
+    assert_eq!(jm.status(), JobStatus::Failed);
+    let d = jm.details(4);
+    assert_eq!(d.restarts, 0);
+    assert!(d.exceptions[0].exception.contains("the pool is too small"));
 }

@@ -13,25 +13,21 @@
 //! The pool counts; it does not pre-allocate. A buffer is allocated when a batch is built or a
 //! frame arrives, and freed once consumed; credits bound how many exist at once: a producer may
 //! send one event per credit, and the consumer grants a channel at most its exclusive buffers
-//! plus the floating ones it lends ([`GateBuffers`]). The record writer ships a batch before
-//! its serialized form exceeds one segment (a single record larger than a segment travels alone,
-//! in one buffer of its own size). Exclusive buffers guarantee every channel progress, so
-//! floating buffers never deadlock a gate: a channel keeps the ones lent to it while it has
-//! events queued and gives one back each time its queue drains.
+//! plus the floating ones it lends ([`GateBuffers`]). The record writer fills a batch up to one
+//! segment (a single record larger than a segment travels alone, in one buffer of its own size).
+//! Exclusive buffers guarantee every channel progress, so floating buffers never deadlock a
+//! gate: a channel keeps the ones lent to it until another channel out of credits needs one or
+//! its producer ends.
 
 use crate::error::{JobError, Result};
-use crate::task::channel::CreditReturn;
+use crate::task::channel::{CreditReturn, Producer};
 use crate::task::TaskDeployment;
 use std::sync::{Arc, Mutex};
 
-/// How a refusal starts (Flink's message); the JobMaster fails the job on it instead of
-/// restarting: a restart would ask the same TaskManagers for the same buffers.
+/// How a refusal starts (Flink's message). The refusal is a non-recoverable error
+/// (`ThrowableType::NonRecoverableError`): the JobMaster fails the job on it instead of
+/// restarting, since a restart would ask the same TaskManagers for the same buffers.
 pub const INSUFFICIENT_BUFFERS: &str = "Insufficient number of network buffers";
-
-/// Whether a task failure is a refusal no restart can cure.
-pub fn is_unrecoverable(error: &str) -> bool {
-    error.contains(INSUFFICIENT_BUFFERS)
-}
 
 /// The sizes of a TaskManager's network memory (from `Config::network_*`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -126,7 +122,7 @@ impl NetworkBufferPool {
             .map_err(|_| JobError::new("buffer pool lock poisoned"))?;
         if need > *available {
             let owner = self.owner.lock().map(|o| o.clone()).unwrap_or_default();
-            return Err(JobError::new(format!(
+            return Err(JobError::non_recoverable(format!(
                 "{INSUFFICIENT_BUFFERS}: required {need}, but only {} available on TaskManager \
                  {owner} (subtask {}/{} of vertex {}: {} input channels x {} buffers-per-channel \
                  + {} floating + {outputs} output channels + {} output edges; the pool has {} \
@@ -150,6 +146,25 @@ impl NetworkBufferPool {
             )));
         }
         *available -= need;
+        tracing::info!(
+            "network buffers of subtask {}/{} of vertex {}: reserved {need} buffers of {} bytes \
+             ({} input channels x {} buffers-per-channel + {} floating-buffers-per-gate + \
+             {outputs} output channels + {} output edges), {} of {} left",
+            d.subtask + 1,
+            d.parallelism,
+            d.vertex,
+            c.segment_size,
+            d.inputs.len(),
+            c.buffers_per_channel,
+            if d.inputs.is_empty() {
+                0
+            } else {
+                c.floating_per_gate
+            },
+            d.outputs.len(),
+            *available,
+            c.total_buffers(),
+        );
         Ok(Reservation {
             pool: self.clone(),
             buffers: need,
@@ -177,15 +192,29 @@ impl Drop for Reservation {
     }
 }
 
-/// The buffers of one input gate: each channel's exclusive buffers and the gate's floating ones.
+/// The buffers of one input gate: each channel's exclusive buffers and the gate's floating ones,
+/// and when consumed buffers go back to their producers as credits.
 ///
-/// Per channel it counts the events that arrived and are not yet consumed (`in_use`) and the
-/// floating buffers lent to it. When an arrival leaves the producer without credits (every
-/// buffer of the channel in use) and a floating buffer is free, it is lent to the channel: one
-/// more credit for its producer. When an event is consumed, its buffer goes back to the producer
-/// as a credit — a busy channel keeps its lent buffers, so its producer never waits for the
-/// queue to drain — except when that consumption drained the channel's queue: then one lent
-/// buffer goes back to the gate for the other channels.
+/// Per channel it counts the events that arrived and are not yet consumed (`in_use`), the
+/// floating buffers lent to it (`lent`) and the consumed buffers not yet announced to its
+/// producer (`unannounced`); the producer's credits (with the events in flight) are the rest of
+/// its `exclusive + lent` buffers.
+///
+/// - **Lending** (Flink's floating buffers for a channel with backlog): an arrival that leaves
+///   the producer without credits takes a free floating buffer for the channel — one more credit.
+///   If none is free, the channel waits for one; the next event consumed on a channel holding
+///   more lent buffers than it moves that buffer over (a credit for the waiting channel's
+///   producer). A channel keeps its lent buffers while nobody waits, also when its queue drains:
+///   a busy channel that pauses does not pay a stalled producer and a new lend each time, and
+///   exclusive buffers still guarantee every channel progress. An ended channel gives all of them
+///   back.
+/// - **Announcing** (Flink's "unannounced credit"): consumed buffers are given back to the
+///   producer in batches, once half of the channel's buffers are unannounced, or at once when its
+///   queue holds at most one event (so the consumer does not run dry while the credit travels).
+///   With 2 exclusive buffers and none lent this is one credit per consumed event, as before; a
+///   channel with lent buffers sends a CREDIT frame (and wakes its producer) for every few events
+///   instead of for each. A channel held back by barrier alignment does not consume: its
+///   producer waits, which it would anyway.
 pub struct GateBuffers {
     exclusive: u32,
     state: Mutex<GateState>,
@@ -193,9 +222,25 @@ pub struct GateBuffers {
 
 struct GateState {
     free_floating: u32,
-    /// Per channel: (events in use, floating buffers lent).
-    channels: Vec<(u32, u32)>,
+    channels: Vec<ChannelBuffers>,
+    /// Channels out of credits waiting for a floating buffer, in the order they asked.
+    waiting: Vec<u32>,
 }
+
+#[derive(Default)]
+struct ChannelBuffers {
+    in_use: u32,
+    lent: u32,
+    unannounced: u32,
+    waiting: bool,
+    ended: bool,
+    /// Where this channel's credits go, known from its first event: lets another channel's
+    /// consumption hand it a floating buffer.
+    producer: Option<Producer>,
+}
+
+/// Credits to hand out once the gate's lock is released: (producer, count).
+type Grants = Vec<(Producer, u32)>;
 
 impl GateBuffers {
     pub fn new(channels: usize, exclusive: u32, floating: u32) -> Arc<Self> {
@@ -203,7 +248,8 @@ impl GateBuffers {
             exclusive,
             state: Mutex::new(GateState {
                 free_floating: floating,
-                channels: vec![(0, 0); channels],
+                channels: (0..channels).map(|_| ChannelBuffers::default()).collect(),
+                waiting: Vec::new(),
             }),
         })
     }
@@ -213,52 +259,139 @@ impl GateBuffers {
         self.exclusive
     }
 
+    fn grant(grants: Grants) {
+        for (to, n) in grants {
+            to.grant(n);
+        }
+    }
+
     /// An event arrived on channel `index` (before it enters the mailbox).
     pub fn arrived(&self, index: u32, credit: &CreditReturn) {
         let lend = {
             let Ok(mut s) = self.state.lock() else { return };
             let free = s.free_floating;
+            let exclusive = self.exclusive;
             let Some(ch) = s.channels.get_mut(index as usize) else {
                 return;
             };
-            ch.0 += 1;
-            let lend = ch.0 >= self.exclusive + ch.1 && free > 0;
-            if lend {
-                ch.1 += 1;
-                s.free_floating -= 1;
+            if ch.producer.is_none() {
+                ch.producer = Some(credit.producer().clone());
             }
-            lend
+            ch.in_use += 1;
+            let out_of_credits = ch.in_use + ch.unannounced >= exclusive + ch.lent;
+            if !out_of_credits || ch.ended {
+                false
+            } else if free > 0 {
+                ch.lent += 1;
+                s.free_floating -= 1;
+                true
+            } else {
+                if !ch.waiting {
+                    ch.waiting = true;
+                    s.waiting.push(index);
+                }
+                false
+            }
         };
         if lend {
             credit.grant_producer(1);
         }
     }
 
-    /// The event on channel `index` was consumed: the producer gets its credit back, unless the
-    /// channel's queue drained and it holds a lent buffer (that goes back to the gate).
+    /// The event on channel `index` was consumed: its buffer goes to a channel waiting for a
+    /// floating one (if this channel holds more lent buffers than that one), or back to this
+    /// channel's producer as a credit, announced in a batch.
     pub fn consumed(&self, index: u32, credit: &CreditReturn) {
-        let regrant = {
+        let grants = {
+            let Ok(mut s) = self.state.lock() else { return };
+            self.consume(&mut s, index as usize, credit)
+        };
+        Self::grant(grants);
+    }
+
+    fn consume(&self, s: &mut GateState, i: usize, credit: &CreditReturn) -> Grants {
+        let Some(ch) = s.channels.get_mut(i) else {
+            return Vec::new();
+        };
+        ch.in_use = ch.in_use.saturating_sub(1);
+        if ch.ended {
+            return Vec::new();
+        }
+        if ch.waiting {
+            // It has a buffer to give its producer now: no longer starved.
+            ch.waiting = false;
+            s.waiting.retain(|&w| w as usize != i);
+        }
+        let lent = s.channels[i].lent;
+        if lent > 0 && !s.waiting.is_empty() {
+            // The first waiting channel with fewer lent buffers gets this one.
+            let channels = &s.channels;
+            let taker = s.waiting.iter().position(|&w| {
+                w as usize != i && channels.get(w as usize).is_some_and(|c| c.lent < lent)
+            });
+            if let Some(pos) = taker {
+                let w = s.waiting.remove(pos) as usize;
+                s.channels[i].lent -= 1;
+                let to = &mut s.channels[w];
+                to.lent += 1;
+                to.waiting = false;
+                return to.producer.clone().map(|p| (p, 1)).into_iter().collect();
+            }
+        }
+        let ch = &mut s.channels[i];
+        ch.unannounced += 1;
+        let half = ((self.exclusive + ch.lent) / 2).max(1);
+        if ch.unannounced >= half || ch.in_use <= 1 {
+            let n = std::mem::take(&mut ch.unannounced);
+            vec![(credit.producer().clone(), n)]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Channel `index` delivered its last event (the producer ended): its floating buffers go
+    /// back to the gate, to the channels waiting for one first; its credits are not returned.
+    pub fn ended(&self, index: u32) {
+        let grants = {
             let Ok(mut s) = self.state.lock() else { return };
             let Some(ch) = s.channels.get_mut(index as usize) else {
                 return;
             };
-            ch.0 = ch.0.saturating_sub(1);
-            if ch.0 == 0 && ch.1 > 0 {
-                ch.1 -= 1;
-                s.free_floating += 1;
-                false
-            } else {
-                true
+            ch.in_use = ch.in_use.saturating_sub(1);
+            ch.ended = true;
+            ch.unannounced = 0;
+            ch.producer = None;
+            let freed = std::mem::take(&mut ch.lent);
+            s.free_floating += freed;
+            s.waiting.retain(|&w| w != index);
+            let mut grants = Vec::new();
+            while s.free_floating > 0 && !s.waiting.is_empty() {
+                let w = s.waiting.remove(0) as usize;
+                s.free_floating -= 1;
+                let to = &mut s.channels[w];
+                to.waiting = false;
+                to.lent += 1;
+                if let Some(p) = to.producer.clone() {
+                    grants.push((p, 1));
+                }
             }
+            grants
         };
-        if regrant {
-            credit.grant_producer(1);
-        }
+        Self::grant(grants);
     }
 
     /// Floating buffers not lent to a channel.
     pub fn free_floating(&self) -> u32 {
         self.state.lock().map(|s| s.free_floating).unwrap_or(0)
+    }
+
+    /// Floating buffers lent to channel `index`.
+    pub fn lent(&self, index: u32) -> u32 {
+        self.state
+            .lock()
+            .ok()
+            .and_then(|s| s.channels.get(index as usize).map(|c| c.lent))
+            .unwrap_or(0)
     }
 }
 
@@ -314,7 +447,16 @@ mod tests {
         assert_eq!(r.buffers(), 105);
         assert_eq!(p.available(), 95);
         let e = match p.reserve(&deployment(32, &[32])) {
-            Err(e) => e.to_string(),
+            Err(e) => {
+                let e = e.context("deploying the task");
+                assert!(
+                    !e.is_recoverable(),
+                    "a refusal is not recoverable, with context too"
+                );
+                e.message
+                    .trim_start_matches("deploying the task: ")
+                    .to_string()
+            }
             Ok(_) => panic!("a second task fit into 95 buffers"),
         };
         assert!(
@@ -328,44 +470,116 @@ mod tests {
             "{e}"
         );
         assert!(!e.contains('\n'), "{e}");
-        assert!(is_unrecoverable(&format!("deploying the task: {e}")));
+
         drop(r);
         assert_eq!(p.available(), 200);
         // A source (no inputs) needs no floating buffers.
         assert_eq!(p.reserve(&deployment(0, &[4])).expect("fits").buffers(), 5);
     }
 
+    /// A producer on a local channel: takes a credit and sends (arrives) `n` events.
+    fn send(ret: &CreditReturn, producer: &Credits, n: u32) {
+        for _ in 0..n {
+            assert!(producer.try_acquire(), "the producer is out of credits");
+            ret.arrived();
+        }
+    }
+
     #[test]
-    fn floating_buffers_go_to_a_channel_out_of_credits_and_come_back_when_its_queue_drains() {
-        let gate = GateBuffers::new(2, 2, 1);
-        let producer = Credits::new(2);
-        let ret = CreditReturn::local(gate.clone(), 0, producer.clone());
-        // The producer spends its 2 exclusive credits.
-        for _ in 0..2 {
-            assert!(producer.try_acquire());
-            gate.arrived(0, &ret);
+    fn a_floating_buffer_goes_to_a_channel_out_of_credits_and_stays_while_nobody_else_waits() {
+        let gate = GateBuffers::new(2, 1, 2);
+        let p0 = Credits::new(1);
+        let ret0 = CreditReturn::local(gate.clone(), 0, p0.clone());
+        // Each arrival that leaves the producer without credits takes a floating buffer.
+        send(&ret0, &p0, 1);
+        assert_eq!(
+            (p0.available(), gate.lent(0), gate.free_floating()),
+            (1, 1, 1)
+        );
+        send(&ret0, &p0, 2);
+        assert_eq!(
+            (p0.available(), gate.lent(0), gate.free_floating()),
+            (0, 2, 0)
+        );
+        // The queue drains: every buffer is a credit again; the lent ones stay with the channel
+        // (a busy channel that pauses does not start over from its exclusive buffers).
+        for _ in 0..3 {
+            ret0.release();
         }
-        // Out of credits with everything in use: the floating buffer is lent.
-        assert_eq!(producer.available(), 1);
-        assert_eq!(gate.free_floating(), 0);
-        assert!(producer.try_acquire());
-        gate.arrived(0, &ret);
-        assert_eq!(producer.available(), 0, "only one floating buffer to lend");
-        // While events are queued, consumed ones are credits again (the channel keeps the lent
-        // buffer); the one that drains the queue gives the lent buffer back to the gate.
-        ret.release();
-        assert_eq!((gate.free_floating(), producer.available()), (0, 1));
-        ret.release();
-        assert_eq!((gate.free_floating(), producer.available()), (0, 2));
-        ret.release();
-        assert_eq!((gate.free_floating(), producer.available()), (1, 2));
-        // The other channel still has its exclusive credits: a lent buffer never blocks it.
-        let other = Credits::new(2);
-        let ret1 = CreditReturn::local(gate.clone(), 1, other.clone());
-        for _ in 0..2 {
-            assert!(other.try_acquire());
-            ret1.arrived();
+        assert_eq!(
+            (p0.available(), gate.lent(0), gate.free_floating()),
+            (3, 2, 0)
+        );
+
+        // Channel 1 runs out of its exclusive buffer with none free: it waits for one, and the
+        // next event consumed on channel 0 (which holds more) moves that buffer over.
+        let p1 = Credits::new(1);
+        let ret1 = CreditReturn::local(gate.clone(), 1, p1.clone());
+        send(&ret1, &p1, 1);
+        assert_eq!(p1.available(), 0);
+        send(&ret0, &p0, 1);
+        ret0.release();
+        assert_eq!((p1.available(), gate.lent(1)), (1, 1), "moved to channel 1");
+        assert_eq!(
+            (p0.available(), gate.lent(0)),
+            (2, 1),
+            "not returned to channel 0"
+        );
+        // Equal shares: nothing moves any more.
+        send(&ret1, &p1, 1);
+        send(&ret0, &p0, 1);
+        ret0.release();
+        assert_eq!((p0.available(), gate.lent(0), gate.lent(1)), (2, 1, 1));
+        // Channel 1 ends: its lent buffer goes back to the gate, its credits nowhere.
+        ret1.release();
+        ret1.release_last();
+        assert_eq!(
+            (gate.free_floating(), gate.lent(1), p1.available()),
+            (1, 0, 1)
+        );
+    }
+
+    #[test]
+    fn consumed_buffers_go_back_in_batches_of_half_the_channel_and_at_once_when_it_runs_low() {
+        let gate = GateBuffers::new(1, 8, 0);
+        let p = Credits::new(8);
+        let ret = CreditReturn::local(gate.clone(), 0, p.clone());
+        send(&ret, &p, 8);
+        let mut seen = Vec::new();
+        for _ in 0..8 {
+            ret.release();
+            seen.push(p.available());
         }
-        assert_eq!((gate.free_floating(), other.available()), (0, 1));
+        // 4 consumed: announced together; then again at 4; the last one or two at once (the
+        // queue holds at most one event: the consumer must not run dry while they travel).
+        assert_eq!(seen, [0, 0, 0, 4, 4, 4, 7, 8]);
+        // Two exclusive buffers and none lent: every consumed event is a credit at once.
+        let gate = GateBuffers::new(1, 2, 0);
+        let p = Credits::new(2);
+        let ret = CreditReturn::local(gate.clone(), 0, p.clone());
+        send(&ret, &p, 2);
+        ret.release();
+        assert_eq!(p.available(), 1);
+    }
+
+    #[test]
+    fn the_floating_buffers_of_an_ended_channel_go_to_the_channels_waiting_for_one() {
+        let gate = GateBuffers::new(2, 1, 1);
+        let (p0, p1) = (Credits::new(1), Credits::new(1));
+        let ret0 = CreditReturn::local(gate.clone(), 0, p0.clone());
+        let ret1 = CreditReturn::local(gate.clone(), 1, p1.clone());
+        send(&ret0, &p0, 2);
+        ret0.release();
+        ret0.release();
+        // Channel 0 keeps its lent buffer; its producer sends its last event (the end of the
+        // partition), and channel 1 runs out of credits with no floating buffer free.
+        send(&ret0, &p0, 1);
+        send(&ret1, &p1, 1);
+        assert_eq!(
+            (gate.lent(0), gate.free_floating(), p1.available()),
+            (1, 0, 0)
+        );
+        ret0.release_last();
+        assert_eq!((gate.lent(0), gate.lent(1), p1.available()), (0, 1, 1));
     }
 }

@@ -129,10 +129,21 @@ pub struct CreditReturn {
     producer: Producer,
 }
 
+/// Where a channel's credits go.
 #[derive(Clone)]
-enum Producer {
+pub enum Producer {
     Local(Arc<Credits>),
     Remote(Arc<crate::task::network::PeerConnection>, ChannelId),
+}
+
+impl Producer {
+    /// `n` more credits for the channel's producer.
+    pub fn grant(&self, n: u32) {
+        match self {
+            Producer::Local(c) => c.grant(n),
+            Producer::Remote(conn, id) => conn.send_credit(*id, n),
+        }
+    }
 }
 
 impl CreditReturn {
@@ -169,12 +180,19 @@ impl CreditReturn {
         self.gate.consumed(self.index, self);
     }
 
+    /// The channel's last event (end of partition) was consumed: its producer is gone.
+    pub fn release_last(&self) {
+        self.gate.ended(self.index);
+    }
+
+    /// Where this channel's credits go.
+    pub fn producer(&self) -> &Producer {
+        &self.producer
+    }
+
     /// `n` more credits for the channel's producer.
     pub fn grant_producer(&self, n: u32) {
-        match &self.producer {
-            Producer::Local(c) => c.grant(n),
-            Producer::Remote(conn, id) => conn.send_credit(*id, n),
-        }
+        self.producer.grant(n);
     }
 }
 

@@ -73,6 +73,16 @@ impl<T: Data> InputHandler for Decoder<T> {
     }
 }
 
+/// Gives a consumed event's buffer back; the last event of a channel also gives back the
+/// floating buffers lent to it.
+fn release(credit: &CreditReturn, last: bool) {
+    if last {
+        credit.release_last();
+    } else {
+        credit.release();
+    }
+}
+
 /// What an event led to (the task reacts after every event).
 #[derive(Debug, PartialEq)]
 enum GateOutcome {
@@ -175,8 +185,9 @@ impl InputGate {
             self.channels[index].held.push_back((event, credit));
             return Ok(());
         }
+        let last = matches!(event, ChannelEvent::EndOfPartition);
         let outcome = self.process(index, event, head);
-        credit.release();
+        release(&credit, last);
         if outcome? == GateOutcome::CheckpointTaken {
             self.release_held(head)?;
         }
@@ -246,8 +257,9 @@ impl InputGate {
                     let Some((ev, credit)) = self.channels[i].held.pop_front() else {
                         break;
                     };
+                    let last = matches!(ev, ChannelEvent::EndOfPartition);
                     let r = self.process(i, ev, head);
-                    credit.release();
+                    release(&credit, last);
                     r?;
                     progressed = true;
                 }

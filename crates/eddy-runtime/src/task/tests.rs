@@ -412,7 +412,9 @@ fn run_row(row: &Row) -> Vec<String> {
                 continue;
             }
         };
-        sent[ch] += 1;
+        // The end of a partition is its channel's last event: its buffer goes back to the gate,
+        // not to the producer (which is gone).
+        sent[ch] += u32::from(!matches!(ev, End(_)));
         // No floating buffers: every consumed event is one credit back to its producer.
         let credit = CreditReturn::local(gate_buffers.clone(), ch as u32, credits[ch].clone());
         if let Err(e) = gate.on_event(ch, event, credit, &mut head) {
