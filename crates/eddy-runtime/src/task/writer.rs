@@ -317,11 +317,12 @@ impl<T: Data> Emit<T> for RecordWriter<T> {
             }
         }
         // Only the channels that got records can have filled up.
-        for i in 0..self.pending.len() {
-            let ch = self.pending[i];
+        let mut i = 0;
+        while let Some(&ch) = self.pending.get(i) {
             if self.buffers[ch].len() >= self.limit {
                 self.ship(ch)?;
             }
+            i += 1;
         }
         Ok(())
     }
