@@ -74,6 +74,13 @@ fn decode_everything(bytes: &[u8]) {
                     let _ = framing::decode::<Batch>(payload);
                 }
                 Ok(DataFrame::Credit(_, n)) => assert!((1..=MAX_CHANNEL_CREDITS).contains(&n)),
+                Ok(DataFrame::Multi(events)) => {
+                    for e in events {
+                        if let DataFrame::Batch(_, payload) = e {
+                            let _ = framing::decode::<Batch>(payload);
+                        }
+                    }
+                }
                 Ok(_) => {}
                 Err(_) => break,
             }
@@ -94,7 +101,7 @@ fn frame(kind: u8, channel: u64, payload: &[u8]) -> Vec<u8> {
     f
 }
 
-/// One valid frame of each kind (OPEN, BATCH, WATERMARK, BARRIER, END, CREDIT).
+/// One valid frame of each kind (OPEN, BATCH, WATERMARK, BARRIER, END, CREDIT, MULTI).
 fn valid_frames() -> Vec<Vec<u8>> {
     let batch: Batch = (0..20).map(|i| (i, -(i as i64), format!("v{i}"))).collect();
     vec![
@@ -104,6 +111,11 @@ fn valid_frames() -> Vec<Vec<u8>> {
         frame(4, 7, &5u64.to_le_bytes()),
         frame(5, 7, &[]),
         frame(6, 7, &3u32.to_le_bytes()),
+        frame(
+            10,
+            0,
+            &[frame(4, 7, &5u64.to_le_bytes()), frame(5, 8, &[])].concat(),
+        ),
     ]
 }
 
@@ -123,6 +135,13 @@ fn valid_frames_decode_to_their_kind() {
     assert_eq!(decode_one(&f[3]), Ok(DataFrame::Barrier(7, 5)));
     assert_eq!(decode_one(&f[4]), Ok(DataFrame::End(7)));
     assert_eq!(decode_one(&f[5]), Ok(DataFrame::Credit(7, 3)));
+    assert_eq!(
+        decode_one(&f[6]),
+        Ok(DataFrame::Multi(vec![
+            DataFrame::Barrier(7, 5),
+            DataFrame::End(8)
+        ]))
+    );
 }
 
 /// Table of malformed frames and the one-line reason each is refused with.
@@ -150,8 +169,20 @@ fn malformed_frames_are_refused_with_a_reason() {
             "a data frame of kind 1 on channel 7 carries 1 payload bytes, expected 0",
         ),
         (
+            frame(10, 0, &frame(10, 0, &frame(5, 7, &[]))),
+            "a multi-channel frame carries Multi([End(7)]); only channel events may",
+        ),
+        (
+            frame(10, 0, &frame(5, 7, &[])[..12]),
+            "an event of 9 bytes in a multi-channel frame with 8 bytes left",
+        ),
+        (
+            frame(10, 0, &[9, 0]),
+            "a multi-channel frame ends inside an event's length (2 bytes left)",
+        ),
+        (
             frame(99, 7, &[]),
-            "unknown data frame kind 99 on channel 7 (known: 1 to 9)",
+            "unknown data frame kind 99 on channel 7 (known: 1 to 10)",
         ),
         (
             vec![3, 0, 0, 0, 2, 0, 0],
@@ -200,7 +231,7 @@ proptest! {
 
     #[test]
     fn random_frames_of_every_kind_never_panic(
-        kind in 0u8..10,
+        kind in 0u8..11,
         channel in any::<u64>(),
         payload in proptest::collection::vec(any::<u8>(), 0..1024),
     ) {
@@ -209,7 +240,7 @@ proptest! {
 
     #[test]
     fn mutated_valid_frames_never_panic(
-        which in 0usize..6,
+        which in 0usize..7,
         edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
         cut in any::<usize>(),
         extend in proptest::collection::vec(any::<u8>(), 0..16),

@@ -620,6 +620,29 @@ fn tm_killed_region_restart_redeploys_only_the_lost_subtasks_under_batched_deplo
     job.assert_witness_holds(&c);
 }
 
+/// A keyed exchange at -p 8 across 4+ TaskManagers: every source writes to each peer
+/// TaskManager one MULTI frame per flush and barrier carrying several of its channels
+/// (`task/network.rs`). A TaskManager SIGKILLed mid-job: the job restarts from a checkpoint and
+/// the exactly-once witness holds (every record once, each key in order).
+#[test]
+fn tm_killed_mid_keyed_job_across_many_peers_with_multi_channel_frames_the_witness_holds() {
+    let c = Cluster::start(5, 2, &[]);
+    let job = c.submit_sequence(32, 2000, 8000, 8);
+    c.wait_for_checkpoints(&job.id, "two completed checkpoints", |n| {
+        n["completed"].as_u64() >= Some(2)
+    });
+    let hosts: BTreeSet<String> = placement(&c, &job.id).into_iter().map(|p| p.0).collect();
+    assert!(
+        hosts.len() >= 4,
+        "the sources span at least 4 TaskManagers: {hosts:?}"
+    );
+    c.kill_taskmanager(&c.busy_taskmanager());
+    let end = c.await_end(&job.id);
+    assert_eq!(state(&end), "FINISHED", "{end}\n{}", c.log_tail());
+    assert!(end["restarts"].as_u64() >= Some(1), "{end}");
+    job.assert_witness_holds(&c);
+}
+
 /// A stateful Nexmark query (q4: keyed join state, event-time timers, a second keyed stage)
 /// survives a TaskManager SIGKILL: restored from a checkpoint, its committed output equals the
 /// single-threaded reference, every closed auction counted exactly once.

@@ -305,16 +305,39 @@ impl ChannelWriter {
         matches!(self.target, ChannelTarget::Local(_))
     }
 
-    /// Sends one event, waiting for a credit first (back-pressure).
-    pub fn send(&self, event: ChannelEvent) -> Result<()> {
+    /// The connection and channel id of a channel to another TaskManager.
+    pub fn remote_target(&self) -> Option<(&Arc<crate::task::network::PeerConnection>, ChannelId)> {
+        match &self.target {
+            ChannelTarget::Remote(conn, id) => Some((conn, *id)),
+            ChannelTarget::Local(_) => None,
+        }
+    }
+
+    /// Takes one credit, waiting for it (back-pressure, timed as such).
+    pub fn acquire(&self) -> Result<()> {
         match &self.metrics {
             // Timed only when it will wait: no clock read while credit is there.
             Some(m) if self.credits.available() == 0 => {
                 let _wait = m.wait(crate::task::metrics::Wait::BackPressured);
-                self.credits.acquire(&self.cancel)?;
+                self.credits.acquire(&self.cancel)
             }
-            _ => self.credits.acquire(&self.cancel)?,
+            _ => self.credits.acquire(&self.cancel),
         }
+    }
+
+    /// Takes one credit if one is available.
+    pub fn try_acquire(&self) -> bool {
+        self.credits.try_acquire()
+    }
+
+    /// Sends one event, waiting for a credit first (back-pressure).
+    pub fn send(&self, event: ChannelEvent) -> Result<()> {
+        self.acquire()?;
+        self.deliver(event)
+    }
+
+    /// Sends one event for which a credit was taken ([`ChannelWriter::acquire`]).
+    pub fn deliver(&self, event: ChannelEvent) -> Result<()> {
         match &self.target {
             ChannelTarget::Local(ep) => {
                 let credit = CreditReturn::local(ep.gate.clone(), ep.index, self.credits.clone());

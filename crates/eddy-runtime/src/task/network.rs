@@ -9,7 +9,10 @@
 //!
 //! Frame: `u32 length | u8 kind | u64 channel id | payload`. Producer → consumer: OPEN, OPENS
 //! (channel id 0, payload: the ids of up to [`MAX_IDS_PER_FRAME`] channels, u64 each), BATCH
-//! (bincode `Vec<T>`), WATERMARK (i64), BARRIER (u64), END_OF_DATA, END. Consumer → producer:
+//! (bincode `Vec<T>`), WATERMARK (i64), BARRIER (u64), END_OF_DATA, END, and MULTI (channel id
+//! 0, payload: several of the five before, each a complete frame, of any channels: what one
+//! producer task's flush or broadcast has for this peer, see [`MultiFrame`]; the reader expands
+//! it in order, as if the events had come one by one). Consumer → producer:
 //! CREDIT (u32), CREDITS (channel id 0, payload: up to [`MAX_IDS_PER_FRAME`] pairs of channel id
 //! u64 and credit u32).
 //! A producer opens a channel and waits for credits; the consumer grants the first credits only
@@ -53,6 +56,7 @@ const CREDIT: u8 = 6;
 const END_OF_DATA: u8 = 7;
 const OPENS: u8 = 8;
 const CREDITS: u8 = 9;
+const MULTI: u8 = 10;
 
 /// Channels one OPENS or CREDITS frame lists at most (48 KiB of CREDITS payload: within the
 /// smallest `taskmanager.network.max-frame-size`, 64 KiB).
@@ -80,6 +84,10 @@ pub enum DataFrame<'a> {
     Opens(Vec<ChannelId>),
     /// Credits of several channels, each as [`DataFrame::Credit`].
     Credits(Vec<(ChannelId, u32)>),
+    /// Events of several channels from one producer task in one frame (channel id 0, payload:
+    /// complete BATCH, WATERMARK, BARRIER, END_OF_DATA or END frames, length included), in the
+    /// order they were sent.
+    Multi(Vec<DataFrame<'a>>),
 }
 
 /// Checks a frame's body (everything after its length); the error says what was wrong.
@@ -167,9 +175,50 @@ pub fn decode_frame(body: &[u8]) -> std::result::Result<DataFrame<'_>, String> {
                 DataFrame::Credits(credits)
             }
         }
+        MULTI => {
+            if id != 0 || payload.is_empty() {
+                return Err(format!(
+                    "a frame of kind {kind} with channel {id} and {} payload bytes; expected \
+                     channel 0 and at least one event",
+                    payload.len()
+                ));
+            }
+            let mut events = Vec::new();
+            let mut rest = payload;
+            while !rest.is_empty() {
+                let Some((len, body)) = rest.split_first_chunk::<4>() else {
+                    return Err(format!(
+                        "a multi-channel frame ends inside an event's length ({} bytes left)",
+                        rest.len()
+                    ));
+                };
+                let len = u32::from_le_bytes(*len) as usize;
+                if body.len() < len {
+                    return Err(format!(
+                        "an event of {len} bytes in a multi-channel frame with {} bytes left",
+                        body.len()
+                    ));
+                }
+                let event = decode_frame(&body[..len])?;
+                match event {
+                    DataFrame::Batch(..)
+                    | DataFrame::Watermark(..)
+                    | DataFrame::Barrier(..)
+                    | DataFrame::EndOfData(_)
+                    | DataFrame::End(_) => events.push(event),
+                    other => {
+                        return Err(format!(
+                            "a multi-channel frame carries {other:?}; only channel events may"
+                        ))
+                    }
+                }
+                rest = &body[len..];
+            }
+            DataFrame::Multi(events)
+        }
         other => {
             return Err(format!(
-                "unknown data frame kind {other} on channel {id} (known: {OPEN} to {CREDITS})"
+                "unknown data frame kind {other} on channel {id} (known: {OPEN} to {MULTI})"
             ))
         }
     })
@@ -330,6 +379,38 @@ impl PeerConnection {
         })
     }
 
+    /// Writes complete, encoded frames (a [`MultiFrame`]'s) as they are.
+    fn write_encoded(&self, bytes: &[u8]) -> Result<()> {
+        if self.broken.load(Ordering::Relaxed) {
+            return Err(JobError::new(format!(
+                "data connection to TaskManager {} is broken",
+                self.peer
+            )));
+        }
+        let r = match &self.link {
+            Link::Plain { socket, out } => {
+                // The lock serializes writers, as in `write_frame`.
+                let _out = out
+                    .lock()
+                    .map_err(|_| JobError::new("connection lock poisoned"))?;
+                write_all(socket, bytes)
+            }
+            Link::Tls(w) => {
+                let mut w = w
+                    .lock()
+                    .map_err(|_| JobError::new("connection lock poisoned"))?;
+                w.write_all(bytes).and_then(|()| w.flush())
+            }
+        };
+        r.map_err(|e| {
+            self.broken.store(true, Ordering::Relaxed);
+            JobError::new(format!(
+                "lost the data connection to TaskManager {}: {e}",
+                self.peer
+            ))
+        })
+    }
+
     pub fn send_event(&self, id: ChannelId, event: &ChannelEvent) -> Result<()> {
         match event {
             ChannelEvent::Batch(Payload::Bytes(b)) => self.write_frame(BATCH, id, b),
@@ -365,6 +446,96 @@ impl PeerConnection {
                 return;
             }
         }
+    }
+}
+
+/// The events of one producer task for one peer TaskManager, gathered while the task flushes its
+/// output or broadcasts a barrier, watermark or end, and written as one MULTI frame (a single
+/// event as its own frame): a sparse exchange sends one frame per peer and flush, not one per
+/// channel. Each event must hold its channel's credit before it is added. The buffer is kept
+/// for the next flush.
+pub struct MultiFrame {
+    conn: Arc<PeerConnection>,
+    /// The MULTI header's room, then the events as complete frames.
+    buf: Vec<u8>,
+    events: usize,
+}
+
+/// Bytes of a frame's length, kind and channel id.
+const MULTI_HEAD: usize = 4 + FRAME_HEAD;
+
+impl MultiFrame {
+    pub fn new(conn: Arc<PeerConnection>) -> Self {
+        MultiFrame {
+            conn,
+            buf: vec![0; MULTI_HEAD],
+            events: 0,
+        }
+    }
+
+    /// The connection this frame goes out on.
+    pub fn connection(&self) -> &Arc<PeerConnection> {
+        &self.conn
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events == 0
+    }
+
+    /// Adds `event` of channel `id`; writes what was gathered first when the frame would pass
+    /// `taskmanager.network.max-frame-size`.
+    pub fn push(&mut self, id: ChannelId, event: &ChannelEvent) -> Result<()> {
+        let (kind, payload): (u8, &[u8]) = match event {
+            ChannelEvent::Batch(Payload::Bytes(b)) => (BATCH, b),
+            ChannelEvent::Batch(Payload::Local(_)) => {
+                return Err(JobError::new("internal: a local batch sent over TCP"))
+            }
+            ChannelEvent::Watermark(wm) => return self.push_raw(WATERMARK, id, &wm.to_le_bytes()),
+            ChannelEvent::Barrier(c) => return self.push_raw(BARRIER, id, &c.to_le_bytes()),
+            ChannelEvent::EndOfData => (END_OF_DATA, &[]),
+            ChannelEvent::EndOfPartition => (END, &[]),
+        };
+        self.push_raw(kind, id, payload)
+    }
+
+    fn push_raw(&mut self, kind: u8, id: ChannelId, payload: &[u8]) -> Result<()> {
+        let len = FRAME_HEAD + payload.len();
+        let max = self.conn.max_frame as usize;
+        // As a MULTI frame (its length excluded) this would be `buf.len() + len` bytes.
+        if self.events > 0 && self.buf.len() + len > max {
+            self.write_out()?;
+        }
+        if len > max {
+            // Too large even alone: `write_frame` refuses it naming the key.
+            return self.conn.write_frame(kind, id, payload);
+        }
+        self.buf.extend_from_slice(&(len as u32).to_le_bytes());
+        self.buf.push(kind);
+        self.buf.extend_from_slice(&id.to_le_bytes());
+        self.buf.extend_from_slice(payload);
+        self.events += 1;
+        Ok(())
+    }
+
+    /// Writes the gathered events (nothing when there are none).
+    pub fn write_out(&mut self) -> Result<()> {
+        let r = match self.events {
+            0 => Ok(()),
+            1 => self.conn.write_encoded(&self.buf[MULTI_HEAD..]),
+            _ => {
+                let len = (self.buf.len() - 4) as u32;
+                self.buf[..4].copy_from_slice(&len.to_le_bytes());
+                self.buf[4] = MULTI;
+                self.buf[5..MULTI_HEAD].copy_from_slice(&0u64.to_le_bytes());
+                self.conn.write_encoded(&self.buf)
+            }
+        };
+        self.events = 0;
+        self.buf.truncate(MULTI_HEAD);
+        if self.buf.capacity() > 256 * 1024 {
+            self.buf.shrink_to(64 * 1024); // a rare large flush does not pin its buffer
+        }
+        r
     }
 }
 
@@ -949,12 +1120,26 @@ impl<'a> Consumer<'a> {
             DataFrame::Credits(_) => {
                 return Err("a producer sent credits; credits flow from consumers".into())
             }
-            DataFrame::Batch(id, b) => (id, ChannelEvent::Batch(Payload::Bytes(b.to_vec()))),
-            DataFrame::Watermark(id, wm) => (id, ChannelEvent::Watermark(wm)),
-            DataFrame::Barrier(id, c) => (id, ChannelEvent::Barrier(c)),
-            DataFrame::EndOfData(id) => (id, ChannelEvent::EndOfData),
-            DataFrame::End(id) => (id, ChannelEvent::EndOfPartition),
+            DataFrame::Multi(events) => {
+                // Expanded in order: each event reaches its channel's queue as if it had come
+                // in a frame of its own.
+                for event in events {
+                    if let Some((id, event)) = channel_event(event) {
+                        self.deliver(id, event)?;
+                    }
+                }
+                return Ok(());
+            }
+            event => match channel_event(event) {
+                Some(e) => e,
+                None => return Ok(()),
+            },
         };
+        self.deliver(id, event)
+    }
+
+    /// Hands one event to the task that consumes channel `id`.
+    fn deliver(&mut self, id: ChannelId, event: ChannelEvent) -> std::result::Result<(), String> {
         let ep = match self.cache.get(&id) {
             Some(ep) => ep.clone(),
             None => match self
@@ -997,6 +1182,18 @@ impl<'a> Consumer<'a> {
         }
         Ok(())
     }
+}
+
+/// The channel event a data frame carries (`None` for the other kinds).
+fn channel_event(frame: DataFrame<'_>) -> Option<(ChannelId, ChannelEvent)> {
+    Some(match frame {
+        DataFrame::Batch(id, b) => (id, ChannelEvent::Batch(Payload::Bytes(b.to_vec()))),
+        DataFrame::Watermark(id, wm) => (id, ChannelEvent::Watermark(wm)),
+        DataFrame::Barrier(id, c) => (id, ChannelEvent::Barrier(c)),
+        DataFrame::EndOfData(id) => (id, ChannelEvent::EndOfData),
+        DataFrame::End(id) => (id, ChannelEvent::EndOfPartition),
+        _ => return None,
+    })
 }
 
 /// Applies one frame a consumer sent on a producer connection. A consumer never grants a
@@ -1126,6 +1323,14 @@ mod tests {
             raw_frame(OPENS, 0, &[]),
             raw_frame(OPENS, 0, &vec![0; (MAX_IDS_PER_FRAME + 1) * 8]),
             raw_frame(CREDITS, 0, &[0; 12]),
+            raw_frame(MULTI, 1, &raw_frame(END, 1, &[])),
+            raw_frame(MULTI, 0, &[]),
+            raw_frame(MULTI, 0, &raw_frame(OPEN, 1, &[])),
+            raw_frame(MULTI, 0, &raw_frame(CREDIT, 1, &1u32.to_le_bytes())),
+            raw_frame(MULTI, 0, &raw_frame(MULTI, 0, &raw_frame(END, 1, &[]))),
+            raw_frame(MULTI, 0, &raw_frame(WATERMARK, 1, &[1])),
+            raw_frame(MULTI, 0, &raw_frame(END, 1, &[])[..10]),
+            raw_frame(MULTI, 0, &[1, 0]),
             vec![3, 0, 0, 0, 1, 2, 3],
             (500u32 << 20).to_le_bytes().to_vec(),
             (MAX + 1).to_le_bytes().to_vec(),
@@ -1338,5 +1543,149 @@ mod tests {
         writers[3].send(ChannelEvent::Watermark(4)).expect("send");
         assert_eq!(got(&rx_c), (2, 3));
         assert_eq!(got(&rx_d), (3, 4));
+    }
+
+    /// A record writer over `writers` (rebalance: record k goes to channel k mod n).
+    fn rebalance_writer(writers: Vec<ChannelWriter>) -> crate::task::writer::RecordWriter<u64> {
+        crate::task::writer::RecordWriter::new(
+            writers,
+            crate::task::writer::Partitioner::Rebalance(0),
+            Arc::new(crate::task::metrics::TaskMetrics::default()),
+        )
+    }
+
+    #[test]
+    fn a_multi_channel_frame_decodes_to_its_events_in_order() {
+        let mut payload = raw_frame(BATCH, 3, b"abc");
+        payload.extend(raw_frame(BARRIER, 3, &9u64.to_le_bytes()));
+        payload.extend(raw_frame(END_OF_DATA, 4, &[]));
+        assert_eq!(
+            decode_frame(&raw_frame(MULTI, 0, &payload)[4..]),
+            Ok(DataFrame::Multi(vec![
+                DataFrame::Batch(3, b"abc"),
+                DataFrame::Barrier(3, 9),
+                DataFrame::EndOfData(4),
+            ]))
+        );
+        let nested = raw_frame(MULTI, 0, &raw_frame(OPEN, 2, &[]));
+        assert_eq!(
+            decode_frame(&nested[4..]),
+            Err("a multi-channel frame carries Open(2); only channel events may".into())
+        );
+    }
+
+    #[test]
+    fn a_flush_and_a_broadcast_send_one_frame_per_peer_for_all_its_channels() {
+        use crate::task::chain::{Control, Emit};
+        let producer = start_env();
+        let consumer = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = consumer.local_addr().expect("address").to_string();
+        let ids: Vec<ChannelId> = (1..=4).collect();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let writers = producer
+            .remote_writers(&addr, &ids, &cancel)
+            .expect("writers");
+        let (mut s, _) = consumer.accept().expect("accept");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        assert!(matches!(
+            decode_frame(&read_body(&mut s)),
+            Ok(DataFrame::Opens(_))
+        ));
+        let mut grants = Vec::new();
+        for id in &ids {
+            grants.extend_from_slice(&id.to_le_bytes());
+            grants.extend_from_slice(&2u32.to_le_bytes());
+        }
+        s.write_all(&raw_frame(CREDITS, 0, &grants))
+            .expect("credits");
+        // Let the producer's I/O thread apply them: a channel still without credit would send
+        // what was gathered before it (correct, but not what this test looks at).
+        std::thread::sleep(Duration::from_millis(500));
+        let mut w = rebalance_writer(writers);
+        // Records on channels 1, 2 and 3 (not 4), then a flush: one frame with three batches.
+        w.records(&mut vec![10, 11, 12]).expect("records");
+        w.flush().expect("flush");
+        let body = read_body(&mut s);
+        let Ok(DataFrame::Multi(events)) = decode_frame(&body) else {
+            panic!("expected one MULTI frame, got {:?}", decode_frame(&body));
+        };
+        let batches: Vec<(ChannelId, Vec<u64>)> = events
+            .iter()
+            .map(|e| match e {
+                DataFrame::Batch(id, b) => (*id, bincode::deserialize(b).expect("a batch")),
+                other => panic!("expected batches, got {other:?}"),
+            })
+            .collect();
+        assert_eq!(batches, vec![(1, vec![10]), (2, vec![11]), (3, vec![12])]);
+        // A record on channel 4, then a watermark: the watermark on every channel, behind
+        // channel 4's batch, all in one frame.
+        w.records(&mut vec![13]).expect("records");
+        w.watermark(77).expect("watermark");
+        let body = read_body(&mut s);
+        let Ok(DataFrame::Multi(events)) = decode_frame(&body) else {
+            panic!("expected one MULTI frame, got {:?}", decode_frame(&body));
+        };
+        let batch = bincode::serialize(&vec![13u64]).expect("serialize");
+        assert_eq!(
+            events,
+            [
+                DataFrame::Watermark(1, 77),
+                DataFrame::Watermark(2, 77),
+                DataFrame::Watermark(3, 77),
+                DataFrame::Batch(4, &batch),
+                DataFrame::Watermark(4, 77)
+            ]
+        );
+        // Nothing else was written: no frame per channel.
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        let mut b = [0u8; 1];
+        assert!(s.read(&mut b).is_err(), "more than one frame per flush");
+    }
+
+    #[test]
+    fn a_gathered_frame_reaches_each_consumer_in_order_and_waits_for_one_that_registers_late() {
+        use crate::task::chain::{Control, Emit};
+        let env = start_env();
+        let producer = start_env();
+        let (a, rx_a) = endpoint(0);
+        let (b, rx_b) = endpoint(1);
+        env.register_inputs(vec![(41, a), (42, b)]);
+        let cancel = Arc::new(AtomicBool::new(false));
+        let writers = producer
+            .remote_writers(&env.address().to_string(), &[41, 42, 43], &cancel)
+            .expect("writers");
+        let mut w = rebalance_writer(writers);
+        // Channel 43 has no consumer yet, so no credit: the writer sends what it gathered for
+        // 41 and 42 and waits for 43's credit.
+        let sender = std::thread::spawn(move || {
+            w.records(&mut vec![1, 2, 3, 4]).expect("records");
+            w.end_of_input().expect("end of data");
+        });
+        let next = |rx: &Receiver<MailboxItem>| match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(MailboxItem::Channel { event, credit, .. }) => {
+                credit.release();
+                match event {
+                    ChannelEvent::Batch(Payload::Bytes(b)) => {
+                        format!("{:?}", bincode::deserialize::<Vec<u64>>(&b).expect("batch"))
+                    }
+                    ChannelEvent::EndOfData => "end of data".to_string(),
+                    _ => "other".to_string(),
+                }
+            }
+            _ => "nothing".to_string(),
+        };
+        // What was gathered for 41 and 42 went out before the wait: each channel in order.
+        assert_eq!(next(&rx_a), "[1, 4]");
+        assert_eq!(next(&rx_a), "end of data");
+        assert_eq!(next(&rx_b), "[2]");
+        assert_eq!(next(&rx_b), "end of data");
+        assert!(!sender.is_finished(), "sent on 43 without its credit");
+        let (c, rx_c) = endpoint(2);
+        env.register_inputs(vec![(43, c)]);
+        assert_eq!(next(&rx_c), "[3]");
+        assert_eq!(next(&rx_c), "end of data");
+        sender.join().expect("the sender finished");
     }
 }

@@ -12,12 +12,23 @@
 //! Watermarks, barriers, end of data and the end of the partition flush every buffer first and
 //! then go to every channel, so they stay behind the records that preceded them. End of data
 //! always precedes the end of the partition.
+//!
+//! A flush (buffer timeout, idle task) ships only the channels holding records, and a flush or
+//! a broadcast gathers the events of all channels to one peer TaskManager into one frame
+//! (`network::MultiFrame`): a sparse keyed exchange (few records per channel per flush, many
+//! channels per peer) writes one frame per peer instead of one per channel, and a barrier goes
+//! to a peer in one frame however many of its channels it covers. Full batches ship at once, in
+//! their own frame. Each event still takes its channel's credit, so back-pressure and the
+//! consumers' bounded queues are unchanged; before waiting for a credit the writer sends what it
+//! gathered, so nothing it holds waits on another channel.
 
 use crate::data::{Data, Timestamp};
 use crate::error::Result;
 use crate::task::chain::{ChainSnapshot, Control, Emit};
 use crate::task::channel::{ChannelEvent, ChannelWriter, Payload};
 use crate::task::metrics::TaskMetrics;
+use crate::task::network::MultiFrame;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Records a source emits per poll (`task/mod.rs`).
@@ -48,6 +59,17 @@ pub struct RecordWriter<T> {
     segment: usize,
     /// Records per batch: as many as fit a segment.
     limit: usize,
+    /// Channels whose buffer got records since the last flush, each once (`queued`).
+    pending: Vec<usize>,
+    queued: Vec<bool>,
+    /// Per channel to another TaskManager: its peer's frame in `frames` and its channel id.
+    remote: Vec<Option<(usize, crate::task::channel::ChannelId)>>,
+    /// One frame per peer TaskManager, gathering a flush's or a broadcast's events.
+    frames: Vec<MultiFrame>,
+    /// Frames that gathered events since they were last written.
+    touched: Vec<usize>,
+    /// Set while a flush or broadcast gathers remote events into `frames`.
+    gathering: bool,
 }
 
 impl<T: Data> RecordWriter<T> {
@@ -64,7 +86,28 @@ impl<T: Data> RecordWriter<T> {
             .map_or(32 << 10, ChannelWriter::segment_size)
             .max(1);
         let limit = (segment.saturating_sub(VEC_PREFIX) / std::mem::size_of::<T>().max(1)).max(1);
+        let mut frames: Vec<MultiFrame> = Vec::new();
+        let mut peer_index: HashMap<*const crate::task::network::PeerConnection, usize> =
+            HashMap::new();
+        let remote = channels
+            .iter()
+            .map(|c| {
+                c.remote_target().map(|(conn, id)| {
+                    let p = *peer_index.entry(Arc::as_ptr(conn)).or_insert_with(|| {
+                        frames.push(MultiFrame::new(conn.clone()));
+                        frames.len() - 1
+                    });
+                    (p, id)
+                })
+            })
+            .collect();
         RecordWriter {
+            queued: vec![false; channels.len()],
+            pending: Vec::new(),
+            remote,
+            frames,
+            touched: Vec::new(),
+            gathering: false,
             channels,
             buffers,
             partitioner,
@@ -74,6 +117,68 @@ impl<T: Data> RecordWriter<T> {
             segment,
             limit,
         }
+    }
+
+    /// Sends `event` on channel `ch`: while gathering, a remote channel's event joins its peer's
+    /// frame.
+    fn deliver(&mut self, ch: usize, event: ChannelEvent) -> Result<()> {
+        if !self.gathering {
+            return self.channels[ch].send(event);
+        }
+        if !self.channels[ch].try_acquire() {
+            self.write_gathered()?; // nothing gathered waits while this channel waits
+            self.channels[ch].acquire()?;
+        }
+        match self.remote[ch] {
+            Some((p, id)) => {
+                if self.frames[p].is_empty() {
+                    self.touched.push(p);
+                }
+                self.frames[p].push(id, &event)
+            }
+            None => self.channels[ch].deliver(event),
+        }
+    }
+
+    /// Writes every frame that gathered events.
+    fn write_gathered(&mut self) -> Result<()> {
+        let mut r = Ok(());
+        for p in std::mem::take(&mut self.touched) {
+            let w = self.frames[p].write_out();
+            if r.is_ok() {
+                r = w;
+            }
+        }
+        r
+    }
+
+    /// Runs `f` gathering remote events per peer, then writes the frames.
+    fn gathered(&mut self, f: impl FnOnce(&mut Self) -> Result<()>) -> Result<()> {
+        self.gathering = true;
+        let r = f(self);
+        self.gathering = false;
+        let w = self.write_gathered();
+        r.and(w)
+    }
+
+    /// Notes that channel `ch` holds records to ship at the next flush.
+    fn mark(&mut self, ch: usize) {
+        if !self.queued[ch] {
+            self.queued[ch] = true;
+            self.pending.push(ch);
+        }
+    }
+
+    /// Ships every channel holding records.
+    fn ship_pending(&mut self) -> Result<()> {
+        let mut pending = std::mem::take(&mut self.pending);
+        for &ch in &pending {
+            self.queued[ch] = false;
+        }
+        let r = pending.iter().try_for_each(|&ch| self.ship(ch));
+        pending.clear();
+        self.pending = pending;
+        r
     }
 
     /// Ships the full batches of channel `ch`; the records beyond them stay for the next one.
@@ -106,11 +211,11 @@ impl<T: Data> RecordWriter<T> {
 
     fn send_batch(&mut self, ch: usize, mut batch: Vec<T>) -> Result<()> {
         if self.channels[ch].is_local() {
-            return self.channels[ch].send(ChannelEvent::Batch(Payload::Local(Box::new(batch))));
+            return self.deliver(ch, ChannelEvent::Batch(Payload::Local(Box::new(batch))));
         }
         let bytes = bincode::serialize(&batch)?;
         if bytes.len() <= self.segment || batch.len() == 1 {
-            return self.channels[ch].send(ChannelEvent::Batch(Payload::Bytes(bytes)));
+            return self.deliver(ch, ChannelEvent::Batch(Payload::Bytes(bytes)));
         }
         // More than one buffer: send it in pieces that fit, and ship earlier from now on.
         let fit = (batch.len() * self.segment / bytes.len()).max(1);
@@ -124,11 +229,16 @@ impl<T: Data> RecordWriter<T> {
     }
 
     fn broadcast_event(&mut self, make: impl Fn() -> ChannelEvent) -> Result<()> {
-        for ch in 0..self.channels.len() {
-            self.ship(ch)?;
-            self.channels[ch].send(make())?;
-        }
-        Ok(())
+        self.gathered(|w| {
+            for ch in std::mem::take(&mut w.pending) {
+                w.queued[ch] = false;
+            }
+            for ch in 0..w.channels.len() {
+                w.ship(ch)?;
+                w.deliver(ch, make())?;
+            }
+            Ok(())
+        })
     }
 }
 
@@ -166,10 +276,10 @@ impl<T: Data> Control for RecordWriter<T> {
         self.broadcast_event(|| ChannelEvent::EndOfPartition)
     }
     fn flush(&mut self) -> Result<()> {
-        for ch in 0..self.channels.len() {
-            self.ship(ch)?;
+        if self.pending.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        self.gathered(Self::ship_pending)
     }
     fn close(&mut self) {}
 }
@@ -183,18 +293,25 @@ impl<T: Data> Emit<T> for RecordWriter<T> {
                 // A forward edge gives each producer exactly one channel: its peer subtask.
                 let ch = 0;
                 self.buffers[ch].append(batch);
+                self.mark(ch);
                 return self.ship_full(ch);
             }
             Partitioner::Broadcast => {
                 for ch in 0..n {
                     self.buffers[ch].extend(batch.iter().cloned());
+                    self.mark(ch);
                 }
                 batch.clear();
             }
             Partitioner::Rebalance(next) => {
                 for r in batch.drain(..) {
                     self.buffers[*next].push(r);
+                    let ch = *next;
                     *next = (*next + 1) % n;
+                    if !self.queued[ch] {
+                        self.queued[ch] = true;
+                        self.pending.push(ch);
+                    }
                 }
             }
             Partitioner::Hash {
@@ -206,18 +323,24 @@ impl<T: Data> Emit<T> for RecordWriter<T> {
                     let kg = eddy_core::keygroup::key_group_for_hash(hash(&r), mp);
                     let ch = eddy_core::keygroup::subtask_for_key_group(kg, n as u32, mp) as usize;
                     self.buffers[ch].push(r);
+                    if !self.queued[ch] {
+                        self.queued[ch] = true;
+                        self.pending.push(ch);
+                    }
                 }
             }
         }
-        for ch in 0..n {
+        // Only the channels that got records can have filled up.
+        let mut i = 0;
+        while let Some(&ch) = self.pending.get(i) {
             if self.buffers[ch].len() >= self.limit {
                 self.ship_full(ch)?;
             }
+            i += 1;
         }
         Ok(())
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
