@@ -221,14 +221,20 @@ fn the_dashboard_shows_a_lost_taskmanager_the_new_leader_and_the_recoveries_on_t
         recoveries_done(&after) > recoveries_done(&before_tm_kill),
         "recovery histogram count did not rise after the TaskManager was killed"
     );
-    assert!(
-        sum(
-            &after,
+    // Heartbeats reach the new leader (every 500 ms; the recovery above may finish before the
+    // first one does).
+    let t0 = Instant::now();
+    c.wait_for("heartbeats counted by the new leader", JOB_LIMIT, || {
+        let m = scrape(&python, &c.masters[leader]);
+        (sum(
+            &m,
             "eddy_jobmanager_heartbeats_received",
             "eddy_jobmanager_heartbeats_received_total",
-            &[]
-        ) > 0.0
-    );
+            &[],
+        ) > 0.0)
+            .then_some(())
+    });
+    eprintln!("heartbeats counted {:?} after the check", t0.elapsed());
     let base = format!("http://{}", c.masters[leader]);
 
     // TaskManagers page: the killed one is listed as lost, the others as registered.
