@@ -352,6 +352,28 @@ impl Cluster {
         id
     }
 
+    /// Cancels `job` (whose checkpoints are retained on cancellation) and returns its checkpoint
+    /// directory and its latest retained checkpoint.
+    fn cancel_retaining(&self, job: &str) -> (PathBuf, PathBuf) {
+        let o = self.cli(&["cancel", job, "-m", &self.rest]);
+        assert_eq!(o.code, 0, "{}", o.stderr);
+        assert_eq!(state(&self.await_end(job)), "CANCELED");
+        let job_dir = self.dir.path().join("checkpoints").join(job);
+        let chk = std::fs::read_dir(&job_dir)
+            .expect("the cancelled job's checkpoints are retained")
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.join("_metadata").is_file())
+            .max_by_key(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_prefix("chk-"))
+                    .and_then(|n| n.parse::<u64>().ok())
+            })
+            .expect("a retained checkpoint");
+        (job_dir, chk)
+    }
+
     /// `eddy stop JOB --savepoint-path DIR`: the printed savepoint path, once the job FINISHED.
     fn stop_with_savepoint(&self, job: &str, dir: &Path) -> PathBuf {
         let d = dir.display().to_string();
@@ -601,22 +623,7 @@ fn a_job_resumed_from_a_retained_incremental_checkpoint_restores_from_its_own_ch
     c.wait_for_checkpoints(&a, "two completed checkpoints", |n| {
         n["completed"].as_u64() >= Some(2)
     });
-    let o = c.cli(&["cancel", &a, "-m", &c.rest]);
-    assert_eq!(o.code, 0, "{}", o.stderr);
-    assert_eq!(state(&c.await_end(&a)), "CANCELED");
-    let a_dir = c.dir.path().join("checkpoints").join(&a);
-    let chk = std::fs::read_dir(&a_dir)
-        .expect("the cancelled job's checkpoints are retained")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.join("_metadata").is_file())
-        .max_by_key(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_prefix("chk-"))
-                .and_then(|n| n.parse::<u64>().ok())
-        })
-        .expect("a retained checkpoint");
+    let (a_dir, chk) = c.cancel_retaining(&a);
     let metadata = std::fs::read_to_string(chk.join("_metadata")).expect("_metadata");
     assert!(
         metadata.contains("../shared/"),
@@ -1141,22 +1148,7 @@ fn no_claim_never_touches_a_restored_checkpoint_and_claim_deletes_it_once_subsum
     c.wait_for_checkpoints(&a, "two completed checkpoints", |n| {
         n["completed"].as_u64() >= Some(2)
     });
-    let o = c.cli(&["cancel", &a, "-m", &c.rest]);
-    assert_eq!(o.code, 0, "{}", o.stderr);
-    assert_eq!(state(&c.await_end(&a)), "CANCELED");
-    let job_dir = c.dir.path().join("checkpoints").join(&a);
-    let chk = std::fs::read_dir(&job_dir)
-        .expect("the cancelled job's checkpoints are retained")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.join("_metadata").is_file())
-        .max_by_key(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_prefix("chk-"))
-                .and_then(|n| n.parse::<u64>().ok())
-        })
-        .expect("a retained checkpoint");
+    let (_, chk) = c.cancel_retaining(&a);
     let chk_arg = chk.display().to_string();
     let before = tree(&chk);
     // NO_CLAIM (the default, also spelled out): the snapshot stays the user's, byte for byte,
