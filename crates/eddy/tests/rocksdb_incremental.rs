@@ -61,6 +61,21 @@ fn shared_files(job_dir: &Path) -> BTreeSet<String> {
         .collect()
 }
 
+/// Waits for the newest retained checkpoint numbered at least `at_least` that refers to shared
+/// files; returns its id and those files.
+fn wait_for_shared_checkpoint(
+    c: &Cluster,
+    job_dir: &Path,
+    at_least: u64,
+) -> (u64, BTreeSet<String>) {
+    c.wait_for("a retained checkpoint with shared files", JOB_LIMIT, || {
+        retained(job_dir)
+            .into_iter()
+            .rev()
+            .find(|(id, refs)| *id >= at_least && !refs.is_empty())
+    })
+}
+
 /// Every shared file a retained checkpoint refers to exists (checked against a checkpoint
 /// still there after the listing, so a concurrent subsumption is not mistaken for a loss).
 fn assert_referenced_files_exist(c: &Cluster, job_dir: &Path) {
@@ -94,14 +109,7 @@ fn incremental_rocksdb_two_taskmanager_kills_and_a_leader_kill_witness_holds_and
     let (keys, per_key) = (10, 12000);
     let (job, output) = c.submit_sequence(keys, per_key, 2500);
     let job_dir: PathBuf = c.dir.path().join("checkpoints").join(&job);
-    let with_shared = |at_least: u64| {
-        c.wait_for("a retained checkpoint with shared files", JOB_LIMIT, || {
-            retained(&job_dir)
-                .into_iter()
-                .rev()
-                .find(|(id, refs)| *id >= at_least && !refs.is_empty())
-        })
-    };
+    let with_shared = |at_least: u64| wait_for_shared_checkpoint(&c, &job_dir, at_least);
     let (first, first_refs) = with_shared(1);
     let kill_tm = |i: usize| {
         let pid = c.pid_of("taskmanager", i).expect("taskmanager pid");
@@ -296,12 +304,7 @@ fn taskmanager_crash_after_uploading_sst_files_leaves_only_that_uploads_files() 
     let (keys, per_key) = (10, 4000);
     let (job, output) = c.submit_sequence(keys, per_key, 2000);
     let job_dir = c.dir.path().join("checkpoints").join(&job);
-    c.wait_for("a retained checkpoint with shared files", JOB_LIMIT, || {
-        retained(&job_dir)
-            .values()
-            .any(|r| !r.is_empty())
-            .then_some(())
-    });
+    wait_for_shared_checkpoint(&c, &job_dir, 0);
     let before = shared_files(&job_dir);
     let armed_at = std::time::SystemTime::now();
     std::fs::write(&trigger, b"").expect("trigger file");
@@ -355,12 +358,7 @@ fn leader_crash_before_deleting_released_shared_files_leaks_those_files_and_noth
     let (keys, per_key) = (10, 5000);
     let (job, output) = c.submit_sequence(keys, per_key, 2000);
     let job_dir = c.dir.path().join("checkpoints").join(&job);
-    c.wait_for("a retained checkpoint with shared files", JOB_LIMIT, || {
-        retained(&job_dir)
-            .values()
-            .any(|r| !r.is_empty())
-            .then_some(())
-    });
+    wait_for_shared_checkpoint(&c, &job_dir, 0);
     let leader = c.leader();
     std::fs::write(&trigger, b"").expect("trigger file");
     let crashed = await_crash(&c, "jobmanager", 2, point);

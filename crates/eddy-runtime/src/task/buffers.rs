@@ -120,48 +120,39 @@ impl NetworkBufferPool {
             .available
             .lock()
             .map_err(|_| JobError::new("buffer pool lock poisoned"))?;
+        let (subtask, inputs, edges) = (d.subtask + 1, d.inputs.len(), d.outputs.len());
+        let floating = if d.inputs.is_empty() {
+            0
+        } else {
+            c.floating_per_gate
+        };
         if need > *available {
             let owner = self.owner.lock().map(|o| o.clone()).unwrap_or_default();
             return Err(JobError::non_recoverable(format!(
                 "{INSUFFICIENT_BUFFERS}: required {need}, but only {} available on TaskManager \
-                 {owner} (subtask {}/{} of vertex {}: {} input channels x {} buffers-per-channel \
-                 + {} floating + {outputs} output channels + {} output edges; the pool has {} \
-                 buffers of {} bytes in all). Increase taskmanager.memory.network.fraction/min/max \
-                 (or taskmanager.memory.process.size), or lower \
-                 taskmanager.network.memory.buffers-per-channel/floating-buffers-per-gate",
+                 {owner} (subtask {subtask}/{} of vertex {}: {inputs} input channels x {} \
+                 buffers-per-channel + {floating} floating + {outputs} output channels + {edges} \
+                 output edges; the pool has {} buffers of {} bytes in all). Increase \
+                 taskmanager.memory.network.fraction/min/max (or taskmanager.memory.process.size), \
+                 or lower taskmanager.network.memory.buffers-per-channel/floating-buffers-per-gate",
                 *available,
-                d.subtask + 1,
                 d.parallelism,
                 d.vertex,
-                d.inputs.len(),
                 c.buffers_per_channel,
-                if d.inputs.is_empty() {
-                    0
-                } else {
-                    c.floating_per_gate
-                },
-                d.outputs.len(),
                 c.total_buffers(),
                 c.segment_size,
             )));
         }
         *available -= need;
         tracing::info!(
-            "network buffers of subtask {}/{} of vertex {}: reserved {need} buffers of {} bytes \
-             ({} input channels x {} buffers-per-channel + {} floating-buffers-per-gate + \
-             {outputs} output channels + {} output edges), {} of {} left",
-            d.subtask + 1,
+            "network buffers of subtask {subtask}/{} of vertex {}: reserved {need} buffers of {} \
+             bytes ({inputs} input channels x {} buffers-per-channel + {floating} \
+             floating-buffers-per-gate + {outputs} output channels + {edges} output edges), {} of \
+             {} left",
             d.parallelism,
             d.vertex,
             c.segment_size,
-            d.inputs.len(),
             c.buffers_per_channel,
-            if d.inputs.is_empty() {
-                0
-            } else {
-                c.floating_per_gate
-            },
-            d.outputs.len(),
             *available,
             c.total_buffers(),
         );
