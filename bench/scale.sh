@@ -76,6 +76,7 @@ T1=$(date +%s.%N)
 echo "cluster start: $(python3 -c "print(round($T1-$T0,2))") s"
 read -r JM_CPU0 TM_CPU0 < <(cpu_seconds)
 T1=$(date +%s.%N)
+echo "eddy run -d started at $(date -u -d @"$T1" +%T.%6N) (UTC; the JobManager's log lines below have the same clock)"
 JOB=$("$BIN" run sequence --keys 4000 --per-key 1000 --rate "${RATE:-40000}" -p "$P" -d -D pipeline.max-parallelism=4096 \
   --output "$DIR/out" -m "127.0.0.1:$REST" --conf "$DIR/conf" 2>"$DIR/run.err") \
   || { echo "error: submit failed: $(tail -1 "$DIR/run.err")" >&2; exit 1; }

@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::BufReader;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -79,6 +79,11 @@ const STALE_TEMP_FILE_AGE: Duration = Duration::from_secs(600);
 
 /// How long the JobManager loop may stall before it re-confirms its leadership with ZooKeeper.
 const STALL_BEFORE_RECHECK: Duration = Duration::from_millis(500);
+
+/// At most this many queued events are handled between two ticks of the loop ...
+const MAX_EVENTS_PER_TICK: usize = 4096;
+/// ... and for at most this long, so heartbeat timeouts and checkpoint triggers stay on time.
+const MAX_BURST_BEFORE_TICK: Duration = Duration::from_millis(20);
 
 /// Whether this JobManager leads, and where the leader's REST API is (for standbys' answers).
 #[derive(Clone, Debug, Default)]
@@ -421,6 +426,25 @@ impl JobManagerLoop {
                 Ok(ev) => self.handle(ev),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
+            }
+            // The events already queued are handled before the next `tick`, which is
+            // O(TaskManagers + tasks): one tick per event made a burst of N events (a
+            // checkpoint's acknowledgements, a deployment's state changes) cost N ticks, and
+            // under load the queue (and every REST call behind it) fell further behind.
+            let burst_start = std::time::Instant::now();
+            for _ in 0..MAX_EVENTS_PER_TICK {
+                if burst_start.elapsed() > MAX_BURST_BEFORE_TICK {
+                    break;
+                }
+                match rx.try_recv() {
+                    Ok(Event::Request(Request::Shutdown)) => return,
+                    Ok(ev) => {
+                        self.recheck_after_stall(now_millis());
+                        self.handle(ev);
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => return,
+                }
             }
             self.tick(now_millis());
         }

@@ -183,6 +183,30 @@ pub fn run_jobmanager(
     0
 }
 
+/// The nice value of a daemonized TaskManager's autogroup.
+const TASKMANAGER_AUTOGROUP_NICE: &str = "10";
+
+/// A TaskManager that leads its own session (`eddy cluster start` starts each daemon with
+/// `setsid`) schedules its session's autogroup at nice 10: where the kernel shares the CPU
+/// between sessions first (`kernel.sched_autogroup_enabled`), 100 busy TaskManagers on the
+/// JobManager's host otherwise left the JobManager 1/101 of it, and its REST answers (and job
+/// submission) took seconds to minutes while a job ran. Only the TaskManager's own autogroup
+/// is changed, never a shell's it was started from; without autogroups the file does not exist
+/// and nothing changes.
+fn yield_to_jobmanager() {
+    // SAFETY: getsid and getpid take no pointers.
+    let own_session = unsafe { libc::getsid(0) == libc::getpid() };
+    if !own_session {
+        return;
+    }
+    match std::fs::write("/proc/self/autogroup", TASKMANAGER_AUTOGROUP_NICE) {
+        Ok(()) => tracing::info!(
+            "TaskManager scheduled below the JobManager: autogroup nice {TASKMANAGER_AUTOGROUP_NICE}"
+        ),
+        Err(e) => tracing::debug!("the autogroup's nice value stays: {e}"),
+    }
+}
+
 pub fn run_taskmanager(
     registry: JobRegistry,
     conf_dir: Option<PathBuf>,
@@ -193,6 +217,7 @@ pub fn run_taskmanager(
         Ok(c) => c,
         Err(code) => return code,
     };
+    yield_to_jobmanager();
     let ha = match Ha::connect(&config) {
         Ok(ha) => ha,
         Err(e) => return fail(&e, 2),

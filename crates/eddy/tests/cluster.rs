@@ -1509,6 +1509,79 @@ fn taskmanager_threads_stay_bounded_as_peers_grow() {
     );
 }
 
+/// The nice value of thread `tid` of `pid` (field 19 of stat(5): index 16 after the command).
+fn thread_nice(pid: u32, tid: &str) -> Option<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(16)?
+        .parse()
+        .ok()
+}
+
+/// Issue 15: a busy job cannot starve its TaskManager's control threads nor the JobManager on
+/// the same host. A RUNNING task's thread runs at nice +10 while the heartbeat, RPC and network
+/// I/O threads stay at the process's nice value; a TaskManager started by `eddy cluster start`
+/// (its own session) puts its session's autogroup at nice 10, and the JobManager's stays at 0.
+#[test]
+fn running_tasks_and_taskmanagers_are_scheduled_below_control_threads_and_the_jobmanager() {
+    let c = Cluster::start(2, 2, &[]);
+    let job = c.submit_sequence(400, 1_000, 200, 4);
+    let running = c.get(&format!("/jobs/{}", job.id)).expect("the job");
+    assert!(all_tasks_running(&running), "{running}\n{}", c.log_tail());
+    let autogroups = std::path::Path::new("/proc/self/autogroup").exists();
+    for tm in c.taskmanagers() {
+        let pid = pid_of(&tm);
+        let (mut tasks, mut control) = (Vec::new(), Vec::new());
+        for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .flatten()
+        {
+            let tid = t.file_name().to_string_lossy().to_string();
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            let Some(nice) = thread_nice(pid, &tid) else {
+                continue;
+            };
+            match comm.trim() {
+                c if c.starts_with("task-") => tasks.push((c.to_string(), nice)),
+                c @ ("tm-heartbeat" | "tm-rpc" | "tm-rpc-out" | "data-io") => {
+                    control.push((c.to_string(), nice))
+                }
+                _ => {}
+            }
+        }
+        assert!(
+            !tasks.is_empty() && !control.is_empty(),
+            "{tasks:?} {control:?}"
+        );
+        let base = control[0].1;
+        assert!(
+            control.iter().all(|(_, n)| *n == base),
+            "control threads at different nice values: {control:?}"
+        );
+        assert!(
+            tasks.iter().all(|(_, n)| *n == (base + 10).min(19)),
+            "running task threads not at nice {base}+10: {tasks:?} (control: {control:?})"
+        );
+        if autogroups {
+            let group = std::fs::read_to_string(format!("/proc/{pid}/autogroup")).unwrap();
+            assert!(
+                group.trim_end().ends_with("nice 10"),
+                "TaskManager {pid}: {group}"
+            );
+        }
+    }
+    if autogroups {
+        let jm = c.jobmanager_pid();
+        let group = std::fs::read_to_string(format!("/proc/{jm}/autogroup")).unwrap();
+        assert!(
+            group.trim_end().ends_with("nice 0"),
+            "JobManager {jm}: {group}"
+        );
+    }
+}
+
 /// Peak resident set size of a process (`VmHWM`, kept by the kernel), in bytes.
 fn peak_rss(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

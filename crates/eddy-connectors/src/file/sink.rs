@@ -171,11 +171,11 @@ impl<T, F: Fn(&T, &mut String) + Clone> FileSink<T, F> {
 }
 
 impl FileSink<()> {
-    /// Up-front validation for job builders: creates `dir` if missing and probes that a file can
-    /// be created in it (the probe is removed). Existing part files are not an error here: this
+    /// Up-front validation for job builders: creates `dir` if missing and checks that this
+    /// process may create files in it (nothing is written). Existing part files are not an error here: this
     /// runs again whenever a process rebuilds the job; `open` refuses another job's directory.
     pub fn check(dir: impl AsRef<Path>) -> Result<(), String> {
-        prepare_dir(dir.as_ref(), "check").map_err(|e| e.message)
+        prepare_dir(dir.as_ref()).map_err(|e| e.message)
     }
 }
 
@@ -192,8 +192,12 @@ impl<T, F: Clone> Clone for FileSink<T, F> {
     }
 }
 
-/// Creates the directory and proves it writable.
-fn prepare_dir(dir: &Path, probe_tag: &str) -> Result<()> {
+/// Creates the directory and checks that this process may create files in it.
+///
+/// `access(2)` asks the kernel without touching the directory: a probe file created and removed
+/// by every subtask (400 at -p 400, at once) serialized them on the directory's lock and the
+/// file system's inode allocation, and took up to 1.3 s of a deployment under load.
+fn prepare_dir(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).map_err(|e| {
         JobError::new(format!(
             "cannot create output directory {}: {e}",
@@ -206,27 +210,20 @@ fn prepare_dir(dir: &Path, probe_tag: &str) -> Result<()> {
             dir.display()
         )));
     }
-    // Unique per call: several TaskManagers of one process may probe the same directory at once.
-    static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let probe = dir.join(format!(
-        ".eddy-probe-{}-{}-{n}",
-        std::process::id(),
-        probe_tag
-    ));
-    let written = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&probe)
-        .and_then(|mut f| f.write_all(b"probe"));
-    let removed = fs::remove_file(&probe);
-    written.and(removed).map_err(|e| {
+    use std::os::unix::ffi::OsStrExt;
+    let not_writable = |e: std::io::Error| {
         JobError::new(format!(
             "output directory {} is not writable: {e}",
             dir.display()
         ))
-    })
+    };
+    let c_path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|e| not_writable(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?;
+    // SAFETY: `c_path` is a valid NUL-terminated string that outlives the call.
+    if unsafe { libc::access(c_path.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+        return Err(not_writable(std::io::Error::last_os_error()));
+    }
+    Ok(())
 }
 
 /// The sink files in `dir`, with their parsed names.
@@ -448,7 +445,7 @@ where
 
     fn open(&mut self, info: &TaskInfo, restored: Option<&OperatorSnapshot>) -> Result<()> {
         let dir = self.dir.clone();
-        prepare_dir(&dir, &format!("{}-{}", info.subtask_index, info.attempt))?;
+        prepare_dir(&dir)?;
         let parallelism = info.parallelism.max(1);
         let mut w = Writing {
             dir: dir.clone(),

@@ -523,7 +523,13 @@ fn an_unwritable_output_directory_fails_with_one_line_naming_it() {
     let fine = dir.path().join("new").join("nested");
     assert_eq!(FileSink::check(&fine), Ok(()));
     assert!(fine.is_dir());
-    assert!(all_files(&fine).is_empty(), "the probe must be removed");
+    assert!(all_files(&fine).is_empty(), "the check writes nothing");
+    // An existing directory no file may be created in (procfs refuses even root).
+    let err = FileSink::check("/proc/self").unwrap_err();
+    assert!(
+        err.contains("output directory /proc/self is not writable") && !err.contains('\n'),
+        "{err}"
+    );
 }
 
 #[test]

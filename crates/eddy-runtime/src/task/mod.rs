@@ -299,6 +299,8 @@ fn build_chain(
         .iter()
         .map(|o| o.channels.iter().map(|_| None).collect())
         .collect();
+    // Every peer at once; then one OPENS frame per peer.
+    network.connect_peers(remote.keys().copied())?;
     for (addr, positions) in remote {
         let ids: Vec<ChannelId> = positions
             .iter()
@@ -367,6 +369,7 @@ fn run(
     // INITIALIZING phase is the time before this).
     metrics.mark_running();
     listener.state_changed(d, ExecutionState::Running, None, metrics);
+    yield_to_control_threads();
     let buffer_timeout = Duration::from_millis(d.buffer_timeout_ms.max(1));
     match head {
         Head::Source(mut src) => {
@@ -380,6 +383,28 @@ fn run(
             metrics.mark_ended();
             h.chain().close();
             r
+        }
+    }
+}
+
+/// How much lower than the process's other threads a running task thread is scheduled (a nice
+/// increment: weight 1024 against 110 for +10).
+const RUNNING_TASK_NICE_INCREMENT: i32 = 10;
+
+/// Once RUNNING, this task thread yields the CPU to the process's control threads (heartbeats,
+/// RPC, network I/O, tasks still deploying): a busy job cannot starve a heartbeat or slow
+/// the deployment of the job's other subtasks. Linux's nice value is per thread, so this changes
+/// only the calling thread. Unprivileged processes may always lower their priority; a failure is
+/// only logged.
+fn yield_to_control_threads() {
+    // SAFETY: nice(2) takes no pointers; -1 with errno set is its only failure.
+    unsafe {
+        *libc::__errno_location() = 0;
+        if libc::nice(RUNNING_TASK_NICE_INCREMENT) == -1 && *libc::__errno_location() != 0 {
+            tracing::debug!(
+                "could not lower the task thread's priority: {}",
+                std::io::Error::last_os_error()
+            );
         }
     }
 }

@@ -676,6 +676,10 @@ async fn read_frames(
     }
 }
 
+/// How long the parallel connects of [`NetworkEnvironment::connect_peers`] may take; a peer not
+/// connected by then is connected (or its failure reported) one at a time.
+const PARALLEL_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A TaskManager's data plane: the listener, the registry of input channels, and the outgoing
 /// connections.
 pub struct NetworkEnvironment {
@@ -997,18 +1001,79 @@ impl NetworkEnvironment {
         let conn = if self.tls.is_some() {
             self.tls_peer(stream, addr)?
         } else {
-            let (conn, stream) =
-                PeerConnection::plain(stream, self.io.handle(), self.limits.max_len)?;
-            let c2 = conn.clone();
-            let limits = self.limits.clone();
-            let max = self.buffers.config().max_channel_credits();
-            self.io.spawn(async move {
-                let why = read_frames(&stream, &limits, |body| apply_credit(&c2, body, max)).await;
-                producer_connection_closed(&c2, &why);
-            });
-            conn
+            self.plain_peer(stream)?
         };
         peers.insert(addr.to_string(), conn.clone());
+        Ok(conn)
+    }
+
+    /// Connects to every consumer TaskManager of `addrs` not connected yet, all at once (a
+    /// source of a keyed exchange at -p 400 has 100 of them: one after the other, the connects
+    /// alone took most of a second under load). A connect that fails here is left to
+    /// [`Self::peer`], which retries it and reports the error; with TLS the handshakes stay
+    /// one at a time in `peer`.
+    pub fn connect_peers<'a>(&self, addrs: impl IntoIterator<Item = &'a str>) -> Result<()> {
+        let addrs: Vec<&str> = addrs.into_iter().collect();
+        if self.tls.is_some() || addrs.len() < 2 {
+            return Ok(());
+        }
+        // Held while connecting: the task's siblings wait for these connections, not connect
+        // the same peers again.
+        let mut peers = self
+            .peers
+            .lock()
+            .map_err(|_| JobError::new("peer map poisoned"))?;
+        let missing: Vec<String> = addrs
+            .into_iter()
+            .filter(|a| {
+                peers
+                    .get(*a)
+                    .is_none_or(|p| p.broken.load(Ordering::Relaxed))
+            })
+            .map(str::to_string)
+            .collect();
+        if missing.len() < 2 {
+            return Ok(());
+        }
+        let connected: Vec<(String, std::io::Result<tokio::net::TcpStream>)> =
+            self.io.block_on(async {
+                let mut set = tokio::task::JoinSet::new();
+                for addr in missing {
+                    set.spawn(async move {
+                        let s = tokio::time::timeout(
+                            PARALLEL_CONNECT_TIMEOUT,
+                            tokio::net::TcpStream::connect(addr.clone()),
+                        )
+                        .await
+                        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
+                        (addr, s)
+                    });
+                }
+                let mut out = Vec::new();
+                while let Some(r) = set.join_next().await {
+                    out.extend(r.ok());
+                }
+                out
+            });
+        for (addr, stream) in connected {
+            let Ok(stream) = stream.and_then(|s| s.into_std()) else {
+                continue;
+            };
+            peers.insert(addr, self.plain_peer(stream)?);
+        }
+        Ok(())
+    }
+
+    /// A plain connection to a consumer TaskManager, its credits read on the I/O threads.
+    fn plain_peer(&self, stream: TcpStream) -> Result<Arc<PeerConnection>> {
+        let (conn, stream) = PeerConnection::plain(stream, self.io.handle(), self.limits.max_len)?;
+        let c2 = conn.clone();
+        let limits = self.limits.clone();
+        let max = self.buffers.config().max_channel_credits();
+        self.io.spawn(async move {
+            let why = read_frames(&stream, &limits, |body| apply_credit(&c2, body, max)).await;
+            producer_connection_closed(&c2, &why);
+        });
         Ok(conn)
     }
 
