@@ -32,12 +32,21 @@ fn free_port() -> u16 {
     free_ports(1)[0]
 }
 
+/// The fields of a stat(5) file (`/proc/<pid>/stat` or `/proc/<pid>/task/<tid>/stat`) after the
+/// command: index 1 is the parent, 11/12 the user/system ticks, 16 the nice value.
+fn stat_fields(path: &str) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|stat| {
+            let (_, rest) = stat.rsplit_once(')')?;
+            Some(rest.split_whitespace().map(str::to_string).collect())
+        })
+        .unwrap_or_default()
+}
+
 fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(1)?
+    stat_fields(&format!("/proc/{pid}/stat"))
+        .get(1)?
         .parse()
         .ok()
 }
@@ -1509,13 +1518,10 @@ fn taskmanager_threads_stay_bounded_as_peers_grow() {
     );
 }
 
-/// The nice value of thread `tid` of `pid` (field 19 of stat(5): index 16 after the command).
+/// The nice value of thread `tid` of `pid` (field 19 of stat(5)).
 fn thread_nice(pid: u32, tid: &str) -> Option<i64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(16)?
+    stat_fields(&format!("/proc/{pid}/task/{tid}/stat"))
+        .get(16)?
         .parse()
         .ok()
 }
@@ -1597,11 +1603,7 @@ fn peak_rss(pid: u32) -> Option<u64> {
 
 /// User + system CPU seconds of a process so far (for reports; nothing asserts on them).
 fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
+    let fields = stat_fields(&format!("/proc/{pid}/stat"));
     // Fields 14 and 15 of stat(5), counted after the command: indexes 11 and 12.
     let ticks: u64 = [11, 12]
         .iter()
