@@ -1385,6 +1385,22 @@ impl JobManagerLoop {
                         }
                     };
                     if fenced {
+                        // A pause can land after the stall check above, even mid-write: only
+                        // the fenced registration stops a deposed leader. Its refusal is
+                        // definitive (no pointer names this checkpoint), and this leadership
+                        // reserved the id alone, so no other JobManager reads or writes
+                        // `chk-<id>`: its files (and `_metadata`) go before stepping down, or
+                        // they would outlive the job.
+                        if let Some(dir) = jm.checkpoints_dir() {
+                            match CheckpointStorage::new(dir, job).discard(id) {
+                                Ok(()) => tracing::info!(
+                                    "job {job}: deleted the files of checkpoint {id}, whose registration was refused"
+                                ),
+                                Err(e) => tracing::warn!(
+                                    "job {job}: cannot delete the files of checkpoint {id}, whose registration was refused: {e}"
+                                ),
+                            }
+                        }
                         self.step_down(
                             "a fenced write was refused (another JobManager leads)",
                             now,

@@ -8,6 +8,9 @@
 //! - `exit-on-file-<path>`: `exit` if the file `path` exists, removing it first, so that of the
 //!   processes armed alike only the first to pass the point after the test created the file
 //!   crashes, once (a restarted or standby process armed the same way goes on).
+//! - `stop-on-file-<path>`: like `exit-on-file-`, but the whole process stops itself with
+//!   SIGSTOP instead of exiting, paused at exactly this step until the test sends SIGCONT (a
+//!   SIGSTOP sent from outside lands wherever the process happens to be).
 //!
 //! This is a test hook: it is read from the environment only (never from REST), and it works
 //! only in a process whose configuration sets `eddy.test-hooks.enabled: true` ([`enable`]); a
@@ -29,6 +32,7 @@ enum Action {
     Exit,
     Sleep(u64),
     ExitOnFile(std::path::PathBuf),
+    StopOnFile(std::path::PathBuf),
 }
 
 fn parse(spec: &str) -> HashMap<String, Action> {
@@ -41,6 +45,9 @@ fn parse(spec: &str) -> HashMap<String, Action> {
                 "exit" => Action::Exit,
                 a if a.starts_with("exit-on-file-") => {
                     Action::ExitOnFile(a["exit-on-file-".len()..].into())
+                }
+                a if a.starts_with("stop-on-file-") => {
+                    Action::StopOnFile(a["stop-on-file-".len()..].into())
                 }
                 a => Action::Sleep(a.strip_prefix("sleep-")?.parse().ok()?),
             };
@@ -97,6 +104,15 @@ pub fn hit(name: &str) {
             std::process::exit(EXIT_CODE);
         }
         Some(Action::ExitOnFile(_)) => {}
+        Some(Action::StopOnFile(path)) if std::fs::remove_file(path).is_ok() => {
+            eprintln!("fault point '{name}' reached: stopping the process (SIGSTOP)");
+            // SIGSTOP stops every thread of the process, as a `kill -STOP` from outside does.
+            // SAFETY: raise(3) has no memory-safety preconditions.
+            unsafe {
+                libc::raise(libc::SIGSTOP);
+            }
+        }
+        Some(Action::StopOnFile(_)) => {}
     }
 }
 
@@ -106,13 +122,15 @@ mod tests {
 
     #[test]
     fn spec_names_points_with_default_and_explicit_actions() {
-        let p = parse("a, b=exit ,c=sleep-250,d=bogus,e=exit-on-file-/tmp/x=y,,");
+        let p =
+            parse("a, b=exit ,c=sleep-250,d=bogus,e=exit-on-file-/tmp/x=y,f=stop-on-file-/t/s,,");
         assert_eq!(p.get("a"), Some(&Action::Exit));
         assert_eq!(p.get("b"), Some(&Action::Exit));
         assert_eq!(p.get("c"), Some(&Action::Sleep(250)));
         assert_eq!(p.get("d"), None, "an unknown action arms nothing");
         assert_eq!(p.get("e"), Some(&Action::ExitOnFile("/tmp/x=y".into())));
-        assert_eq!(p.len(), 4);
+        assert_eq!(p.get("f"), Some(&Action::StopOnFile("/t/s".into())));
+        assert_eq!(p.len(), 5);
     }
 
     #[test]

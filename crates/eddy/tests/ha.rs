@@ -934,8 +934,8 @@ fn single_jobmanager_killed_is_restarted_by_its_supervisor_and_recovers_the_job(
 /// then resumed (SIGCONT). It must step down without writing: it answers as a standby naming the
 /// new leader and stays one, logs "stepping down" and suspends (never fails) the job, every
 /// checkpoint pointer written after the takeover carries the
-/// new leader's session, no checkpoint metadata file of the old era appears, the job graph
-/// pointer is unchanged and no job result is recorded while the job runs; the job finishes once,
+/// new leader's session, no checkpoint metadata file of the old era is left (a pause that lands
+/// just before a `_metadata` write is the next test's), the job graph pointer is unchanged and no job result is recorded while the job runs; the job finishes once,
 /// on the new leader, and the witness holds (two leaders never both committed).
 #[test]
 fn paused_leader_whose_session_expired_steps_down_without_writing() {
@@ -1037,7 +1037,7 @@ fn paused_leader_whose_session_expired_steps_down_without_writing() {
         .collect();
     assert!(
         stale_metadata.is_empty(),
-        "the deposed leader wrote checkpoint metadata {stale_metadata:?} after it resumed \
+        "the deposed leader left checkpoint metadata {stale_metadata:?} after it resumed \
          (the new leader's first checkpoint is {first_new})\n{}",
         c.log_tail()
     );
@@ -1063,6 +1063,97 @@ fn paused_leader_whose_session_expired_steps_down_without_writing() {
         result["leader_session"], new_session,
         "the result is recorded by the new leader: {result}"
     );
+    job.assert_witness_holds(&c);
+}
+
+/// The pause of the test above, placed where a SIGSTOP from outside lands only by chance (it did
+/// in CI): after the leader checked for a stall and before it writes a checkpoint's `_metadata`.
+/// The leader stops itself at the fault point `jm.checkpoint.before-metadata` and stays stopped
+/// past its session timeout while the standby takes over. Resumed, it writes `_metadata` (no
+/// check can close that window), its fenced registration is refused, and it must delete that
+/// checkpoint's files and step down: nothing of it is left for anyone to find.
+#[test]
+fn leader_paused_just_before_writing_metadata_leaves_no_checkpoint_behind() {
+    let trigger_dir = tempfile::tempdir().expect("a temp dir");
+    let trigger = trigger_dir.path().join("stop");
+    let point = format!(
+        "jm.checkpoint.before-metadata=stop-on-file-{}",
+        trigger.display()
+    );
+    let c = HaCluster::start_with_env("pause-metadata", 2, 2, &[("EDDY_FAULT_POINTS", &point)]);
+    let job = c.submit_sequence(10, 5000, 2500, 2);
+    let (old, d) = c.wait_for_new_checkpoint(&job.id, &[], 0);
+    let last = latest_completed(&d).expect("a completed checkpoint");
+    let (_, old_session) = c.leader_info().expect("leader-info while a leader leads");
+    let old_pid = c.jobmanager_pid(old).expect("the leader's pid file");
+
+    std::fs::write(&trigger, b"").expect("the trigger file");
+    c.wait_for("the leader to stop at the fault point", JOB_LIMIT, || {
+        let stat = std::fs::read_to_string(format!("/proc/{old_pid}/stat")).ok()?;
+        let state = stat.rsplit_once(") ")?.1.chars().next()?;
+        (state == 'T').then_some(())
+    });
+    let stopped_at = Instant::now();
+    let metadata_before = c.metadata_files(&job.id);
+    let (new, d) = c.wait_for_new_checkpoint(&job.id, &[old], last);
+    assert_ne!(new, old);
+    let (_, new_session) = c.leader_info().expect("leader-info after the takeover");
+    let resume_at = stopped_at + SESSION_TIMEOUT + Duration::from_secs(1);
+    if let Some(rest) = resume_at.checked_duration_since(Instant::now()) {
+        std::thread::sleep(rest);
+    }
+
+    signal(old_pid, libc::SIGCONT);
+    let log = c.wait_for("the resumed leader to step down", JOB_LIMIT, || {
+        let log = c.log_text("jobmanager", old);
+        log.contains("stepping down").then_some(log)
+    });
+    // The checkpoint it was stopped in, as its log names it.
+    let paused: u64 = log
+        .lines()
+        .find_map(|l| {
+            let rest = l.split_once("checkpoint ")?.1;
+            let (id, rest) = rest.split_once(' ')?;
+            rest.starts_with("not completed").then(|| id.parse().ok())?
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "the resumed leader names the checkpoint it could not complete\n{}",
+                c.log_tail()
+            )
+        });
+    assert!(paused > last && !metadata_before.contains(&paused));
+    let paused_dir = c
+        .dir
+        .path()
+        .join("checkpoints")
+        .join(&job.id)
+        .join(format!("chk-{paused}"));
+    assert!(
+        log.contains(&format!("checkpoint {paused} not completed"))
+            && log.contains(&format!(
+                "deleted the files of checkpoint {paused}, whose registration was refused"
+            )),
+        "the resumed leader's registration of checkpoint {paused} was refused and its files \
+         deleted\n{}",
+        c.log_tail()
+    );
+    assert!(
+        !paused_dir.exists(),
+        "{} is left behind by the deposed leader\n{}",
+        paused_dir.display(),
+        c.log_tail()
+    );
+    let (l, d) = c.wait_for_new_checkpoint(&job.id, &[], latest_completed(&d).unwrap_or(0) + 1);
+    assert_eq!(l, new, "leadership stays with the new leader");
+    for (id, session) in c.checkpoint_pointers(&job.id, latest_completed(&d).unwrap_or(0) + 20) {
+        assert!(
+            session == new_session || (session == old_session && id < paused),
+            "checkpoint pointer {id} was written by session {session} (new leader {new_session})"
+        );
+    }
+    let (_, end) = c.await_end(&job.id);
+    assert_eq!(status(&end), "FINISHED", "{end}\n{}", c.log_tail());
     job.assert_witness_holds(&c);
 }
 
