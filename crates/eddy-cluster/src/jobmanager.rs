@@ -1390,7 +1390,10 @@ impl JobManagerLoop {
                         // definitive (no pointer names this checkpoint), and this leadership
                         // reserved the id alone, so no other JobManager reads or writes
                         // `chk-<id>`: its files (and `_metadata`) go before stepping down, or
-                        // they would outlive the job.
+                        // they would outlive the job. Shared files (incremental RocksDB) stay:
+                        // only the leader's view of the retained checkpoints tells which are
+                        // unreferenced, and this one is no longer the leader.
+                        eddy_core::faultpoint::hit("jm.checkpoint.refused.before-discard");
                         if let Some(dir) = jm.checkpoints_dir() {
                             match CheckpointStorage::new(dir, job).discard(id) {
                                 Ok(()) => tracing::info!(

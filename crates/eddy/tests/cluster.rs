@@ -32,18 +32,6 @@ fn free_port() -> u16 {
     free_ports(1)[0]
 }
 
-/// The fields of a stat(5) file (`/proc/<pid>/stat` or `/proc/<pid>/task/<tid>/stat`) after the
-/// command: index 1 is the parent, 11/12 the user/system ticks, 16 the nice value.
-fn stat_fields(path: &str) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|stat| {
-            let (_, rest) = stat.rsplit_once(')')?;
-            Some(rest.split_whitespace().map(str::to_string).collect())
-        })
-        .unwrap_or_default()
-}
-
 fn parent_of(pid: u32) -> Option<u32> {
     stat_fields(&format!("/proc/{pid}/stat"))
         .get(1)?

@@ -1066,21 +1066,33 @@ fn paused_leader_whose_session_expired_steps_down_without_writing() {
     job.assert_witness_holds(&c);
 }
 
-/// The pause of the test above, placed where a SIGSTOP from outside lands only by chance (it did
-/// in CI): after the leader checked for a stall and before it writes a checkpoint's `_metadata`.
-/// The leader stops itself at the fault point `jm.checkpoint.before-metadata` and stays stopped
-/// past its session timeout while the standby takes over. Resumed, it writes `_metadata` (no
-/// check can close that window), its fenced registration is refused, and it must delete that
-/// checkpoint's files and step down: nothing of it is left for anyone to find.
-#[test]
-fn leader_paused_just_before_writing_metadata_leaves_no_checkpoint_behind() {
+/// A leader stopped (by itself, at the fault point `jm.checkpoint.before-metadata`) just before
+/// it writes a checkpoint's `_metadata`, kept stopped past its session timeout while the standby
+/// took over, then resumed.
+struct ResumedLeader {
+    c: HaCluster,
+    job: Sequence,
+    old: usize,
+    new: usize,
+    old_session: String,
+    new_session: String,
+    /// The newest checkpoint completed before the pause.
+    last: u64,
+    /// `_metadata` files present while it was stopped.
+    metadata_before: BTreeSet<u64>,
+}
+
+/// The pause of `paused_leader_whose_session_expired_steps_down_without_writing`, placed where
+/// a SIGSTOP from outside lands only by chance (it did in CI): after the leader checked for a
+/// stall and before it writes `_metadata`. `also` arms more fault points (or is empty).
+fn resume_leader_paused_before_metadata(name: &str, also: &str) -> ResumedLeader {
     let trigger_dir = tempfile::tempdir().expect("a temp dir");
     let trigger = trigger_dir.path().join("stop");
-    let point = format!(
-        "jm.checkpoint.before-metadata=stop-on-file-{}",
+    let points = format!(
+        "jm.checkpoint.before-metadata=stop-on-file-{}{also}",
         trigger.display()
     );
-    let c = HaCluster::start_with_env("pause-metadata", 2, 2, &[("EDDY_FAULT_POINTS", &point)]);
+    let c = HaCluster::start_with_env(name, 2, 2, &[("EDDY_FAULT_POINTS", &points)]);
     let job = c.submit_sequence(10, 5000, 2500, 2);
     let (old, d) = c.wait_for_new_checkpoint(&job.id, &[], 0);
     let last = latest_completed(&d).expect("a completed checkpoint");
@@ -1089,72 +1101,137 @@ fn leader_paused_just_before_writing_metadata_leaves_no_checkpoint_behind() {
 
     std::fs::write(&trigger, b"").expect("the trigger file");
     c.wait_for("the leader to stop at the fault point", JOB_LIMIT, || {
-        let stat = std::fs::read_to_string(format!("/proc/{old_pid}/stat")).ok()?;
-        let state = stat.rsplit_once(") ")?.1.chars().next()?;
-        (state == 'T').then_some(())
+        (process_state(old_pid)? == "T").then_some(())
     });
     let stopped_at = Instant::now();
     let metadata_before = c.metadata_files(&job.id);
-    let (new, d) = c.wait_for_new_checkpoint(&job.id, &[old], last);
+    let (new, _) = c.wait_for_new_checkpoint(&job.id, &[old], last);
     assert_ne!(new, old);
     let (_, new_session) = c.leader_info().expect("leader-info after the takeover");
     let resume_at = stopped_at + SESSION_TIMEOUT + Duration::from_secs(1);
     if let Some(rest) = resume_at.checked_duration_since(Instant::now()) {
         std::thread::sleep(rest);
     }
-
     signal(old_pid, libc::SIGCONT);
-    let log = c.wait_for("the resumed leader to step down", JOB_LIMIT, || {
-        let log = c.log_text("jobmanager", old);
-        log.contains("stepping down").then_some(log)
-    });
-    // The checkpoint it was stopped in, as its log names it.
-    let paused: u64 = log
-        .lines()
-        .find_map(|l| {
-            let rest = l.split_once("checkpoint ")?.1;
-            let (id, rest) = rest.split_once(' ')?;
-            rest.starts_with("not completed").then(|| id.parse().ok())?
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "the resumed leader names the checkpoint it could not complete\n{}",
-                c.log_tail()
-            )
-        });
-    assert!(paused > last && !metadata_before.contains(&paused));
-    let paused_dir = c
-        .dir
-        .path()
-        .join("checkpoints")
-        .join(&job.id)
-        .join(format!("chk-{paused}"));
+    ResumedLeader {
+        c,
+        job,
+        old,
+        new,
+        old_session,
+        new_session,
+        last,
+        metadata_before,
+    }
+}
+
+impl ResumedLeader {
+    /// Waits until the old leader's log contains `line`; returns the id of the checkpoint whose
+    /// registration it was refused (its log names it) and that checkpoint's directory.
+    fn refused_checkpoint(&self, line: &str) -> (u64, PathBuf) {
+        let log = self.c.wait_for(
+            &format!("the resumed leader to log '{line}'"),
+            JOB_LIMIT,
+            || {
+                let log = self.c.log_text("jobmanager", self.old);
+                log.contains(line).then_some(log)
+            },
+        );
+        let paused: u64 = log
+            .lines()
+            .find_map(|l| {
+                let rest = l.split_once("checkpoint ")?.1;
+                let (id, rest) = rest.split_once(' ')?;
+                rest.starts_with(
+                    "not completed: cannot register the checkpoint in the HA store: fenced",
+                )
+                .then(|| id.parse().ok())?
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "the resumed leader's registration of a checkpoint was refused (fenced)\n{}",
+                    self.c.log_tail()
+                )
+            });
+        assert!(paused > self.last && !self.metadata_before.contains(&paused));
+        let dir = self.c.dir.path().join("checkpoints").join(&self.job.id);
+        (paused, dir.join(format!("chk-{paused}")))
+    }
+
+    /// The new leader keeps leading, only it registered checkpoints from `paused` on, and the
+    /// job finishes with the witness holding.
+    fn assert_new_leader_finishes(&self, paused: u64) {
+        let c = &self.c;
+        let (l, d) = c.wait_for_new_checkpoint(&self.job.id, &[], paused);
+        assert_eq!(l, self.new, "leadership stays with the new leader");
+        let newest = latest_completed(&d).unwrap_or(0);
+        for (id, session) in c.checkpoint_pointers(&self.job.id, newest + 20) {
+            assert!(
+                session == self.new_session || (session == self.old_session && id < paused),
+                "checkpoint pointer {id} was written by session {session} (new leader {})",
+                self.new_session
+            );
+        }
+        let (_, end) = c.await_end(&self.job.id);
+        assert_eq!(status(&end), "FINISHED", "{end}\n{}", c.log_tail());
+        self.job.assert_witness_holds(c);
+    }
+}
+
+/// Resumed, the paused leader writes `_metadata` (no check can close that window), its fenced
+/// registration is refused, and it must delete that checkpoint's files and step down: nothing of
+/// it is left for anyone to find.
+#[test]
+fn leader_paused_just_before_writing_metadata_leaves_no_checkpoint_behind() {
+    let r = resume_leader_paused_before_metadata("pause-metadata", "");
+    let (paused, paused_dir) = r.refused_checkpoint("stepping down");
     assert!(
-        log.contains(&format!("checkpoint {paused} not completed"))
-            && log.contains(&format!(
-                "deleted the files of checkpoint {paused}, whose registration was refused"
-            )),
-        "the resumed leader's registration of checkpoint {paused} was refused and its files \
-         deleted\n{}",
-        c.log_tail()
+        r.c.log_text("jobmanager", r.old).contains(&format!(
+            "deleted the files of checkpoint {paused}, whose registration was refused"
+        )),
+        "the files of the refused checkpoint {paused} are deleted\n{}",
+        r.c.log_tail()
     );
     assert!(
         !paused_dir.exists(),
         "{} is left behind by the deposed leader\n{}",
         paused_dir.display(),
-        c.log_tail()
+        r.c.log_tail()
     );
-    let (l, d) = c.wait_for_new_checkpoint(&job.id, &[], latest_completed(&d).unwrap_or(0) + 1);
-    assert_eq!(l, new, "leadership stays with the new leader");
-    for (id, session) in c.checkpoint_pointers(&job.id, latest_completed(&d).unwrap_or(0) + 20) {
-        assert!(
-            session == new_session || (session == old_session && id < paused),
-            "checkpoint pointer {id} was written by session {session} (new leader {new_session})"
-        );
-    }
-    let (_, end) = c.await_end(&job.id);
-    assert_eq!(status(&end), "FINISHED", "{end}\n{}", c.log_tail());
-    job.assert_witness_holds(&c);
+    r.assert_new_leader_finishes(paused);
+}
+
+/// The same, but the resumed leader crashes between the refused registration and deleting the
+/// files (`jm.checkpoint.refused.before-discard`). Its `chk-<n>/` stays behind (a known leak, as
+/// for any leader that dies in the middle of a checkpoint), and nothing reads it: the new leader
+/// goes on from its own checkpoints and the witness holds.
+#[test]
+fn leader_crashing_after_its_refused_registration_leaves_an_unread_checkpoint() {
+    let r = resume_leader_paused_before_metadata(
+        "pause-metadata-crash",
+        ",jm.checkpoint.refused.before-discard=exit",
+    );
+    let (paused, paused_dir) =
+        r.refused_checkpoint("fault point 'jm.checkpoint.refused.before-discard' reached");
+    let old_pid =
+        r.c.jobmanager_pid(r.old)
+            .expect("the old leader's pid file");
+    r.c.wait_for("the old leader to exit", JOB_LIMIT, || {
+        (!alive(old_pid)).then_some(())
+    });
+    assert!(
+        paused_dir.join("_metadata").exists(),
+        "the crash came after the `_metadata` write and before the delete\n{}",
+        r.c.log_tail()
+    );
+    r.assert_new_leader_finishes(paused);
+    let restored_from_it = format!("restoring from Some({paused})");
+    assert!(
+        !r.c.log_text("jobmanager", r.new)
+            .contains(&restored_from_it),
+        "nothing restores from the unregistered checkpoint {paused}\n{}",
+        r.c.log_tail()
+    );
 }
 
 /// A request that reaches the leader while it is paused (SIGSTOP) beyond its session timeout,

@@ -222,13 +222,27 @@ fn reserve_port(dir: &std::path::Path, port: u16) -> bool {
     true
 }
 
+/// The fields of a stat(5) file (`/proc/<pid>/stat` or `/proc/<pid>/task/<tid>/stat`) after the
+/// command: index 0 is the state, 1 the parent, 11/12 the user/system ticks, 16 the nice value.
+/// Empty if the file cannot be read.
+pub fn stat_fields(path: &str) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|stat| {
+            let (_, rest) = stat.rsplit_once(')')?;
+            Some(rest.split_whitespace().map(str::to_string).collect())
+        })
+        .unwrap_or_default()
+}
+
+/// The state letter of `pid` (`R`, `S`, `T` stopped, `Z` zombie, ...), if it exists.
+pub fn process_state(pid: u32) -> Option<String> {
+    stat_fields(&format!("/proc/{pid}/stat")).into_iter().next()
+}
+
 /// Whether `pid` runs (a stopped process runs; a zombie, exited but not reaped, does not).
 pub fn alive(pid: u32) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    match stat.rsplit_once(')') {
-        Some((_, rest)) => rest.split_whitespace().next() != Some("Z"),
-        None => false,
-    }
+    process_state(pid).is_some_and(|s| s != "Z")
 }
 
 pub fn cmdline(pid: u32) -> String {
